@@ -1,0 +1,1 @@
+"""LangChain integration for tidb-jina (TiDB vector store, Jina / Hugging Face embeddings)."""

@@ -1,0 +1,182 @@
+"""The TiDB path, checked as compiled SQL against the documented syntax (no server here).
+
+reference/protocols.md section 3: VECTOR(D) DDL, vectors as JSON-array text, one
+``ORDER BY VEC_<METRIC>_DISTANCE(...) LIMIT k`` statement per search, upserts as
+``INSERT ... ON DUPLICATE KEY UPDATE`` with ``VALUES()`` (TiDB has no ``AS new`` alias).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+import numpy as np
+import orjson
+import pymysql.converters
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from tidb_jina.store import DistanceMetric, VectorTable
+from tidb_jina.store._schema import build_table
+from tidb_jina.store._types import EncodedText
+
+DIALECT = mysql.pymysql.dialect()
+URL = "mysql+pymysql://root:s3cr3t-pw@127.0.0.1:4000/test"
+
+
+def _sql(statement: sa.ClauseElement) -> str:
+    return " ".join(str(statement.compile(dialect=DIALECT)).split())
+
+
+def _processed_params(statement: sa.ClauseElement) -> dict:
+    """Parameters as the driver receives them (after our bind processors)."""
+    compiled = statement.compile(dialect=DIALECT)
+    params = compiled.construct_params()
+    processors = compiled._bind_processors
+    return {k: processors[k](v) if k in processors else v for k, v in params.items()}
+
+
+@pytest.fixture
+def table() -> VectorTable:
+    return VectorTable(URL, table_name="docs", dimension=3)
+
+
+def test_create_table_matches_peer_schema_with_wider_id():
+    ddl = _sql(sa.schema.CreateTable(build_table("docs", 768, "mysql"), if_not_exists=True))
+    assert ddl == (
+        "CREATE TABLE IF NOT EXISTS docs ( id VARCHAR(512) NOT NULL, "
+        "embedding VECTOR(768) NOT NULL, document MEDIUMTEXT, meta JSON, "
+        "create_time DATETIME DEFAULT CURRENT_TIMESTAMP, "
+        "update_time DATETIME DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "
+        "PRIMARY KEY (id) )"
+    )
+    assert "hnsw(distance" not in ddl, "the 2024 beta index comment builds no index today"
+
+
+def test_upsert_is_insert_on_duplicate_key_update_with_values(table):
+    stmt = table._upsert_statement(build_table("docs", 3, "mysql"))
+    assert _sql(stmt) == (
+        "INSERT INTO docs (id, embedding, document, meta) VALUES (%s, %s, %s, %s) "
+        "ON DUPLICATE KEY UPDATE embedding = VALUES(embedding), document = VALUES(document), "
+        "meta = VALUES(meta)"
+    )
+
+
+def test_rows_are_sent_as_json_array_text_of_float32(table):
+    vectors = np.array([[0.1, -2.5e-5, 3.0], [1e-30, 3.4e38, 0.0]], dtype=np.float64)
+    rows = table._encode_rows(
+        vectors.astype(np.float32), ["a", "b"], ["doc", None], ['{"k":1}', "{}"], [0, 1]
+    )
+    assert [r["embedding"] for r in rows] == ["[0.1,-0.000025,3.0]", "[1e-30,3.4e+38,0.0]"]
+    assert all(isinstance(r["embedding"], EncodedText) for r in rows)
+    for row, vector in zip(rows, vectors.astype(np.float32), strict=True):
+        parsed = np.array(orjson.loads(str(row["embedding"])), dtype=np.float64).astype(np.float32)
+        assert np.array_equal(parsed, vector), "float32 values must round-trip exactly"
+        literal = pymysql.converters.escape_item(row["embedding"], "utf8mb4")
+        assert re.fullmatch(r"'\[[-+0-9.e,]+\]'", literal), literal
+
+
+def test_numpy_float64_values_never_reach_sql_as_repr(table):
+    stmt = sa.select(sa.literal(1)).where(
+        table.search_statement(build_table("docs", 3, "mysql"), [np.float64(0.5)] * 3, 1).exists()
+    )
+    params = _processed_params(stmt)
+    vector_text = next(v for v in params.values() if isinstance(v, str) and v.startswith("["))
+    assert vector_text == "[0.5,0.5,0.5]"
+    assert "np.float64" not in vector_text
+
+
+@pytest.mark.parametrize(
+    ("metric", "function"),
+    [
+        ("cosine", "VEC_COSINE_DISTANCE"),
+        ("l2", "VEC_L2_DISTANCE"),
+        ("inner_product", "VEC_NEGATIVE_INNER_PRODUCT"),
+        ("l1", "VEC_L1_DISTANCE"),
+    ],
+)
+def test_search_is_one_statement_ordered_by_the_tables_metric(metric, function):
+    store = VectorTable(URL, table_name="docs", metric=metric)
+    stmt = store.search_statement(build_table("docs", 3, "mysql"), np.ones(3, np.float32), 10)
+    assert _sql(stmt) == (
+        f"SELECT docs.id, docs.document, docs.meta, {function}(docs.embedding, %s) AS distance "
+        "FROM docs ORDER BY distance LIMIT %s"
+    )
+    params = _processed_params(stmt)
+    assert list(params.values()) == ["[1.0,1.0,1.0]", 10]
+
+
+def test_search_fetches_the_vector_column_only_when_asked(table):
+    t = build_table("docs", 3, "mysql")
+    assert "docs.embedding AS" not in _sql(table.search_statement(t, np.ones(3), 5))
+    assert "docs.embedding, VEC_" in _sql(
+        table.search_statement(t, np.ones(3), 5, include_embeddings=True)
+    )
+
+
+def test_search_with_filter_and_threshold(table):
+    t = build_table("docs", 3, "mysql")
+    from tidb_jina.store._filters import compile_filter
+
+    where = compile_filter({"lang": "en"}, t.c.meta, "mysql")
+    sql = _sql(table.search_statement(t, np.ones(3), 5, where, max_distance=0.3))
+    assert sql.startswith("SELECT candidates.id, candidates.document, candidates.meta, ")
+    assert "VEC_COSINE_DISTANCE(docs.embedding, %s) AS distance FROM docs WHERE " in sql
+    assert "JSON_EXTRACT(docs.meta, %s)" in sql
+    assert "ORDER BY distance LIMIT %s) AS candidates WHERE candidates.distance <= %s" in sql
+    assert sql.endswith("ORDER BY candidates.distance")
+    assert not re.search(r"['\"]en['\"]", sql), "no value is pasted into the SQL"
+    params = _processed_params(table.search_statement(t, np.ones(3), 5, where)).values()
+    assert any("en" in str(p) for p in params), "the value travels as a bound parameter"
+
+
+def test_metric_enum_carries_sql_function_and_indexability():
+    assert DistanceMetric.COSINE.sql_function == "VEC_COSINE_DISTANCE"
+    assert DistanceMetric.L2.indexable and DistanceMetric.COSINE.indexable
+    assert not DistanceMetric.INNER_PRODUCT.indexable and not DistanceMetric.L1.indexable
+    assert DistanceMetric.parse("EUCLIDEAN") is DistanceMetric.L2
+    assert DistanceMetric.parse("max_inner_product") is DistanceMetric.INNER_PRODUCT
+
+
+def test_tidb_engine_defaults(table):
+    url = table.engine.url
+    assert url.drivername == "mysql+pymysql"
+    assert url.query["charset"] == "utf8mb4"
+    assert table.engine.pool._recycle == 300
+    assert table.engine.pool._pre_ping is True
+    plain = VectorTable("mysql://u:p@10.0.0.1:4000/db")
+    assert plain.engine.url.drivername == "mysql+pymysql"
+
+
+def test_tidb_cloud_hosts_get_verified_tls():
+    cloud = VectorTable("mysql://x.root:pw@gateway01.us-west-2.prod.aws.tidbcloud.com:4000/test")
+    kwargs = _connect_kwargs(cloud.engine)
+    ctx = kwargs["ssl"]
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    local = VectorTable("mysql://root@127.0.0.1:4000/test")
+    assert "ssl" not in _connect_kwargs(local.engine)
+
+
+def _connect_kwargs(engine: sa.Engine) -> dict:
+    """The keyword arguments the engine will pass to pymysql.connect()."""
+    captured = {}
+
+    def fake_connect(*args, **kwargs):
+        captured.update(kwargs)
+        raise RuntimeError("stop")
+
+    original = engine.dialect.loaded_dbapi.connect
+    engine.dialect.loaded_dbapi.connect = fake_connect
+    try:
+        with pytest.raises(Exception, match="stop"):
+            engine.connect()
+    finally:
+        engine.dialect.loaded_dbapi.connect = original
+    return captured
+
+
+def test_repr_and_errors_never_show_the_password(table):
+    assert "s3cr3t-pw" not in repr(table)
+    assert "s3cr3t-pw" not in str(table.engine.url)

@@ -1,0 +1,168 @@
+"""Engines: TiDB over ``mysql+pymysql`` and the embedded SQLite engine.
+
+``connect()`` turns what the user gave (a URL, an existing ``Engine``, or nothing and
+``TIDB_DATABASE_URL`` in the environment) into an engine set up for this package. It does
+no I/O: SQLAlchemy connects on first use.
+
+TiDB: a plain ``mysql://`` URL gets the PyMySQL driver; connections are recycled after
+300 s and pinged before use (TiDB Cloud closes idle connections), ``utf8mb4`` is the
+charset, and TiDB Cloud hosts get verified TLS against the system CA store (Cloud
+accepts only TLS).
+
+Embedded: file databases use WAL and a busy timeout; every transaction starts with an
+explicit ``BEGIN`` (``BEGIN IMMEDIATE`` for writes, so two writers queue on the busy
+timeout instead of failing on a lock upgrade). ``sqlite://`` (in memory) lives in one
+connection shared by all threads, so it is used under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+import threading
+import weakref
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from tidb_jina._errors import ConfigurationError
+from tidb_jina.store import _sqlite
+
+logger = logging.getLogger("tidb_jina")
+
+ENV_DATABASE_URL = "TIDB_DATABASE_URL"
+POOL_RECYCLE_S = 300
+WRITE_OPTION = "tidb_jina_write"
+
+_TIDB_CLOUD_HOST = re.compile(r"(^|\.)tidbcloud\.com$", re.IGNORECASE)
+_MEMORY_LOCKS: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_NO_URL_HELP = (
+    "no database given: pass connection='mysql+pymysql://USER:PASSWORD@HOST:4000/DB' for "
+    "TiDB, or 'sqlite:///vectors.db' for the embedded engine, or set the "
+    f"{ENV_DATABASE_URL} environment variable"
+)
+
+
+def connect(
+    connection: str | URL | sa.Engine | None = None,
+    *,
+    engine_args: Mapping[str, Any] | None = None,
+) -> sa.Engine:
+    """Return an engine for ``connection`` (URL or Engine) or ``$TIDB_DATABASE_URL``."""
+    if isinstance(connection, sa.Engine):
+        if engine_args:
+            raise ConfigurationError(
+                "engine_args cannot be applied to an existing Engine; pass a URL instead, "
+                "or create the Engine with those arguments yourself"
+            )
+        check_dialect(connection.dialect.name)
+        if connection.dialect.name == "sqlite":
+            _instrument_sqlite(connection, file_backed=_sqlite_file_backed(connection.url))
+        return connection
+    if connection is None or (isinstance(connection, str) and not connection.strip()):
+        connection = os.environ.get(ENV_DATABASE_URL) or None
+        if connection is None:
+            raise ConfigurationError(_NO_URL_HELP)
+    try:
+        url = make_url(connection)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"cannot parse the connection URL ({exc.__class__.__name__}); expected "
+            "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'"
+        ) from None
+    backend = url.get_backend_name()
+    check_dialect(backend)
+    if backend == "mysql":
+        return _tidb_engine(url, dict(engine_args or {}))
+    return _sqlite_engine(url, dict(engine_args or {}))
+
+
+def check_dialect(name: str) -> None:
+    if name not in ("mysql", "sqlite"):
+        raise ConfigurationError(
+            f"unsupported database {name!r}: use a TiDB URL 'mysql+pymysql://...' or the "
+            "embedded engine 'sqlite:///path.db'"
+        )
+
+
+def is_tidb_cloud_host(host: str | None) -> bool:
+    return bool(host) and bool(_TIDB_CLOUD_HOST.search(host or ""))
+
+
+def _tidb_engine(url: URL, args: dict[str, Any]) -> sa.Engine:
+    if url.drivername == "mysql":
+        url = url.set(drivername="mysql+pymysql")
+    if "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    args.setdefault("pool_recycle", POOL_RECYCLE_S)
+    args.setdefault("pool_pre_ping", True)
+    connect_args = dict(args.pop("connect_args", {}) or {})
+    tls_in_url = any(k.startswith("ssl") for k in url.query)
+    if is_tidb_cloud_host(url.host) and "ssl" not in connect_args and not tls_in_url:
+        # TiDB Cloud accepts only TLS; verify the certificate and host name.
+        connect_args["ssl"] = ssl.create_default_context()
+    if connect_args:
+        args["connect_args"] = connect_args
+    return sa.create_engine(url, **args)
+
+
+def _sqlite_file_backed(url: URL) -> bool:
+    database = url.database or ""
+    return (
+        database not in ("", ":memory:")
+        and "mode=memory" not in database
+        and (url.query.get("mode") != "memory")
+    )
+
+
+def _sqlite_engine(url: URL, args: dict[str, Any]) -> sa.Engine:
+    file_backed = _sqlite_file_backed(url)
+    connect_args = dict(args.pop("connect_args", {}) or {})
+    connect_args.setdefault("check_same_thread", False)
+    if not file_backed:
+        args.setdefault("poolclass", StaticPool)
+    engine = sa.create_engine(url, connect_args=connect_args, **args)
+    _instrument_sqlite(engine, file_backed=file_backed)
+    return engine
+
+
+def _instrument_sqlite(engine: sa.Engine, *, file_backed: bool) -> None:
+    if getattr(engine, "_tidb_jina_instrumented", False):
+        return
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if not record.info.get("tidb_jina"):
+            _sqlite.configure_connection(dbapi_connection, file_backed=file_backed)
+            # Take transaction control away from the sqlite3 module: we emit BEGIN.
+            dbapi_connection.isolation_level = None
+            record.info["tidb_jina"] = True
+
+    def on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "begin", on_begin)
+    if not file_backed:
+        _MEMORY_LOCKS[engine] = threading.RLock()
+    engine._tidb_jina_instrumented = True  # type: ignore[attr-defined]
+
+
+def engine_lock(engine: sa.Engine) -> AbstractContextManager[Any]:
+    """The lock that serializes use of a shared in-memory SQLite connection (else no-op)."""
+    return _MEMORY_LOCKS.get(engine) or nullcontext()
+
+
+def describe(engine: sa.Engine) -> str:
+    """A password-free description of where the engine points, for messages."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"embedded database {url.database or ':memory:'}"
+    return f"TiDB at {url.host}:{url.port or 4000}/{url.database or ''}"

@@ -1,0 +1,35 @@
+"""Plain result objects returned by the vector table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored row. ``embedding`` is set only when it was asked for."""
+
+    id: str
+    document: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One search hit: the row, its raw ``distance`` and a relevance ``score`` in [0, 1].
+
+    ``distance`` is what TiDB's ``VEC_*_DISTANCE`` function returns for the table's
+    metric (smaller is closer); ``score`` is defined per metric in
+    :mod:`tidb_jina.store._metrics` (larger is more relevant).
+    """
+
+    id: str
+    document: str | None
+    metadata: dict[str, Any]
+    distance: float
+    score: float
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)

@@ -1,0 +1,95 @@
+"""Set-up of the embedded engine's SQLite connections.
+
+The embedded engine must give the same answers as TiDB, so each new connection gets:
+
+* ``case_sensitive_like``: TiDB compares JSON strings with a binary collation, so
+  ``$like`` is case-sensitive there; SQLite's LIKE is case-insensitive by default.
+* a Unicode-aware ``lower()``: SQLite's built-in only folds ASCII; TiDB folds all of
+  Unicode, which ``$ilike`` relies on.
+* the TiDB vector functions (``VEC_COSINE_DISTANCE`` ...) over float32 BLOBs, so SQL
+  written for TiDB reads the same here. Searches do not call them row by row (the table
+  scores candidates with NumPy); they are for ad-hoc SQL and cross-checks.
+* WAL and a busy timeout on file databases, so readers never block writers and two
+  processes writing one file wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from tidb_jina.store import _vector
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _blob_or_text(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, memoryview)):
+        return _vector.decode_blob(value)
+    return _vector.decode_text(value)
+
+
+def _distance(fn: Any) -> Any:
+    def udf(a: Any, b: Any) -> float | None:
+        x, y = _blob_or_text(a), _blob_or_text(b)
+        if x is None or y is None:
+            return None
+        if x.shape != y.shape:
+            raise ValueError(f"vectors have different dimensions: {x.shape[0]} and {y.shape[0]}")
+        return float(fn(x.astype(np.float64), y.astype(np.float64)))
+
+    return udf
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> float:
+    denom = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return 1.0 - (float(x @ y) / denom if denom else 0.0)
+
+
+_FUNCTIONS = {
+    "VEC_COSINE_DISTANCE": _distance(_cosine),
+    "VEC_L2_DISTANCE": _distance(lambda x, y: np.linalg.norm(x - y)),
+    "VEC_NEGATIVE_INNER_PRODUCT": _distance(lambda x, y: -(x @ y)),
+    "VEC_L1_DISTANCE": _distance(lambda x, y: np.abs(x - y).sum()),
+}
+
+
+def _vec_dims(value: Any) -> int | None:
+    v = _blob_or_text(value)
+    return None if v is None else int(v.shape[0])
+
+
+def _vec_as_text(value: Any) -> str | None:
+    v = _blob_or_text(value)
+    return None if v is None else _vector.encode_text(v)
+
+
+def _vec_from_text(value: Any) -> bytes | None:
+    return None if value is None else _vector.encode_blob(_vector.decode_text(value))
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def configure_connection(dbapi_connection: sqlite3.Connection, *, file_backed: bool) -> None:
+    """Prepare one new SQLite connection (called from SQLAlchemy's ``connect`` event)."""
+    for name, fn in _FUNCTIONS.items():
+        dbapi_connection.create_function(name, 2, fn, deterministic=True)
+    dbapi_connection.create_function("VEC_DIMS", 1, _vec_dims, deterministic=True)
+    dbapi_connection.create_function("VEC_AS_TEXT", 1, _vec_as_text, deterministic=True)
+    dbapi_connection.create_function("VEC_FROM_TEXT", 1, _vec_from_text, deterministic=True)
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA case_sensitive_like = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        if file_backed:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()

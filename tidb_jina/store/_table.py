@@ -1,0 +1,728 @@
+"""``VectorTable``: one vector table on TiDB or the embedded engine.
+
+Life cycle: the constructor does no I/O. The table's shape is read on first use;
+the table is created on first write (``CREATE TABLE IF NOT EXISTS``), with its dimension
+taken from ``dimension=`` or the first vectors written.
+
+Writes are validated completely before the first statement is sent (ids, vectors,
+documents, metadata, row sizes), then sent as upserts in batches bounded by row count
+and bytes, one transaction per batch. So bad input never leaves a half-written table,
+and a failure mid-way (network, crash) leaves only whole batches behind; re-running the
+same upsert completes the set without duplicates. Within one call, a repeated id keeps
+its last occurrence.
+
+Searches: on TiDB, exactly one statement
+``SELECT id, document, meta, VEC_<METRIC>_DISTANCE(embedding, :q) AS distance ... ORDER
+BY distance LIMIT :k``. On the embedded engine, the candidate vectors (after the metadata
+filter, in SQL) are scored with NumPy in one matrix-vector product, and the k winners'
+rows are read back in the same read transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from tidb_jina._errors import (
+    ConfigurationError,
+    DatabaseError,
+    DimensionMismatchError,
+    InvalidIdentifierError,
+    InvalidInputError,
+    RecordTooLargeError,
+    SchemaError,
+    TiDBJinaError,
+)
+from tidb_jina._maths import maximal_marginal_relevance
+from tidb_jina.store import _vector
+from tidb_jina.store._engine import WRITE_OPTION, connect, describe, engine_lock
+from tidb_jina.store._filters import check_metadata_key, compile_filter, validate_filter
+from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._results import Record, SearchResult
+from tidb_jina.store._schema import (
+    ID_LENGTH,
+    TableShape,
+    build_table,
+    check_table_name,
+    read_shape,
+)
+from tidb_jina.store._types import EncodedBlob, EncodedText, dumps_metadata
+
+DEFAULT_TABLE_NAME = "tidb_jina_vectors"
+# TiDB: 100-500 rows per multi-row INSERT keeps statements far below max_allowed_packet
+# and TiDB Cloud Starter's historical 10 MiB transaction cap (reference 3.11).
+DEFAULT_TIDB_BATCH_ROWS = 500
+DEFAULT_TIDB_BATCH_BYTES = 4 * 1024 * 1024
+# Embedded: larger transactions amortise the WAL commit.
+DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
+DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
+# TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
+MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
+_IN_CHUNK = 900  # below SQLite's oldest bound-parameter limit (999)
+
+
+class VectorTable:
+    """A table of ``(id, embedding, document, meta)`` rows with vector search.
+
+    Args:
+        connection: ``mysql+pymysql://...`` (or ``mysql://``) for TiDB,
+            ``sqlite:///path.db`` / ``sqlite://`` for the embedded engine, or an existing
+            SQLAlchemy ``Engine``. When omitted, ``$TIDB_DATABASE_URL`` is used; with
+            neither, ``ConfigurationError`` (never a silent throwaway store).
+        table_name: ASCII letters, digits and underscores.
+        dimension: the vector dimension. Optional: an existing table's dimension is read
+            (and checked against this), a new table takes the first vectors' length.
+        metric: ``"cosine"`` (default), ``"l2"``, ``"inner_product"`` or ``"l1"``.
+        engine_args: extra ``sqlalchemy.create_engine`` arguments (URL only).
+        drop_existing: drop the table before first use.
+        batch_rows, batch_bytes: upper bounds of one upsert batch (one transaction).
+    """
+
+    def __init__(
+        self,
+        connection: str | sa.URL | sa.Engine | None = None,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        dimension: int | None = None,
+        metric: DistanceMetric | str = DistanceMetric.COSINE,
+        engine_args: Mapping[str, Any] | None = None,
+        drop_existing: bool = False,
+        batch_rows: int | None = None,
+        batch_bytes: int | None = None,
+    ) -> None:
+        self.table_name = check_table_name(table_name)
+        self.metric = DistanceMetric.parse(metric)
+        self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
+        self.engine = connect(connection, engine_args=engine_args)
+        self.is_tidb = self.engine.dialect.name == "mysql"
+        self.batch_rows = _positive(
+            batch_rows
+            or (DEFAULT_TIDB_BATCH_ROWS if self.is_tidb else DEFAULT_EMBEDDED_BATCH_ROWS),
+            "batch_rows",
+        )
+        self.batch_bytes = _positive(
+            batch_bytes
+            or (DEFAULT_TIDB_BATCH_BYTES if self.is_tidb else DEFAULT_EMBEDDED_BATCH_BYTES),
+            "batch_bytes",
+        )
+        self._drop_pending = drop_existing
+        self._loaded = False
+        self._shape: TableShape | None = None
+        self._table: sa.Table | None = None
+        self._setup_lock = threading.RLock()
+        self._engine_lock = engine_lock(self.engine)
+
+    def __repr__(self) -> str:
+        return (
+            f"VectorTable(table_name={self.table_name!r}, metric={self.metric.value!r}, "
+            f"dimension={self._declared_dimension or (self._shape and self._shape.dimension)!r}, "
+            f"database={describe(self.engine)!r})"
+        )
+
+    # --- schema ----------------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int | None:
+        """The vector dimension: declared, or read from the table (None if unknown yet)."""
+        if self._declared_dimension is not None:
+            return self._declared_dimension
+        self._load()
+        return self._shape.dimension if self._shape else None
+
+    @property
+    def table(self) -> sa.Table | None:
+        """The SQLAlchemy ``Table`` (None while the table does not exist)."""
+        return self._load()
+
+    def exists(self) -> bool:
+        return self._load() is not None
+
+    def create(self, dimension: int | None = None) -> None:
+        """Create the table now if it does not exist (normally it is created lazily)."""
+        dim = dimension if dimension is not None else self._declared_dimension
+        if dim is None and not self.exists():
+            raise ConfigurationError(
+                f"cannot create table {self.table_name!r} without a dimension: pass "
+                "dimension=... (the embedding model's output size)"
+            )
+        if self._load() is None:
+            self._create(_vector.check_dimension(dim))  # type: ignore[arg-type]
+        elif dim is not None:
+            self._check_dimension(dim)
+
+    def drop(self) -> None:
+        """Drop the table and everything in it (no error if it does not exist)."""
+        table = build_table(self.table_name, None, self.engine.dialect.name)
+        with self._setup_lock, self._write() as conn:
+            table.drop(conn, checkfirst=True)
+            self._drop_pending = False
+            self._reset()
+
+    def _reset(self) -> None:
+        self._loaded, self._shape, self._table = False, None, None
+
+    def _load(self) -> sa.Table | None:
+        if self._loaded:
+            return self._table
+        with self._setup_lock:
+            if self._loaded:
+                return self._table
+            if self._drop_pending:
+                self.drop()
+            with self._read() as conn:
+                shape = read_shape(conn, self.table_name)
+            self._adopt(shape)
+            return self._table
+
+    def _adopt(self, shape: TableShape | None) -> None:
+        if shape is not None:
+            if (
+                self._declared_dimension is not None
+                and shape.dimension is not None
+                and shape.dimension != self._declared_dimension
+            ):
+                raise DimensionMismatchError(
+                    f"table {self.table_name!r} has VECTOR({shape.dimension}) but "
+                    f"dimension={self._declared_dimension} was given; use a model with "
+                    f"{shape.dimension} dimensions, or a new table_name"
+                )
+            self._table = build_table(
+                self.table_name,
+                shape.dimension,
+                self.engine.dialect.name,
+                id_length=shape.id_length,
+            )
+        self._shape = shape
+        self._loaded = True
+
+    def _create(self, dimension: int) -> sa.Table:
+        with self._setup_lock:
+            if self._table is not None:
+                return self._table
+            table = build_table(self.table_name, dimension, self.engine.dialect.name)
+            with self._write() as conn:
+                conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+                shape = read_shape(conn, self.table_name)
+            # Someone else may have created it first with another dimension.
+            self._adopt(shape)
+            self._check_dimension(dimension)
+            assert self._table is not None
+            return self._table
+
+    def _check_dimension(self, dimension: int) -> None:
+        table_dim = self._shape.dimension if self._shape else None
+        if table_dim is not None and table_dim != dimension:
+            raise DimensionMismatchError(
+                f"table {self.table_name!r} has VECTOR({table_dim}) but the vectors have "
+                f"{dimension} dimensions; use a model with {table_dim} dimensions (e.g. "
+                f"dimensions={table_dim} for Jina v3+) or a new table_name"
+            )
+
+    # --- connections -----------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._engine_lock, self._translate(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._engine_lock, self._translate(), self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except TiDBJinaError:
+            raise
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise DatabaseError(
+                f"{describe(self.engine)} failed: {_orig(exc)}. Check that the server is "
+                "reachable and the URL, user and password are right"
+            ) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"{describe(self.engine)} refused a statement on table "
+                f"{self.table_name!r}: {_orig(exc)}"
+            ) from exc
+
+    # --- writes ----------------------------------------------------------------------
+
+    def upsert(
+        self,
+        embeddings: Iterable[Any],
+        *,
+        ids: Iterable[str] | None = None,
+        documents: Iterable[str | None] | None = None,
+        metadatas: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Insert rows, replacing rows whose id exists. Returns the ids in input order.
+
+        Missing ids are generated (UUID4). Everything is validated before anything is
+        written; rows are sent in batches, one transaction each.
+        """
+        if self._declared_dimension is None:
+            self._load()
+        matrix = _vector.as_matrix(embeddings, self.dimension)
+        n = len(matrix)
+        id_list = self._prepare_ids(ids, n)
+        doc_list = _prepare_documents(documents, n)
+        meta_list = _prepare_metadatas(metadatas, n)
+        if n == 0:
+            return []
+        keep = _last_occurrences(id_list)
+        rows = self._encode_rows(matrix, id_list, doc_list, meta_list, keep)
+        table = self._table if self._table is not None else self._create(matrix.shape[1])
+        self._check_dimension(matrix.shape[1])
+        statement = self._upsert_statement(table)
+        for batch in self._batches(rows):
+            with self._write() as conn:
+                conn.execute(statement, batch)
+        return id_list
+
+    def _prepare_ids(self, ids: Iterable[str] | None, n: int) -> list[str]:
+        if ids is None:
+            return [str(uuid.uuid4()) for _ in range(n)]
+        id_list = list(ids)
+        if len(id_list) != n:
+            raise InvalidInputError(
+                f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
+            )
+        limit = self._shape.id_length if self._shape else ID_LENGTH
+        for i, value in enumerate(id_list):
+            if not isinstance(value, str) or not value:
+                raise InvalidInputError(
+                    f"id {i} is {value!r}: ids must be non-empty strings (use str(...) for "
+                    "numbers or UUIDs)"
+                )
+            if "\x00" in value:
+                raise InvalidIdentifierError(f"id {i} contains a NUL character")
+            if limit is not None and len(value) > limit:
+                raise InvalidInputError(
+                    f"id {value[:40]!r}... is {len(value)} characters but table "
+                    f"{self.table_name!r} stores ids of at most {limit}; use shorter ids "
+                    "(e.g. a hash) or a new table"
+                )
+        return id_list
+
+    def _encode_rows(
+        self,
+        matrix: np.ndarray,
+        ids: list[str],
+        documents: list[str | None],
+        metas: list[str],
+        keep: list[int],
+    ) -> list[dict[str, Any]]:
+        if self.is_tidb:
+            vectors: list[Any] = [EncodedText(v) for v in _vector.encode_text_rows(matrix[keep])]
+        else:
+            vectors = [EncodedBlob(v) for v in _vector.encode_blob_rows(matrix[keep])]
+        stored_vector = 4 * matrix.shape[1] + 4
+        rows = []
+        for vector, i in zip(vectors, keep, strict=True):
+            doc = documents[i]
+            size = len(ids[i]) + len(metas[i]) + (len(doc.encode()) if doc else 0)
+            if size + stored_vector > MAX_ROW_BYTES:
+                raise RecordTooLargeError(
+                    f"record {ids[i][:40]!r} is {(size + stored_vector) / 2**20:.1f} MiB; TiDB "
+                    "stores at most 6 MiB per row: split the document into smaller chunks"
+                )
+            rows.append(
+                {
+                    "id": ids[i],
+                    "embedding": vector,
+                    "document": doc,
+                    "meta": metas[i],
+                    "_bytes": size + len(vector),
+                }
+            )
+        return rows
+
+    def _batches(self, rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for row in rows:
+            row_bytes = row.pop("_bytes")
+            if batch and (len(batch) >= self.batch_rows or size + row_bytes > self.batch_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(row)
+            size += row_bytes
+        if batch:
+            yield batch
+
+    def _upsert_statement(self, table: sa.Table) -> sa.Executable:
+        values = {c: sa.bindparam(c) for c in ("id", "embedding", "document", "meta")}
+        if self.is_tidb:
+            stmt = mysql_dialect.insert(table).values(values)
+            return stmt.on_duplicate_key_update(
+                embedding=stmt.inserted.embedding,
+                document=stmt.inserted.document,
+                meta=stmt.inserted.meta,
+            )
+        stmt = sqlite_dialect.insert(table).values(values)
+        updates: dict[str, Any] = {
+            "embedding": stmt.excluded.embedding,
+            "document": stmt.excluded.document,
+            "meta": stmt.excluded.meta,
+        }
+        if self._shape is None or self._shape.has_update_time:
+            updates["update_time"] = sa.func.current_timestamp()
+        return stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+
+    def delete(
+        self, ids: Iterable[str] | None = None, *, filter: Mapping[str, Any] | None = None
+    ) -> int:
+        """Delete rows by id and/or metadata filter; returns how many were deleted.
+
+        Both empty is an error: deleting every row needs an explicit :meth:`clear`.
+        Ids that do not exist are ignored.
+        """
+        id_list = None if ids is None else _unique(ids)
+        if id_list is None and not filter:
+            raise InvalidInputError(
+                "delete() needs ids or a filter; to delete every row call clear()"
+            )
+        validate_filter(filter)
+        table = self._load()
+        if table is None or id_list == []:
+            return 0
+        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        deleted = 0
+        with self._write() as conn:
+            if id_list is None:
+                return int(conn.execute(sa.delete(table).where(where)).rowcount)
+            for chunk in _chunks(id_list, _IN_CHUNK):
+                stmt = sa.delete(table).where(table.c.id.in_(chunk))
+                if where is not None:
+                    stmt = stmt.where(where)
+                deleted += int(conn.execute(stmt).rowcount)
+        return deleted
+
+    def clear(self) -> int:
+        """Delete every row (the table stays). Returns how many were deleted."""
+        table = self._load()
+        if table is None:
+            return 0
+        with self._write() as conn:
+            return int(conn.execute(sa.delete(table)).rowcount)
+
+    # --- reads -----------------------------------------------------------------------
+
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        validate_filter(filter)
+        table = self._load()
+        if table is None:
+            return 0
+        stmt = sa.select(sa.func.count()).select_from(table)
+        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        if where is not None:
+            stmt = stmt.where(where)
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def get(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        include_embeddings: bool = False,
+    ) -> list[Record]:
+        """Rows by id (in the order given; missing ids are skipped) and/or filter."""
+        validate_filter(filter)
+        id_list = None if ids is None else _unique(ids)
+        table = self._load()
+        if table is None or id_list == []:
+            return []
+        columns = [table.c.id, table.c.document, table.c.meta]
+        if include_embeddings:
+            columns.append(table.c.embedding)
+        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        base = sa.select(*columns)
+        if where is not None:
+            base = base.where(where)
+        with self._read() as conn:
+            if id_list is None:
+                stmt = base.order_by(table.c.id)
+                if limit is not None:
+                    stmt = stmt.limit(_positive(limit, "limit"))
+                rows = conn.execute(stmt).all()
+            else:
+                found = {}
+                for chunk in _chunks(id_list, _IN_CHUNK):
+                    for row in conn.execute(base.where(table.c.id.in_(chunk))):
+                        found[row[0]] = row
+                rows = [found[i] for i in id_list if i in found][:limit]
+        return [_record(row, include_embeddings) for row in rows]
+
+    def search(
+        self,
+        vector: Any,
+        *,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+    ) -> list[SearchResult]:
+        """The ``k`` nearest rows to ``vector`` by the table's metric, nearest first.
+
+        ``filter`` is a metadata filter (see :mod:`tidb_jina.store._filters`);
+        ``max_distance`` drops rows farther than it.
+        """
+        k = _positive(k, "k")
+        validate_filter(filter)
+        if self._declared_dimension is None:
+            self._load()
+        query = _vector.as_vector(vector, self.dimension)
+        table = self._load()
+        if table is None:
+            return []
+        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        if self.is_tidb:
+            return self._search_sql(table, query, k, where, max_distance, include_embeddings)
+        return self._search_embedded(table, query, k, where, max_distance, include_embeddings)
+
+    def search_statement(
+        self,
+        table: sa.Table,
+        query: np.ndarray,
+        k: int,
+        where: sa.ColumnElement[bool] | None = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+    ) -> sa.Select[Any]:
+        """The single TiDB search statement (public so tests and users can inspect it)."""
+        distance = table.c.embedding.distance(self.metric, query).label("distance")
+        columns = [table.c.id, table.c.document, table.c.meta]
+        if include_embeddings:
+            columns.append(table.c.embedding)
+        stmt = sa.select(*columns, distance)
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(distance).limit(k)
+        if max_distance is not None:
+            inner = stmt.subquery("candidates")
+            stmt = (
+                sa.select(*inner.c)
+                .where(inner.c.distance <= float(max_distance))
+                .order_by(inner.c.distance)
+            )
+        return stmt
+
+    def _search_sql(
+        self,
+        table: sa.Table,
+        query: np.ndarray,
+        k: int,
+        where: sa.ColumnElement[bool] | None,
+        max_distance: float | None,
+        include_embeddings: bool,
+    ) -> list[SearchResult]:
+        stmt = self.search_statement(table, query, k, where, max_distance, include_embeddings)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [self._result(row, include_embeddings) for row in rows]
+
+    def _search_embedded(
+        self,
+        table: sa.Table,
+        query: np.ndarray,
+        k: int,
+        where: sa.ColumnElement[bool] | None,
+        max_distance: float | None,
+        include_embeddings: bool,
+    ) -> list[SearchResult]:
+        rowid = sa.literal_column("rowid", sa.Integer)
+        candidates = sa.select(rowid, sa.type_coerce(table.c.embedding, sa.LargeBinary))
+        if where is not None:
+            candidates = candidates.where(where)
+        with self._read() as conn:
+            rows = conn.execute(candidates).all()
+            if not rows:
+                return []
+            rowid_tuple, blobs = zip(*rows, strict=True)
+            rowids = np.array(rowid_tuple, dtype=np.int64)
+            matrix = self._decode_candidates(blobs, query.shape[0])
+            distances = self.metric.distances(matrix, query)
+            chosen = _nearest(distances, rowids, k, max_distance)
+            if chosen.size == 0:
+                return []
+            columns = [rowid, table.c.id, table.c.document, table.c.meta]
+            fetched = {}
+            for chunk in _chunks(rowids[chosen].tolist(), _IN_CHUNK):
+                for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
+                    fetched[row[0]] = row
+        results = []
+        for i in chosen:
+            row = fetched[int(rowids[i])]
+            distance = float(distances[i])
+            results.append(
+                SearchResult(
+                    id=row[1],
+                    document=row[2],
+                    metadata=row[3] or {},
+                    distance=distance,
+                    score=self.metric.score(distance),
+                    embedding=matrix[i].copy() if include_embeddings else None,
+                )
+            )
+        return results
+
+    def _decode_candidates(self, blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+        try:
+            return _vector.decode_blob_rows(blobs, dimension)
+        except ValueError as exc:
+            raise SchemaError(
+                f"table {self.table_name!r} holds vectors whose length is not {dimension}; "
+                "it was written with another dimension"
+            ) from exc
+
+    def max_marginal_relevance_search(
+        self,
+        vector: Any,
+        *,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Mapping[str, Any] | None = None,
+        include_embeddings: bool = False,
+    ) -> list[SearchResult]:
+        """Fetch ``fetch_k`` nearest rows, then pick ``k`` by maximal marginal relevance."""
+        k = _positive(k, "k")
+        candidates = self.search(
+            vector, k=max(_positive(fetch_k, "fetch_k"), k), filter=filter, include_embeddings=True
+        )
+        if not candidates:
+            return []
+        picked = maximal_marginal_relevance(
+            _vector.as_vector(vector),
+            np.stack([c.embedding for c in candidates]),  # type: ignore[misc]
+            k=k,
+            lambda_mult=lambda_mult,
+        )
+        chosen = [candidates[i] for i in picked]
+        if include_embeddings:
+            return chosen
+        return [_without_embedding(c) for c in chosen]
+
+    def _result(self, row: Any, include_embeddings: bool) -> SearchResult:
+        distance = float(row.distance)
+        return SearchResult(
+            id=row.id,
+            document=row.document,
+            metadata=row.meta or {},
+            distance=distance,
+            score=self.metric.score(distance),
+            embedding=row.embedding if include_embeddings else None,
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _nearest(
+    distances: np.ndarray, rowids: np.ndarray, k: int, max_distance: float | None
+) -> np.ndarray:
+    """Indices of the k smallest distances (ties by rowid), optionally within a bound."""
+    candidates = np.arange(distances.shape[0])
+    if max_distance is not None:
+        candidates = np.flatnonzero(distances <= max_distance)
+    if k < candidates.size:
+        part = np.argpartition(distances[candidates], k - 1)[:k]
+        candidates = candidates[part]
+    order = np.lexsort((rowids[candidates], distances[candidates]))
+    return candidates[order]
+
+
+def _record(row: Any, include_embeddings: bool) -> Record:
+    return Record(
+        id=row.id,
+        document=row.document,
+        metadata=row.meta or {},
+        embedding=row.embedding if include_embeddings else None,
+    )
+
+
+def _without_embedding(result: SearchResult) -> SearchResult:
+    return SearchResult(
+        id=result.id,
+        document=result.document,
+        metadata=result.metadata,
+        distance=result.distance,
+        score=result.score,
+    )
+
+
+def _prepare_documents(documents: Iterable[str | None] | None, n: int) -> list[str | None]:
+    if documents is None:
+        return [None] * n
+    docs = list(documents)
+    if len(docs) != n:
+        raise InvalidInputError(f"got {len(docs)} documents for {n} vectors; pass one per vector")
+    for i, doc in enumerate(docs):
+        if doc is not None and not isinstance(doc, str):
+            raise InvalidInputError(
+                f"document {i} is {type(doc).__name__}; documents must be str (or None)"
+            )
+    return docs
+
+
+def _prepare_metadatas(metadatas: Iterable[Mapping[str, Any] | None] | None, n: int) -> list[str]:
+    if metadatas is None:
+        return ["{}"] * n
+    metas = list(metadatas)
+    if len(metas) != n:
+        raise InvalidInputError(f"got {len(metas)} metadatas for {n} vectors; pass one per vector")
+    out = []
+    for i, meta in enumerate(metas):
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, Mapping):
+            raise InvalidInputError(
+                f"metadata {i} is {type(meta).__name__}; metadata must be a dict"
+            )
+        for key in meta:
+            check_metadata_key(key)
+        out.append(dumps_metadata(dict(meta)))
+    return out
+
+
+def _last_occurrences(ids: list[str]) -> list[int]:
+    """Positions to write: each id once, at its last occurrence, in first-seen order."""
+    last = {value: i for i, value in enumerate(ids)}  # dicts keep first-insertion order
+    return list(range(len(ids))) if len(last) == len(ids) else list(last.values())
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        raise InvalidInputError("ids must be a list of strings, not one string")
+    return list(dict.fromkeys(values))
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _orig(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's message without SQLAlchemy's statement and parameter dump."""
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else exc.__class__.__name__

@@ -1,0 +1,163 @@
+"""SQLAlchemy column types: ``VECTOR(D)`` and the strict JSON metadata column.
+
+``VECTOR(D)`` renders as ``VECTOR(D)`` in DDL on both engines (SQLite accepts any type
+name, and keeping it lets an existing embedded table report its dimension). Values are
+validated before anything is sent: NaN, infinities, non-numbers and wrong lengths raise
+``InvalidVectorError`` / ``DimensionMismatchError``. TiDB receives JSON-array text of
+float32 values; the embedded engine stores little-endian float32 BLOBs. Results come back
+as float32 NumPy arrays.
+
+Comparator methods mirror pgvector's::
+
+    select(t.c.id).order_by(t.c.embedding.cosine_distance(query)).limit(10)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, UserDefinedType
+
+from tidb_jina._errors import InvalidInputError
+from tidb_jina.store import _vector
+from tidb_jina.store._metrics import DistanceMetric
+
+
+class EncodedText(str):
+    """A vector already validated and encoded as TiDB text (batch path, skips re-checks)."""
+
+    __slots__ = ()
+
+
+class EncodedBlob(bytes):
+    """A vector already validated and encoded as a float32 BLOB (batch path)."""
+
+    __slots__ = ()
+
+
+class _VectorDDL(UserDefinedType):
+    """Renders ``VECTOR(D)`` (or bare ``VECTOR``) in CREATE TABLE."""
+
+    cache_ok = True
+
+    def __init__(self, dimension: int | None) -> None:
+        self.dimension = dimension
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VECTOR" if self.dimension is None else f"VECTOR({self.dimension:d})"
+
+
+class VECTOR(TypeDecorator):
+    """A TiDB ``VECTOR(D)`` column (float32 BLOB on the embedded engine)."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def __init__(self, dimension: int | None = None) -> None:
+        super().__init__()
+        self.dimension = None if dimension is None else _vector.check_dimension(dimension)
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(_VectorDDL(self.dimension))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        tidb = dialect.name == "mysql"
+        if isinstance(value, EncodedText):
+            return str.__str__(value)  # drivers and orjson want the exact str type
+        if isinstance(value, EncodedBlob):
+            return bytes(value)
+        vector = _vector.as_vector(value, self.dimension)
+        return _vector.encode_text(vector) if tidb else _vector.encode_blob(vector)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (bytes, memoryview)) and dialect.name != "mysql":
+            return _vector.decode_blob(value)
+        return _vector.decode_text(value)
+
+    class comparator_factory(TypeDecorator.Comparator):  # SQLAlchemy names it so
+        def _distance(self, metric: DistanceMetric, other: Any) -> sa.ColumnElement[float]:
+            if not isinstance(other, sa.ColumnElement):
+                other = sa.bindparam(None, other, type_=self.type)
+            return getattr(sa.func, metric.sql_function)(self.expr, other, type_=sa.Float)
+
+        def cosine_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return self._distance(DistanceMetric.COSINE, other)
+
+        def l2_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return self._distance(DistanceMetric.L2, other)
+
+        def negative_inner_product(self, other: Any) -> sa.ColumnElement[float]:
+            return self._distance(DistanceMetric.INNER_PRODUCT, other)
+
+        def l1_distance(self, other: Any) -> sa.ColumnElement[float]:
+            return self._distance(DistanceMetric.L1, other)
+
+        def distance(self, metric: DistanceMetric | str, other: Any) -> sa.ColumnElement[float]:
+            return self._distance(DistanceMetric.parse(metric), other)
+
+
+class MetadataJSON(TypeDecorator):
+    """The ``meta JSON`` column, serialized strictly.
+
+    SQLAlchemy's JSON type would write NaN as a bare ``NaN`` token (invalid JSON that
+    TiDB rejects) and fail late on unserializable values; this one raises
+    ``InvalidInputError`` before anything is sent and keeps Unicode unescaped.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(sa.JSON())
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        return self.process_bind_param_fn
+
+    @staticmethod
+    def process_bind_param_fn(value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return dumps_metadata(value)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, dict):
+                return value
+            return orjson.loads(value)
+
+        return process
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # NumPy scalars: np.int64(3) -> 3
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    tolist = getattr(value, "tolist", None)  # NumPy arrays -> lists
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps_metadata(value: Any) -> str:
+    """Serialize one metadata dict to JSON text, or raise a clear ``InvalidInputError``.
+
+    The standard library is used (not orjson) because orjson silently writes NaN as
+    ``null``; here NaN and infinities are an error, like in TiDB's JSON type.
+    """
+    try:
+        return json.dumps(
+            value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"metadata is not valid JSON ({exc}); use str, int, finite float, bool, None, "
+            "lists and dicts with string keys"
+        ) from exc

@@ -1,0 +1,170 @@
+"""Vectors in and out of the database: validation and the two wire formats.
+
+TiDB takes a vector as JSON-array text of float32 values and returns the same form;
+the embedded engine stores raw little-endian float32 BLOBs. Everything here works on
+whole arrays: orjson writes float32 arrays with the shortest text that round-trips
+exactly (and parses them back) in C, and NumPy validates a whole batch at once.
+No per-element Python formatting happens on any path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tidb_jina._errors import DimensionMismatchError, InvalidVectorError
+
+MAX_DIMENSION = 16383  # TiDB's limit for VECTOR(D)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_LE_FLOAT32 = np.dtype("<f4")
+
+
+def check_dimension(dimension: int) -> int:
+    """Return ``dimension`` if TiDB can store it, else raise."""
+    if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)):
+        raise DimensionMismatchError(
+            f"dimension must be an integer, got {type(dimension).__name__}"
+        )
+    if not 1 <= int(dimension) <= MAX_DIMENSION:
+        raise DimensionMismatchError(
+            f"dimension {dimension} is out of range: TiDB stores vectors of 1 to "
+            f"{MAX_DIMENSION} dimensions"
+        )
+    return int(dimension)
+
+
+def as_matrix(vectors: Iterable[Any], dimension: int | None = None) -> np.ndarray:
+    """Validate a batch of vectors and return them as a C-contiguous float32 matrix.
+
+    Accepts lists of floats, NumPy arrays (any float or int dtype, including float64
+    scalars inside lists) or a 2-D array. Raises ``InvalidVectorError`` for None,
+    non-numbers, NaN, infinities and values beyond float32, and
+    ``DimensionMismatchError`` for ragged rows or a length other than ``dimension``.
+    """
+    if isinstance(vectors, np.ndarray):
+        rows: Any = vectors
+    else:
+        rows = list(vectors)
+        if not rows:
+            return np.empty((0, dimension or 0), dtype=np.float32)
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise _explain_bad_rows(rows, dimension) from exc
+    if matrix.ndim == 1 and matrix.size == 0:
+        return np.empty((0, dimension or 0), dtype=np.float32)
+    if matrix.ndim != 2:
+        raise InvalidVectorError(
+            f"expected a list of vectors (a 2-D array), got an array of shape {matrix.shape}"
+        )
+    _check_values(matrix, rows)
+    if dimension is not None and matrix.shape[1] != dimension:
+        raise DimensionMismatchError(
+            f"vectors have {matrix.shape[1]} dimensions but the table stores VECTOR("
+            f"{dimension}); embed with a model of {dimension} dimensions or use another table"
+        )
+    check_dimension(matrix.shape[1])
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def as_vector(vector: Any, dimension: int | None = None) -> np.ndarray:
+    """Validate one vector (see :func:`as_matrix`) and return it as float32."""
+    if isinstance(vector, (str, bytes)):
+        raise InvalidVectorError(f"expected a vector of numbers, got {type(vector).__name__}")
+    try:
+        arr = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVectorError("a vector must contain only numbers (no None or strings)") from exc
+    if arr.ndim != 1:
+        raise InvalidVectorError(f"expected one vector (1-D), got an array of shape {arr.shape}")
+    return as_matrix([vector] if not isinstance(vector, np.ndarray) else arr[None, :], dimension)[0]
+
+
+def _check_values(matrix: np.ndarray, rows: Any) -> None:
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        if not isinstance(rows, np.ndarray) and rows[row][col] is None:
+            raise InvalidVectorError(
+                f"vector {row} has None at position {col}: every value must be a number"
+            )
+        raise InvalidVectorError(
+            f"vector {row} has {matrix[row, col]!r} at position {col}: NaN and infinity "
+            "cannot be stored (check the embedding model's output)"
+        )
+    too_big = np.abs(matrix) > _FLOAT32_MAX
+    if too_big.any():
+        row, col = (int(i) for i in np.argwhere(too_big)[0])
+        raise InvalidVectorError(
+            f"vector {row} has {matrix[row, col]!r} at position {col}, outside the float32 "
+            "range TiDB stores"
+        )
+
+
+def _explain_bad_rows(rows: Sequence[Any], dimension: int | None) -> Exception:
+    lengths = set()
+    for i, row in enumerate(rows):
+        if row is None or isinstance(row, (str, bytes)):
+            return InvalidVectorError(f"vector {i} is {type(row).__name__}, not a list of numbers")
+        try:
+            arr = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError):
+            return InvalidVectorError(
+                f"vector {i} contains a value that is not a number (None or a string?)"
+            )
+        lengths.add(arr.shape)
+    return DimensionMismatchError(
+        f"vectors have different lengths {sorted(s[0] if s else 0 for s in lengths)}"
+        + (f"; the table stores VECTOR({dimension})" if dimension else "")
+    )
+
+
+# --- TiDB: JSON-array text -------------------------------------------------------------
+
+
+def encode_text(vector: np.ndarray) -> str:
+    """float32 vector -> ``'[0.1,-2.5e-05,...]'`` (shortest exact float32 text)."""
+    return orjson.dumps(
+        vector.astype(np.float32, copy=False), option=orjson.OPT_SERIALIZE_NUMPY
+    ).decode()
+
+
+def encode_text_rows(matrix: np.ndarray) -> list[str]:
+    """Encode each row of a validated float32 matrix as TiDB vector text."""
+    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    return [dumps(row, option=opt).decode() for row in matrix]
+
+
+def decode_text(text: str | bytes) -> np.ndarray:
+    """TiDB vector text -> float32 array (exact: decimal -> float64 -> float32 is safe)."""
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidVectorError(f"not a vector literal: {str(text)[:40]!r}") from exc
+    return np.array(values, dtype=np.float32)
+
+
+# --- embedded engine: little-endian float32 BLOBs --------------------------------------
+
+
+def encode_blob(vector: np.ndarray) -> bytes:
+    return vector.astype(_LE_FLOAT32, copy=False).tobytes()
+
+
+def encode_blob_rows(matrix: np.ndarray) -> list[bytes]:
+    le = matrix.astype(_LE_FLOAT32, copy=False)
+    return [row.tobytes() for row in le]
+
+
+def decode_blob(blob: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(blob, dtype=_LE_FLOAT32).astype(np.float32)
+
+
+def decode_blob_rows(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    """Many BLOBs -> one (n, dimension) float32 matrix, with a single copy."""
+    if not blobs:
+        return np.empty((0, dimension), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=_LE_FLOAT32).reshape(len(blobs), dimension)
