@@ -373,3 +373,42 @@ def test_foreign_table_is_reported_not_overwritten(tmp_path):
 def test_records_are_plain_dataclasses():
     rec = Record(id="a", document="d", metadata={"k": 1})
     assert rec == Record(id="a", document="d", metadata={"k": 1})
+
+
+def test_search_restricted_to_ids(make_table):
+    table = make_table()
+    vectors = _seed(table)
+    hits = table.search(vectors[0], k=5, ids=["id3", "id4", "nope"])
+    assert sorted(h.id for h in hits) == ["id3", "id4"]
+    assert table.search(vectors[0], k=5, ids=[]) == []
+    both = table.search(vectors[0], k=5, ids=["id3", "id4"], filter={"even": True})
+    assert [h.id for h in both] == ["id4"]
+    mmr = table.max_marginal_relevance_search(vectors[0], k=2, ids=["id1", "id2", "id5"])
+    assert {h.id for h in mmr} <= {"id1", "id2", "id5"} and len(mmr) == 2
+
+
+# --- async twins -----------------------------------------------------------------------
+
+
+async def test_async_twins_share_state_and_data_with_the_sync_table(make_table, store_url):
+    import asyncio
+
+    table = make_table()
+    assert table.aio.native is (store_url != "sqlite://")
+    vectors = _vectors(4)
+    ids = await table.aio.upsert(vectors, ids=["a", "b", "c", "d"], documents=list("ABCD"))
+    assert ids == ["a", "b", "c", "d"]
+    assert table.count() == 4 and await table.aio.count() == 4
+    assert table.dimension == 8
+    hits = await table.aio.search(vectors[2], k=2)
+    assert hits[0].id == "c" and hits == table.search(vectors[2], k=2)
+    assert [r.id for r in await table.aio.get(["d", "a"])] == ["d", "a"]
+    mmr = await table.aio.max_marginal_relevance_search(vectors[0], k=2)
+    assert len(mmr) == 2 and mmr[0].id == "a"
+    many = await asyncio.gather(*(table.aio.search(v, k=1) for v in vectors))
+    assert [m[0].id for m in many] == ["a", "b", "c", "d"]
+    assert await table.aio.delete(["a"]) == 1
+    with pytest.raises(InvalidInputError, match="clear"):
+        await table.aio.delete()
+    assert await table.aio.clear() == 3
+    await table.aio.dispose()

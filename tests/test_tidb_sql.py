@@ -180,3 +180,17 @@ def _connect_kwargs(engine: sa.Engine) -> dict:
 def test_repr_and_errors_never_show_the_password(table):
     assert "s3cr3t-pw" not in repr(table)
     assert "s3cr3t-pw" not in str(table.engine.url)
+
+
+def test_async_twin_uses_aiomysql_with_the_same_settings():
+    from tidb_jina.store._engine import connect_async
+
+    cloud = "mysql+pymysql://x.root:pw@gateway01.eu-central-1.prod.aws.tidbcloud.com:4000/db"
+    engine = connect_async(cloud)
+    assert engine.url.drivername == "mysql+aiomysql"
+    assert engine.url.query["charset"] == "utf8mb4"
+    assert engine.sync_engine.pool._recycle == 300
+    table = VectorTable(cloud)
+    assert table.aio.native
+    plain_engine = VectorTable(sa.create_engine("sqlite://"))
+    assert not plain_engine.aio.native, "a caller's sync Engine is served from a thread"

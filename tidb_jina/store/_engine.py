@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
@@ -84,6 +85,39 @@ def connect(
     return _sqlite_engine(url, dict(engine_args or {}))
 
 
+def connect_async(
+    connection: str | URL, *, engine_args: Mapping[str, Any] | None = None
+) -> AsyncEngine:
+    """The async twin of :func:`connect` for a URL: aiomysql for TiDB, aiosqlite embedded."""
+    url = make_url(connection)
+    args = dict(engine_args or {})
+    if url.get_backend_name() == "mysql":
+        url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args)
+        return create_async_engine(url, **args)
+    file_backed = _sqlite_file_backed(url)
+    if not file_backed:
+        raise ConfigurationError("an in-memory database cannot be shared with an async engine")
+    connect_args = dict(args.pop("connect_args", {}) or {})
+    connect_args.setdefault("check_same_thread", False)
+    engine = create_async_engine(
+        url.set(drivername="sqlite+aiosqlite"), connect_args=connect_args, **args
+    )
+    _instrument_sqlite(engine.sync_engine, file_backed=True)
+    return engine
+
+
+def async_source(
+    connection: str | URL | sa.Engine | None, engine_args: Mapping[str, Any] | None
+) -> tuple[URL, dict[str, Any]] | None:
+    """What an async twin needs to reach the same database natively, or None if it can't."""
+    if isinstance(connection, sa.Engine):
+        return None
+    url = make_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
+    if url.get_backend_name() == "sqlite" and not _sqlite_file_backed(url):
+        return None
+    return url, dict(engine_args or {})
+
+
 def check_dialect(name: str) -> None:
     if name not in ("mysql", "sqlite"):
         raise ConfigurationError(
@@ -99,6 +133,12 @@ def is_tidb_cloud_host(host: str | None) -> bool:
 def _tidb_engine(url: URL, args: dict[str, Any]) -> sa.Engine:
     if url.drivername == "mysql":
         url = url.set(drivername="mysql+pymysql")
+    url, args = _tidb_settings(url, args)
+    return sa.create_engine(url, **args)
+
+
+def _tidb_settings(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
+    """URL and engine arguments every TiDB engine gets (sync or async)."""
     if "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     args.setdefault("pool_recycle", POOL_RECYCLE_S)
@@ -110,7 +150,7 @@ def _tidb_engine(url: URL, args: dict[str, Any]) -> sa.Engine:
         connect_args["ssl"] = ssl.create_default_context()
     if connect_args:
         args["connect_args"] = connect_args
-    return sa.create_engine(url, **args)
+    return url, args
 
 
 def _sqlite_file_backed(url: URL) -> bool:

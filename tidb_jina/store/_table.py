@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,7 +44,13 @@ from tidb_jina._errors import (
 )
 from tidb_jina._maths import maximal_marginal_relevance
 from tidb_jina.store import _vector
-from tidb_jina.store._engine import WRITE_OPTION, connect, describe, engine_lock
+from tidb_jina.store._engine import (
+    WRITE_OPTION,
+    async_source,
+    connect,
+    describe,
+    engine_lock,
+)
 from tidb_jina.store._filters import check_metadata_key, compile_filter, validate_filter
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
@@ -56,6 +63,9 @@ from tidb_jina.store._schema import (
 )
 from tidb_jina.store._types import EncodedBlob, EncodedText, dumps_metadata
 
+if TYPE_CHECKING:
+    from tidb_jina.store._async import AsyncVectorTable
+
 DEFAULT_TABLE_NAME = "tidb_jina_vectors"
 # TiDB: 100-500 rows per multi-row INSERT keeps statements far below max_allowed_packet
 # and TiDB Cloud Starter's historical 10 MiB transaction cap (reference 3.11).
@@ -67,6 +77,20 @@ DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
 # TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
 MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
 _IN_CHUNK = 900  # below SQLite's oldest bound-parameter limit (999)
+
+
+@dataclass
+class _TableState:
+    """What is known about the table; shared by a VectorTable and its async view."""
+
+    drop_pending: bool = False
+    loaded: bool = False
+    shape: TableShape | None = None
+    table: sa.Table | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def reset(self) -> None:
+        self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
 
 
 class VectorTable:
@@ -102,6 +126,7 @@ class VectorTable:
         self.metric = DistanceMetric.parse(metric)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
         self.engine = connect(connection, engine_args=engine_args)
+        self._async_source = async_source(connection, engine_args)
         self.is_tidb = self.engine.dialect.name == "mysql"
         self.batch_rows = _positive(
             batch_rows
@@ -113,17 +138,14 @@ class VectorTable:
             or (DEFAULT_TIDB_BATCH_BYTES if self.is_tidb else DEFAULT_EMBEDDED_BATCH_BYTES),
             "batch_bytes",
         )
-        self._drop_pending = drop_existing
-        self._loaded = False
-        self._shape: TableShape | None = None
-        self._table: sa.Table | None = None
-        self._setup_lock = threading.RLock()
+        self._state = _TableState(drop_pending=drop_existing)
         self._engine_lock = engine_lock(self.engine)
+        self._aio: AsyncVectorTable | None = None
 
     def __repr__(self) -> str:
         return (
             f"VectorTable(table_name={self.table_name!r}, metric={self.metric.value!r}, "
-            f"dimension={self._declared_dimension or (self._shape and self._shape.dimension)!r}, "
+            f"dimension={self._declared_dimension or (self._state.shape and self._state.shape.dimension)!r}, "
             f"database={describe(self.engine)!r})"
         )
 
@@ -135,12 +157,26 @@ class VectorTable:
         if self._declared_dimension is not None:
             return self._declared_dimension
         self._load()
-        return self._shape.dimension if self._shape else None
+        return self._state.shape.dimension if self._state.shape else None
 
     @property
     def table(self) -> sa.Table | None:
         """The SQLAlchemy ``Table`` (None while the table does not exist)."""
         return self._load()
+
+    @property
+    def aio(self) -> AsyncVectorTable:
+        """The async view of this table: the same methods, ``async def``.
+
+        TiDB and file databases get a native async driver (aiomysql / aiosqlite) that runs
+        this very code through SQLAlchemy's greenlet bridge; an in-memory database or an
+        Engine you passed in is served from a worker thread instead.
+        """
+        if self._aio is None:
+            from tidb_jina.store._async import AsyncVectorTable  # imports this module
+
+            self._aio = AsyncVectorTable(self)
+        return self._aio
 
     def exists(self) -> bool:
         return self._load() is not None
@@ -161,26 +197,23 @@ class VectorTable:
     def drop(self) -> None:
         """Drop the table and everything in it (no error if it does not exist)."""
         table = build_table(self.table_name, None, self.engine.dialect.name)
-        with self._setup_lock, self._write() as conn:
+        with self._state.lock, self._write() as conn:
             table.drop(conn, checkfirst=True)
-            self._drop_pending = False
-            self._reset()
-
-    def _reset(self) -> None:
-        self._loaded, self._shape, self._table = False, None, None
+            self._state.reset()
 
     def _load(self) -> sa.Table | None:
-        if self._loaded:
-            return self._table
-        with self._setup_lock:
-            if self._loaded:
-                return self._table
-            if self._drop_pending:
+        state = self._state
+        if state.loaded:
+            return state.table
+        with state.lock:
+            if state.loaded:
+                return state.table
+            if state.drop_pending:
                 self.drop()
             with self._read() as conn:
                 shape = read_shape(conn, self.table_name)
             self._adopt(shape)
-            return self._table
+            return state.table
 
     def _adopt(self, shape: TableShape | None) -> None:
         if shape is not None:
@@ -194,19 +227,19 @@ class VectorTable:
                     f"dimension={self._declared_dimension} was given; use a model with "
                     f"{shape.dimension} dimensions, or a new table_name"
                 )
-            self._table = build_table(
+            self._state.table = build_table(
                 self.table_name,
                 shape.dimension,
                 self.engine.dialect.name,
                 id_length=shape.id_length,
             )
-        self._shape = shape
-        self._loaded = True
+        self._state.shape = shape
+        self._state.loaded = True
 
     def _create(self, dimension: int) -> sa.Table:
-        with self._setup_lock:
-            if self._table is not None:
-                return self._table
+        with self._state.lock:
+            if self._state.table is not None:
+                return self._state.table
             table = build_table(self.table_name, dimension, self.engine.dialect.name)
             with self._write() as conn:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
@@ -214,11 +247,11 @@ class VectorTable:
             # Someone else may have created it first with another dimension.
             self._adopt(shape)
             self._check_dimension(dimension)
-            assert self._table is not None
-            return self._table
+            assert self._state.table is not None
+            return self._state.table
 
     def _check_dimension(self, dimension: int) -> None:
-        table_dim = self._shape.dimension if self._shape else None
+        table_dim = self._state.shape.dimension if self._state.shape else None
         if table_dim is not None and table_dim != dimension:
             raise DimensionMismatchError(
                 f"table {self.table_name!r} has VECTOR({table_dim}) but the vectors have "
@@ -283,7 +316,9 @@ class VectorTable:
             return []
         keep = _last_occurrences(id_list)
         rows = self._encode_rows(matrix, id_list, doc_list, meta_list, keep)
-        table = self._table if self._table is not None else self._create(matrix.shape[1])
+        table = self._state.table
+        if table is None:
+            table = self._create(matrix.shape[1])
         self._check_dimension(matrix.shape[1])
         statement = self._upsert_statement(table)
         for batch in self._batches(rows):
@@ -299,7 +334,7 @@ class VectorTable:
             raise InvalidInputError(
                 f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
             )
-        limit = self._shape.id_length if self._shape else ID_LENGTH
+        limit = self._state.shape.id_length if self._state.shape else ID_LENGTH
         for i, value in enumerate(id_list):
             if not isinstance(value, str) or not value:
                 raise InvalidInputError(
@@ -377,7 +412,7 @@ class VectorTable:
             "document": stmt.excluded.document,
             "meta": stmt.excluded.meta,
         }
-        if self._shape is None or self._shape.has_update_time:
+        if self._state.shape is None or self._state.shape.has_update_time:
             updates["update_time"] = sa.func.current_timestamp()
         return stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
 
@@ -475,21 +510,27 @@ class VectorTable:
         filter: Mapping[str, Any] | None = None,
         max_distance: float | None = None,
         include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
     ) -> list[SearchResult]:
         """The ``k`` nearest rows to ``vector`` by the table's metric, nearest first.
 
         ``filter`` is a metadata filter (see :mod:`tidb_jina.store._filters`);
-        ``max_distance`` drops rows farther than it.
+        ``max_distance`` drops rows farther than it; ``ids`` restricts the search to
+        those rows.
         """
         k = _positive(k, "k")
         validate_filter(filter)
+        id_list = None if ids is None else _unique(ids)
         if self._declared_dimension is None:
             self._load()
         query = _vector.as_vector(vector, self.dimension)
         table = self._load()
-        if table is None:
+        if table is None or id_list == []:
             return []
         where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        if id_list is not None:
+            in_ids = table.c.id.in_(id_list)
+            where = in_ids if where is None else sa.and_(where, in_ids)
         if self.is_tidb:
             return self._search_sql(table, query, k, where, max_distance, include_embeddings)
         return self._search_embedded(table, query, k, where, max_distance, include_embeddings)
@@ -598,11 +639,16 @@ class VectorTable:
         lambda_mult: float = 0.5,
         filter: Mapping[str, Any] | None = None,
         include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
     ) -> list[SearchResult]:
         """Fetch ``fetch_k`` nearest rows, then pick ``k`` by maximal marginal relevance."""
         k = _positive(k, "k")
         candidates = self.search(
-            vector, k=max(_positive(fetch_k, "fetch_k"), k), filter=filter, include_embeddings=True
+            vector,
+            k=max(_positive(fetch_k, "fetch_k"), k),
+            filter=filter,
+            include_embeddings=True,
+            ids=ids,
         )
         if not candidates:
             return []
