@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,10 +143,11 @@ class VectorTable:
         self._aio: AsyncVectorTable | None = None
 
     def __repr__(self) -> str:
+        shape = self._state.shape
+        dimension = self._declared_dimension or (shape.dimension if shape else None)
         return (
             f"VectorTable(table_name={self.table_name!r}, metric={self.metric.value!r}, "
-            f"dimension={self._declared_dimension or (self._state.shape and self._state.shape.dimension)!r}, "
-            f"database={describe(self.engine)!r})"
+            f"dimension={dimension!r}, database={describe(self.engine)!r})"
         )
 
     # --- schema ----------------------------------------------------------------------
