@@ -44,6 +44,7 @@ from tidb_jina._errors import (
 )
 from tidb_jina._maths import maximal_marginal_relevance
 from tidb_jina.store import _vector
+from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._engine import (
     WRITE_OPTION,
     async_source,
@@ -87,10 +88,13 @@ class _TableState:
     loaded: bool = False
     shape: TableShape | None = None
     table: sa.Table | None = None
+    cache: VectorCache | None = None  # embedded engine only
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self) -> None:
         self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
+        if self.cache is not None:
+            self.cache.invalidate()
 
 
 class VectorTable:
@@ -108,6 +112,9 @@ class VectorTable:
         engine_args: extra ``sqlalchemy.create_engine`` arguments (URL only).
         drop_existing: drop the table before first use.
         batch_rows, batch_bytes: upper bounds of one upsert batch (one transaction).
+        search_cache: embedded engine only: keep the vectors in memory between searches
+            (always exact: see :mod:`tidb_jina.store._embedded`). Costs 4 bytes per
+            dimension per row of RAM.
     """
 
     def __init__(
@@ -121,6 +128,7 @@ class VectorTable:
         drop_existing: bool = False,
         batch_rows: int | None = None,
         batch_bytes: int | None = None,
+        search_cache: bool = True,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
@@ -138,6 +146,7 @@ class VectorTable:
             or (DEFAULT_TIDB_BATCH_BYTES if self.is_tidb else DEFAULT_EMBEDDED_BATCH_BYTES),
             "batch_bytes",
         )
+        self.search_cache = search_cache
         self._state = _TableState(drop_pending=drop_existing)
         self._engine_lock = engine_lock(self.engine)
         self._aio: AsyncVectorTable | None = None
@@ -586,50 +595,105 @@ class VectorTable:
         max_distance: float | None,
         include_embeddings: bool,
     ) -> list[SearchResult]:
-        rowid = sa.literal_column("rowid", sa.Integer)
-        candidates = sa.select(rowid, sa.type_coerce(table.c.embedding, sa.LargeBinary))
-        if where is not None:
-            candidates = candidates.where(where)
-        with self._read() as conn:
-            rows = conn.execute(candidates).all()
-            if not rows:
-                return []
-            rowid_tuple, blobs = zip(*rows, strict=True)
-            rowids = np.array(rowid_tuple, dtype=np.int64)
-            matrix = self._decode_candidates(blobs, query.shape[0])
-            distances = self.metric.distances(matrix, query)
-            chosen = _nearest(distances, rowids, k, max_distance)
-            if chosen.size == 0:
-                return []
-            columns = [rowid, table.c.id, table.c.document, table.c.meta]
-            fetched = {}
-            for chunk in _chunks(rowids[chosen].tolist(), _IN_CHUNK):
-                for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
-                    fetched[row[0]] = row
-        results = []
-        for i in chosen:
-            row = fetched[int(rowids[i])]
-            distance = float(distances[i])
-            results.append(
+        cache = self._vector_cache()
+        for attempt in range(3):
+            with self._read() as conn:
+                token = cache.token(conn)
+                snap = cache.current(token) if attempt < 2 and self.search_cache else None
+                fresh = snap is None
+                if snap is None:
+                    snap = self._load_snapshot(cache, conn, table, token, query.shape[0])
+                hits = self._score(cache, snap, conn, table, query, k, where, max_distance)
+                if hits is None:  # the cached snapshot no longer matches the table
+                    continue
+                rows = self._fetch_rows(conn, table, hits[0], include_embeddings)
+                if not fresh and cache.token(conn) != token:
+                    continue  # a commit landed mid-search: score again on fresh vectors
+            return [
                 SearchResult(
-                    id=row[1],
-                    document=row[2],
-                    metadata=row[3] or {},
-                    distance=distance,
-                    score=self.metric.score(distance),
-                    embedding=matrix[i].copy() if include_embeddings else None,
+                    id=rows[rid][0],
+                    document=rows[rid][1],
+                    metadata=rows[rid][2] or {},
+                    distance=float(dist),
+                    score=self.metric.score(float(dist)),
+                    embedding=rows[rid][3] if include_embeddings else None,
                 )
-            )
-        return results
+                for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
+            ]
+        raise DatabaseError("the table kept changing during the search; try again")
 
-    def _decode_candidates(self, blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    def _vector_cache(self) -> VectorCache:
+        state = self._state
+        if state.cache is None or state.cache.metric is not self.metric:
+            state.cache = VectorCache(self.engine, self.metric)
+        return state.cache
+
+    def _load_snapshot(
+        self, cache: VectorCache, conn: sa.Connection, table: sa.Table, token: Any, dim: int
+    ) -> Snapshot:
         try:
-            return _vector.decode_blob_rows(blobs, dimension)
+            snap = cache.load(conn, table, token, dim)
         except ValueError as exc:
             raise SchemaError(
-                f"table {self.table_name!r} holds vectors whose length is not {dimension}; "
+                f"table {self.table_name!r} holds vectors whose length is not {dim}; "
                 "it was written with another dimension"
             ) from exc
+        if not self.search_cache:
+            cache.invalidate()
+        return snap
+
+    @staticmethod
+    def _score(
+        cache: VectorCache,
+        snap: Snapshot,
+        conn: sa.Connection,
+        table: sa.Table,
+        query: np.ndarray,
+        k: int,
+        where: sa.ColumnElement[bool] | None,
+        max_distance: float | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rowids, distances) of the winners, nearest first; None if ``snap`` is stale."""
+        positions = None
+        if where is not None:
+            rowid = sa.literal_column("rowid", sa.Integer)
+            selected = np.array(
+                conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
+                dtype=np.int64,
+            )
+            positions = snap.positions(selected)
+            if positions.size and (
+                positions[-1] >= snap.rowids.size
+                or not np.array_equal(
+                    snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
+                )
+            ):
+                return None
+        rowids = snap.rowids if positions is None else snap.rowids[positions]
+        if rowids.size == 0:
+            return rowids, np.empty(0, np.float32)
+        approx = cache.distances(snap, query, positions)
+        chosen = _nearest(approx, rowids, k, max_distance)
+        chosen_positions = chosen if positions is None else positions[chosen]
+        exact = cache.exact(snap, query, chosen_positions)
+        order = np.lexsort((rowids[chosen], exact))
+        if max_distance is not None:
+            order = order[exact[order] <= max_distance]
+        return rowids[chosen][order], exact[order]
+
+    @staticmethod
+    def _fetch_rows(
+        conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
+    ) -> dict[int, Any]:
+        rowid = sa.literal_column("rowid", sa.Integer)
+        columns = [rowid, table.c.id, table.c.document, table.c.meta]
+        if include_embeddings:
+            columns.append(table.c.embedding)
+        fetched = {}
+        for chunk in _chunks(rowids.tolist(), _IN_CHUNK):
+            for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
+                fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
+        return fetched
 
     def max_marginal_relevance_search(
         self,

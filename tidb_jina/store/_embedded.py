@@ -1,0 +1,122 @@
+"""Exact search on the embedded engine at NumPy speed: an in-memory copy of the vectors.
+
+Reading every BLOB out of SQLite for each query costs far more than scoring them, so the
+embedded engine keeps the table's vectors in one float32 matrix, prepared for the
+table's metric (rows pre-normalized for cosine, squared norms kept for L2), and scores a
+query with one matrix-vector product. A metadata filter still runs in SQL; it returns
+row ids only, and the matching rows of the matrix are scored.
+
+The copy is never stale. It is labelled with a change token read before it is loaded:
+for a file database, ``PRAGMA data_version`` on a private watcher connection (it changes
+whenever any other connection, in this process or another, commits); for an in-memory
+database, the single connection's ``total_changes``. A search uses the copy only if the
+token is unchanged, and checks it again after reading the winning rows, so the scores
+and the rows always come from the same committed state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from tidb_jina.store import _vector
+from tidb_jina.store._metrics import DistanceMetric
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The table's vectors at one committed state, prepared for one metric."""
+
+    token: Any
+    rowids: np.ndarray  # sorted int64
+    matrix: np.ndarray  # float32 (n, d): unit rows for cosine, raw otherwise
+    sq_norms: np.ndarray | None  # float32 (n,), for L2
+
+    def positions(self, rowids: np.ndarray) -> np.ndarray:
+        """Matrix rows of the given rowids (all present in this snapshot)."""
+        return np.searchsorted(self.rowids, rowids)
+
+
+class VectorCache:
+    """One embedded table's vector snapshot plus the means to tell when it is stale."""
+
+    def __init__(self, engine: sa.Engine, metric: DistanceMetric) -> None:
+        self.metric = metric
+        self.snapshot: Snapshot | None = None
+        self._database = engine.url.database or ""
+        self._file = self._database not in ("", ":memory:")
+        self._watcher: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def token(self, conn: sa.Connection) -> Any:
+        if not self._file:
+            return conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = sqlite3.connect(self._database, check_same_thread=False)
+            return self._watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    def current(self, token: Any) -> Snapshot | None:
+        snap = self.snapshot
+        return snap if snap is not None and snap.token == token else None
+
+    def load(self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int) -> Snapshot:
+        rowid = sa.literal_column("rowid", sa.Integer)
+        blob = sa.type_coerce(table.c.embedding, sa.LargeBinary)
+        rows = conn.execute(sa.select(rowid, blob).order_by(rowid)).all()
+        if rows:
+            ids, blobs = zip(*rows, strict=True)
+            rowids = np.array(ids, dtype=np.int64)
+            matrix = _vector.decode_blob_rows(blobs, dimension)
+        else:
+            rowids, matrix = np.empty(0, np.int64), np.empty((0, dimension), np.float32)
+        snap = Snapshot(token, rowids, *self._prepare(matrix))
+        self.snapshot = snap
+        return snap
+
+    def invalidate(self) -> None:
+        self.snapshot = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
+
+    def _prepare(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.metric is DistanceMetric.COSINE:
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0  # zero vectors score 0 similarity, like TiDB's NULL-free path
+            return np.ascontiguousarray(matrix / norms, dtype=np.float32), None
+        if self.metric is DistanceMetric.L2:
+            return np.ascontiguousarray(matrix), np.einsum("ij,ij->i", matrix, matrix)
+        return np.ascontiguousarray(matrix), None
+
+    def distances(
+        self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None
+    ) -> np.ndarray:
+        """Distances from ``query`` to the snapshot's rows (all, or at ``positions``)."""
+        matrix = snap.matrix if positions is None else snap.matrix[positions]
+        if self.metric is DistanceMetric.COSINE:
+            norm = np.float32(np.linalg.norm(query))
+            unit = query / norm if norm > 0 else query
+            return np.float32(1.0) - matrix @ unit
+        if self.metric is DistanceMetric.INNER_PRODUCT:
+            return -(matrix @ query)
+        if self.metric is DistanceMetric.L2:
+            sq = snap.sq_norms if positions is None else snap.sq_norms[positions]  # type: ignore[index]
+            d2 = sq - 2 * (matrix @ query) + np.float32(query @ query)
+            return np.sqrt(np.maximum(d2, 0, out=d2))
+        return self.metric.distances(matrix, query)
+
+    def exact(self, snap: Snapshot, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Exact distances for a few rows (the winners), free of cancellation error."""
+        rows = snap.matrix[positions]
+        if self.metric is DistanceMetric.L2:
+            return self.metric.distances(rows, query)
+        return self.distances(snap, query, positions)
