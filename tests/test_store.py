@@ -412,3 +412,27 @@ async def test_async_twins_share_state_and_data_with_the_sync_table(make_table, 
         await table.aio.delete()
     assert await table.aio.clear() == 3
     await table.aio.dispose()
+
+
+def test_a_table_created_by_the_peer_stores_opens_as_is(tmp_path):
+    """langchain-community / llama-index TiDBVectorStore DDL (reference/peers.md)."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'peer.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE langchain_vector (id VARCHAR(36) PRIMARY KEY, "
+            "embedding VECTOR(3) NOT NULL, document TEXT, meta JSON, "
+            "create_time DATETIME DEFAULT CURRENT_TIMESTAMP, "
+            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+        )
+    table = VectorTable(url, table_name="langchain_vector")
+    assert table.dimension == 3
+    table.upsert([[1.0, 0.0, 0.0]], ids=["0f8fad5b-d9cb-469f-a165-70867728950e"], documents=["x"])
+    assert table.search([1.0, 0.0, 0.0], k=1)[0].document == "x"
+    with pytest.raises(InvalidInputError, match="at most 36"):
+        table.upsert([[0.0, 1.0, 0.0]], ids=["n" * 37])
+    with pytest.raises(DimensionMismatchError, match=r"VECTOR\(3\)"):
+        table.upsert([[1.0, 2.0]], ids=["short"])
+    assert table.count() == 1
