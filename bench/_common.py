@@ -25,9 +25,8 @@ def table(rows: list[tuple[str, float, str, float, str]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for measure, ours, base_name, base, goal in rows:
-        out.append(
-            f"| {measure} | {_fmt(ours)} | {base_name} | {_fmt(base)} | {ours / base:.2f}x | {goal} |"
-        )
+        ratio = f"{ours / base:.2f}x"
+        out.append(f"| {measure} | {_fmt(ours)} | {base_name} | {_fmt(base)} | {ratio} | {goal} |")
     return "\n".join(out)
 
 

@@ -35,8 +35,10 @@ def main() -> None:
 
     ours_texts = [ours_bind(v) for v in vectors]
     peer_texts = [peer_bind(v) for v in vectors]
-    exact_ours = all(np.array_equal(ours_result(t), v) for t, v in zip(ours_texts, vectors))
-    exact_peer = all(np.array_equal(peer_result(t), v) for t, v in zip(peer_texts, vectors))
+    pairs_ours = zip(ours_texts, vectors, strict=True)
+    pairs_peer = zip(peer_texts, vectors, strict=True)
+    exact_ours = all(np.array_equal(ours_result(t), v) for t, v in pairs_ours)
+    exact_peer = all(np.array_equal(peer_result(t), v) for t, v in pairs_peer)
 
     repeat = 5
     enc_ours = median_seconds(lambda: [ours_bind(v) for v in vectors], repeat) / args.n
