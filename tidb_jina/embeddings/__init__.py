@@ -1,0 +1,74 @@
+"""Embedding and rerank clients for Jina AI and Hugging Face (sync and async).
+
+``JinaClient`` and ``HuggingFaceClient`` implement ``EmbeddingProvider``: they batch, run
+batches concurrently (threads for sync, tasks for async), retry transient failures with
+backoff, keep queries and documents apart (task / prompt per side), and map every provider
+error to a ``tidb_jina.EmbeddingError`` subclass whose message says how to fix it.
+"""
+
+from tidb_jina.embeddings._base import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_TIMEOUT,
+    RETRY_STATUSES,
+)
+from tidb_jina.embeddings._huggingface import (
+    DEFAULT_HF_BATCH_CHARS,
+    DEFAULT_HF_BATCH_SIZE,
+    DEFAULT_HF_CONCURRENCY,
+    HF_ROUTER_URL,
+    HuggingFaceClient,
+)
+from tidb_jina.embeddings._jina import (
+    DEFAULT_JINA_BATCH_CHARS,
+    DEFAULT_JINA_BATCH_SIZE,
+    DEFAULT_JINA_CONCURRENCY,
+    DEFAULT_JINA_MODEL,
+    DEFAULT_JINA_RERANK_MODEL,
+    JINA_BASE_URL,
+    JinaClient,
+)
+from tidb_jina.embeddings._models import (
+    HF_MODELS,
+    JINA_MODELS,
+    QWEN3_QUERY_TASK,
+    HuggingFaceModelInfo,
+    JinaModelInfo,
+    hf_model_info,
+    jina_model_info,
+    qwen3_query_prefix,
+)
+from tidb_jina.embeddings._types import EmbeddingProvider, RerankResult
+
+__all__ = [
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_MAX",
+    "DEFAULT_HF_BATCH_CHARS",
+    "DEFAULT_HF_BATCH_SIZE",
+    "DEFAULT_HF_CONCURRENCY",
+    "DEFAULT_JINA_BATCH_CHARS",
+    "DEFAULT_JINA_BATCH_SIZE",
+    "DEFAULT_JINA_CONCURRENCY",
+    "DEFAULT_JINA_MODEL",
+    "DEFAULT_JINA_RERANK_MODEL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_RETRY_AFTER",
+    "DEFAULT_TIMEOUT",
+    "EmbeddingProvider",
+    "HF_MODELS",
+    "HF_ROUTER_URL",
+    "HuggingFaceClient",
+    "HuggingFaceModelInfo",
+    "JINA_BASE_URL",
+    "JINA_MODELS",
+    "JinaClient",
+    "JinaModelInfo",
+    "QWEN3_QUERY_TASK",
+    "RETRY_STATUSES",
+    "RerankResult",
+    "hf_model_info",
+    "jina_model_info",
+    "qwen3_query_prefix",
+]

@@ -1,0 +1,652 @@
+"""Machinery shared by every provider client, written once for sync and async.
+
+A client describes *what* to send (``_build_*`` methods returning a ``_Call``) and *how to read
+the answer* (``_parse_*`` methods); this module does the rest:
+
+- **Batching** by input count and by total characters (``plan_batches``), so one request never
+  carries more than the provider accepts or a huge share of a token-per-minute budget.
+- **Bounded concurrency**: async batches run under an ``asyncio.Semaphore``; sync batches run
+  on a thread pool of the same size, so sync callers get the same throughput.
+- **Retries** with exponential backoff and jitter on 429, 500, 502, 503, 504, timeouts and
+  dropped connections, honouring ``Retry-After``; never on 400/401/402/403/404/422, which are
+  mapped to a specific ``EmbeddingError`` subclass whose message says what to do.
+- **API keys** live in ``_Secret`` objects: resolved from the argument or the environment at
+  first use (a missing key is ``MissingAPIKeyError`` then, never ``Bearer None``) and never in
+  ``repr``/``str``/logs/exceptions/``to_dict()``.
+
+Sync and async differ only in ``_send_sync`` / ``_send_async`` and ``_map_sync`` /
+``_map_async``; request building, response parsing, error mapping and backoff are shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+import numpy as np
+import orjson
+
+from tidb_jina._errors import (
+    AuthenticationError,
+    EmbeddingError,
+    InputTooLongError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ResponseFormatError,
+)
+
+logger = logging.getLogger("tidb_jina.embeddings")
+
+T = TypeVar("T")
+Kind = Literal["query", "document"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+"""60 s per read (a 128-input batch of long texts can take a while), 10 s to connect."""
+DEFAULT_MAX_RETRIES = 5
+"""Retries after the first attempt: 6 attempts, about 30 s of backoff in the worst case."""
+DEFAULT_BACKOFF_BASE = 0.5
+"""First backoff step in seconds; doubles each attempt (0.5, 1, 2, 4, 8, ...) with jitter."""
+DEFAULT_BACKOFF_MAX = 30.0
+"""Cap of one backoff step in seconds."""
+DEFAULT_MAX_RETRY_AFTER = 120.0
+"""A server's ``Retry-After`` is honoured up to this many seconds."""
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""HTTP statuses that are retried; every other error status fails at once."""
+
+_USER_AGENT = "tidb-jina (python; httpx)"
+_TOO_LONG = re.compile(
+    r"too long|exceed|must have less than|context length|token limit|maximum.*tokens",
+    re.IGNORECASE,
+)
+
+
+class _Secret:
+    """An API key that cannot leak through ``repr``, ``str``, f-strings or pickling."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("API keys are not serialized; pass api_key again or use the environment")
+
+    # copy/deepcopy (e.g. pydantic model_copy) share the immutable secret instead of pickling it
+    def __copy__(self) -> _Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Secret:
+        return self
+
+
+def resolve_secret(explicit: str | None, env_names: Sequence[str]) -> _Secret | None:
+    """The key from the argument, else the first non-empty environment variable, else None."""
+    if explicit:
+        return _Secret(explicit)
+    for name in env_names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return _Secret(value)
+    return None
+
+
+def resolve_url(explicit: str | None, env_name: str, default: str | None) -> str | None:
+    """The base URL from the argument, else the environment, else ``default``; no trailing /."""
+    url = explicit or os.environ.get(env_name, "").strip() or default
+    return url.rstrip("/") if url else None
+
+
+def validate_texts(texts: Iterable[str], what: str = "texts") -> list[str]:
+    """A list copy of ``texts``; raises InvalidInputError naming the first bad index.
+
+    Runs before any request so a bad element never costs a partial, billed batch.
+    """
+    if isinstance(texts, str):
+        raise InvalidInputError(
+            f"{what} must be a sequence of strings, not a single string; wrap it in a list"
+        )
+    items = list(texts)
+    for i, text in enumerate(items):
+        if text is None:
+            raise InvalidInputError(f"{what}[{i}] is None; pass a non-empty string")
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{what}[{i}] is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise InvalidInputError(
+                f"{what}[{i}] is empty or whitespace only; providers reject empty inputs, "
+                "so drop it before embedding"
+            )
+    return items
+
+
+def plan_batches(texts: Sequence[str], max_count: int, max_chars: int) -> list[tuple[int, int]]:
+    """Contiguous ``(start, end)`` slices with at most ``max_count`` inputs and ``max_chars``
+    characters each. A single text longer than ``max_chars`` gets a batch of its own."""
+    batches: list[tuple[int, int]] = []
+    start, chars = 0, 0
+    for i, text in enumerate(texts):
+        n = len(text)
+        if i > start and (i - start >= max_count or chars + n > max_chars):
+            batches.append((start, i))
+            start, chars = i, 0
+        chars += n
+    if start < len(texts):
+        batches.append((start, len(texts)))
+    return batches
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds, decimal, or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One HTTP request to make (with retries): the product of a ``_build_*`` method."""
+
+    method: str
+    url: str
+    payload: Any = None
+    size: int = 0  # number of inputs, for the parser's completeness check
+
+
+class _Retry(Exception):
+    """Raised inside a retry loop: retry, or raise ``final`` once attempts run out."""
+
+    def __init__(self, final: EmbeddingError, retry_after: float | None = None) -> None:
+        super().__init__(str(final))
+        self.final = final
+        self.retry_after = retry_after
+
+
+@dataclass
+class _ErrorInfo:
+    """What an error response said: status, human detail, machine code."""
+
+    status: int
+    detail: str
+    code: str | None = None
+
+
+class BaseEmbeddingClient:
+    """Config, HTTP clients, retries, batching and error mapping for one provider.
+
+    Subclasses set the class attributes and implement ``_build_embed_call`` and
+    ``_parse_embeddings``; optionally ``_prepare_sync`` / ``_prepare_async`` (e.g. TEI ``/info``).
+    """
+
+    provider_name: str = "provider"
+    api_key_env: tuple[str, ...] = ()
+    api_key_required: bool = True
+    key_hint: str = ""
+    balance_hint: str = ""
+    model_hint: str = ""
+    too_long_hint: str = "pass truncate=True or split long texts into chunks before embedding"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        backoff_base: float,
+        backoff_max: float,
+        max_retry_after: float,
+        max_batch_size: int,
+        max_batch_chars: int,
+        max_concurrency: int,
+        http_client: httpx.Client | None,
+        async_http_client: httpx.AsyncClient | None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
+    ) -> None:
+        if max_batch_size < 1 or max_batch_chars < 1 or max_concurrency < 1 or max_retries < 0:
+            raise InvalidInputError(
+                "max_batch_size, max_batch_chars and max_concurrency must be >= 1 and "
+                "max_retries >= 0"
+            )
+        self._explicit_key = _Secret(api_key) if api_key else None
+        self._key: _Secret | None = None
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.max_batch_size = max_batch_size
+        self.max_batch_chars = max_batch_chars
+        self.max_concurrency = max_concurrency
+        self._transport = transport
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._owned_client: httpx.Client | None = None
+        self._owned_async_client: httpx.AsyncClient | None = None
+        self._owned_async_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def _api_key(self) -> _Secret | None:
+        """Resolve the key at first use (not in the constructor, so env can be set later)."""
+        if self._key is None:
+            self._key = self._explicit_key or resolve_secret(None, self.api_key_env)
+        if self._key is None and self.api_key_required:
+            names = " or ".join(self.api_key_env)
+            raise MissingAPIKeyError(
+                f"No {self.provider_name} API key: pass api_key=... or set {names}. "
+                f"{self.key_hint}".strip()
+            )
+        return self._key
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        key = self._api_key()
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key.get()}"
+        return headers
+
+    def _scrub(self, text: str) -> str:
+        """Remove the key from text that came from elsewhere (e.g. an echoed error body)."""
+        for secret in (self._key, self._explicit_key):
+            if secret is not None and secret.get():
+                text = text.replace(secret.get(), "**********")
+        return text
+
+    # ---- HTTP clients --------------------------------------------------------------------
+
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(max_connections=max(10, self.max_concurrency * 2))
+
+    def _sync_client(self) -> httpx.Client:
+        if self._http_client is not None:
+            return self._http_client
+        with self._lock:
+            if self._owned_client is None:
+                transport = (
+                    self._transport if isinstance(self._transport, httpx.BaseTransport) else None
+                )
+                self._owned_client = httpx.Client(
+                    timeout=self.timeout, limits=self._limits(), transport=transport
+                )
+            return self._owned_client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._async_http_client is not None:
+            return self._async_http_client
+        loop = asyncio.get_running_loop()
+        # An AsyncClient's pool is bound to the loop it first ran on; asyncio.run() twice
+        # (notebooks, sync wrappers) would otherwise fail with "Event loop is closed".
+        if self._owned_async_client is None or self._owned_async_loop is not loop:
+            transport = (
+                self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+            )
+            self._owned_async_client = httpx.AsyncClient(
+                timeout=self.timeout, limits=self._limits(), transport=transport
+            )
+            self._owned_async_loop = loop
+        return self._owned_async_client
+
+    def close(self) -> None:
+        """Close the HTTP client this object created (an injected one is left open)."""
+        if self._owned_client is not None:
+            self._owned_client.close()
+            self._owned_client = None
+
+    async def aclose(self) -> None:
+        """Close both HTTP clients this object created (injected ones are left open)."""
+        self.close()
+        if self._owned_async_client is not None:
+            client, self._owned_async_client = self._owned_async_client, None
+            if self._owned_async_loop is asyncio.get_running_loop():
+                await client.aclose()
+            self._owned_async_loop = None
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ---- one request, with retries ---------------------------------------------------------
+
+    def _send_sync(self, call: _Call, parse: Callable[[Any, _Call], T]) -> T:
+        client = self._sync_client()
+        headers = self._headers()
+        body = None if call.payload is None else orjson.dumps(call.payload)
+        attempt = 0
+        while True:
+            try:
+                response = client.request(call.method, call.url, content=body, headers=headers)
+                return self._handle(response, call, parse)
+            except httpx.TransportError as exc:
+                retry = self._transport_retry(call, exc)
+            except _Retry as exc:
+                retry = exc
+            time.sleep(self._next_delay(attempt, retry))
+            attempt += 1
+
+    async def _send_async(self, call: _Call, parse: Callable[[Any, _Call], T]) -> T:
+        client = self._async_client()
+        headers = self._headers()
+        body = None if call.payload is None else orjson.dumps(call.payload)
+        attempt = 0
+        while True:
+            try:
+                response = await client.request(
+                    call.method, call.url, content=body, headers=headers
+                )
+                return self._handle(response, call, parse)
+            except httpx.TransportError as exc:
+                retry = self._transport_retry(call, exc)
+            except _Retry as exc:
+                retry = exc
+            await asyncio.sleep(self._next_delay(attempt, retry))
+            attempt += 1
+
+    def _handle(self, response: httpx.Response, call: _Call, parse: Callable[[Any, _Call], T]) -> T:
+        """Parse a success; raise ``_Retry`` for a retryable status, the mapped error else."""
+        if response.is_success:
+            try:
+                data = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise ResponseFormatError(
+                    f"{self.provider_name} answered {response.status_code} with a body that is "
+                    f"not JSON (starts with {response.text[:80]!r}); check the base URL",
+                    status_code=response.status_code,
+                ) from exc
+            return parse(data, call)
+        error = self._map_error(response, call)
+        if response.status_code in RETRY_STATUSES:
+            raise _Retry(error, parse_retry_after(response.headers.get("Retry-After")))
+        raise error
+
+    def _transport_retry(self, call: _Call, exc: httpx.TransportError) -> _Retry:
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        error = ProviderUnavailableError(
+            f"The request to {self.provider_name} at {call.url} {kind} "
+            f"({type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}) on every attempt; "
+            "check the network and the base URL, or raise timeout= for slow servers"
+        )
+        error.__cause__ = exc
+        return _Retry(error)
+
+    def _next_delay(self, attempt: int, retry: _Retry) -> float:
+        """Seconds to wait before the next attempt; raises the final error when out of tries."""
+        if attempt >= self.max_retries:
+            final = retry.final
+            if self.max_retries:
+                final.args = (f"{final.args[0]} (gave up after {attempt + 1} attempts)",)
+            raise final from final.__cause__
+        step = min(self.backoff_max, self.backoff_base * 2**attempt)
+        delay = step / 2 + random.uniform(0, step / 2)  # "equal jitter": never 0, never in sync
+        if retry.retry_after is not None:
+            delay = min(retry.retry_after, self.max_retry_after) + random.uniform(0, step / 4)
+        logger.info(
+            "%s request failed (%s); retrying in %.2f s (attempt %d of %d)",
+            self.provider_name,
+            type(retry.final).__name__,
+            delay,
+            attempt + 2,
+            self.max_retries + 1,
+        )
+        return delay
+
+    # ---- error mapping -----------------------------------------------------------------------
+
+    def _error_info(self, response: httpx.Response) -> _ErrorInfo:
+        detail, code = "", None
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            detail = response.text.strip()
+        else:
+            if isinstance(body, dict):
+                raw = body.get("detail") or body.get("error") or body.get("message") or ""
+                detail = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
+                errors = body.get("errors")
+                if isinstance(errors, list) and errors:
+                    detail = f"{detail} {orjson.dumps(errors).decode()}".strip()
+                code = body.get("code") or body.get("error_type")
+                code = str(code) if code is not None else None
+            else:
+                detail = response.text.strip()
+        detail = self._scrub(detail)[:500] or response.reason_phrase
+        return _ErrorInfo(response.status_code, detail, code)
+
+    def _map_error(self, response: httpx.Response, call: _Call) -> EmbeddingError:
+        info = self._error_info(response)
+        status, detail, code = info.status, info.detail, info.code
+        where = f"{self.provider_name} answered {status}" + (f" {code}" if code else "")
+        said = f"{where}: {detail}"
+        lowered = f"{code or ''} {detail}".lower()
+        kw: dict[str, Any] = {"status_code": status, "code": code}
+        if status == 401:
+            return AuthenticationError(f"{said}. The API key was rejected. {self.key_hint}", **kw)
+        if status == 402 or (status == 403 and ("balance" in lowered or "credit" in lowered)):
+            return InsufficientBalanceError(f"{said}. {self.balance_hint}", **kw)
+        if status == 403:
+            return PermissionDeniedError(
+                f"{said}. The key is valid but may not do this; check its permissions or plan",
+                **kw,
+            )
+        if status in (404, 410) or (
+            status == 400
+            and "model" in lowered
+            and ("not found" in lowered or "not_found" in lowered or "unknown" in lowered)
+        ):
+            return ModelNotFoundError(f"{said}. {self.model_hint}", **kw)
+        if status == 429:
+            return RateLimitError(
+                f"{said}. Rate limited on every attempt; lower max_concurrency / "
+                "max_batch_size, wait, or upgrade the plan",
+                **kw,
+            )
+        if status >= 500:
+            return ProviderUnavailableError(
+                f"{said}. The service failed on every attempt; try again later", **kw
+            )
+        if status == 413:
+            return InvalidRequestError(
+                f"{said}. The request body is too large; lower max_batch_chars", **kw
+            )
+        if status in (400, 422) and _TOO_LONG.search(detail):
+            return InputTooLongError(f"{said}. {self.too_long_hint}", **kw)
+        return InvalidRequestError(
+            f"{said}. The request does not fit this model; {self._invalid_hint(info)}", **kw
+        )
+
+    def _invalid_hint(self, info: _ErrorInfo) -> str:
+        return "check the model name and the options passed to the client"
+
+    # ---- many requests, bounded concurrency ---------------------------------------------
+
+    def _map_sync(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
+        """Send ``calls`` on up to ``max_concurrency`` threads; results in call order."""
+        if len(calls) == 1 or self.max_concurrency == 1:
+            return [self._send_sync(call, parse) for call in calls]
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_concurrency, len(calls)),
+            thread_name_prefix="tidb-jina-embed",
+        ) as pool:
+            futures = [pool.submit(self._send_sync, call, parse) for call in calls]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in futures:
+                if future in done and future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            return [future.result() for future in futures]
+
+    async def _map_async(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
+        """Send ``calls`` with at most ``max_concurrency`` in flight; results in call order."""
+        if len(calls) == 1:
+            return [await self._send_async(calls[0], parse)]
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(call: _Call) -> T:
+            async with semaphore:
+                return await self._send_async(call, parse)
+
+        tasks = [asyncio.ensure_future(one(call)) for call in calls]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+
+    # ---- the embedding pipeline -----------------------------------------------------------
+
+    _dimension: int | None = None
+
+    def _prepare_sync(self) -> None:
+        """Hook: one-time set-up before the first request (no-op by default)."""
+
+    async def _prepare_async(self) -> None:
+        """Hook: one-time set-up before the first request (no-op by default)."""
+
+    def _batch_limits(self) -> tuple[int, int]:
+        return self.max_batch_size, self.max_batch_chars
+
+    def _plan_calls(self, texts: list[str], kind: Kind) -> list[_Call]:
+        count, chars = self._batch_limits()
+        return [
+            self._build_embed_call(texts[start:end], kind)
+            for start, end in plan_batches(texts, count, chars)
+        ]
+
+    def _build_embed_call(self, texts: list[str], kind: Kind) -> _Call:
+        raise NotImplementedError
+
+    def _parse_embeddings(self, data: Any, call: _Call) -> np.ndarray:
+        raise NotImplementedError
+
+    def _finish(self, parts: list[np.ndarray]) -> np.ndarray:
+        """Join per-batch matrices and learn or check the dimension."""
+        expected = self._dimension or int(parts[0].shape[1])
+        for part in parts:
+            if part.shape[1] != expected:
+                raise ResponseFormatError(
+                    f"{self.provider_name} returned {part.shape[1]}-dimensional vectors but "
+                    f"{expected} were expected; check the model and dimensions options"
+                )
+        self._dimension = expected
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _empty(self) -> np.ndarray:
+        return np.empty((0, self._dimension or 0), dtype=np.float32)
+
+    def _embed_sync(self, texts: Iterable[str], kind: Kind) -> np.ndarray:
+        items = validate_texts(texts)
+        if not items:
+            return self._empty()
+        self._prepare_sync()
+        return self._finish(self._map_sync(self._plan_calls(items, kind), self._parse_embeddings))
+
+    async def _embed_async(self, texts: Iterable[str], kind: Kind) -> np.ndarray:
+        items = validate_texts(texts)
+        if not items:
+            return self._empty()
+        await self._prepare_async()
+        calls = self._plan_calls(items, kind)
+        return self._finish(await self._map_async(calls, self._parse_embeddings))
+
+    def _embed_one_sync(self, text: str) -> np.ndarray:
+        return self._embed_sync(validate_texts([text], "text"), "query")[0]
+
+    async def _embed_one_async(self, text: str) -> np.ndarray:
+        return (await self._embed_async(validate_texts([text], "text"), "query"))[0]
+
+    # ---- public embedding API (same for every provider) ------------------------------------
+
+    @property
+    def dimension(self) -> int | None:
+        """Output dimension: known up front for known models or ``dimensions=``, else learned."""
+        return self._dimension
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts to be stored and searched: float32 array of shape ``(len(texts), d)``."""
+        return self._embed_sync(texts, "document")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one search query: float32 array of shape ``(d,)``."""
+        return self._embed_one_sync(text)
+
+    async def aembed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Async ``embed_documents``."""
+        return await self._embed_async(texts, "document")
+
+    async def aembed_query(self, text: str) -> np.ndarray:
+        """Async ``embed_query``."""
+        return await self._embed_one_async(text)
+
+
+def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
+    """A float32 ``(n, d)`` matrix from equal-length numeric rows, or ResponseFormatError."""
+    try:
+        matrix = np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ResponseFormatError(
+            f"{provider} returned embeddings that are not equal-length lists of numbers"
+        ) from exc
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ResponseFormatError(
+            f"{provider} returned embeddings of shape {matrix.shape}; expected (n, d)"
+        )
+    if not np.isfinite(matrix).all():
+        raise ResponseFormatError(f"{provider} returned NaN or infinite values in embeddings")
+    return matrix

@@ -1,0 +1,393 @@
+"""Jina AI embeddings (``POST /v1/embeddings``) and reranker (``POST /v1/rerank``) client.
+
+Defaults and why:
+
+- ``max_batch_size=128`` inputs per request: what Jina's own client uses; v4 is further capped
+  at its documented 512 (a smaller user value always wins).
+- ``max_batch_chars=200_000`` characters per request (about 50K tokens): keeps one request a
+  small share of the free tier's 1M tokens per minute and well inside the 60 s timeout.
+- ``max_concurrency=5``: the free tier allows 5 concurrent requests; beyond that Jina answers
+  429 ``RATE_CONCURRENCY_LIMIT_EXCEEDED``. Paid tiers allow 50-500, raise it there.
+- ``truncate=True``: an over-long input is cut at the model's limit instead of failing the
+  whole batch; pass ``truncate=False`` to get ``InputTooLongError`` instead.
+- ``normalized=True``, sent explicitly where the model accepts the field (sources disagree on
+  its default); v4 and the code models lack the field, so the client normalizes them itself.
+- Tasks: ``embed_documents`` sends ``retrieval.passage`` and ``embed_query``
+  ``retrieval.query`` on v3/v4/v5 (clip-v2: ``retrieval.query`` for queries only; code models:
+  ``nl2code.passage`` / ``nl2code.query``), unless ``task``, ``query_task`` or
+  ``passage_task`` is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from tidb_jina._errors import ConfigurationError, ResponseFormatError
+from tidb_jina.embeddings._base import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    BaseEmbeddingClient,
+    Kind,
+    _Call,
+    _ErrorInfo,
+    _Retry,
+    l2_normalize,
+    resolve_url,
+    rows_to_matrix,
+    validate_texts,
+)
+from tidb_jina.embeddings._models import JinaModelInfo, jina_model_info
+from tidb_jina.embeddings._types import RerankResult
+
+__all__ = [
+    "DEFAULT_JINA_BATCH_CHARS",
+    "DEFAULT_JINA_BATCH_SIZE",
+    "DEFAULT_JINA_CONCURRENCY",
+    "DEFAULT_JINA_MODEL",
+    "DEFAULT_JINA_RERANK_MODEL",
+    "JINA_BASE_URL",
+    "JinaClient",
+]
+
+JINA_BASE_URL = "https://api.jina.ai"
+DEFAULT_JINA_MODEL = "jina-embeddings-v3"
+DEFAULT_JINA_RERANK_MODEL = "jina-reranker-v2-base-multilingual"
+DEFAULT_JINA_BATCH_SIZE = 128
+DEFAULT_JINA_BATCH_CHARS = 200_000
+DEFAULT_JINA_CONCURRENCY = 5
+
+EmbeddingType = Literal["float", "base64"]
+
+
+class JinaClient(BaseEmbeddingClient):
+    """Embeds texts and reranks documents with the Jina AI API.
+
+    >>> client = JinaClient(model="jina-embeddings-v3", dimensions=256)  # no I/O yet
+    >>> client.dimension
+    256
+    """
+
+    provider_name = "Jina AI"
+    api_key_env = ("JINA_API_KEY", "JINAAI_API_KEY")
+    key_hint = (
+        "Jina keys start with 'jina_'; get or check one at https://jina.ai/api-dashboard "
+        "and pass it as api_key= or JINA_API_KEY."
+    )
+    balance_hint = (
+        "The Jina account is out of tokens; top up at https://jina.ai/api-dashboard or use "
+        "another key."
+    )
+    model_hint = (
+        "Jina does not know this model; use one of tidb_jina.embeddings.JINA_MODELS "
+        "(e.g. 'jina-embeddings-v3') or check the spelling and the base URL."
+    )
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_JINA_MODEL,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        task: str | None = None,
+        query_task: str | None = None,
+        passage_task: str | None = None,
+        dimensions: int | None = None,
+        late_chunking: bool = False,
+        normalized: bool = True,
+        truncate: bool = True,
+        embedding_type: EmbeddingType = "float",
+        rerank_model: str = DEFAULT_JINA_RERANK_MODEL,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_batch_size: int = DEFAULT_JINA_BATCH_SIZE,
+        max_batch_chars: int = DEFAULT_JINA_BATCH_CHARS,
+        max_concurrency: int = DEFAULT_JINA_CONCURRENCY,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            max_batch_size=max_batch_size,
+            max_batch_chars=max_batch_chars,
+            max_concurrency=max_concurrency,
+            http_client=http_client,
+            async_http_client=async_http_client,
+            transport=transport,
+        )
+        if not model:
+            raise ConfigurationError("model must be a Jina model name, e.g. 'jina-embeddings-v3'")
+        self.model = model
+        self.info: JinaModelInfo = jina_model_info(model)
+        self.base_url: str = resolve_url(base_url, "JINA_API_BASE_URL", JINA_BASE_URL) or ""
+        self.query_task = query_task or task or self.info.query_task
+        self.passage_task = passage_task or task or self.info.passage_task
+        self.dimensions = dimensions
+        self.late_chunking = late_chunking
+        self.normalized = normalized
+        self.truncate = truncate
+        self.embedding_type = embedding_type
+        self.rerank_model = rerank_model
+        self._validate_options(task, query_task, passage_task)
+        self._dimension = dimensions or self.info.dimension
+
+    def _validate_options(self, *tasks: str | None) -> None:
+        info, name = self.info, self.model
+        if self.embedding_type not in ("float", "base64"):
+            raise ConfigurationError(
+                f"embedding_type must be 'float' or 'base64', not {self.embedding_type!r}"
+            )
+        known = info.family != "generic"
+        for task in (t for t in tasks if t):
+            if known and not info.accepts_task:
+                raise ConfigurationError(
+                    f"{name} does not accept a task; remove task/query_task/passage_task"
+                )
+            if known and task not in info.tasks:
+                raise ConfigurationError(
+                    f"{name} does not know the task {task!r}; use one of {', '.join(info.tasks)}"
+                )
+        if self.dimensions is not None:
+            if known and info.max_dimensions is None:
+                raise ConfigurationError(
+                    f"{name} does not accept dimensions (its output is fixed); remove "
+                    "dimensions= or use jina-embeddings-v3/v4/v5"
+                )
+            upper = info.max_dimensions or 1 << 16
+            if not isinstance(self.dimensions, int) or not 1 <= self.dimensions <= upper:
+                raise ConfigurationError(
+                    f"{name} accepts dimensions between 1 and {upper}; got {self.dimensions!r}"
+                )
+        if self.late_chunking and known and not info.accepts_late_chunking:
+            raise ConfigurationError(
+                f"{name} does not support late_chunking; use jina-embeddings-v3 or -v4, or "
+                "pass late_chunking=False"
+            )
+
+    def __repr__(self) -> str:
+        key = "'**********'" if self._explicit_key or self._key else "None"
+        return (
+            f"JinaClient(model={self.model!r}, base_url={self.base_url!r}, "
+            f"dimensions={self.dimensions!r}, query_task={self.query_task!r}, "
+            f"passage_task={self.passage_task!r}, api_key={key})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The client's settings, safe to log or serialize: the API key is never included."""
+        return {
+            "provider": "jina",
+            "model": self.model,
+            "base_url": self.base_url,
+            "query_task": self.query_task,
+            "passage_task": self.passage_task,
+            "dimensions": self.dimensions,
+            "late_chunking": self.late_chunking,
+            "normalized": self.normalized,
+            "truncate": self.truncate,
+            "embedding_type": self.embedding_type,
+            "rerank_model": self.rerank_model,
+            "max_batch_size": self.max_batch_size,
+            "max_batch_chars": self.max_batch_chars,
+            "max_concurrency": self.max_concurrency,
+            "max_retries": self.max_retries,
+        }
+
+    # ---- embeddings: request builder and parser (shared by sync and async) ------------------
+
+    def _batch_limits(self) -> tuple[int, int]:
+        count = self.max_batch_size
+        if self.info.max_batch_size is not None:
+            count = min(count, self.info.max_batch_size)
+        return count, self.max_batch_chars
+
+    def _plan_calls(self, texts: list[str], kind: Kind) -> list[_Call]:
+        if self.late_chunking and kind == "document":
+            # Late chunking embeds the inputs of one request as one sequence, so they must be
+            # the chunks of one document: never split them across requests.
+            return [self._build_embed_call(texts, kind)]
+        return super()._plan_calls(texts, kind)
+
+    def build_payload(self, texts: Sequence[str], kind: Kind) -> dict[str, Any]:
+        """The JSON body for embedding ``texts`` as queries or documents: only the fields this
+        model family accepts."""
+        info = self.info
+        task = self.query_task if kind == "query" else self.passage_task
+        payload: dict[str, Any] = {"model": self.model}
+        if task:
+            payload["task"] = task
+        if self.dimensions is not None:
+            payload["dimensions"] = self.dimensions
+        if info.accepts_normalized:
+            payload["normalized"] = self.normalized
+        if self.late_chunking and kind == "document":
+            payload["late_chunking"] = True
+        payload["embedding_type"] = self.embedding_type
+        payload["truncate"] = self.truncate
+        payload["input"] = list(texts)
+        return payload
+
+    def _build_embed_call(self, texts: list[str], kind: Kind) -> _Call:
+        return _Call(
+            "POST", f"{self.base_url}/v1/embeddings", self.build_payload(texts, kind), len(texts)
+        )
+
+    def _parse_embeddings(self, data: Any, call: _Call) -> np.ndarray:
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ResponseFormatError(
+                "Jina AI answered without a 'data' list; check base_url points at the Jina API"
+            )
+        rows: dict[int, Any] = {}
+        for item in items:
+            index = item.get("index") if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < call.size or index in rows:
+                raise ResponseFormatError(f"Jina AI returned a bad or repeated index: {index!r}")
+            rows[index] = self._decode(item.get("embedding"))
+        if len(rows) != call.size:
+            missing = sorted(set(range(call.size)) - rows.keys())[:10]
+            # Jina's own client retries inputs missing from a response; retry the whole batch.
+            raise _Retry(
+                ResponseFormatError(
+                    f"Jina AI returned {len(rows)} of {call.size} embeddings "
+                    f"(missing indices {missing}...)"
+                )
+            )
+        matrix = rows_to_matrix([rows[i] for i in range(call.size)], self.provider_name)
+        if self.normalized and not self.info.accepts_normalized:
+            matrix = l2_normalize(matrix)
+        return matrix
+
+    def _decode(self, embedding: Any) -> Any:
+        if isinstance(embedding, str):
+            try:
+                raw = base64.b64decode(embedding, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ResponseFormatError("Jina AI returned an invalid base64 embedding") from exc
+            if len(raw) % 4:
+                raise ResponseFormatError("Jina AI returned a base64 embedding of odd length")
+            return np.frombuffer(raw, dtype="<f4")
+        if not isinstance(embedding, list):
+            raise ResponseFormatError(
+                f"Jina AI returned an embedding of type {type(embedding).__name__}; expected "
+                "a list of floats or a base64 string"
+            )
+        return embedding
+
+    def _invalid_hint(self, info: _ErrorInfo) -> str:
+        return (
+            f"{self.model} may not accept one of the fields sent; see "
+            "tidb_jina.embeddings.JINA_MODELS for what each model accepts"
+        )
+
+    # ---- late chunking: one request per document -------------------------------------------
+
+    def _chunk_calls(self, documents: Sequence[Sequence[str]]) -> list[_Call]:
+        if not self.late_chunking:
+            raise ConfigurationError(
+                "embed_chunked_documents needs late_chunking=True; otherwise use embed_documents"
+            )
+        return [
+            self._build_embed_call(validate_texts(chunks, f"documents[{i}]"), "document")
+            for i, chunks in enumerate(documents)
+        ]
+
+    def embed_chunked_documents(self, documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Late chunking: embed each document's chunks in one request (requests run
+        concurrently). Returns one ``(n_chunks, d)`` array per document."""
+        calls = self._chunk_calls(documents)
+        if not calls:
+            return []
+        parts = self._map_sync(calls, self._parse_embeddings)
+        return [self._finish([part]) for part in parts]
+
+    async def aembed_chunked_documents(
+        self, documents: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """Async ``embed_chunked_documents``."""
+        calls = self._chunk_calls(documents)
+        if not calls:
+            return []
+        parts = await self._map_async(calls, self._parse_embeddings)
+        return [self._finish([part]) for part in parts]
+
+    # ---- rerank ------------------------------------------------------------------------------
+
+    def _build_rerank_call(
+        self, query: str, documents: list[str], top_n: int | None, model: str | None
+    ) -> _Call:
+        validate_texts([query], "query")
+        if top_n is not None and top_n < 1:
+            raise ConfigurationError(f"top_n must be >= 1 or None (all documents); got {top_n}")
+        payload: dict[str, Any] = {
+            "model": model or self.rerank_model,
+            "query": query,
+            "documents": documents,
+            "return_documents": False,  # we hold the texts; don't pay to download them again
+        }
+        if top_n is not None:
+            payload["top_n"] = min(top_n, len(documents))
+        return _Call("POST", f"{self.base_url}/v1/rerank", payload, len(documents))
+
+    def _parse_rerank(self, data: Any, call: _Call) -> list[RerankResult]:
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise ResponseFormatError("Jina AI rerank answered without a 'results' list")
+        documents = call.payload["documents"]
+        out = []
+        for item in results:
+            index = item.get("index") if isinstance(item, dict) else None
+            score = item.get("relevance_score") if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(documents):
+                raise ResponseFormatError(f"Jina AI rerank returned a bad index: {index!r}")
+            if not isinstance(score, (int, float)):
+                raise ResponseFormatError(f"Jina AI rerank returned a bad score: {score!r}")
+            out.append(RerankResult(index=index, score=float(score), document=documents[index]))
+        out.sort(key=lambda r: r.score, reverse=True)
+        return out
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        model: str | None = None,
+    ) -> list[RerankResult]:
+        """Score ``documents`` against ``query``; best first, ``index`` into ``documents``."""
+        docs = validate_texts(documents, "documents")
+        if not docs:
+            return []
+        return self._send_sync(
+            self._build_rerank_call(query, docs, top_n, model), self._parse_rerank
+        )
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        model: str | None = None,
+    ) -> list[RerankResult]:
+        """Async ``rerank``."""
+        docs = validate_texts(documents, "documents")
+        if not docs:
+            return []
+        call = self._build_rerank_call(query, docs, top_n, model)
+        return await self._send_async(call, self._parse_rerank)
