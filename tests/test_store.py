@@ -436,3 +436,15 @@ def test_a_table_created_by_the_peer_stores_opens_as_is(tmp_path):
     with pytest.raises(DimensionMismatchError, match=r"VECTOR\(3\)"):
         table.upsert([[1.0, 2.0]], ids=["short"])
     assert table.count() == 1
+
+
+def test_index_status_on_the_embedded_engine_is_exact(make_table, store_url):
+    table = make_table()
+    assert table.index_status().kind == "missing"
+    _seed(table)
+    status = table.index_status()
+    if store_url.startswith("sqlite"):
+        assert status.kind == "exact" and status.ready
+        table.create_vector_index()  # a no-op here, never an error
+    else:
+        assert status.kind in ("hnsw", "exact")

@@ -115,20 +115,134 @@ def test_search_fetches_the_vector_column_only_when_asked(table):
     )
 
 
-def test_search_with_filter_and_threshold(table):
+def test_prefilter_search_puts_filter_and_threshold_in_one_statement(table):
     t = build_table("docs", 3, "mysql")
-    from tidb_jina.store._filters import compile_filter
-
-    where = compile_filter({"lang": "en"}, t.c.meta, "mysql")
-    sql = _sql(table.search_statement(t, np.ones(3), 5, where, max_distance=0.3))
+    stmt = table.search_statement(t, np.ones(3), 5, filter={"lang": "en"}, max_distance=0.3)
+    sql = _sql(stmt)
     assert sql.startswith("SELECT candidates.id, candidates.document, candidates.meta, ")
     assert "VEC_COSINE_DISTANCE(docs.embedding, %s) AS distance FROM docs WHERE " in sql
     assert "JSON_EXTRACT(docs.meta, %s)" in sql
     assert "ORDER BY distance LIMIT %s) AS candidates WHERE candidates.distance <= %s" in sql
     assert sql.endswith("ORDER BY candidates.distance")
     assert not re.search(r"['\"]en['\"]", sql), "no value is pasted into the SQL"
-    params = _processed_params(table.search_statement(t, np.ones(3), 5, where)).values()
+    params = _processed_params(stmt).values()
     assert any("en" in str(p) for p in params), "the value travels as a bound parameter"
+
+
+def test_postfilter_keeps_the_knn_block_free_of_where(table):
+    """reference 3.5: the HNSW index serves only ORDER BY distance LIMIT n without WHERE."""
+    t = build_table("docs", 3, "mysql")
+    stmt = table.search_statement(
+        t, np.ones(3), 5, filter={"lang": "en"}, max_distance=0.3, prefilter=False
+    )
+    sql = _sql(stmt)
+    inner = re.search(r"FROM \((SELECT .*?)\) AS candidates", sql).group(1)
+    assert inner == (
+        "SELECT docs.id AS id, docs.document AS document, docs.meta AS meta, "
+        "VEC_COSINE_DISTANCE(docs.embedding, %s) AS distance FROM docs "
+        "ORDER BY distance LIMIT %s"
+    )
+    outer = sql.split(") AS candidates", 1)[1]
+    assert "JSON_EXTRACT(candidates.meta, %s)" in outer
+    assert "candidates.distance <= %s" in outer
+    assert outer.endswith("ORDER BY candidates.distance LIMIT %s")
+    params = list(_processed_params(stmt).values())
+    assert params[1] == 100 and params[-1] == 5, "max(10k, 100) candidates, then k"
+    custom = table.search_statement(
+        t, np.ones(3), 5, filter={"a": 1}, prefilter=False, num_candidates=777
+    )
+    assert 777 in _processed_params(custom).values()
+
+
+def test_filtered_search_falls_back_to_prefilter_only_when_short(table, monkeypatch):
+    t = build_table("docs", 3, "mysql")
+    monkeypatch.setattr(table, "_load", lambda: t)
+    executed = []
+
+    def fake_run(stmt):
+        executed.append(_sql(stmt))
+        return ["hit"] * (2 if len(executed) == 1 else 4)
+
+    monkeypatch.setattr(table, "_run_search", fake_run)
+    assert table.search(np.ones(3), k=4, filter={"lang": "en"}) == ["hit"] * 4
+    assert len(executed) == 2
+    assert "AS candidates WHERE" in executed[0] and "FROM docs WHERE" in executed[1]
+    executed.clear()
+    table.search(np.ones(3), k=4, filter={"lang": "en"}, prefilter=False)
+    assert len(executed) == 1, "post-filter only: no second statement"
+    executed.clear()
+    table.search(np.ones(3), k=4, filter={"lang": "en"}, prefilter=True)
+    assert len(executed) == 1 and "FROM docs WHERE" in executed[0]
+    executed.clear()
+    table.search(np.ones(3), k=2)
+    assert executed == [
+        "SELECT docs.id, docs.document, docs.meta, VEC_COSINE_DISTANCE(docs.embedding, %s) "
+        "AS distance FROM docs ORDER BY distance LIMIT %s"
+    ]
+
+
+def test_vector_index_ddl_self_managed_and_starter():
+    from tidb_jina.store._tidb import fulltext_index_ddl, vector_index_ddl
+
+    assert vector_index_ddl(DIALECT, "docs", DistanceMetric.COSINE, starter=False) == [
+        "ALTER TABLE docs SET TIFLASH REPLICA 1",
+        "CREATE VECTOR INDEX IF NOT EXISTS vidx_docs ON docs "
+        "((VEC_COSINE_DISTANCE(embedding))) USING HNSW",
+    ]
+    assert vector_index_ddl(DIALECT, "docs", DistanceMetric.L2, starter=True) == [
+        "CREATE VECTOR INDEX IF NOT EXISTS vidx_docs ON docs "
+        "((VEC_L2_DISTANCE(embedding))) USING HNSW ADD_COLUMNAR_REPLICA_ON_DEMAND"
+    ]
+    assert fulltext_index_ddl(DIALECT, "docs", "standard") == (
+        "CREATE FULLTEXT INDEX IF NOT EXISTS ftidx_docs ON docs (document) "
+        "WITH PARSER STANDARD ADD_COLUMNAR_REPLICA_ON_DEMAND"
+    )
+
+
+def test_starter_hosts_are_recognised():
+    from tidb_jina.store._tidb import is_missing_tiflash, is_starter_host
+
+    assert is_starter_host("gateway01.us-west-2.prod.aws.tidbcloud.com")
+    assert not is_starter_host("tidb.internal.example.com")
+    assert is_missing_tiflash(
+        RuntimeError("Unsupported add vector index: unsupported TiFlash store count is 0")
+    )
+    assert is_missing_tiflash(RuntimeError("columnar replica must exist"))
+    assert not is_missing_tiflash(RuntimeError("Duplicate entry"))
+
+
+def test_unindexable_metric_and_missing_tiflash_are_explained():
+    from tidb_jina import UnsupportedFeatureError
+
+    ip = VectorTable(URL, table_name="docs", metric="inner_product")
+    with pytest.raises(UnsupportedFeatureError, match="only cosine and l2"):
+        ip.create_vector_index()
+
+
+def test_index_status_sums_tiflash_instances():
+    from types import SimpleNamespace
+
+    from tidb_jina.store._tidb import index_status_from_rows
+
+    def row(indexed, pending, error=None, name="vidx_docs"):
+        return SimpleNamespace(
+            INDEX_NAME=name,
+            ROWS_STABLE_INDEXED=indexed,
+            ROWS_DELTA_INDEXED=0,
+            ROWS_STABLE_NOT_INDEXED=pending,
+            ROWS_DELTA_NOT_INDEXED=0,
+            ERROR_MESSAGE=error,
+        )
+
+    status = index_status_from_rows([row(10, 5), row(20, 0)], "vidx_docs")
+    assert (status.kind, status.rows_indexed, status.rows_pending, status.ready) == (
+        "hnsw",
+        30,
+        5,
+        False,
+    )
+    assert index_status_from_rows([row(1, 0, name="other")], "vidx_docs").kind == "exact"
+    assert index_status_from_rows([row(3, 0)], "vidx_docs").ready
 
 
 def test_metric_enum_carries_sql_function_and_indexability():
@@ -194,3 +308,22 @@ def test_async_twin_uses_aiomysql_with_the_same_settings():
     assert table.aio.native
     plain_engine = VectorTable(sa.create_engine("sqlite://"))
     assert not plain_engine.aio.native, "a caller's sync Engine is served from a thread"
+
+
+def test_missing_tiflash_is_told_once_and_the_table_still_works(caplog, monkeypatch):
+    from tidb_jina import UnsupportedFeatureError
+
+    table = VectorTable(URL, table_name="docs")
+    calls = []
+
+    def no_tiflash():
+        calls.append(1)
+        raise UnsupportedFeatureError("has no TiFlash, which TiDB's vector index needs")
+
+    monkeypatch.setattr(table, "create_vector_index", no_tiflash)
+    with caplog.at_level("WARNING", logger="tidb_jina"):
+        table._try_vector_index()
+        table._try_vector_index()
+    warnings = [r for r in caplog.records if "TiFlash" in r.getMessage()]
+    assert len(calls) == 2 and len(warnings) == 1
+    assert "no TiFlash" in table._state.index_note

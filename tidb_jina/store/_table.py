@@ -41,9 +41,10 @@ from tidb_jina._errors import (
     RecordTooLargeError,
     SchemaError,
     TiDBJinaError,
+    UnsupportedFeatureError,
 )
 from tidb_jina._maths import maximal_marginal_relevance
-from tidb_jina.store import _vector
+from tidb_jina.store import _tidb, _vector
 from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._engine import (
     WRITE_OPTION,
@@ -51,6 +52,7 @@ from tidb_jina.store._engine import (
     connect,
     describe,
     engine_lock,
+    logger,
 )
 from tidb_jina.store._filters import check_metadata_key, compile_filter, validate_filter
 from tidb_jina.store._metrics import DistanceMetric
@@ -89,6 +91,7 @@ class _TableState:
     shape: TableShape | None = None
     table: sa.Table | None = None
     cache: VectorCache | None = None  # embedded engine only
+    index_note: str | None = None  # why a TiDB table has no vector index, told once
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self) -> None:
@@ -112,6 +115,9 @@ class VectorTable:
         engine_args: extra ``sqlalchemy.create_engine`` arguments (URL only).
         drop_existing: drop the table before first use.
         batch_rows, batch_bytes: upper bounds of one upsert batch (one transaction).
+        vector_index: TiDB only: give new tables an HNSW vector index for ``metric``
+            (cosine and l2; TiFlash required, else searches stay exact and you are told
+            once). See :meth:`create_vector_index` and :meth:`index_status`.
         search_cache: embedded engine only: keep the vectors in memory between searches
             (always exact: see :mod:`tidb_jina.store._embedded`). Costs 4 bytes per
             dimension per row of RAM.
@@ -129,6 +135,7 @@ class VectorTable:
         batch_rows: int | None = None,
         batch_bytes: int | None = None,
         search_cache: bool = True,
+        vector_index: bool = True,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
@@ -147,6 +154,7 @@ class VectorTable:
             "batch_bytes",
         )
         self.search_cache = search_cache
+        self.vector_index = vector_index
         self._state = _TableState(drop_pending=drop_existing)
         self._engine_lock = engine_lock(self.engine)
         self._aio: AsyncVectorTable | None = None
@@ -208,6 +216,14 @@ class VectorTable:
         """Drop the table and everything in it (no error if it does not exist)."""
         table = build_table(self.table_name, None, self.engine.dialect.name)
         with self._state.lock, self._write() as conn:
+            if self.is_tidb:
+                # TiDB refuses DROP TABLE while a full-text index exists: drop it first.
+                names = conn.execute(_tidb.TABLE_INDEXES_SQL, {"table": self.table_name})
+                fulltext = _tidb.fulltext_index_name(self.table_name)
+                if fulltext in {row[0] for row in names}:
+                    conn.exec_driver_sql(
+                        _tidb.drop_index_ddl(self.engine.dialect, self.table_name, fulltext)
+                    )
             table.drop(conn, checkfirst=True)
             self._state.reset()
 
@@ -257,6 +273,8 @@ class VectorTable:
             # Someone else may have created it first with another dimension.
             self._adopt(shape)
             self._check_dimension(dimension)
+            if self.is_tidb and self.vector_index:
+                self._try_vector_index()
             assert self._state.table is not None
             return self._state.table
 
@@ -268,6 +286,73 @@ class VectorTable:
                 f"{dimension} dimensions; use a model with {table_dim} dimensions (e.g. "
                 f"dimensions={table_dim} for Jina v3+) or a new table_name"
             )
+
+    # --- TiDB vector index -------------------------------------------------------------
+
+    @property
+    def is_tidb_starter(self) -> bool:
+        """True for a TiDB Cloud Starter (serverless) host."""
+        return self.is_tidb and _tidb.is_starter_host(self.engine.url.host)
+
+    def create_vector_index(self) -> None:
+        """Give the table an HNSW index for its metric (TiDB; idempotent).
+
+        Self-managed TiDB gets a TiFlash replica first; TiDB Cloud Starter creates it on
+        demand. Raises ``UnsupportedFeatureError`` when the metric cannot be indexed or
+        the cluster has no TiFlash. The index builds in the background: see
+        :meth:`index_status`.
+        """
+        if not self.is_tidb:
+            return  # the embedded engine always searches exactly
+        if not self.metric.indexable:
+            raise UnsupportedFeatureError(
+                f"TiDB cannot index {self.metric.value} distance (only cosine and l2); "
+                "searches on this table are exact scans. Use metric='cosine' or 'l2' "
+                "for an indexed table"
+            )
+        if self._load() is None:
+            raise ConfigurationError(
+                f"table {self.table_name!r} does not exist yet; add vectors first"
+            )
+        statements = _tidb.vector_index_ddl(
+            self.engine.dialect, self.table_name, self.metric, starter=self.is_tidb_starter
+        )
+        try:
+            for statement in statements:
+                with self._write() as conn:
+                    conn.exec_driver_sql(statement)
+        except DatabaseError as exc:
+            if _tidb.is_missing_tiflash(exc.__cause__ or exc):
+                raise UnsupportedFeatureError(
+                    f"{describe(self.engine)} has no TiFlash, which TiDB's vector index "
+                    "needs; searches still work as exact scans. Add a TiFlash node (or use "
+                    "TiDB Cloud), then call create_vector_index() again"
+                ) from exc
+            raise
+
+    def _try_vector_index(self) -> None:
+        """Index a new table; without TiFlash (or an indexable metric) say so once."""
+        try:
+            self.create_vector_index()
+        except UnsupportedFeatureError as exc:
+            if self._state.index_note is None:
+                self._state.index_note = str(exc)
+                logger.warning("table %s: %s", self.table_name, exc)
+
+    def index_status(self) -> _tidb.IndexStatus:
+        """How far TiDB has built the vector index (exact search on the embedded engine)."""
+        if self._load() is None:
+            return _tidb.IndexStatus(kind="missing", note="the table does not exist yet")
+        if not self.is_tidb:
+            return _tidb.IndexStatus(
+                kind="exact", note="the embedded engine searches exactly (no index needed)"
+            )
+        with self._read() as conn:
+            rows = conn.execute(_tidb.INDEX_STATUS_SQL, {"table": self.table_name}).all()
+        status = _tidb.index_status_from_rows(rows, _tidb.vector_index_name(self.table_name))
+        if status.kind == "exact" and self._state.index_note:
+            return _tidb.IndexStatus(kind="exact", note=self._state.index_note)
+        return status
 
     # --- connections -----------------------------------------------------------------
 
@@ -521,67 +606,114 @@ class VectorTable:
         max_distance: float | None = None,
         include_embeddings: bool = False,
         ids: Iterable[str] | None = None,
+        prefilter: bool | None = None,
+        num_candidates: int | None = None,
     ) -> list[SearchResult]:
         """The ``k`` nearest rows to ``vector`` by the table's metric, nearest first.
 
         ``filter`` is a metadata filter (see :mod:`tidb_jina.store._filters`);
         ``max_distance`` drops rows farther than it; ``ids`` restricts the search to
         those rows.
+
+        Filtered search on TiDB (the embedded engine is always exact):
+        ``prefilter=None`` (default) runs the index-friendly post-filter (nearest
+        ``num_candidates`` rows first, default ``max(10 * k, 100)``, then the filter) and,
+        if that yields fewer than ``k`` rows, one exact pre-filter query;
+        ``prefilter=False`` is post-filter only (fastest, may return fewer than ``k``);
+        ``prefilter=True`` is the exact pre-filter only (scans every matching row).
         """
         k = _positive(k, "k")
         validate_filter(filter)
         id_list = None if ids is None else _unique(ids)
+        if num_candidates is not None:
+            _positive(num_candidates, "num_candidates")
         if self._declared_dimension is None:
             self._load()
         query = _vector.as_vector(vector, self.dimension)
         table = self._load()
         if table is None or id_list == []:
             return []
-        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
-        if id_list is not None:
-            in_ids = table.c.id.in_(id_list)
-            where = in_ids if where is None else sa.and_(where, in_ids)
-        if self.is_tidb:
-            return self._search_sql(table, query, k, where, max_distance, include_embeddings)
-        return self._search_embedded(table, query, k, where, max_distance, include_embeddings)
+        if not self.is_tidb:
+            where = compile_filter(filter, table.c.meta, "sqlite")
+            if id_list is not None:
+                in_ids = table.c.id.in_(id_list)
+                where = in_ids if where is None else sa.and_(where, in_ids)
+            return self._search_embedded(table, query, k, where, max_distance, include_embeddings)
+        options = {
+            "filter": filter,
+            "ids": id_list,
+            "max_distance": max_distance,
+            "include_embeddings": include_embeddings,
+            "num_candidates": num_candidates,
+        }
+        filtered = bool(filter) or id_list is not None
+        # ids are looked up by primary key: exact and cheap, so never post-filtered.
+        post = filtered and prefilter is not True and id_list is None
+        results = self._run_search(
+            self.search_statement(table, query, k, prefilter=not post, **options)
+        )
+        if post and prefilter is None and len(results) < k:
+            results = self._run_search(self.search_statement(table, query, k, **options))
+        return results
 
     def search_statement(
         self,
         table: sa.Table,
-        query: np.ndarray,
+        query: Any,
         k: int,
-        where: sa.ColumnElement[bool] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
         max_distance: float | None = None,
         include_embeddings: bool = False,
+        prefilter: bool = True,
+        num_candidates: int | None = None,
     ) -> sa.Select[Any]:
-        """The single TiDB search statement (public so tests and users can inspect it)."""
+        """The TiDB search statement, one per search (public so it can be inspected).
+
+        Pre-filter: ``SELECT ..., VEC_<METRIC>_DISTANCE(embedding, :q) AS distance FROM t
+        [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and
+        with ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves),
+        the filter and the distance threshold outside it.
+        """
+        dialect = self.engine.dialect.name
         distance = table.c.embedding.distance(self.metric, query).label("distance")
         columns = [table.c.id, table.c.document, table.c.meta]
         if include_embeddings:
             columns.append(table.c.embedding)
         stmt = sa.select(*columns, distance)
-        if where is not None:
-            stmt = stmt.where(where)
-        stmt = stmt.order_by(distance).limit(k)
-        if max_distance is not None:
+        if prefilter:
+            where = compile_filter(filter, table.c.meta, dialect)
+            if ids is not None:
+                in_ids = table.c.id.in_(list(ids))
+                where = in_ids if where is None else sa.and_(where, in_ids)
+            if where is not None:
+                stmt = stmt.where(where)
+            stmt = stmt.order_by(distance).limit(k)
+            if max_distance is None:
+                return stmt
             inner = stmt.subquery("candidates")
-            stmt = (
+            return (
                 sa.select(*inner.c)
                 .where(inner.c.distance <= float(max_distance))
                 .order_by(inner.c.distance)
             )
-        return stmt
+        inner = stmt.order_by(distance).limit(num_candidates or max(10 * k, 100))
+        candidates = inner.subquery("candidates")
+        conditions = [compile_filter(filter, candidates.c.meta, dialect)]
+        if ids is not None:
+            conditions.append(candidates.c.id.in_(list(ids)))
+        if max_distance is not None:
+            conditions.append(candidates.c.distance <= float(max_distance))
+        return (
+            sa.select(*candidates.c)
+            .where(*[c for c in conditions if c is not None])
+            .order_by(candidates.c.distance)
+            .limit(k)
+        )
 
-    def _search_sql(
-        self,
-        table: sa.Table,
-        query: np.ndarray,
-        k: int,
-        where: sa.ColumnElement[bool] | None,
-        max_distance: float | None,
-        include_embeddings: bool,
-    ) -> list[SearchResult]:
-        stmt = self.search_statement(table, query, k, where, max_distance, include_embeddings)
+    def _run_search(self, stmt: sa.Select[Any]) -> list[SearchResult]:
+        include_embeddings = "embedding" in stmt.selected_columns
         with self._read() as conn:
             rows = conn.execute(stmt).all()
         return [self._result(row, include_embeddings) for row in rows]

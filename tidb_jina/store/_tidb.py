@@ -1,0 +1,148 @@
+"""TiDB-only DDL and catalogue reads: the HNSW vector index, TiFlash, full-text indexes.
+
+Statement forms follow reference/protocols.md section 3.4 and 3.7 (and pytidb, which
+runs them in production):
+
+* self-managed TiDB: ``ALTER TABLE t SET TIFLASH REPLICA 1``, then
+  ``CREATE VECTOR INDEX IF NOT EXISTS i ON t ((VEC_COSINE_DISTANCE(embedding))) USING HNSW``
+  (self-managed 8.5 rejects ``ADD_COLUMNAR_REPLICA_ON_DEMAND``);
+* TiDB Cloud Starter: the same index statement with ``ADD_COLUMNAR_REPLICA_ON_DEMAND``,
+  which creates the replica it needs;
+* full-text (Starter only): ``CREATE FULLTEXT INDEX IF NOT EXISTS i ON t (document) WITH
+  PARSER MULTILINGUAL ADD_COLUMNAR_REPLICA_ON_DEMAND``; a table with one cannot be dropped
+  until the index is dropped.
+
+Identifiers are validated (ASCII letters, digits, underscores) and quoted by the dialect;
+no value is ever formatted into these statements.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from tidb_jina.store._metrics import DistanceMetric
+
+FULLTEXT_PARSERS = ("MULTILINGUAL", "STANDARD")
+
+# TiDB Cloud Starter (serverless) gateway hosts, as pytidb recognises them.
+_STARTER_HOST = re.compile(
+    r"gateway\d{2}\.(.+)\.(prod|dev|staging)\.(shared\.)?(aws|alicloud)\.tidbcloud\.com$",
+    re.IGNORECASE,
+)
+# Error texts differ across versions ("vector index" vs "columnar index"): match loosely.
+_NO_TIFLASH = re.compile(r"tiflash|columnar replica|replica is nil|store count is 0", re.IGNORECASE)
+
+
+def is_starter_host(host: str | None) -> bool:
+    return bool(host) and bool(_STARTER_HOST.search(host or ""))
+
+
+def is_missing_tiflash(error: BaseException) -> bool:
+    return bool(_NO_TIFLASH.search(str(getattr(error, "orig", error))))
+
+
+def vector_index_name(table_name: str) -> str:
+    return f"vidx_{table_name}"[:64]
+
+
+def fulltext_index_name(table_name: str) -> str:
+    return f"ftidx_{table_name}"[:64]
+
+
+def _quote(engine_or_dialect: sa.Engine | sa.Dialect, name: str) -> str:
+    dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
+    return dialect.identifier_preparer.quote(name)
+
+
+def vector_index_ddl(
+    dialect: sa.Dialect, table_name: str, metric: DistanceMetric, *, starter: bool
+) -> list[str]:
+    """Statements that give ``table_name`` an HNSW index for ``metric``, in order."""
+    table = _quote(dialect, table_name)
+    index = _quote(dialect, vector_index_name(table_name))
+    create = (
+        f"CREATE VECTOR INDEX IF NOT EXISTS {index} ON {table} "
+        f"(({metric.sql_function}(embedding))) USING HNSW"
+    )
+    if starter:
+        return [create + " ADD_COLUMNAR_REPLICA_ON_DEMAND"]
+    return [f"ALTER TABLE {table} SET TIFLASH REPLICA 1", create]
+
+
+def fulltext_index_ddl(dialect: sa.Dialect, table_name: str, parser: str = "MULTILINGUAL") -> str:
+    parser = parser.upper()
+    if parser not in FULLTEXT_PARSERS:
+        raise ValueError(f"parser must be one of {FULLTEXT_PARSERS}, got {parser!r}")
+    table = _quote(dialect, table_name)
+    index = _quote(dialect, fulltext_index_name(table_name))
+    return (
+        f"CREATE FULLTEXT INDEX IF NOT EXISTS {index} ON {table} (document) "
+        f"WITH PARSER {parser} ADD_COLUMNAR_REPLICA_ON_DEMAND"
+    )
+
+
+def drop_index_ddl(dialect: sa.Dialect, table_name: str, index_name: str) -> str:
+    return f"ALTER TABLE {_quote(dialect, table_name)} DROP INDEX {_quote(dialect, index_name)}"
+
+
+INDEX_STATUS_SQL = sa.text(
+    "SELECT INDEX_NAME, INDEX_KIND, ROWS_STABLE_INDEXED, ROWS_STABLE_NOT_INDEXED, "
+    "ROWS_DELTA_INDEXED, ROWS_DELTA_NOT_INDEXED, ERROR_MESSAGE "
+    "FROM INFORMATION_SCHEMA.TIFLASH_INDEXES "
+    "WHERE TIDB_DATABASE = DATABASE() AND TIDB_TABLE = :table"
+)
+
+TABLE_INDEXES_SQL = sa.text(
+    "SELECT DISTINCT INDEX_NAME FROM INFORMATION_SCHEMA.STATISTICS "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+)
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """Where a table's vector search stands.
+
+    ``kind`` is ``"hnsw"`` (TiDB vector index), ``"exact"`` (no index: every search scans,
+    which is what the embedded engine always does) or ``"missing"`` (the table does not
+    exist). ``rows_pending`` counts rows TiFlash has not indexed yet (they are still
+    found, more slowly); ``ready`` is True when nothing is pending.
+    """
+
+    kind: str
+    index_name: str | None = None
+    rows_indexed: int = 0
+    rows_pending: int = 0
+    error: str | None = None
+    note: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.kind != "missing" and self.rows_pending == 0 and not self.error
+
+
+def index_status_from_rows(rows: list[sa.Row], index_name: str) -> IndexStatus:
+    """Sum TiFlash's per-instance rows for our vector index into one status."""
+    mine = [r for r in rows if r.INDEX_NAME == index_name]
+    if not mine:
+        return IndexStatus(
+            kind="exact",
+            note="no vector index reported by TiFlash: searches scan the whole table",
+        )
+    indexed = sum(int(r.ROWS_STABLE_INDEXED or 0) + int(r.ROWS_DELTA_INDEXED or 0) for r in mine)
+    pending = sum(
+        int(r.ROWS_STABLE_NOT_INDEXED or 0) + int(r.ROWS_DELTA_NOT_INDEXED or 0) for r in mine
+    )
+    errors = "; ".join(sorted({r.ERROR_MESSAGE for r in mine if r.ERROR_MESSAGE}))
+    return IndexStatus(
+        kind="hnsw",
+        index_name=index_name,
+        rows_indexed=indexed,
+        rows_pending=pending,
+        error=errors or None,
+        note=""
+        if not pending
+        else "TiFlash is still building the index (ALTER TABLE ... COMPACT speeds it up)",
+    )
