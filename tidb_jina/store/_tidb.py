@@ -125,7 +125,7 @@ class IndexStatus:
 
 def index_status_from_rows(rows: list[sa.Row], index_name: str) -> IndexStatus:
     """Sum TiFlash's per-instance rows for our vector index into one status."""
-    mine = [r for r in rows if r.INDEX_NAME == index_name]
+    mine = [r for r in rows if index_name == r.INDEX_NAME]
     if not mine:
         return IndexStatus(
             kind="exact",
