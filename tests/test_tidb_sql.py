@@ -327,3 +327,16 @@ def test_missing_tiflash_is_told_once_and_the_table_still_works(caplog, monkeypa
     warnings = [r for r in caplog.records if "TiFlash" in r.getMessage()]
     assert len(calls) == 2 and len(warnings) == 1
     assert "no TiFlash" in table._state.index_note
+
+
+def test_turning_tls_verification_off_is_explicit_and_logged(caplog):
+    host = "gateway01.us-east-1.prod.aws.tidbcloud.com"
+    with caplog.at_level("WARNING", logger="tidb_jina"):
+        table = VectorTable(f"mysql://u.root:pw@{host}:4000/db", verify_tls=False)
+    ctx = _connect_kwargs(table.engine)["ssl"]
+    assert ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    assert any("verification is OFF" in r.getMessage() for r in caplog.records)
+    assert "pw" not in caplog.text.replace("prod", "")
+    custom = {"connect_args": {"ssl": {"ca": "/etc/ssl/certs/ca-certificates.crt"}}}
+    own = VectorTable(f"mysql://u.root:pw@{host}:4000/db", engine_args=custom)
+    assert _connect_kwargs(own.engine)["ssl"] == {"ca": "/etc/ssl/certs/ca-certificates.crt"}

@@ -62,8 +62,8 @@ class AsyncVectorTable:
             return entry[1]
         for key in [k for k, (lp, _, _) in self._views.items() if lp.is_closed()]:
             del self._views[key]
-        url, engine_args = self._table._async_source  # type: ignore[misc]
-        engine = connect_async(url, engine_args=engine_args)
+        url, engine_args, verify_tls = self._table._async_source  # type: ignore[misc]
+        engine = connect_async(url, engine_args=engine_args, verify_tls=verify_tls)
         view = copy.copy(self._table)  # shares the lazy table state (_state)
         view.engine = engine.sync_engine
         view._engine_lock = nullcontext()

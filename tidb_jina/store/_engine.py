@@ -55,8 +55,13 @@ def connect(
     connection: str | URL | sa.Engine | None = None,
     *,
     engine_args: Mapping[str, Any] | None = None,
+    verify_tls: bool = True,
 ) -> sa.Engine:
-    """Return an engine for ``connection`` (URL or Engine) or ``$TIDB_DATABASE_URL``."""
+    """Return an engine for ``connection`` (URL or Engine) or ``$TIDB_DATABASE_URL``.
+
+    ``verify_tls=False`` turns off certificate verification for TiDB Cloud hosts (still
+    encrypted); it logs a warning, since it lets a man in the middle read everything.
+    """
     if isinstance(connection, sa.Engine):
         if engine_args:
             raise ConfigurationError(
@@ -81,18 +86,21 @@ def connect(
     backend = url.get_backend_name()
     check_dialect(backend)
     if backend == "mysql":
-        return _tidb_engine(url, dict(engine_args or {}))
+        return _tidb_engine(url, dict(engine_args or {}), verify_tls=verify_tls)
     return _sqlite_engine(url, dict(engine_args or {}))
 
 
 def connect_async(
-    connection: str | URL, *, engine_args: Mapping[str, Any] | None = None
+    connection: str | URL,
+    *,
+    engine_args: Mapping[str, Any] | None = None,
+    verify_tls: bool = True,
 ) -> AsyncEngine:
     """The async twin of :func:`connect` for a URL: aiomysql for TiDB, aiosqlite embedded."""
     url = make_url(connection)
     args = dict(engine_args or {})
     if url.get_backend_name() == "mysql":
-        url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args)
+        url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args, verify_tls)
         return create_async_engine(url, **args)
     file_backed = _sqlite_file_backed(url)
     if not file_backed:
@@ -107,15 +115,17 @@ def connect_async(
 
 
 def async_source(
-    connection: str | URL | sa.Engine | None, engine_args: Mapping[str, Any] | None
-) -> tuple[URL, dict[str, Any]] | None:
+    connection: str | URL | sa.Engine | None,
+    engine_args: Mapping[str, Any] | None,
+    verify_tls: bool = True,
+) -> tuple[URL, dict[str, Any], bool] | None:
     """What an async twin needs to reach the same database natively, or None if it can't."""
     if isinstance(connection, sa.Engine):
         return None
     url = make_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
     if url.get_backend_name() == "sqlite" and not _sqlite_file_backed(url):
         return None
-    return url, dict(engine_args or {})
+    return url, dict(engine_args or {}), verify_tls
 
 
 def check_dialect(name: str) -> None:
@@ -130,14 +140,16 @@ def is_tidb_cloud_host(host: str | None) -> bool:
     return bool(host) and bool(_TIDB_CLOUD_HOST.search(host or ""))
 
 
-def _tidb_engine(url: URL, args: dict[str, Any]) -> sa.Engine:
+def _tidb_engine(url: URL, args: dict[str, Any], *, verify_tls: bool) -> sa.Engine:
     if url.drivername == "mysql":
         url = url.set(drivername="mysql+pymysql")
-    url, args = _tidb_settings(url, args)
+    url, args = _tidb_settings(url, args, verify_tls)
     return sa.create_engine(url, **args)
 
 
-def _tidb_settings(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
+def _tidb_settings(
+    url: URL, args: dict[str, Any], verify_tls: bool = True
+) -> tuple[URL, dict[str, Any]]:
     """URL and engine arguments every TiDB engine gets (sync or async)."""
     if "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
@@ -147,7 +159,16 @@ def _tidb_settings(url: URL, args: dict[str, Any]) -> tuple[URL, dict[str, Any]]
     tls_in_url = any(k.startswith("ssl") for k in url.query)
     if is_tidb_cloud_host(url.host) and "ssl" not in connect_args and not tls_in_url:
         # TiDB Cloud accepts only TLS; verify the certificate and host name.
-        connect_args["ssl"] = ssl.create_default_context()
+        context = ssl.create_default_context()
+        if not verify_tls:
+            logger.warning(
+                "TLS certificate verification is OFF for %s (verify_tls=False): the "
+                "connection is encrypted but not authenticated",
+                url.host,
+            )
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        connect_args["ssl"] = context
     if connect_args:
         args["connect_args"] = connect_args
     return url, args

@@ -118,6 +118,8 @@ class VectorTable:
         vector_index: TiDB only: give new tables an HNSW vector index for ``metric``
             (cosine and l2; TiFlash required, else searches stay exact and you are told
             once). See :meth:`create_vector_index` and :meth:`index_status`.
+        verify_tls: TiDB Cloud only: ``False`` skips certificate verification (logs a
+            warning). Verified TLS is the default.
         search_cache: embedded engine only: keep the vectors in memory between searches
             (always exact: see :mod:`tidb_jina.store._embedded`). Costs 4 bytes per
             dimension per row of RAM.
@@ -136,12 +138,13 @@ class VectorTable:
         batch_bytes: int | None = None,
         search_cache: bool = True,
         vector_index: bool = True,
+        verify_tls: bool = True,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
-        self.engine = connect(connection, engine_args=engine_args)
-        self._async_source = async_source(connection, engine_args)
+        self.engine = connect(connection, engine_args=engine_args, verify_tls=verify_tls)
+        self._async_source = async_source(connection, engine_args, verify_tls)
         self.is_tidb = self.engine.dialect.name == "mysql"
         self.batch_rows = _positive(
             batch_rows
