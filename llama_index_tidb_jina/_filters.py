@@ -1,0 +1,155 @@
+"""LlamaIndex ``MetadataFilters`` -> the core's MongoDB-style filter dict.
+
+Pure translation, no SQL: the core (``tidb_jina.store._filters``) owns the semantics.
+
+=========================  =====================================
+LlamaIndex                 core filter
+=========================  =====================================
+EQ / NE                    ``$eq`` / ``$ne``
+GT / GTE / LT / LTE        ``$gt`` / ``$gte`` / ``$lt`` / ``$lte``
+IN / NIN                   ``$in`` / ``$nin``
+ANY / ALL                  ``$any`` / ``$all`` (array fields)
+CONTAINS                   ``$contains`` (array field holds the value)
+TEXT_MATCH                 ``$like "%<escaped value>%"`` (substring)
+TEXT_MATCH_INSENSITIVE     ``$ilike "%<escaped value>%"``
+IS_EMPTY                   ``$empty: true`` (missing, null, "" or [])
+AND / OR                   ``$and`` / ``$or``
+NOT                        ``$nor`` (none of the filters match, as llama-index-core)
+nested MetadataFilters     nested ``$and`` / ``$or`` / ``$nor``
+=========================  =====================================
+
+Differences from llama-index-core's reference (``build_metadata_filter_fn``), all on
+ill-typed data, chosen because they are what a database can index and never widen
+results: values of another JSON type never match (``True != 1``; ``GT 5`` does not match
+``"10"`` instead of raising ``TypeError``); CONTAINS / ANY / ALL are array operators (the
+reference also does substring tests on strings); ``EQ None`` matches a missing or null
+key and ``NE None`` a present non-null one (the reference matches nothing / everything);
+nested ``MetadataFilters`` work (the reference raises).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
+
+from tidb_jina import InvalidFilterError
+from tidb_jina.store import escape_like
+
+__all__ = ["SUPPORTED_OPERATORS", "and_filters", "to_core_filter"]
+
+_OPERATORS: dict[FilterOperator, str] = {
+    FilterOperator.EQ: "$eq",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
+    FilterOperator.ANY: "$any",
+    FilterOperator.ALL: "$all",
+    FilterOperator.CONTAINS: "$contains",
+}
+_LIKE: dict[FilterOperator, str] = {
+    FilterOperator.TEXT_MATCH: "$like",
+    FilterOperator.TEXT_MATCH_INSENSITIVE: "$ilike",
+}
+_CONDITIONS: dict[FilterCondition, str] = {
+    FilterCondition.AND: "$and",
+    FilterCondition.OR: "$or",
+    FilterCondition.NOT: "$nor",
+}
+SUPPORTED_OPERATORS: tuple[FilterOperator, ...] = (
+    *_OPERATORS,
+    *_LIKE,
+    FilterOperator.IS_EMPTY,
+)
+
+
+def to_core_filter(filters: MetadataFilters | None) -> dict[str, Any] | None:
+    """Translate ``filters`` (nested to any depth) into a core filter dict.
+
+    Returns None for None or an empty ``MetadataFilters`` (no restriction). Raises
+    ``tidb_jina.InvalidFilterError`` for an unknown operator or condition.
+    """
+    if filters is None or not filters.filters:
+        return None
+    return _group(filters)
+
+
+def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """AND together core filter dicts, skipping None; None when nothing is left."""
+    parts = [dict(f) for f in filters if f]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _group(filters: MetadataFilters) -> dict[str, Any]:
+    condition = filters.condition or FilterCondition.AND
+    try:
+        key = _CONDITIONS[FilterCondition(condition)]
+    except (KeyError, ValueError):
+        raise InvalidFilterError(
+            f"unknown filter condition {condition!r}; use one of: and, or, not"
+        ) from None
+    parts = [_item(item) for item in filters.filters]
+    if not parts:
+        # An empty nested group restricts nothing (AND of nothing); under NOT it
+        # would mean "match nothing", which $nor of [{}] expresses.
+        parts = [{}]
+    return {key: parts}
+
+
+def _item(item: Any) -> dict[str, Any]:
+    if isinstance(item, MetadataFilters):
+        return _group(item)
+    if isinstance(item, MetadataFilter):
+        return _leaf(item.key, item.operator, item.value)
+    # ExactMatchFilter (legacy) and look-alikes: key/value, equality.
+    if hasattr(item, "key") and hasattr(item, "value"):
+        return _leaf(item.key, getattr(item, "operator", FilterOperator.EQ), item.value)
+    raise InvalidFilterError(
+        f"expected MetadataFilter or MetadataFilters, got {type(item).__name__} {item!r}"
+    )
+
+
+def _leaf(key: str, operator: Any, value: Any) -> dict[str, Any]:
+    op = _operator(operator)
+    if op in _LIKE:
+        if not isinstance(value, str):
+            raise InvalidFilterError(
+                f"{op.name} on {key!r} takes a string to search for, got {value!r}"
+            )
+        return {key: {_LIKE[op]: f"%{escape_like(value)}%"}}
+    if op is FilterOperator.IS_EMPTY:
+        return {key: {"$empty": True}}
+    if op in (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY, FilterOperator.ALL):
+        value = _as_list(key, op, value)
+    return {key: {_OPERATORS[op]: value}}
+
+
+def _operator(operator: Any) -> FilterOperator:
+    try:
+        op = FilterOperator(operator)
+    except ValueError:
+        op = None
+    if op is None or op not in SUPPORTED_OPERATORS:
+        valid = ", ".join(o.name for o in SUPPORTED_OPERATORS)
+        raise InvalidFilterError(f"unknown filter operator {operator!r}; valid operators: {valid}")
+    return op
+
+
+def _as_list(key: str, op: FilterOperator, value: Any) -> list[Any]:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    raise InvalidFilterError(
+        f"{op.name} on {key!r} takes a list of values, got {value!r}; use EQ for one value"
+    )

@@ -1,0 +1,339 @@
+"""``TiDBVectorStore``: a LlamaIndex vector store over the core ``VectorTable``.
+
+Translation only. Nodes are stored the way llama-index-vector-stores-tidbvector stores
+them (``id`` = node id, ``document`` = the node's text, ``meta`` =
+``node_to_metadata_dict(node, remove_text=True)``: the user metadata at the top level, next
+to ``_node_content``, ``_node_type``, ``document_id``, ``doc_id`` and ``ref_doc_id``), so
+tables written by either package are read by the other. Searches, filters, MMR and
+scores are the core's; every sync method has an async twin over ``VectorTable.aio``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+
+from llama_index_tidb_jina._filters import and_filters, to_core_filter
+from tidb_jina import InvalidInputError, UnsupportedFeatureError
+from tidb_jina.store import DistanceMetric, Record, SearchResult, VectorTable
+
+__all__ = ["DEFAULT_VECTOR_TABLE_NAME", "TiDBVectorStore"]
+
+# The same defaults as llama-index-vector-stores-tidbvector, so its users keep their table.
+DEFAULT_VECTOR_TABLE_NAME = "llama_index_vector_store"
+DEFAULT_DISTANCE_STRATEGY = "cosine"
+# MMR: candidates fetched per result, as llama-index's PGVectorStore.
+DEFAULT_MMR_PREFETCH_FACTOR = 4.0
+DEFAULT_MMR_THRESHOLD = 0.5
+REF_DOC_ID_KEY = "ref_doc_id"
+
+_VECTOR_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR)
+_TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.HYBRID)
+
+
+class TiDBVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store on TiDB (``mysql+pymysql://``) or the embedded engine.
+
+    Args:
+        connection_string: ``mysql+pymysql://USER:PASSWORD@HOST:4000/DB`` for TiDB,
+            ``sqlite:///path.db`` / ``sqlite://`` for the embedded engine, or a SQLAlchemy
+            ``Engine``. Omitted: ``$TIDB_DATABASE_URL``.
+        table_name: the table (created on the first ``add``).
+        distance_strategy: ``"cosine"`` (default), ``"l2"``, ``"inner_product"``, ``"l1"``.
+        vector_dimension: the embedding size; optional (read from the table or the
+            first vectors).
+        engine_args: extra ``sqlalchemy.create_engine`` arguments.
+        drop_existing_table: drop the table before first use.
+        flat_metadata: refuse nested metadata values (as ``node_to_metadata_dict``).
+
+    The constructor does no I/O. ``to_dict()`` / ``to_json()`` hold the URL with its
+    password masked (``database_url``), never the password.
+    """
+
+    stores_text: bool = True
+    flat_metadata: bool = False
+    table_name: str = DEFAULT_VECTOR_TABLE_NAME
+    distance_strategy: str = DEFAULT_DISTANCE_STRATEGY
+    vector_dimension: int | None = None
+    database_url: str = Field(default="", description="Connection URL, password masked.")
+
+    _table: VectorTable = PrivateAttr()
+
+    def __init__(
+        self,
+        connection_string: str | sa.URL | sa.Engine | None = None,
+        table_name: str = DEFAULT_VECTOR_TABLE_NAME,
+        distance_strategy: str = DEFAULT_DISTANCE_STRATEGY,
+        vector_dimension: int | None = None,
+        *,
+        engine_args: Mapping[str, Any] | None = None,
+        drop_existing_table: bool = False,
+        flat_metadata: bool = False,
+    ) -> None:
+        table = VectorTable(
+            connection_string,
+            table_name=table_name,
+            dimension=vector_dimension,
+            metric=distance_strategy,
+            engine_args=engine_args,
+            drop_existing=drop_existing_table,
+        )
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields (no mypy plugin)
+            table_name=table.table_name,
+            distance_strategy=DistanceMetric.parse(distance_strategy).value,
+            vector_dimension=vector_dimension,
+            database_url=table.engine.url.render_as_string(hide_password=True),
+            flat_metadata=flat_metadata,
+        )
+        self._table = table
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "TiDBVectorStore"
+
+    def __repr__(self) -> str:
+        return (
+            f"TiDBVectorStore(table_name={self.table_name!r}, "
+            f"distance_strategy={self.distance_strategy!r}, database_url={self.database_url!r})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def client(self) -> VectorTable:
+        """The core ``VectorTable`` (``.aio`` for its async twin)."""
+        return self._table
+
+    # --- writes ---------------------------------------------------------------------
+
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Upsert ``nodes`` by node id (each needs an embedding); returns their ids."""
+        rows = self._rows(nodes)
+        if not rows["ids"]:
+            return []
+        return self._table.upsert(**rows)
+
+    async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Async :meth:`add`."""
+        rows = self._rows(nodes)
+        if not rows["ids"]:
+            return []
+        return await self._table.aio.upsert(**rows)
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node of the source document ``ref_doc_id``."""
+        self._table.delete(filter=_ref_doc_filter(ref_doc_id))
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Async :meth:`delete`."""
+        await self._table.aio.delete(filter=_ref_doc_filter(ref_doc_id))
+
+    def delete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete nodes by id and/or filter (both: nodes matching both).
+
+        With neither (or an empty filter and no ids) nothing is deleted: use
+        :meth:`clear` to empty the store.
+        """
+        args = _selection(node_ids, filters)
+        if args is not None:
+            self._table.delete(**args)
+
+    async def adelete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Async :meth:`delete_nodes`."""
+        args = _selection(node_ids, filters)
+        if args is not None:
+            await self._table.aio.delete(**args)
+
+    def clear(self) -> None:
+        """Delete every node (the table stays)."""
+        self._table.clear()
+
+    async def aclear(self) -> None:
+        """Async :meth:`clear`."""
+        await self._table.aio.clear()
+
+    def drop_vectorstore(self) -> None:
+        """Drop the table (as llama-index-vector-stores-tidbvector's method)."""
+        self._table.drop()
+
+    async def adrop_vectorstore(self) -> None:
+        """Async :meth:`drop_vectorstore`."""
+        await self._table.aio.drop()
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        """Nodes by id (in the order given, missing ids skipped) and/or filter.
+
+        With neither, every node (ordered by id).
+        """
+        records = self._table.get(node_ids, filter=to_core_filter(filters))
+        return [_to_node(r) for r in records]
+
+    async def aget_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        """Async :meth:`get_nodes`."""
+        records = await self._table.aio.get(node_ids, filter=to_core_filter(filters))
+        return [_to_node(r) for r in records]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Search by ``query.query_embedding``, honouring every field that applies.
+
+        ``similarity_top_k``, ``filters``, ``doc_ids`` (ref doc ids) and ``node_ids``
+        (an empty list means no restriction, as in every LlamaIndex store), and
+        ``mode``: DEFAULT, or MMR (``mmr_threshold`` is the relevance/diversity
+        trade-off, default 0.5; keyword ``mmr_prefetch_k`` / ``mmr_prefetch_factor`` set
+        the candidate pool). TEXT_SEARCH and HYBRID raise ``UnsupportedFeatureError``
+        until the core has full-text search. Similarities are the core's per-metric
+        relevance scores in [0, 1].
+        """
+        method, args = self._search_call(query, kwargs)
+        return _to_result(getattr(self._table, method)(**args))
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Async :meth:`query`."""
+        method, args = self._search_call(query, kwargs)
+        return _to_result(await getattr(self._table.aio, method)(**args))
+
+    # --- translation ------------------------------------------------------------------
+
+    def _rows(self, nodes: Sequence[BaseNode]) -> dict[str, list[Any]]:
+        ids, embeddings, documents, metadatas = [], [], [], []
+        for node in nodes:
+            if node.embedding is None:
+                raise InvalidInputError(
+                    f"node {node.node_id!r} has no embedding; embed the nodes first (e.g. "
+                    "VectorStoreIndex(nodes, embed_model=...)) or set node.embedding"
+                )
+            ids.append(node.node_id)
+            embeddings.append(node.embedding)
+            documents.append(node.get_content(metadata_mode=MetadataMode.NONE))
+            metadatas.append(
+                node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
+            )
+        return {
+            "embeddings": embeddings,
+            "ids": ids,
+            "documents": documents,
+            "metadatas": metadatas,
+        }
+
+    def _search_call(
+        self, query: VectorStoreQuery, kwargs: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The core method and its arguments for ``query`` (shared by sync and async)."""
+        mode = _check_mode(query.mode)
+        if query.query_embedding is None:
+            raise InvalidInputError(
+                f"VectorStoreQuery.query_embedding is required for mode={mode.value!r}; "
+                "pass an embed_model to the index or set query_embedding"
+            )
+        args: dict[str, Any] = {
+            "vector": query.query_embedding,
+            "k": query.similarity_top_k,
+            "filter": and_filters(
+                to_core_filter(query.filters),
+                {REF_DOC_ID_KEY: {"$in": list(query.doc_ids)}} if query.doc_ids else None,
+            ),
+            # An empty list means "no restriction" in LlamaIndex: VectorStoreIndex's
+            # retriever passes node_ids=[] for every store that keeps the text itself.
+            "ids": list(query.node_ids) if query.node_ids else None,
+        }
+        if mode is VectorStoreQueryMode.DEFAULT:
+            return "search", args
+        args["lambda_mult"] = (
+            DEFAULT_MMR_THRESHOLD if query.mmr_threshold is None else query.mmr_threshold
+        )
+        args["fetch_k"] = _mmr_fetch_k(query.similarity_top_k, kwargs)
+        return "max_marginal_relevance_search", args
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _check_mode(value: Any) -> VectorStoreQueryMode:
+    try:
+        mode = VectorStoreQueryMode(value)
+    except ValueError:
+        raise UnsupportedFeatureError(
+            f"unknown query mode {value!r}; use 'default' or 'mmr'"
+        ) from None
+    if mode in _VECTOR_MODES:
+        return mode
+    if mode in _TEXT_MODES:
+        raise UnsupportedFeatureError(
+            f"query mode {mode.value!r} needs full-text search, which tidb-jina does not "
+            "have yet; use mode='default' or 'mmr' (no silent fallback to vector search)"
+        )
+    raise UnsupportedFeatureError(
+        f"query mode {mode.value!r} is not supported by TiDBVectorStore; use 'default' or 'mmr'"
+    )
+
+
+def _mmr_fetch_k(top_k: int, kwargs: Mapping[str, Any]) -> int:
+    prefetch_k = kwargs.get("mmr_prefetch_k")
+    if prefetch_k is not None:
+        return max(int(prefetch_k), top_k)
+    factor = kwargs.get("mmr_prefetch_factor", DEFAULT_MMR_PREFETCH_FACTOR)
+    return max(int(top_k * float(factor)), top_k)
+
+
+def _ref_doc_filter(ref_doc_id: str) -> dict[str, Any]:
+    if not isinstance(ref_doc_id, str) or not ref_doc_id:
+        raise InvalidInputError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
+    return {REF_DOC_ID_KEY: ref_doc_id}
+
+
+def _selection(
+    node_ids: list[str] | None, filters: MetadataFilters | None
+) -> dict[str, Any] | None:
+    """``delete`` arguments, or None when nothing is selected (never "delete all")."""
+    flt = to_core_filter(filters)
+    if node_ids is None and flt is None:
+        return None
+    return {"ids": node_ids, "filter": flt}
+
+
+def _to_node(record: Record | SearchResult) -> BaseNode:
+    """The stored node; rows written by other tools (no ``_node_content``) become TextNodes."""
+    metadata = record.metadata or {}
+    if "_node_content" in metadata:
+        return metadata_dict_to_node(metadata, text=record.document)
+    return TextNode(id_=record.id, text=record.document or "", metadata=dict(metadata))
+
+
+def _to_result(results: list[SearchResult]) -> VectorStoreQueryResult:
+    return VectorStoreQueryResult(
+        nodes=[_to_node(r) for r in results],
+        similarities=[r.score for r in results],
+        ids=[r.id for r in results],
+    )
