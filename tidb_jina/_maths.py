@@ -48,3 +48,39 @@ def maximal_marginal_relevance(
         available[pick] = False
         np.maximum(redundancy, pairwise[pick], out=redundancy)
     return selected
+
+
+def reciprocal_rank_fusion(rankings: list[list[str]], *, k: int = 60) -> dict[str, float]:
+    """RRF: each id scores sum(1 / (k + rank)) over the rankings it appears in (rank from 1).
+
+    Normalized to [0, 1] by the best possible score (first in every ranking), so the
+    result is a relevance score like the others.
+    """
+    if k <= 0:
+        raise InvalidInputError(f"rrf k must be positive, got {k}")
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    best = len(rankings) / (k + 1)
+    return {key: value / best for key, value in scores.items()}
+
+
+def weighted_fusion(
+    vector_scores: dict[str, float], text_scores: dict[str, float], *, alpha: float = 0.5
+) -> dict[str, float]:
+    """``alpha * vector + (1 - alpha) * text``; text scores are divided by their maximum.
+
+    ``alpha`` = 1 is pure vector search, 0 pure full-text (LlamaIndex's convention).
+    Vector scores are already relevance scores in [0, 1]; BM25 scores are unbounded, so
+    they are scaled per query. A row missing from one side gets 0 there.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise InvalidInputError(f"alpha must be within [0, 1], got {alpha}")
+    top = max(text_scores.values(), default=0.0)
+    text = {key: (value / top if top > 0 else 0.0) for key, value in text_scores.items()}
+    keys = dict.fromkeys([*vector_scores, *text])
+    return {
+        key: alpha * vector_scores.get(key, 0.0) + (1.0 - alpha) * text.get(key, 0.0)
+        for key in keys
+    }

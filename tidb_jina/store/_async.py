@@ -86,3 +86,8 @@ class AsyncVectorTable:
     get = _twin("get")
     search = _twin("search")
     max_marginal_relevance_search = _twin("max_marginal_relevance_search")
+    full_text_search = _twin("full_text_search")
+    hybrid_search = _twin("hybrid_search")
+    create_full_text_index = _twin("create_full_text_index")
+    create_vector_index = _twin("create_vector_index")
+    index_status = _twin("index_status")

@@ -24,7 +24,9 @@ class SearchResult:
 
     ``distance`` is what TiDB's ``VEC_*_DISTANCE`` function returns for the table's
     metric (smaller is closer); ``score`` is defined per metric in
-    :mod:`tidb_jina.store._metrics` (larger is more relevant).
+    :mod:`tidb_jina.store._metrics` (larger is more relevant). Full-text hits carry their
+    BM25 ``text_score``, a ``score`` scaled so the best hit is 1, and a NaN ``distance``
+    (no vector was compared); hybrid hits carry the fused ``score`` and the real distance.
     """
 
     id: str
@@ -33,3 +35,4 @@ class SearchResult:
     distance: float
     score: float
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    text_score: float | None = None  # raw BM25 for full-text and hybrid hits

@@ -20,6 +20,7 @@ rows are read back in the same read transaction.
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,8 +44,8 @@ from tidb_jina._errors import (
     TiDBJinaError,
     UnsupportedFeatureError,
 )
-from tidb_jina._maths import maximal_marginal_relevance
-from tidb_jina.store import _tidb, _vector
+from tidb_jina._maths import maximal_marginal_relevance, reciprocal_rank_fusion, weighted_fusion
+from tidb_jina.store import _fulltext, _tidb, _vector
 from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._engine import (
     WRITE_OPTION,
@@ -92,10 +93,12 @@ class _TableState:
     table: sa.Table | None = None
     cache: VectorCache | None = None  # embedded engine only
     index_note: str | None = None  # why a TiDB table has no vector index, told once
+    fulltext_ready: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self) -> None:
         self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
+        self.fulltext_ready = False
         if self.cache is not None:
             self.cache.invalidate()
 
@@ -118,6 +121,8 @@ class VectorTable:
         vector_index: TiDB only: give new tables an HNSW vector index for ``metric``
             (cosine and l2; TiFlash required, else searches stay exact and you are told
             once). See :meth:`create_vector_index` and :meth:`index_status`.
+        full_text: create the full-text index with the table (TiDB Cloud Starter only;
+            the embedded engine builds its FTS5 index on first use anyway).
         verify_tls: TiDB Cloud only: ``False`` skips certificate verification (logs a
             warning). Verified TLS is the default.
         search_cache: embedded engine only: keep the vectors in memory between searches
@@ -139,6 +144,7 @@ class VectorTable:
         search_cache: bool = True,
         vector_index: bool = True,
         verify_tls: bool = True,
+        full_text: bool = False,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
@@ -158,6 +164,9 @@ class VectorTable:
         )
         self.search_cache = search_cache
         self.vector_index = vector_index
+        self.full_text = full_text
+        if full_text:
+            self._check_full_text_supported()
         self._state = _TableState(drop_pending=drop_existing)
         self._engine_lock = engine_lock(self.engine)
         self._aio: AsyncVectorTable | None = None
@@ -227,6 +236,8 @@ class VectorTable:
                     conn.exec_driver_sql(
                         _tidb.drop_index_ddl(self.engine.dialect, self.table_name, fulltext)
                     )
+            else:
+                conn.exec_driver_sql(_fulltext.drop_ddl(self.engine.dialect, self.table_name))
             table.drop(conn, checkfirst=True)
             self._state.reset()
 
@@ -278,6 +289,8 @@ class VectorTable:
             self._check_dimension(dimension)
             if self.is_tidb and self.vector_index:
                 self._try_vector_index()
+            if self.full_text:
+                self.create_full_text_index()
             assert self._state.table is not None
             return self._state.table
 
@@ -829,6 +842,144 @@ class VectorTable:
             for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
                 fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
         return fetched
+
+    # --- full-text and hybrid search ------------------------------------------------------
+
+    def _check_full_text_supported(self) -> None:
+        if self.is_tidb and not self.is_tidb_starter:
+            raise UnsupportedFeatureError(
+                f"full-text search runs only on TiDB Cloud Starter (AWS regions), not on "
+                f"{describe(self.engine)}; use vector search there, or the embedded engine"
+            )
+
+    def create_full_text_index(self, parser: str = "MULTILINGUAL") -> None:
+        """Index ``document`` for full-text search (idempotent).
+
+        TiDB Cloud Starter: ``FULLTEXT INDEX ... WITH PARSER MULTILINGUAL|STANDARD``
+        (built in the background by TiFlash). Embedded engine: an FTS5 index kept in sync
+        by triggers (also created automatically on the first full-text search).
+        """
+        self._check_full_text_supported()
+        if self._state.fulltext_ready:
+            return
+        if self._load() is None:
+            raise ConfigurationError(
+                f"table {self.table_name!r} does not exist yet; add documents first"
+            )
+        with self._state.lock, self._write() as conn:
+            if self.is_tidb:
+                ddl = _tidb.fulltext_index_ddl(self.engine.dialect, self.table_name, parser)
+                conn.exec_driver_sql(ddl)
+            elif not conn.execute(_fulltext.exists_statement(self.table_name)).scalar_one():
+                for statement in _fulltext.ddl(self.engine.dialect, self.table_name):
+                    conn.exec_driver_sql(statement)
+            self._state.fulltext_ready = True
+
+    def full_text_search(
+        self, text: str, *, k: int = 4, filter: Mapping[str, Any] | None = None
+    ) -> list[SearchResult]:
+        """Rows whose document matches the words of ``text``, best BM25 score first.
+
+        Words are OR-ed, as TiDB's ``FTS_MATCH_WORD`` does. See :class:`SearchResult` for
+        the scores.
+        """
+        k = _positive(k, "k")
+        validate_filter(filter)
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
+        self._check_full_text_supported()
+        table = self._load()
+        if table is None or not text.strip():
+            return []
+        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        if self.is_tidb:
+            stmt = _tidb.fulltext_search_statement(table, text, k, where)
+        else:
+            match = _fulltext.match_expression(text)
+            if match is None:
+                return []
+            self.create_full_text_index()
+            stmt = _fulltext.search_statement(self.engine.dialect, table, match, k, where)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        top = max((float(r.text_score) for r in rows), default=0.0)
+        return [
+            SearchResult(
+                id=r.id,
+                document=r.document,
+                metadata=r.meta or {},
+                distance=math.nan,
+                score=float(r.text_score) / top if top > 0 else 0.0,
+                text_score=float(r.text_score),
+            )
+            for r in rows
+        ]
+
+    def hybrid_search(
+        self,
+        vector: Any,
+        text: str,
+        *,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        fusion: str = "rrf",
+        rrf_k: int = 60,
+        alpha: float = 0.5,
+        num_candidates: int | None = None,
+    ) -> list[SearchResult]:
+        """Vector search and full-text search, fused.
+
+        ``fusion="rrf"`` (default): reciprocal rank fusion with ``rrf_k`` (60), scaled to
+        [0, 1]. ``fusion="weighted"``: ``alpha * vector score + (1 - alpha) * BM25 / max``
+        (``alpha`` = 1 is pure vector search). Each side contributes its best
+        ``num_candidates`` rows (default ``max(4 * k, 40)``). Every hit carries its real
+        vector distance and, when the text matched, its BM25 ``text_score``.
+        """
+        k = _positive(k, "k")
+        if fusion not in ("rrf", "weighted"):
+            raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
+        query = _vector.as_vector(vector, self.dimension)
+        pool = _positive(num_candidates, "num_candidates") if num_candidates else max(4 * k, 40)
+        by_vector = self.search(query, k=pool, filter=filter)
+        by_text = self.full_text_search(text, k=pool, filter=filter)
+        if fusion == "rrf":
+            fused = reciprocal_rank_fusion(
+                [[r.id for r in by_vector], [r.id for r in by_text]], k=rrf_k
+            )
+        else:
+            fused = weighted_fusion(
+                {r.id: r.score for r in by_vector},
+                {r.id: r.text_score or 0.0 for r in by_text},
+                alpha=alpha,
+            )
+        winners = sorted(fused, key=lambda key: -fused[key])[:k]
+        vector_hits = {r.id: r for r in by_vector}
+        text_hits = {r.id: r for r in by_text}
+        distances = self._distances_for([key for key in winners if key not in vector_hits], query)
+        results = []
+        for key in winners:
+            base = vector_hits.get(key) or text_hits[key]
+            distance = vector_hits[key].distance if key in vector_hits else distances[key]
+            results.append(
+                SearchResult(
+                    id=key,
+                    document=base.document,
+                    metadata=base.metadata,
+                    distance=distance,
+                    score=fused[key],
+                    text_score=text_hits[key].text_score if key in text_hits else None,
+                )
+            )
+        return results
+
+    def _distances_for(self, ids: list[str], query: np.ndarray) -> dict[str, float]:
+        """Vector distances of rows found only by full-text search."""
+        if not ids:
+            return {}
+        records = self.get(ids, include_embeddings=True)
+        matrix = np.stack([r.embedding for r in records]).astype(np.float32)
+        values = self.metric.distances(matrix, query)
+        return {r.id: float(d) for r, d in zip(records, values, strict=True)}
 
     def max_marginal_relevance_search(
         self,

@@ -146,3 +146,17 @@ def index_status_from_rows(rows: list[sa.Row], index_name: str) -> IndexStatus:
         if not pending
         else "TiFlash is still building the index (ALTER TABLE ... COMPACT speeds it up)",
     )
+
+
+def fulltext_search_statement(
+    table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
+) -> sa.Select[tuple[str, str | None, object, float]]:
+    """``FTS_MATCH_WORD`` in WHERE and in ORDER BY ... DESC LIMIT k (reference 3.7)."""
+    # Untyped on purpose: a Boolean type would render "... = 1" on MySQL dialects, while
+    # TiDB's full-text pushdown expects the bare match function in WHERE.
+    matched = sa.func.FTS_MATCH_WORD(text, table.c.document)
+    score = sa.func.FTS_MATCH_WORD(text, table.c.document, type_=sa.Float).label("text_score")
+    stmt = sa.select(table.c.id, table.c.document, table.c.meta, score).where(matched)
+    if where is not None:
+        stmt = stmt.where(where)
+    return stmt.order_by(sa.desc("text_score")).limit(k)
