@@ -210,11 +210,13 @@ class TiDBVectorStore(BasePydanticVectorStore):
 
         ``similarity_top_k``, ``filters``, ``doc_ids`` (ref doc ids) and ``node_ids``
         (an empty list means no restriction, as in every LlamaIndex store), and
-        ``mode``: DEFAULT, or MMR (``mmr_threshold`` is the relevance/diversity
+        ``mode``: DEFAULT; MMR (``mmr_threshold`` is the relevance/diversity
         trade-off, default 0.5; keyword ``mmr_prefetch_k`` / ``mmr_prefetch_factor`` set
-        the candidate pool). TEXT_SEARCH and HYBRID raise ``UnsupportedFeatureError``
-        until the core has full-text search. Similarities are the core's per-metric
-        relevance scores in [0, 1].
+        the candidate pool); TEXT_SEARCH (BM25 on ``query_str``, ``sparse_top_k`` or
+        ``similarity_top_k`` hits); HYBRID (vector + full-text: weighted by ``alpha``
+        when it is set, 1 = pure vector, else reciprocal rank fusion; ``hybrid_top_k``
+        or ``similarity_top_k`` hits). Similarities are the core's relevance scores in
+        [0, 1]. Full-text needs TiDB Cloud Starter or the embedded engine.
         """
         method, args = self._search_call(query, kwargs)
         return _to_result(getattr(self._table, method)(**args))
@@ -225,6 +227,19 @@ class TiDBVectorStore(BasePydanticVectorStore):
         return _to_result(await getattr(self._table.aio, method)(**args))
 
     # --- translation ------------------------------------------------------------------
+
+    @staticmethod
+    def _common_args(query: VectorStoreQuery) -> dict[str, Any]:
+        return {
+            "k": query.similarity_top_k,
+            "filter": and_filters(
+                to_core_filter(query.filters),
+                {REF_DOC_ID_KEY: {"$in": list(query.doc_ids)}} if query.doc_ids else None,
+            ),
+            # An empty list means "no restriction" in LlamaIndex: VectorStoreIndex's
+            # retriever passes node_ids=[] for every store that keeps the text itself.
+            "ids": list(query.node_ids) if query.node_ids else None,
+        }
 
     def _rows(self, nodes: Sequence[BaseNode]) -> dict[str, list[Any]]:
         ids, embeddings, documents, metadatas = [], [], [], []
@@ -252,22 +267,14 @@ class TiDBVectorStore(BasePydanticVectorStore):
     ) -> tuple[str, dict[str, Any]]:
         """The core method and its arguments for ``query`` (shared by sync and async)."""
         mode = _check_mode(query.mode)
+        if mode in _TEXT_MODES:
+            return _text_call(mode, query, self._common_args(query))
         if query.query_embedding is None:
             raise InvalidInputError(
                 f"VectorStoreQuery.query_embedding is required for mode={mode.value!r}; "
                 "pass an embed_model to the index or set query_embedding"
             )
-        args: dict[str, Any] = {
-            "vector": query.query_embedding,
-            "k": query.similarity_top_k,
-            "filter": and_filters(
-                to_core_filter(query.filters),
-                {REF_DOC_ID_KEY: {"$in": list(query.doc_ids)}} if query.doc_ids else None,
-            ),
-            # An empty list means "no restriction" in LlamaIndex: VectorStoreIndex's
-            # retriever passes node_ids=[] for every store that keeps the text itself.
-            "ids": list(query.node_ids) if query.node_ids else None,
-        }
+        args = {"vector": query.query_embedding, **self._common_args(query)}
         if mode is VectorStoreQueryMode.DEFAULT:
             return "search", args
         args["lambda_mult"] = (
@@ -287,16 +294,35 @@ def _check_mode(value: Any) -> VectorStoreQueryMode:
         raise UnsupportedFeatureError(
             f"unknown query mode {value!r}; use 'default' or 'mmr'"
         ) from None
-    if mode in _VECTOR_MODES:
+    if mode in _VECTOR_MODES or mode in _TEXT_MODES:
         return mode
-    if mode in _TEXT_MODES:
-        raise UnsupportedFeatureError(
-            f"query mode {mode.value!r} needs full-text search, which tidb-jina does not "
-            "have yet; use mode='default' or 'mmr' (no silent fallback to vector search)"
-        )
     raise UnsupportedFeatureError(
-        f"query mode {mode.value!r} is not supported by TiDBVectorStore; use 'default' or 'mmr'"
+        f"query mode {mode.value!r} is not supported by TiDBVectorStore; use 'default', "
+        "'mmr', 'text_search' or 'hybrid'"
     )
+
+
+def _text_call(
+    mode: VectorStoreQueryMode, query: VectorStoreQuery, args: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Core call for TEXT_SEARCH / HYBRID: both need the query text."""
+    if not query.query_str:
+        raise InvalidInputError(
+            f"mode={mode.value!r} searches the text of the query: set VectorStoreQuery."
+            "query_str (retrievers do this from the question)"
+        )
+    if mode is VectorStoreQueryMode.TEXT_SEARCH:
+        args["k"] = query.sparse_top_k or query.similarity_top_k
+        return "full_text_search", {"text": query.query_str, **args}
+    if query.query_embedding is None:
+        raise InvalidInputError(
+            "mode='hybrid' also needs VectorStoreQuery.query_embedding; pass an embed_model"
+        )
+    args["k"] = query.hybrid_top_k or query.similarity_top_k
+    args.update(vector=query.query_embedding, text=query.query_str)
+    if query.alpha is not None:
+        args.update(fusion="weighted", alpha=query.alpha)
+    return "hybrid_search", args
 
 
 def _mmr_fetch_k(top_k: int, kwargs: Mapping[str, Any]) -> int:

@@ -214,9 +214,48 @@ async def test_query_mmr(filled: TiDBVectorStore, api: str) -> None:
     assert sorted(result.ids) == ["n1", "n1b"]
 
 
-@pytest.mark.parametrize(
-    "mode", [VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.HYBRID, "svm", "sparse", "bm25"]
-)
+def _skip_without_full_text(store: TiDBVectorStore) -> None:
+    table = store.client
+    if table.is_tidb and not table.is_tidb_starter:
+        pytest.skip("full-text search needs TiDB Cloud Starter or the embedded engine")
+
+
+async def test_query_text_search(filled: TiDBVectorStore, api: str) -> None:
+    _skip_without_full_text(filled)
+    query = VectorStoreQuery(
+        query_str="Pasta?", mode=VectorStoreQueryMode.TEXT_SEARCH, similarity_top_k=4
+    )
+    result = await call(filled, api, "query", query)
+    assert sorted(result.ids) == ["n3", "n4"]
+    assert max(result.similarities) == 1.0
+    assert all(node.get_content() for node in result.nodes)
+    only = VectorStoreQuery(query_str="pasta", mode="text_search", sparse_top_k=1, node_ids=["n4"])
+    assert (await call(filled, api, "query", only)).ids == ["n4"]
+    filtered = VectorStoreQuery(
+        query_str="tidb",
+        mode="text_search",
+        similarity_top_k=4,
+        filters=MetadataFilters(filters=[MetadataFilter(key="year", value=2025)]),
+    )
+    assert (await call(filled, api, "query", filtered)).ids == ["n2"]
+    with pytest.raises(InvalidInputError, match="query_str"):
+        await call(filled, api, "query", VectorStoreQuery(mode="text_search"))
+
+
+async def test_query_hybrid_honours_alpha(filled: TiDBVectorStore, api: str) -> None:
+    _skip_without_full_text(filled)
+    vector_side = _query("tidb stores vectors", k=2, mode="hybrid", query_str="pasta", alpha=1.0)
+    text_side = _query("tidb stores vectors", k=2, mode="hybrid", query_str="pasta", alpha=0.0)
+    by_vector = await call(filled, api, "query", vector_side)
+    by_text = await call(filled, api, "query", text_side)
+    plain = await call(filled, api, "query", _query("tidb stores vectors", k=2))
+    assert by_vector.ids == plain.ids
+    assert set(by_text.ids) == {"n3", "n4"}
+    rrf = await call(filled, api, "query", _query("pasta", k=3, mode="hybrid", query_str="pasta"))
+    assert set(rrf.ids[:2]) == {"n3", "n4"} and all(0 <= s <= 1 for s in rrf.similarities)
+
+
+@pytest.mark.parametrize("mode", ["svm", "sparse", "bm25"])
 async def test_unsupported_modes_raise(filled: TiDBVectorStore, api: str, mode: Any) -> None:
     query = _query("tidb", mode=mode, query_str="tidb", alpha=0.5)
     with pytest.raises(UnsupportedFeatureError, match="default"):

@@ -876,22 +876,31 @@ class VectorTable:
             self._state.fulltext_ready = True
 
     def full_text_search(
-        self, text: str, *, k: int = 4, filter: Mapping[str, Any] | None = None
+        self,
+        text: str,
+        *,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        ids: Iterable[str] | None = None,
     ) -> list[SearchResult]:
         """Rows whose document matches the words of ``text``, best BM25 score first.
 
-        Words are OR-ed, as TiDB's ``FTS_MATCH_WORD`` does. See :class:`SearchResult` for
-        the scores.
+        Words are OR-ed, as TiDB's ``FTS_MATCH_WORD`` does; ``ids`` restricts the search
+        to those rows. See :class:`SearchResult` for the scores.
         """
         k = _positive(k, "k")
         validate_filter(filter)
+        id_list = None if ids is None else _unique(ids)
         if not isinstance(text, str):
             raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
         self._check_full_text_supported()
         table = self._load()
-        if table is None or not text.strip():
+        if table is None or not text.strip() or id_list == []:
             return []
         where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        if id_list is not None:
+            in_ids = table.c.id.in_(id_list)
+            where = in_ids if where is None else sa.and_(where, in_ids)
         if self.is_tidb:
             stmt = _tidb.fulltext_search_statement(table, text, k, where)
         else:
@@ -926,6 +935,7 @@ class VectorTable:
         rrf_k: int = 60,
         alpha: float = 0.5,
         num_candidates: int | None = None,
+        ids: Iterable[str] | None = None,
     ) -> list[SearchResult]:
         """Vector search and full-text search, fused.
 
@@ -940,8 +950,9 @@ class VectorTable:
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         query = _vector.as_vector(vector, self.dimension)
         pool = _positive(num_candidates, "num_candidates") if num_candidates else max(4 * k, 40)
-        by_vector = self.search(query, k=pool, filter=filter)
-        by_text = self.full_text_search(text, k=pool, filter=filter)
+        id_list = None if ids is None else _unique(ids)
+        by_vector = self.search(query, k=pool, filter=filter, ids=id_list)
+        by_text = self.full_text_search(text, k=pool, filter=filter, ids=id_list)
         if fusion == "rrf":
             fused = reciprocal_rank_fusion(
                 [[r.id for r in by_vector], [r.id for r in by_text]], k=rrf_k
