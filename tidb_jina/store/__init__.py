@@ -1,5 +1,6 @@
 """Vector table core: the VECTOR type, schema, metadata filters, CRUD and search."""
 
+from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._engine import ENV_DATABASE_URL, connect
 from tidb_jina.store._filters import OPERATORS as FILTER_OPERATORS
 from tidb_jina.store._filters import escape_like
@@ -10,6 +11,7 @@ from tidb_jina.store._types import VECTOR
 
 __all__ = [
     "DEFAULT_TABLE_NAME",
+    "AutoEmbedding",
     "ENV_DATABASE_URL",
     "FILTER_OPERATORS",
     "VECTOR",

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from tidb_jina.store._engine import connect_async
-from tidb_jina.store._table import VectorTable
+from tidb_jina.store._results import SearchResult
+from tidb_jina.store._table import VectorTable, _validate_texts
 
 
 def _twin(name: str) -> Callable[..., Any]:
@@ -75,6 +76,23 @@ class AsyncVectorTable:
         entry = self._views.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
             await entry[2].dispose()
+
+    async def add_texts(self, texts: Any, **kwargs: Any) -> list[str]:
+        """Async :meth:`VectorTable.add_texts`: embeds with the provider's async API."""
+        table = self._table
+        if table.server_embeds:
+            return await self._run("add_texts", texts, **kwargs)
+        text_list = _validate_texts(texts)
+        vectors = await table.text_embedder().aembed_documents(text_list)
+        return await self.upsert(vectors, documents=text_list, **kwargs)
+
+    async def search_text(self, text: str, **kwargs: Any) -> list[SearchResult]:
+        """Async :meth:`VectorTable.search_text`: embeds with the provider's async API."""
+        table = self._table
+        if table.server_embeds:
+            return await self._run("search_text", text, **kwargs)
+        (text,) = _validate_texts([text])
+        return await self.search(await table.text_embedder().aembed_query(text), **kwargs)
 
     exists = _twin("exists")
     create = _twin("create")

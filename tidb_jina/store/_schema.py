@@ -55,9 +55,18 @@ class TableShape:
 
 
 def build_table(
-    name: str, dimension: int | None, dialect_name: str, *, id_length: int | None = ID_LENGTH
+    name: str,
+    dimension: int | None,
+    dialect_name: str,
+    *,
+    id_length: int | None = ID_LENGTH,
+    generated: str | None = None,
 ) -> sa.Table:
-    """The SQLAlchemy ``Table`` for a vector table on the given engine."""
+    """The SQLAlchemy ``Table`` for a vector table on the given engine.
+
+    ``generated``: the SQL expression of a server-side generated (auto-embedding)
+    ``embedding`` column, TiDB only.
+    """
     tidb = dialect_name == "mysql"
     id_type = sa.String(id_length) if id_length else sa.Text()
     document_type = mysql.MEDIUMTEXT() if tidb else sa.Text()
@@ -66,7 +75,12 @@ def build_table(
         name,
         sa.MetaData(),
         sa.Column("id", id_type, primary_key=True),
-        sa.Column("embedding", VECTOR(dimension), nullable=False),
+        sa.Column(
+            "embedding",
+            VECTOR(dimension),
+            *([sa.Computed(sa.text(generated), persisted=True)] if generated else []),
+            nullable=generated is not None,
+        ),
         sa.Column("document", document_type),
         sa.Column("meta", MetadataJSON()),
         sa.Column("create_time", sa.DateTime, server_default=sa.text("CURRENT_TIMESTAMP")),

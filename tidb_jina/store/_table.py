@@ -46,6 +46,7 @@ from tidb_jina._errors import (
 )
 from tidb_jina._maths import maximal_marginal_relevance, reciprocal_rank_fusion, weighted_fusion
 from tidb_jina.store import _fulltext, _tidb, _vector
+from tidb_jina.store._auto import AutoEmbedding, set_key_statement
 from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._engine import (
     WRITE_OPTION,
@@ -81,6 +82,7 @@ DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
 # TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
 MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
 _IN_CHUNK = 900  # below SQLite's oldest bound-parameter limit (999)
+AUTO_EMBED_BATCH_ROWS = 50
 
 
 @dataclass
@@ -94,6 +96,7 @@ class _TableState:
     cache: VectorCache | None = None  # embedded engine only
     index_note: str | None = None  # why a TiDB table has no vector index, told once
     fulltext_ready: bool = False
+    key_sent: bool = False  # auto-embedding provider key stored on the server
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self) -> None:
@@ -121,6 +124,11 @@ class VectorTable:
         vector_index: TiDB only: give new tables an HNSW vector index for ``metric``
             (cosine and l2; TiFlash required, else searches stay exact and you are told
             once). See :meth:`create_vector_index` and :meth:`index_status`.
+        embedder: an ``EmbeddingProvider`` (``JinaClient``, ``HuggingFaceClient``,
+            ``LexicalEmbedder`` ...) that :meth:`add_texts` and :meth:`search_text` use.
+        auto_embedding: let the table embed (an :class:`AutoEmbedding` or its model
+            name): on TiDB Cloud Starter the server does it (``EMBED_TEXT`` generated
+            column); elsewhere the matching core client does, the same way.
         full_text: create the full-text index with the table (TiDB Cloud Starter only;
             the embedded engine builds its FTS5 index on first use anyway).
         verify_tls: TiDB Cloud only: ``False`` skips certificate verification (logs a
@@ -145,6 +153,8 @@ class VectorTable:
         vector_index: bool = True,
         verify_tls: bool = True,
         full_text: bool = False,
+        embedder: Any | None = None,
+        auto_embedding: AutoEmbedding | str | None = None,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
@@ -167,6 +177,15 @@ class VectorTable:
         self.full_text = full_text
         if full_text:
             self._check_full_text_supported()
+        if isinstance(auto_embedding, str):
+            auto_embedding = AutoEmbedding(auto_embedding)
+        self.auto_embedding = auto_embedding
+        self.embedder = embedder
+        if auto_embedding is not None:
+            if self._declared_dimension is None:
+                self._declared_dimension = auto_embedding.resolved_dimension()
+            if self.server_embeds:
+                auto_embedding.distance_function(self.metric)  # cosine or l2 only
         self._state = _TableState(drop_pending=drop_existing)
         self._engine_lock = engine_lock(self.engine)
         self._aio: AsyncVectorTable | None = None
@@ -272,6 +291,7 @@ class VectorTable:
                 shape.dimension,
                 self.engine.dialect.name,
                 id_length=shape.id_length,
+                generated=self._generated_sql(),
             )
         self._state.shape = shape
         self._state.loaded = True
@@ -280,7 +300,12 @@ class VectorTable:
         with self._state.lock:
             if self._state.table is not None:
                 return self._state.table
-            table = build_table(self.table_name, dimension, self.engine.dialect.name)
+            table = build_table(
+                self.table_name,
+                dimension,
+                self.engine.dialect.name,
+                generated=self._generated_sql(),
+            )
             with self._write() as conn:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
                 shape = read_shape(conn, self.table_name)
@@ -495,12 +520,15 @@ class VectorTable:
             )
         return rows
 
-    def _batches(self, rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    def _batches(
+        self, rows: list[dict[str, Any]], max_rows: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        limit = min(self.batch_rows, max_rows or self.batch_rows)
         batch: list[dict[str, Any]] = []
         size = 0
         for row in rows:
             row_bytes = row.pop("_bytes")
-            if batch and (len(batch) >= self.batch_rows or size + row_bytes > self.batch_bytes):
+            if batch and (len(batch) >= limit or size + row_bytes > self.batch_bytes):
                 yield batch
                 batch, size = [], 0
             batch.append(row)
@@ -645,7 +673,9 @@ class VectorTable:
             _positive(num_candidates, "num_candidates")
         if self._declared_dimension is None:
             self._load()
-        query = _vector.as_vector(vector, self.dimension)
+        query = (
+            vector if isinstance(vector, _QueryText) else _vector.as_vector(vector, self.dimension)
+        )
         table = self._load()
         if table is None or id_list == []:
             return []
@@ -693,7 +723,13 @@ class VectorTable:
         the filter and the distance threshold outside it.
         """
         dialect = self.engine.dialect.name
-        distance = table.c.embedding.distance(self.metric, query).label("distance")
+        if isinstance(query, _QueryText):  # TiDB embeds the query text itself
+            function = self.auto_embedding.distance_function(self.metric)  # type: ignore[union-attr]
+            distance = getattr(sa.func, function)(
+                table.c.embedding, str(query), type_=sa.Float
+            ).label("distance")
+        else:
+            distance = table.c.embedding.distance(self.metric, query).label("distance")
         columns = [table.c.id, table.c.document, table.c.meta]
         if include_embeddings:
             columns.append(table.c.embedding)
@@ -842,6 +878,123 @@ class VectorTable:
             for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
                 fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
         return fetched
+
+    # --- text in, vectors made by the table (auto-embedding / embedder) -----------------
+
+    @property
+    def server_embeds(self) -> bool:
+        """True when TiDB itself embeds (auto-embedding on TiDB Cloud Starter)."""
+        return self.auto_embedding is not None and self.is_tidb_starter
+
+    def _generated_sql(self) -> str | None:
+        if not self.server_embeds:
+            return None
+        return self.auto_embedding.generated_sql(self.engine.dialect)  # type: ignore[union-attr]
+
+    def text_embedder(self) -> Any:
+        """The client that embeds texts here (None when TiDB embeds them)."""
+        if self.server_embeds:
+            return None
+        if self.embedder is None and self.auto_embedding is not None:
+            self.embedder = self.auto_embedding.client()
+        if self.embedder is None:
+            raise ConfigurationError(
+                "this table has no embedder: pass embedder=JinaClient(...) (or any "
+                "EmbeddingProvider) or auto_embedding='jina_ai/jina-embeddings-v3', or "
+                "embed the texts yourself and call upsert()"
+            )
+        return self.embedder
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        *,
+        ids: Iterable[str] | None = None,
+        metadatas: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Embed ``texts`` as passages and upsert them (TiDB embeds them itself in
+        auto-embedding mode). Empty, blank or non-string texts raise before anything is
+        sent. Returns the ids."""
+        text_list = _validate_texts(texts)
+        if not self.server_embeds:
+            vectors = self.text_embedder().embed_documents(text_list)
+            return self.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
+        n = len(text_list)
+        id_list = self._prepare_ids(ids, n)
+        metas = _prepare_metadatas(metadatas, n)
+        if n == 0:
+            return []
+        table = self._load()
+        if table is None:
+            table = self._create(self.dimension)  # type: ignore[arg-type] (declared)
+        self._send_provider_key()
+        keep = _last_occurrences(id_list)
+        rows = [
+            {
+                "id": id_list[i],
+                "document": text_list[i],
+                "meta": metas[i],
+                "_bytes": len(text_list[i].encode()) + len(metas[i]),
+            }
+            for i in keep
+        ]
+        stmt = mysql_dialect.insert(table).values(
+            {c: sa.bindparam(c) for c in ("id", "document", "meta")}
+        )
+        stmt = stmt.on_duplicate_key_update(
+            document=stmt.inserted.document, meta=stmt.inserted.meta
+        )
+        # The server calls the provider for every row: keep statements small.
+        for batch in self._batches(rows, max_rows=AUTO_EMBED_BATCH_ROWS):
+            with self._write() as conn:
+                conn.execute(stmt, batch)
+        return id_list
+
+    def search_text(
+        self,
+        text: str,
+        *,
+        k: int = 4,
+        filter: Mapping[str, Any] | None = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
+        prefilter: bool | None = None,
+        num_candidates: int | None = None,
+    ) -> list[SearchResult]:
+        """Search by the meaning of ``text``: embedded as a query (the query task), or
+        by TiDB's ``VEC_EMBED_*_DISTANCE`` in auto-embedding mode. Same options and
+        results as :meth:`search`."""
+        (text,) = _validate_texts([text])
+        options = {
+            "k": k,
+            "filter": filter,
+            "max_distance": max_distance,
+            "include_embeddings": include_embeddings,
+            "ids": ids,
+            "prefilter": prefilter,
+            "num_candidates": num_candidates,
+        }
+        if not self.server_embeds:
+            return self.search(self.text_embedder().embed_query(text), **options)
+        self._send_provider_key()
+        return self.search(_QueryText(text), **options)
+
+    def _send_provider_key(self) -> None:
+        """Store the provider key in TiDB's global variable, once, as a bound parameter."""
+        auto = self.auto_embedding
+        key = auto.resolved_api_key() if auto else None
+        if key is None or self._state.key_sent:
+            return
+        statement = set_key_statement(auto.key_variable)  # type: ignore[union-attr]
+        with self._engine_lock, self._translate(), self.engine.connect() as conn:
+            # A raw cursor: SQLAlchemy's echo/logging must never see the key.
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statement, (key,))
+            finally:
+                cursor.close()
+        self._state.key_sent = True
 
     # --- full-text and hybrid search ------------------------------------------------------
 
@@ -1052,6 +1205,20 @@ def _nearest(
         candidates = candidates[part]
     order = np.lexsort((rowids[candidates], distances[candidates]))
     return candidates[order]
+
+
+class _QueryText(str):
+    """A query given as text, for TiDB to embed (auto-embedding mode)."""
+
+    __slots__ = ()
+
+
+def _validate_texts(texts: Iterable[str]) -> list[str]:
+    from tidb_jina.embeddings._base import validate_texts
+
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a list of strings, not one string")
+    return validate_texts(list(texts))
 
 
 def _record(row: Any, include_embeddings: bool) -> Record:
