@@ -4,6 +4,7 @@ The shared core. It imports neither LangChain nor LlamaIndex; the adapters in
 ``langchain_tidb_jina`` and ``llama_index_tidb_jina`` translate to it.
 """
 
+from tidb_jina._doctor import DoctorReport, doctor
 from tidb_jina._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -28,15 +29,33 @@ from tidb_jina._errors import (
     TiDBJinaError,
     UnsupportedFeatureError,
 )
+from tidb_jina.embeddings import (
+    EmbeddingProvider,
+    HuggingFaceClient,
+    JinaClient,
+    RerankResult,
+)
+from tidb_jina.store import (
+    AutoEmbedding,
+    DistanceMetric,
+    Record,
+    SearchResult,
+    VectorTable,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AuthenticationError",
+    "AutoEmbedding",
     "ConfigurationError",
     "DatabaseError",
     "DimensionMismatchError",
+    "DistanceMetric",
+    "DoctorReport",
     "EmbeddingError",
+    "EmbeddingProvider",
+    "HuggingFaceClient",
     "InputTooLongError",
     "InsufficientBalanceError",
     "InvalidFilterError",
@@ -44,15 +63,21 @@ __all__ = [
     "InvalidInputError",
     "InvalidRequestError",
     "InvalidVectorError",
+    "JinaClient",
     "MissingAPIKeyError",
     "ModelNotFoundError",
     "PermissionDeniedError",
     "ProviderUnavailableError",
     "RateLimitError",
+    "Record",
     "RecordTooLargeError",
+    "RerankResult",
     "ResponseFormatError",
     "SchemaError",
+    "SearchResult",
     "TiDBJinaError",
     "UnsupportedFeatureError",
+    "VectorTable",
     "__version__",
+    "doctor",
 ]

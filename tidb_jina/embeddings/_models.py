@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 __all__ = [
     "HF_MODELS",
     "JINA_MODELS",
+    "QWEN3_QUERY_TASK",
     "HuggingFaceModelInfo",
     "JinaModelInfo",
-    "QWEN3_QUERY_TASK",
-    "qwen3_query_prefix",
-    "jina_model_info",
     "hf_model_info",
+    "jina_model_info",
+    "qwen3_query_prefix",
 ]
 
 

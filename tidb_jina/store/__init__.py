@@ -11,10 +11,10 @@ from tidb_jina.store._types import VECTOR
 
 __all__ = [
     "DEFAULT_TABLE_NAME",
-    "AutoEmbedding",
     "ENV_DATABASE_URL",
     "FILTER_OPERATORS",
     "VECTOR",
+    "AutoEmbedding",
     "DistanceMetric",
     "Record",
     "SearchResult",
