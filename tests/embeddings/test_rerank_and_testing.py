@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from _emb_helpers import FAST, KEY
 
-import tidb_jina.embeddings as embeddings
-import tidb_jina.testing as testing
 from tidb_jina import ConfigurationError, ModelNotFoundError, ResponseFormatError
 from tidb_jina.embeddings import EmbeddingProvider, JinaClient, RerankResult
 from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder, lexical_embedding
@@ -155,24 +153,3 @@ def test_fake_server_concurrency_cap_and_retry_after():
 def test_fake_server_url_before_start_is_an_error():
     with pytest.raises(RuntimeError, match="context manager"):
         _ = FakeEmbeddingServer().url
-
-
-# ---- public namespaces ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("module", [embeddings, testing])
-def test_exports_are_sorted_and_importable(module):
-    assert module.__all__ == sorted(module.__all__)
-    for name in module.__all__:
-        assert getattr(module, name) is not None
-    public = {n for n in vars(module) if not n.startswith("_")}
-    assert public - set(module.__all__) <= {"annotations"}
-
-
-def test_no_framework_imports():
-    code = (
-        "import sys, tidb_jina.embeddings, tidb_jina.testing;"
-        "print([m for m in sys.modules if m.startswith(('langchain', 'llama_index'))])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
