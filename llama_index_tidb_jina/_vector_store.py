@@ -89,6 +89,8 @@ class TiDBVectorStore(BasePydanticVectorStore):
             metric=distance_strategy,
             engine_args=engine_args,
             drop_existing=drop_existing_table,
+            # delete(ref_doc_id) looks rows up through an index, not a scan.
+            indexed_key=REF_DOC_ID_KEY,
         )
         super().__init__(  # type: ignore[call-arg]  # pydantic fields (no mypy plugin)
             table_name=table.table_name,

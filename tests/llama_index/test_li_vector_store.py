@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from llama_index.core.schema import (
     BaseNode,
     NodeRelationship,
@@ -316,3 +317,22 @@ def test_l2_similarities_stay_in_unit_interval(make_store: Callable[..., Any]) -
     result = store.query(_query("pasta"))
     assert all(0.0 < s <= 1.0 for s in result.similarities)
     assert result.similarities == sorted(result.similarities, reverse=True)
+
+
+def test_delete_by_ref_doc_id_uses_an_index(make_store: Callable[..., Any]) -> None:
+    store = make_store()
+    store.add(NODES)
+    table = store.client
+    assert "meta_ref_doc_id" in table.table.c
+    if not table.is_tidb:
+        where = table._where(table.table, {"ref_doc_id": "d1"})
+        sql = str(
+            sa.delete(table.table)
+            .where(where)
+            .compile(table.engine, compile_kwargs={"literal_binds": True})
+        )
+        with table.engine.connect() as conn:
+            plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+        assert "USING INDEX" in plan, plan
+    store.delete("d1")
+    assert sorted(n.node_id for n in store.get_nodes()) == ["n3", "n4"]

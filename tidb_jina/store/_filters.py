@@ -641,12 +641,22 @@ _BACKENDS: dict[str, type[_SQLiteField] | type[_MySQLField]] = {
 }
 
 
-def _to_sql(node: _Node, meta: sa.ColumnElement[Any], dialect_name: str) -> sa.ColumnElement[bool]:
+def _to_sql(
+    node: _Node,
+    meta: sa.ColumnElement[Any],
+    dialect_name: str,
+    indexed: Mapping[str, sa.ColumnElement[Any]],
+) -> sa.ColumnElement[bool]:
     if isinstance(node, _Pred):
-        return _BACKENDS[dialect_name](meta, node.key).pred(node.op, node.value)
+        expr = _BACKENDS[dialect_name](meta, node.key).pred(node.op, node.value)
+        column = indexed.get(node.key)
+        if column is not None and node.op == "eq" and isinstance(node.value, str):
+            # Same rows (the JSON test implies it); lets the database use the index.
+            return sa.and_(column == node.value, expr)
+        return expr
     if isinstance(node, _Not):
-        return _negate(_to_sql(node.item, meta, dialect_name))
-    children = [_to_sql(child, meta, dialect_name) for child in node.items]
+        return _negate(_to_sql(node.item, meta, dialect_name, indexed))
+    children = [_to_sql(child, meta, dialect_name, indexed) for child in node.items]
     if isinstance(node, _And):
         return sa.and_(*children) if children else sa.true()
     # An empty OR ($in: []) matches nothing, as in MongoDB.
@@ -654,14 +664,19 @@ def _to_sql(node: _Node, meta: sa.ColumnElement[Any], dialect_name: str) -> sa.C
 
 
 def compile_filter(
-    filter: Mapping[str, Any] | None, meta: sa.ColumnElement[Any], dialect_name: str
+    filter: Mapping[str, Any] | None,
+    meta: sa.ColumnElement[Any],
+    dialect_name: str,
+    indexed: Mapping[str, sa.ColumnElement[Any]] | None = None,
 ) -> sa.ColumnElement[bool] | None:
     """Compile ``filter`` into a WHERE expression over the JSON column ``meta``.
 
     ``dialect_name`` is ``"sqlite"`` or ``"mysql"`` (TiDB). Returns None for None or ``{}``.
-    The whole filter is validated before anything is returned.
+    The whole filter is validated before anything is returned. ``indexed`` maps metadata
+    keys to indexed columns holding their unquoted value: string equality on those keys
+    (``$eq``, ``$in``) also tests the column, so the index is used.
     """
     if dialect_name not in _BACKENDS:
         raise ValueError(f"dialect_name must be 'sqlite' or 'mysql', got {dialect_name!r}")
     node = _parse(filter)
-    return None if node is None else _to_sql(node, meta, dialect_name)
+    return None if node is None else _to_sql(node, meta, dialect_name, indexed or {})

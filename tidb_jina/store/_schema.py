@@ -18,6 +18,7 @@ from tidb_jina._errors import InvalidIdentifierError, SchemaError
 from tidb_jina.store._types import VECTOR, MetadataJSON
 
 ID_LENGTH = 512
+INDEXED_VALUE_LENGTH = 512
 MAX_IDENTIFIER_LENGTH = 64  # TiDB / MySQL identifier limit
 REQUIRED_COLUMNS = ("id", "embedding", "document", "meta")
 
@@ -61,16 +62,21 @@ def build_table(
     *,
     id_length: int | None = ID_LENGTH,
     generated: str | None = None,
+    indexed_key: str | None = None,
 ) -> sa.Table:
     """The SQLAlchemy ``Table`` for a vector table on the given engine.
 
     ``generated``: the SQL expression of a server-side generated (auto-embedding)
-    ``embedding`` column, TiDB only.
+    ``embedding`` column, TiDB only. ``indexed_key``: a metadata key whose value gets a
+    generated, indexed column ``meta_<key>`` (e.g. LlamaIndex's ``ref_doc_id``).
     """
     tidb = dialect_name == "mysql"
     id_type = sa.String(id_length) if id_length else sa.Text()
     document_type = mysql.MEDIUMTEXT() if tidb else sa.Text()
     on_update = " ON UPDATE CURRENT_TIMESTAMP" if tidb else ""
+    extra: list[sa.SchemaItem] = []
+    if indexed_key is not None:
+        extra = _indexed_key_items(name, indexed_key, tidb)
     return sa.Table(
         name,
         sa.MetaData(),
@@ -87,7 +93,36 @@ def build_table(
         sa.Column(
             "update_time", sa.DateTime, server_default=sa.text("CURRENT_TIMESTAMP" + on_update)
         ),
+        *extra,
     )
+
+
+def indexed_key_column(key: str) -> str:
+    return f"meta_{key}"
+
+
+def check_indexed_key(key: str) -> str:
+    if not isinstance(key, str) or not _TABLE_NAME.fullmatch(key) or len(key) > 48:
+        raise InvalidIdentifierError(
+            f"indexed metadata key {key!r} must be ASCII letters, digits and underscores "
+            "(at most 48), e.g. 'ref_doc_id'"
+        )
+    return key
+
+
+def _indexed_key_items(table: str, key: str, tidb: bool) -> list[sa.SchemaItem]:
+    """A virtual generated column with the key's unquoted value, and an index on it."""
+    check_indexed_key(key)
+    path = f"'$.{key}'"  # validated identifier characters only: safe in DDL
+    expression = (
+        f"JSON_UNQUOTE(JSON_EXTRACT(meta, {path}))" if tidb else f"json_extract(meta, {path})"
+    )
+    column = sa.Column(
+        indexed_key_column(key),
+        sa.String(INDEXED_VALUE_LENGTH),
+        sa.Computed(sa.text(expression), persisted=False),
+    )
+    return [column, sa.Index(f"ix_{table}_{key}"[:64], column)]
 
 
 def read_shape(conn: sa.Connection, name: str) -> TableShape | None:
@@ -102,7 +137,7 @@ def read_shape(conn: sa.Connection, name: str) -> TableShape | None:
         ).all()
     else:
         rows = conn.execute(
-            sa.text("SELECT name, type FROM pragma_table_info(:name)"), {"name": name}
+            sa.text("SELECT name, type FROM pragma_table_xinfo(:name)"), {"name": name}
         ).all()
     if not rows:
         return None

@@ -61,9 +61,12 @@ from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._schema import (
     ID_LENGTH,
+    INDEXED_VALUE_LENGTH,
     TableShape,
     build_table,
+    check_indexed_key,
     check_table_name,
+    indexed_key_column,
     read_shape,
 )
 from tidb_jina.store._types import EncodedBlob, EncodedText, dumps_metadata
@@ -129,6 +132,10 @@ class VectorTable:
         auto_embedding: let the table embed (an :class:`AutoEmbedding` or its model
             name): on TiDB Cloud Starter the server does it (``EMBED_TEXT`` generated
             column); elsewhere the matching core client does, the same way.
+        indexed_key: a metadata key to index in new tables (a generated column
+            ``meta_<key>`` with its value, plus an index), so ``$eq`` / ``$in`` filters on
+            it, e.g. deleting a LlamaIndex document by ``ref_doc_id``, do not scan the
+            table. Its values must be scalars (strings of at most 512 characters).
         full_text: create the full-text index with the table (TiDB Cloud Starter only;
             the embedded engine builds its FTS5 index on first use anyway).
         verify_tls: TiDB Cloud only: ``False`` skips certificate verification (logs a
@@ -155,6 +162,7 @@ class VectorTable:
         full_text: bool = False,
         embedder: Any | None = None,
         auto_embedding: AutoEmbedding | str | None = None,
+        indexed_key: str | None = None,
     ) -> None:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
@@ -181,6 +189,7 @@ class VectorTable:
             auto_embedding = AutoEmbedding(auto_embedding)
         self.auto_embedding = auto_embedding
         self.embedder = embedder
+        self.indexed_key = None if indexed_key is None else check_indexed_key(indexed_key)
         if auto_embedding is not None:
             if self._declared_dimension is None:
                 self._declared_dimension = auto_embedding.resolved_dimension()
@@ -292,6 +301,9 @@ class VectorTable:
                 self.engine.dialect.name,
                 id_length=shape.id_length,
                 generated=self._generated_sql(),
+                indexed_key=self.indexed_key
+                if self.indexed_key and indexed_key_column(self.indexed_key) in shape.columns
+                else None,
             )
         self._state.shape = shape
         self._state.loaded = True
@@ -305,9 +317,12 @@ class VectorTable:
                 dimension,
                 self.engine.dialect.name,
                 generated=self._generated_sql(),
+                indexed_key=self.indexed_key,
             )
             with self._write() as conn:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
                 shape = read_shape(conn, self.table_name)
             # Someone else may have created it first with another dimension.
             self._adopt(shape)
@@ -395,6 +410,15 @@ class VectorTable:
             return _tidb.IndexStatus(kind="exact", note=self._state.index_note)
         return status
 
+    def _where(
+        self, table: sa.Table, filter: Mapping[str, Any] | None
+    ) -> sa.ColumnElement[bool] | None:
+        """The filter over ``table``'s meta column, using the indexed key's column."""
+        indexed = {}
+        if self.indexed_key and indexed_key_column(self.indexed_key) in table.c:
+            indexed[self.indexed_key] = table.c[indexed_key_column(self.indexed_key)]
+        return compile_filter(filter, table.c.meta, self.engine.dialect.name, indexed)
+
     # --- connections -----------------------------------------------------------------
 
     @contextmanager
@@ -447,7 +471,7 @@ class VectorTable:
         n = len(matrix)
         id_list = self._prepare_ids(ids, n)
         doc_list = _prepare_documents(documents, n)
-        meta_list = _prepare_metadatas(metadatas, n)
+        meta_list = _prepare_metadatas(metadatas, n, self.indexed_key)
         if n == 0:
             return []
         keep = _last_occurrences(id_list)
@@ -572,7 +596,7 @@ class VectorTable:
         table = self._load()
         if table is None or id_list == []:
             return 0
-        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        where = self._where(table, filter)
         deleted = 0
         with self._write() as conn:
             if id_list is None:
@@ -600,7 +624,7 @@ class VectorTable:
         if table is None:
             return 0
         stmt = sa.select(sa.func.count()).select_from(table)
-        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        where = self._where(table, filter)
         if where is not None:
             stmt = stmt.where(where)
         with self._read() as conn:
@@ -623,7 +647,7 @@ class VectorTable:
         columns = [table.c.id, table.c.document, table.c.meta]
         if include_embeddings:
             columns.append(table.c.embedding)
-        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        where = self._where(table, filter)
         base = sa.select(*columns)
         if where is not None:
             base = base.where(where)
@@ -680,7 +704,7 @@ class VectorTable:
         if table is None or id_list == []:
             return []
         if not self.is_tidb:
-            where = compile_filter(filter, table.c.meta, "sqlite")
+            where = self._where(table, filter)
             if id_list is not None:
                 in_ids = table.c.id.in_(id_list)
                 where = in_ids if where is None else sa.and_(where, in_ids)
@@ -735,7 +759,7 @@ class VectorTable:
             columns.append(table.c.embedding)
         stmt = sa.select(*columns, distance)
         if prefilter:
-            where = compile_filter(filter, table.c.meta, dialect)
+            where = self._where(table, filter)
             if ids is not None:
                 in_ids = table.c.id.in_(list(ids))
                 where = in_ids if where is None else sa.and_(where, in_ids)
@@ -1050,7 +1074,7 @@ class VectorTable:
         table = self._load()
         if table is None or not text.strip() or id_list == []:
             return []
-        where = compile_filter(filter, table.c.meta, self.engine.dialect.name)
+        where = self._where(table, filter)
         if id_list is not None:
             in_ids = table.c.id.in_(id_list)
             where = in_ids if where is None else sa.and_(where, in_ids)
@@ -1254,7 +1278,9 @@ def _prepare_documents(documents: Iterable[str | None] | None, n: int) -> list[s
     return docs
 
 
-def _prepare_metadatas(metadatas: Iterable[Mapping[str, Any] | None] | None, n: int) -> list[str]:
+def _prepare_metadatas(
+    metadatas: Iterable[Mapping[str, Any] | None] | None, n: int, indexed_key: str | None = None
+) -> list[str]:
     if metadatas is None:
         return ["{}"] * n
     metas = list(metadatas)
@@ -1270,8 +1296,19 @@ def _prepare_metadatas(metadatas: Iterable[Mapping[str, Any] | None] | None, n: 
             )
         for key in meta:
             check_metadata_key(key)
+        if indexed_key is not None and indexed_key in meta:
+            _check_indexed_value(indexed_key, meta[indexed_key], i)
         out.append(dumps_metadata(dict(meta)))
     return out
+
+
+def _check_indexed_value(key: str, value: Any, i: int) -> None:
+    scalar = value is None or isinstance(value, (str, int, float, bool))
+    if not scalar or (isinstance(value, str) and len(value) > INDEXED_VALUE_LENGTH):
+        raise InvalidInputError(
+            f"metadata {i}: {key!r} is indexed, so its value must be a string of at most "
+            f"{INDEXED_VALUE_LENGTH} characters or a number, got {str(value)[:40]!r}"
+        )
 
 
 def _last_occurrences(ids: list[str]) -> list[int]:
