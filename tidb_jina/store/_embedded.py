@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 
 from tidb_jina.store import _vector
+from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
+from tidb_jina.store._filters import _Node
 from tidb_jina.store._metrics import DistanceMetric
 
 
@@ -36,6 +39,8 @@ class Snapshot:
     rowids: np.ndarray  # sorted int64
     matrix: np.ndarray  # float32 (n, d): unit rows for cosine, raw otherwise
     sq_norms: np.ndarray | None  # float32 (n,), for L2
+    # Parsed metadata and per-key filter columns, filled on the first filtered search.
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def positions(self, rowids: np.ndarray) -> np.ndarray:
         """Matrix rows of the given rowids (all present in this snapshot)."""
@@ -79,6 +84,31 @@ class VectorCache:
         self.snapshot = snap
         return snap
 
+    def filter_positions(
+        self, snap: Snapshot, conn: sa.Connection, table: sa.Table, node: _Node
+    ) -> np.ndarray | None:
+        """Rows of ``snap`` matching ``node``, by NumPy; None when SQL must do it."""
+        if not supported(node):
+            return None
+        metas = snap.extras.get("metas")
+        if metas is None:
+            rowid = sa.literal_column("rowid", sa.Integer)
+            text = sa.type_coerce(table.c.meta, sa.Text)
+            rows = conn.execute(sa.select(rowid, text).order_by(rowid)).all()
+            rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            if not np.array_equal(rowids, snap.rowids):
+                return None  # not the snapshot's state: let SQL answer
+            metas = [_decode_meta(r[1]) for r in rows]
+            snap.extras["metas"] = metas
+        columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
+
+        def column(key: str) -> KeyColumn:
+            if key not in columns:
+                columns[key] = KeyColumn(metas, key)
+            return columns[key]
+
+        return np.flatnonzero(mask(node, column, len(metas)))
+
     def invalidate(self) -> None:
         self.snapshot = None
 
@@ -120,3 +150,10 @@ class VectorCache:
         if self.metric is DistanceMetric.L2:
             return self.metric.distances(rows, query)
         return self.distances(snap, query, positions)
+
+
+def _decode_meta(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    value = orjson.loads(text)
+    return value if isinstance(value, dict) else None

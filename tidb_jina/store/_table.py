@@ -56,6 +56,7 @@ from tidb_jina.store._engine import (
     engine_lock,
     logger,
 )
+from tidb_jina.store._filters import _parse as parse_filter
 from tidb_jina.store._filters import check_metadata_key, compile_filter, validate_filter
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
@@ -704,11 +705,9 @@ class VectorTable:
         if table is None or id_list == []:
             return []
         if not self.is_tidb:
-            where = self._where(table, filter)
-            if id_list is not None:
-                in_ids = table.c.id.in_(id_list)
-                where = in_ids if where is None else sa.and_(where, in_ids)
-            return self._search_embedded(table, query, k, where, max_distance, include_embeddings)
+            return self._search_embedded(
+                table, query, k, filter, id_list, max_distance, include_embeddings
+            )
         options = {
             "filter": filter,
             "ids": id_list,
@@ -799,7 +798,8 @@ class VectorTable:
         table: sa.Table,
         query: np.ndarray,
         k: int,
-        where: sa.ColumnElement[bool] | None,
+        filter: Mapping[str, Any] | None,
+        ids: list[str] | None,
         max_distance: float | None,
         include_embeddings: bool,
     ) -> list[SearchResult]:
@@ -811,9 +811,10 @@ class VectorTable:
                 fresh = snap is None
                 if snap is None:
                     snap = self._load_snapshot(cache, conn, table, token, query.shape[0])
-                hits = self._score(cache, snap, conn, table, query, k, where, max_distance)
-                if hits is None:  # the cached snapshot no longer matches the table
+                positions = self._matching(cache, snap, conn, table, filter, ids)
+                if positions is False:  # the cached snapshot no longer matches the table
                     continue
+                hits = _score(cache, snap, query, k, positions, max_distance)
                 rows = self._fetch_rows(conn, table, hits[0], include_embeddings)
                 if not fresh and cache.token(conn) != token:
                     continue  # a commit landed mid-search: score again on fresh vectors
@@ -850,44 +851,42 @@ class VectorTable:
             cache.invalidate()
         return snap
 
-    @staticmethod
-    def _score(
+    def _matching(
+        self,
         cache: VectorCache,
         snap: Snapshot,
         conn: sa.Connection,
         table: sa.Table,
-        query: np.ndarray,
-        k: int,
-        where: sa.ColumnElement[bool] | None,
-        max_distance: float | None,
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(rowids, distances) of the winners, nearest first; None if ``snap`` is stale."""
-        positions = None
-        if where is not None:
-            rowid = sa.literal_column("rowid", sa.Integer)
-            selected = np.array(
-                conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
-                dtype=np.int64,
+        filter: Mapping[str, Any] | None,
+        ids: list[str] | None,
+    ) -> np.ndarray | bool | None:
+        """Snapshot rows passing the filter / ids (None: all; False: snapshot is stale)."""
+        node = parse_filter(filter)
+        if node is None and ids is None:
+            return None
+        if ids is None:
+            assert node is not None
+            positions = cache.filter_positions(snap, conn, table, node)
+            if positions is not None:
+                return positions
+        where = self._where(table, filter)
+        if ids is not None:
+            in_ids = table.c.id.in_(ids)
+            where = in_ids if where is None else sa.and_(where, in_ids)
+        rowid = sa.literal_column("rowid", sa.Integer)
+        selected = np.array(
+            conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
+            dtype=np.int64,
+        )
+        positions = snap.positions(selected)
+        if positions.size and (
+            positions[-1] >= snap.rowids.size
+            or not np.array_equal(
+                snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
             )
-            positions = snap.positions(selected)
-            if positions.size and (
-                positions[-1] >= snap.rowids.size
-                or not np.array_equal(
-                    snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
-                )
-            ):
-                return None
-        rowids = snap.rowids if positions is None else snap.rowids[positions]
-        if rowids.size == 0:
-            return rowids, np.empty(0, np.float32)
-        approx = cache.distances(snap, query, positions)
-        chosen = _nearest(approx, rowids, k, max_distance)
-        chosen_positions = chosen if positions is None else positions[chosen]
-        exact = cache.exact(snap, query, chosen_positions)
-        order = np.lexsort((rowids[chosen], exact))
-        if max_distance is not None:
-            order = order[exact[order] <= max_distance]
-        return rowids[chosen][order], exact[order]
+        ):
+            return False
+        return positions
 
     @staticmethod
     def _fetch_rows(
@@ -1215,6 +1214,28 @@ class VectorTable:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _score(
+    cache: VectorCache,
+    snap: Snapshot,
+    query: np.ndarray,
+    k: int,
+    positions: np.ndarray | None,
+    max_distance: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first."""
+    rowids = snap.rowids if positions is None else snap.rowids[positions]
+    if rowids.size == 0:
+        return rowids, np.empty(0, np.float32)
+    approx = cache.distances(snap, query, positions)
+    chosen = _nearest(approx, rowids, k, max_distance)
+    chosen_positions = chosen if positions is None else positions[chosen]
+    exact = cache.exact(snap, query, chosen_positions)
+    order = np.lexsort((rowids[chosen], exact))
+    if max_distance is not None:
+        order = order[exact[order] <= max_distance]
+    return rowids[chosen][order], exact[order]
 
 
 def _nearest(
