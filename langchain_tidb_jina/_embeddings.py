@@ -1,0 +1,205 @@
+"""LangChain ``Embeddings`` over the core Jina and Hugging Face clients.
+
+``embed_documents`` uses the passage side (Jina ``retrieval.passage``, e5 ``passage: ``),
+``embed_query`` the query side; ``aembed_*`` are native async. Batching, retries, timeouts
+and error mapping live in the core clients; here the pydantic fields are translated into
+client arguments and NumPy arrays into lists of floats.
+
+Constructor arguments of langchain-community's ``JinaEmbeddings`` (``jina_api_key``,
+``model_name``) and langchain-huggingface's ``HuggingFaceEndpointEmbeddings`` (``repo_id``,
+``huggingfacehub_api_token``) are accepted as aliases of ours. Keys are ``SecretStr``: never
+in ``repr`` or serialized output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langchain_core.utils import secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from tidb_jina.embeddings import (
+    DEFAULT_HF_BATCH_SIZE,
+    DEFAULT_HF_CONCURRENCY,
+    DEFAULT_JINA_BATCH_SIZE,
+    DEFAULT_JINA_CONCURRENCY,
+    DEFAULT_JINA_MODEL,
+    DEFAULT_MAX_RETRIES,
+    HuggingFaceClient,
+    JinaClient,
+)
+
+__all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings"]
+
+JINA_KEY_ENV = ["JINA_API_KEY", "JINAAI_API_KEY"]
+HF_TOKEN_ENV = ["HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN"]
+
+
+class _ClientEmbeddings(BaseModel, Embeddings):
+    """Shared translation: a core client built once from the fields, arrays to lists."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="forbid",
+        protected_namespaces=(),
+        arbitrary_types_allowed=True,
+    )
+
+    _client: Any = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        # Built outside pydantic validation so the core's own errors (ConfigurationError,
+        # InvalidInputError) reach the caller unwrapped. The client does no I/O here.
+        self._client = self._build_client()
+
+    def _build_client(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def client(self) -> Any:
+        """The core client (``JinaClient`` / ``HuggingFaceClient``)."""
+        return self._client
+
+    @property
+    def dimension(self) -> int | None:
+        """The output size when known without a call (known model or ``dimensions``)."""
+        return self._client.dimension
+
+    def close(self) -> None:
+        """Close the HTTP connections the client opened (sync)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections the client opened (sync and this loop's async)."""
+        await self._client.aclose()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts as documents (passages)."""
+        return _rows(self._client.embed_documents(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one search query."""
+        return _row(self._client.embed_query(text))
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async :meth:`embed_documents`."""
+        return _rows(await self._client.aembed_documents(texts))
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`."""
+        return _row(await self._client.aembed_query(text))
+
+
+class JinaEmbeddings(_ClientEmbeddings):
+    """Jina AI embeddings (``jina-embeddings-v3`` by default).
+
+    >>> emb = JinaEmbeddings(model="jina-embeddings-v3", dimensions=256, api_key="jina_...")
+    >>> emb.dimension
+    256
+
+    The key comes from ``api_key`` (or ``jina_api_key``), else ``JINA_API_KEY`` /
+    ``JINAAI_API_KEY``. ``task`` sets both sides; ``query_task`` / ``passage_task`` one.
+    """
+
+    model: str = Field(default=DEFAULT_JINA_MODEL, alias="model_name")
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(JINA_KEY_ENV, default=None), alias="jina_api_key"
+    )
+    base_url: str | None = None
+    task: str | None = None
+    query_task: str | None = None
+    passage_task: str | None = None
+    dimensions: int | None = None
+    late_chunking: bool = False
+    normalized: bool = True
+    truncate: bool = True
+    batch_size: int = DEFAULT_JINA_BATCH_SIZE
+    max_concurrency: int = DEFAULT_JINA_CONCURRENCY
+    timeout: float | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    def _build_client(self) -> JinaClient:
+        return JinaClient(
+            model=self.model,
+            api_key=_secret(self.api_key),
+            base_url=self.base_url,
+            task=self.task,
+            query_task=self.query_task,
+            passage_task=self.passage_task,
+            dimensions=self.dimensions,
+            late_chunking=self.late_chunking,
+            normalized=self.normalized,
+            truncate=self.truncate,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+        )
+
+
+class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
+    """Hugging Face embeddings: a model id on the Inference Providers router, or a TEI URL.
+
+    >>> HuggingFaceEndpointEmbeddings(model="intfloat/multilingual-e5-large")  # router
+    >>> HuggingFaceEndpointEmbeddings(model="http://localhost:8080")  # self-hosted TEI
+
+    The token comes from ``api_key`` (or ``huggingfacehub_api_token``), else ``HF_TOKEN`` /
+    ``HUGGINGFACEHUB_API_TOKEN``; a TEI server without ``--api-key`` needs none.
+    """
+
+    model: str | None = Field(default=None, alias="repo_id")
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(HF_TOKEN_ENV, default=None),
+        alias="huggingfacehub_api_token",
+    )
+    base_url: str | None = None
+    provider: str | None = None
+    normalize: bool = True
+    truncate: bool = True
+    prompt_name: str | None = None
+    query_prompt_name: str | None = None
+    passage_prompt_name: str | None = None
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    batch_size: int = DEFAULT_HF_BATCH_SIZE
+    max_concurrency: int = DEFAULT_HF_CONCURRENCY
+    timeout: float | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    def _build_client(self) -> HuggingFaceClient:
+        model, base_url = self.model, self.base_url
+        if model and model.startswith(("http://", "https://")) and base_url is None:
+            model, base_url = None, model  # a URL in model= is an endpoint / TEI server
+        options: dict[str, Any] = {"provider": self.provider} if self.provider else {}
+        return HuggingFaceClient(
+            model=model,
+            api_key=_secret(self.api_key),
+            base_url=base_url,
+            normalize=self.normalize,
+            truncate=self.truncate,
+            prompt_name=self.prompt_name,
+            query_prompt_name=self.query_prompt_name,
+            passage_prompt_name=self.passage_prompt_name,
+            query_prefix=self.query_prefix,
+            passage_prefix=self.passage_prefix,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+            **options,
+        )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _rows(matrix: np.ndarray) -> list[list[float]]:
+    return np.asarray(matrix, dtype=np.float64).tolist()
+
+
+def _row(vector: np.ndarray) -> list[float]:
+    return np.asarray(vector, dtype=np.float64).tolist()

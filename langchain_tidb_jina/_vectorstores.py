@@ -1,0 +1,570 @@
+"""``TiDBVectorStore``: LangChain's ``VectorStore`` over the core ``VectorTable``.
+
+Translation only: LangChain ``Document`` objects and keyword arguments become
+``VectorTable`` calls, ``Record`` / ``SearchResult`` objects become ``Document`` objects
+with ``id`` set. Distances and relevance scores come from the core (per metric, scores in
+[0, 1]); nothing here touches SQL or computes a score.
+
+The constructor takes langchain-community's ``TiDBVectorStore`` arguments
+(``connection_string``, ``embedding_function``, ``table_name``, ``distance_strategy``,
+``engine_args``, ``drop_existing_table``) so its examples run with only the import
+changed, plus ``embedding``, ``engine``, ``vector_table`` and ``vector_dimension``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+from typing_extensions import Self
+
+from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
+from tidb_jina.embeddings._base import validate_texts
+from tidb_jina.store import DistanceMetric, Record, SearchResult, VectorTable
+
+__all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
+
+# langchain-community's defaults, so a table created by it opens under the same name.
+DEFAULT_TABLE_NAME = "langchain_vector"
+DEFAULT_DISTANCE_STRATEGY = "cosine"
+
+Filter = Mapping[str, Any]
+
+
+class TiDBVectorStore(VectorStore):
+    """A LangChain vector store on TiDB (or the embedded engine for local work).
+
+    Args:
+        connection_string: ``mysql+pymysql://USER:PASSWORD@HOST:4000/DB`` for TiDB or
+            ``sqlite:///path.db`` / ``sqlite://`` for the embedded engine. When no
+            connection is given at all, ``$TIDB_DATABASE_URL`` is used.
+        embedding_function: the LangChain ``Embeddings`` (langchain-community's name).
+        table_name: the table (default ``"langchain_vector"``, as langchain-community).
+        distance_strategy: ``"cosine"`` (default), ``"l2"`` / ``"euclidean"``,
+            ``"inner_product"`` / ``"max_inner_product"``, ``"l1"``, or a
+            ``DistanceStrategy`` member of another library.
+        embedding: the same as ``embedding_function`` (LangChain's usual name).
+        engine: an existing SQLAlchemy ``Engine`` instead of a connection string.
+        vector_table: an existing core ``VectorTable`` to wrap (then no other
+            connection, table or metric argument may be given).
+        vector_dimension: the vector dimension. When omitted it is read from the
+            existing table, or taken from the embeddings' ``dimension`` when the model
+            is known (tidb-jina's embeddings), or from the first vectors written.
+        engine_args: extra ``sqlalchemy.create_engine`` arguments.
+        drop_existing_table: drop the table before first use.
+
+    The constructor does no I/O: the table is read or created on first use.
+    """
+
+    def __init__(
+        self,
+        connection_string: str | sa.URL | None = None,
+        embedding_function: Embeddings | None = None,
+        table_name: str = DEFAULT_TABLE_NAME,
+        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        *,
+        embedding: Embeddings | None = None,
+        engine: sa.Engine | None = None,
+        vector_table: VectorTable | None = None,
+        vector_dimension: int | None = None,
+        engine_args: Mapping[str, Any] | None = None,
+        drop_existing_table: bool = False,
+    ) -> None:
+        self._embedding = _one_embedding(embedding_function, embedding)
+        if vector_table is not None:
+            _check_wrapped(vector_table, connection_string, engine, engine_args)
+            self._table = vector_table
+            return
+        if connection_string is not None and engine is not None:
+            raise ConfigurationError("pass connection_string= or engine=, not both")
+        self._table = VectorTable(
+            engine if engine is not None else connection_string,
+            table_name=table_name,
+            dimension=vector_dimension or _known_dimension(self._embedding),
+            metric=DistanceMetric.parse(distance_strategy),
+            engine_args=engine_args,
+            drop_existing=drop_existing_table,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(table={self._table!r}, "
+            f"embedding={type(self._embedding).__name__})"
+        )
+
+    # --- properties ---------------------------------------------------------------------
+
+    @property
+    def embeddings(self) -> Embeddings:
+        """The embeddings used for documents and queries."""
+        return self._embedding
+
+    @property
+    def vector_table(self) -> VectorTable:
+        """The core ``VectorTable`` this store translates to."""
+        return self._table
+
+    @property
+    def tidb_vector_client(self) -> VectorTable:
+        """The underlying table client (langchain-community's name for it)."""
+        return self._table
+
+    @property
+    def table_name(self) -> str:
+        return self._table.table_name
+
+    @property
+    def distance_strategy(self) -> str:
+        """The metric's name: ``"cosine"``, ``"l2"``, ``"inner_product"`` or ``"l1"``."""
+        return self._table.metric.value
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        """The core's per-metric distance -> [0, 1] score function."""
+        return self._table.metric.score
+
+    # --- writes -------------------------------------------------------------------------
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Embed ``texts`` (as documents) and upsert them; returns their ids.
+
+        Missing ids (``None`` or no ``ids``) get UUID4s; an existing id is replaced.
+        Texts are checked (no ``None``, empty or whitespace-only text) before anything is
+        embedded. ``texts`` may be any iterable, including a generator.
+        """
+        _no_extra(kwargs, "add_texts")
+        batch = _Batch.of(texts, metadatas, ids)
+        if not batch.texts:
+            return []
+        vectors = self._embedding.embed_documents(batch.texts)
+        return self._table.upsert(vectors, **batch.columns())
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Async :meth:`add_texts`."""
+        _no_extra(kwargs, "aadd_texts")
+        batch = _Batch.of(texts, metadatas, ids)
+        if not batch.texts:
+            return []
+        vectors = await self._embedding.aembed_documents(batch.texts)
+        return await self._table.aio.upsert(vectors, **batch.columns())
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Upsert ``documents``; ``ids=`` wins over ``Document.id``, missing ids are new."""
+        ids = kwargs.pop("ids", None)
+        texts, metadatas, doc_ids = _split_documents(documents)
+        return self.add_texts(texts, metadatas, ids=ids or doc_ids, **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Async :meth:`add_documents`."""
+        ids = kwargs.pop("ids", None)
+        texts, metadatas, doc_ids = _split_documents(documents)
+        return await self.aadd_texts(texts, metadatas, ids=ids or doc_ids, **kwargs)
+
+    def delete(
+        self, ids: list[str] | None = None, *, filter: Filter | None = None, **kwargs: Any
+    ) -> bool:
+        """Delete by ids and/or metadata filter. Missing ids are ignored.
+
+        With neither, nothing is deleted and ``InvalidInputError`` is raised: deleting
+        every row takes an explicit :meth:`clear`.
+        """
+        _no_extra(kwargs, "delete")
+        self._table.delete(ids, filter=filter)
+        return True
+
+    async def adelete(
+        self, ids: list[str] | None = None, *, filter: Filter | None = None, **kwargs: Any
+    ) -> bool:
+        """Async :meth:`delete`."""
+        _no_extra(kwargs, "adelete")
+        await self._table.aio.delete(ids, filter=filter)
+        return True
+
+    def clear(self) -> int:
+        """Delete every row (the table stays); returns how many were deleted."""
+        return self._table.clear()
+
+    async def aclear(self) -> int:
+        """Async :meth:`clear`."""
+        return await self._table.aio.clear()
+
+    def drop_vectorstore(self) -> None:
+        """Drop the table and everything in it (langchain-community's name)."""
+        self._table.drop()
+
+    async def adrop_vectorstore(self) -> None:
+        """Async :meth:`drop_vectorstore`."""
+        await self._table.aio.drop()
+
+    async def aclose(self) -> None:
+        """Close the async connection pool of the running event loop (if one was opened).
+
+        Async calls on TiDB and file databases use a pool per event loop; call this before
+        the loop ends to close its connections cleanly.
+        """
+        await self._table.aio.dispose()
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Documents for ``ids`` (missing ids are skipped), with ``Document.id`` set."""
+        return [_record_document(r) for r in self._table.get(list(ids))]
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Async :meth:`get_by_ids`."""
+        return [_record_document(r) for r in await self._table.aio.get(list(ids))]
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """The ``k`` documents nearest to ``query``; ``filter`` in tidb-jina's language."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    async def asimilarity_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async :meth:`similarity_search`."""
+        pairs = await self.asimilarity_search_with_score(query, k, filter, **kwargs)
+        return [doc for doc, _ in pairs]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, distance)`` pairs, nearest first (lower is closer, as the peer).
+
+        For a [0, 1] relevance score use :meth:`similarity_search_with_relevance_scores`.
+        """
+        vector = self._embedding.embed_query(query)
+        return _with_distance(self._search(vector, k, filter, kwargs))
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`similarity_search_with_score`."""
+        vector = await self._embedding.aembed_query(query)
+        return _with_distance(await self._asearch(vector, k, filter, kwargs))
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """The ``k`` documents nearest to ``embedding``."""
+        return [_result_document(r) for r in self._search(embedding, k, filter, kwargs)]
+
+    async def asimilarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async :meth:`similarity_search_by_vector`."""
+        return [_result_document(r) for r in await self._asearch(embedding, k, filter, kwargs)]
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, distance)`` pairs for ``embedding``, nearest first."""
+        return _with_distance(self._search(embedding, k, filter, kwargs))
+
+    async def asimilarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`similarity_search_with_score_by_vector`."""
+        return _with_distance(await self._asearch(embedding, k, filter, kwargs))
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, relevance)`` pairs; the score is the core's, in [0, 1]."""
+        filter = kwargs.pop("filter", None)
+        vector = self._embedding.embed_query(query)
+        return _with_score(self._search(vector, k, filter, kwargs))
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        filter = kwargs.pop("filter", None)
+        vector = await self._embedding.aembed_query(query)
+        return _with_score(await self._asearch(vector, k, filter, kwargs))
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """``k`` documents picked by maximal marginal relevance among ``fetch_k`` nearest."""
+        vector = self._embedding.embed_query(query)
+        return self.max_marginal_relevance_search_by_vector(
+            vector, k, fetch_k, lambda_mult, filter, **kwargs
+        )
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`max_marginal_relevance_search`."""
+        vector = await self._embedding.aembed_query(query)
+        return await self.amax_marginal_relevance_search_by_vector(
+            vector, k, fetch_k, lambda_mult, filter, **kwargs
+        )
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """MMR around ``embedding``."""
+        _no_extra(kwargs, "max_marginal_relevance_search")
+        results = self._table.max_marginal_relevance_search(
+            embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=filter
+        )
+        return [_result_document(r) for r in results]
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`max_marginal_relevance_search_by_vector`."""
+        _no_extra(kwargs, "amax_marginal_relevance_search")
+        results = await self._table.aio.max_marginal_relevance_search(
+            embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=filter
+        )
+        return [_result_document(r) for r in results]
+
+    def _search(
+        self, vector: Any, k: int, filter: Filter | None, kwargs: dict[str, Any]
+    ) -> list[SearchResult]:
+        _no_extra(kwargs, "similarity_search")
+        return self._table.search(vector, k=k, filter=filter)
+
+    async def _asearch(
+        self, vector: Any, k: int, filter: Filter | None, kwargs: dict[str, Any]
+    ) -> list[SearchResult]:
+        _no_extra(kwargs, "asimilarity_search")
+        return await self._table.aio.search(vector, k=k, filter=filter)
+
+    # --- factories ----------------------------------------------------------------------
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Build a store (``kwargs`` are constructor arguments) and add ``texts``."""
+        store = cls(embedding=embedding, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    async def afrom_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Async :meth:`from_texts`."""
+        store = cls(embedding=embedding, **kwargs)
+        await store.aadd_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    def from_existing_vector_table(
+        cls,
+        embedding: Embeddings,
+        connection_string: str | sa.URL | None = None,
+        table_name: str = DEFAULT_TABLE_NAME,
+        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        **kwargs: Any,
+    ) -> Self:
+        """Open a table that exists (raises ``SchemaError`` if it does not)."""
+        store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
+        _require_table(store._table, store._table.exists())
+        return store
+
+    @classmethod
+    async def afrom_existing_vector_table(
+        cls,
+        embedding: Embeddings,
+        connection_string: str | sa.URL | None = None,
+        table_name: str = DEFAULT_TABLE_NAME,
+        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        **kwargs: Any,
+    ) -> Self:
+        """Async :meth:`from_existing_vector_table`."""
+        store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
+        _require_table(store._table, await store._table.aio.exists())
+        return store
+
+
+# --- translation helpers ---------------------------------------------------------------
+
+
+class _Batch:
+    """Texts, metadatas and ids of one add call, checked before anything is embedded."""
+
+    def __init__(
+        self, texts: list[str], metadatas: list[Any] | None, ids: list[str] | None
+    ) -> None:
+        self.texts = texts
+        self.metadatas = metadatas
+        self.ids = ids
+
+    @classmethod
+    def of(
+        cls,
+        texts: Iterable[str],
+        metadatas: Iterable[Mapping[str, Any] | None] | None,
+        ids: Iterable[str | None] | None,
+    ) -> _Batch:
+        text_list = validate_texts(texts)
+        n = len(text_list)
+        meta_list = None if metadatas is None else list(metadatas)
+        if meta_list is not None and len(meta_list) != n:
+            raise InvalidInputError(
+                f"got {len(meta_list)} metadatas for {n} texts; pass one per text (or None)"
+            )
+        return cls(text_list, meta_list, _fill_ids(ids, n))
+
+    def columns(self) -> dict[str, Any]:
+        return {"ids": self.ids, "documents": self.texts, "metadatas": self.metadatas}
+
+
+def _fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:
+    """One id per text: ``None`` entries (documents without ``id``) get a UUID4."""
+    if ids is None:
+        return None
+    if isinstance(ids, str):
+        raise InvalidInputError("ids must be a list of strings, not one string")
+    id_list = list(ids)
+    if len(id_list) != n:
+        raise InvalidInputError(f"got {len(id_list)} ids for {n} texts; pass one id per text")
+    return [str(uuid.uuid4()) if i is None else i for i in id_list]
+
+
+def _split_documents(
+    documents: Iterable[Document],
+) -> tuple[list[str], list[dict[str, Any]], list[str | None] | None]:
+    docs = list(documents)
+    doc_ids = [doc.id for doc in docs]
+    return (
+        [doc.page_content for doc in docs],
+        [doc.metadata for doc in docs],
+        doc_ids if any(doc_ids) else None,
+    )
+
+
+def _record_document(record: Record) -> Document:
+    return Document(id=record.id, page_content=record.document or "", metadata=record.metadata)
+
+
+def _result_document(result: SearchResult) -> Document:
+    return Document(id=result.id, page_content=result.document or "", metadata=result.metadata)
+
+
+def _with_distance(results: list[SearchResult]) -> list[tuple[Document, float]]:
+    return [(_result_document(r), r.distance) for r in results]
+
+
+def _with_score(results: list[SearchResult]) -> list[tuple[Document, float]]:
+    return [(_result_document(r), r.score) for r in results]
+
+
+def _one_embedding(
+    embedding_function: Embeddings | None, embedding: Embeddings | None
+) -> Embeddings:
+    if (
+        embedding_function is not None
+        and embedding is not None
+        and embedding_function is not embedding
+    ):
+        raise ConfigurationError("pass embedding= or embedding_function=, not both")
+    chosen = embedding if embedding is not None else embedding_function
+    if chosen is None:
+        raise ConfigurationError(
+            "TiDBVectorStore needs embeddings: pass embedding=JinaEmbeddings(...) (or "
+            "embedding_function=, langchain-community's name)"
+        )
+    if not isinstance(chosen, Embeddings):
+        raise ConfigurationError(
+            f"embedding must be a langchain_core Embeddings, not {type(chosen).__name__}"
+        )
+    return chosen
+
+
+def _known_dimension(embedding: Embeddings) -> int | None:
+    """The model's output size when the embeddings know it without a call (ours do)."""
+    dimension = getattr(embedding, "dimension", None)
+    return dimension if isinstance(dimension, int) and not isinstance(dimension, bool) else None
+
+
+def _check_wrapped(
+    table: VectorTable,
+    connection_string: Any,
+    engine: Any,
+    engine_args: Any,
+) -> None:
+    if not isinstance(table, VectorTable):
+        raise ConfigurationError(
+            f"vector_table must be a tidb_jina.store.VectorTable, not {type(table).__name__}"
+        )
+    if connection_string is not None or engine is not None or engine_args:
+        raise ConfigurationError(
+            "vector_table= already has its connection; drop connection_string, engine and "
+            "engine_args"
+        )
+
+
+def _require_table(table: VectorTable, exists: bool) -> None:
+    if not exists:
+        raise SchemaError(
+            f"table {table.table_name!r} does not exist in this database; create it with "
+            "TiDBVectorStore.from_texts(...) / from_documents(...), or check table_name "
+            "and the connection string"
+        )
+
+
+def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
+    """Unknown keyword arguments are errors, never silently ignored."""
+    if kwargs:
+        names = ", ".join(sorted(kwargs))
+        raise InvalidInputError(f"{method}() got unsupported keyword arguments: {names}")

@@ -1,0 +1,334 @@
+"""TiDBVectorStore behaviour beyond the standard suite, on every engine.
+
+Embeddings are JinaEmbeddings served by the loopback fake server (lexical vectors: texts
+sharing words are near each other), so rankings can be asserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.documents import Document
+
+from langchain_tidb_jina import JinaEmbeddings, TiDBVectorStore
+from tidb_jina import (
+    ConfigurationError,
+    DimensionMismatchError,
+    InvalidFilterError,
+    InvalidInputError,
+    SchemaError,
+)
+from tidb_jina.testing import FakeEmbeddingServer
+
+MakeStore = Callable[..., TiDBVectorStore]
+
+TEXTS = [
+    "TiDB is a distributed SQL database",
+    "TiDB stores vectors next to SQL rows",
+    "a recipe for ragu with tomato and basil",
+    "basil pesto recipe from Genoa",
+]
+METAS: list[dict[str, Any]] = [
+    {"topic": "db", "year": 2023, "tags": ["sql", "tidb"]},
+    {"topic": "db", "year": 2025, "tags": ["vector", "tidb"]},
+    {"topic": "food", "year": 2024, "lang": "it"},
+    {"topic": "food", "year": 2025},
+]
+IDS = ["db1", "db2", "food1", "food2"]
+
+
+@pytest.fixture
+def store(make_store: MakeStore, jina: JinaEmbeddings) -> TiDBVectorStore:
+    store = make_store(jina)
+    store.add_texts(TEXTS, METAS, ids=IDS)
+    return store
+
+
+def _ids(docs: list[Document]) -> list[str | None]:
+    return [d.id for d in docs]
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def test_search_returns_documents_with_id_text_and_metadata(store: TiDBVectorStore) -> None:
+    [doc] = store.similarity_search("distributed SQL database", k=1)
+    assert doc == Document(id="db1", page_content=TEXTS[0], metadata=METAS[0])
+
+
+def test_generator_of_texts_is_added(make_store: MakeStore, jina: JinaEmbeddings) -> None:
+    store = make_store(jina)
+    ids = store.add_texts(text for text in TEXTS)
+    assert len(ids) == 4
+    assert {d.page_content for d in store.get_by_ids(ids)} == set(TEXTS)
+
+
+def test_document_id_is_honoured_and_existing_ids_upserted(store: TiDBVectorStore) -> None:
+    store.add_documents([Document(id="db1", page_content="TiDB 8.5 release notes")])
+    [doc] = store.get_by_ids(["db1"])
+    assert doc.page_content == "TiDB 8.5 release notes"
+    assert doc.metadata == {}
+    assert store.vector_table.count() == 4
+
+
+def test_missing_ids_are_generated(make_store: MakeStore, jina: JinaEmbeddings) -> None:
+    store = make_store(jina)
+    ids = store.add_documents([Document(id="mine", page_content="a"), Document(page_content="b")])
+    assert ids[0] == "mine"
+    assert ids[1] and ids[1] != "mine"
+    assert sorted(_ids(store.get_by_ids(ids))) == sorted(ids)  # type: ignore[type-var]
+
+
+def test_delete_without_arguments_never_wipes(store: TiDBVectorStore) -> None:
+    with pytest.raises(InvalidInputError, match="clear"):
+        store.delete()
+    assert store.vector_table.count() == 4
+
+
+def test_delete_by_filter_and_ids(store: TiDBVectorStore) -> None:
+    assert store.delete(filter={"topic": "food"}) is True
+    assert sorted(_ids(store.get_by_ids(IDS))) == ["db1", "db2"]  # type: ignore[type-var]
+    store.delete(["db1", "never-there"])
+    assert _ids(store.get_by_ids(IDS)) == ["db2"]
+    assert store.clear() == 1
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        ({"topic": "food"}, {"food1", "food2"}),
+        ({"year": {"$gte": 2025}}, {"db2", "food2"}),
+        ({"year": {"$in": [2023, 2024]}}, {"db1", "food1"}),
+        ({"lang": {"$ne": "it"}}, {"db1", "db2", "food2"}),  # $ne matches a missing key
+        ({"$or": [{"year": 2023}, {"lang": "it"}]}, {"db1", "food1"}),
+        ({"tags": {"$contains": "vector"}}, {"db2"}),
+        ({"topic": "db", "year": {"$lt": 2025}}, {"db1"}),
+        ({"lang": {"$exists": False}}, {"db1", "db2", "food2"}),
+    ],
+)
+def test_filters_use_the_core_language(
+    store: TiDBVectorStore, flt: dict[str, Any], expected: set[str]
+) -> None:
+    assert set(_ids(store.similarity_search("TiDB recipe", k=10, filter=flt))) == expected
+
+
+def test_unknown_filter_operator_is_an_error(store: TiDBVectorStore) -> None:
+    with pytest.raises(InvalidFilterError, match=r"\$regex"):
+        store.similarity_search("TiDB", filter={"topic": {"$regex": "f.*"}})
+
+
+# --- scores ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["cosine", "l2", "euclidean", "inner_product", "l1"])
+def test_relevance_scores_come_from_the_core(
+    make_store: MakeStore, jina: JinaEmbeddings, strategy: str
+) -> None:
+    store = make_store(jina, distance_strategy=strategy)
+    store.add_texts(TEXTS, METAS, ids=IDS)
+    query = "basil recipe"
+    core = store.vector_table.search(jina.embed_query(query), k=4)
+    with_relevance = store.similarity_search_with_relevance_scores(query, k=4)
+    with_distance = store.similarity_search_with_score(query, k=4)
+    assert [(d.id, s) for d, s in with_relevance] == [(h.id, h.score) for h in core]
+    assert [(d.id, s) for d, s in with_distance] == [(h.id, h.distance) for h in core]
+    assert all(0.0 <= s <= 1.0 for _, s in with_relevance)
+    assert {d.id for d, _ in with_relevance[:2]} == {"food1", "food2"}
+    assert store._select_relevance_score_fn() == store.vector_table.metric.score
+
+
+def test_score_threshold_keeps_only_relevant(store: TiDBVectorStore) -> None:
+    hits = store.similarity_search_with_relevance_scores(
+        "TiDB stores vectors", k=4, score_threshold=0.5
+    )
+    assert [d.id for d, _ in hits] == ["db2"]
+
+
+# --- MMR and retrievers ------------------------------------------------------------------
+
+
+def test_mmr_prefers_diverse_documents(make_store: MakeStore, jina: JinaEmbeddings) -> None:
+    store = make_store(jina)
+    store.add_texts(
+        ["TiDB vector search", "TiDB vector search", "TiDB vector search guide", "pesto"],
+        ids=["a", "a-copy", "b", "c"],
+    )
+    similar = store.similarity_search("TiDB vector search", k=2)
+    diverse = store.max_marginal_relevance_search(
+        "TiDB vector search", k=2, fetch_k=4, lambda_mult=0.1
+    )
+    assert set(_ids(similar)) == {"a", "a-copy"}
+    assert len({d.page_content for d in diverse}) == 2
+    vector = store.embeddings.embed_query("TiDB vector search")
+    assert (
+        store.max_marginal_relevance_search_by_vector(vector, k=2, fetch_k=4, lambda_mult=0.1)
+        == diverse
+    )
+
+
+def test_mmr_honours_filter(store: TiDBVectorStore) -> None:
+    docs = store.max_marginal_relevance_search("TiDB", k=2, filter={"topic": "food"})
+    assert set(_ids(docs)) == {"food1", "food2"}
+
+
+@pytest.mark.parametrize(
+    ("search_type", "search_kwargs", "expected"),
+    [
+        ("similarity", {"k": 1}, ["db2"]),
+        ("similarity", {"k": 1, "filter": {"topic": "food"}}, ["food1"]),
+        ("similarity_score_threshold", {"k": 4, "score_threshold": 0.5}, ["db2"]),
+        ("mmr", {"k": 1, "fetch_k": 4}, ["db2"]),
+    ],
+)
+async def test_retriever_search_types(
+    store: TiDBVectorStore, search_type: str, search_kwargs: dict[str, Any], expected: list[str]
+) -> None:
+    retriever = store.as_retriever(search_type=search_type, search_kwargs=search_kwargs)
+    query = "TiDB stores vectors"
+    assert _ids(retriever.invoke(query)) == expected
+    assert _ids(await retriever.ainvoke(query)) == expected
+
+
+# --- async twins -------------------------------------------------------------------------
+
+
+async def test_async_twins(make_store: MakeStore, jina: JinaEmbeddings) -> None:
+    store = make_store(jina)
+    assert await store.aadd_texts(iter(TEXTS), METAS, ids=IDS) == IDS
+    assert _ids(await store.aget_by_ids(["food2", "nope"])) == ["food2"]
+    assert _ids(await store.asimilarity_search("basil pesto", k=1)) == ["food2"]
+    pairs = await store.asimilarity_search_with_score("basil pesto", k=1)
+    relevance = await store.asimilarity_search_with_relevance_scores("basil pesto", k=1)
+    assert pairs[0][1] == pytest.approx(1.0 - relevance[0][1])  # cosine: distance vs score
+    vector = await jina.aembed_query("basil pesto")
+    assert _ids(await store.asimilarity_search_by_vector(vector, k=1)) == ["food2"]
+    by_vector = await store.asimilarity_search_with_score_by_vector(vector, k=1)
+    assert by_vector == pairs
+    mmr = await store.amax_marginal_relevance_search("recipe", k=2, filter={"topic": "food"})
+    assert set(_ids(mmr)) == {"food1", "food2"}
+    await store.adelete(filter={"topic": "food"})
+    assert _ids(await store.aget_by_ids(IDS)) == ["db1", "db2"]
+    with pytest.raises(InvalidInputError):
+        await store.adelete()
+    assert await store.aclear() == 2
+
+
+async def test_async_factories(store_kwargs: dict[str, Any], jina: JinaEmbeddings) -> None:
+    docs = [
+        Document(id=i, page_content=t, metadata=m)
+        for i, t, m in zip(IDS, TEXTS, METAS, strict=True)
+    ]
+    created = await TiDBVectorStore.afrom_documents(docs, jina, **store_kwargs)
+    assert _ids(await created.asimilarity_search("pesto", k=1)) == ["food2"]
+    where = {k: v for k, v in store_kwargs.items() if k != "table_name"}
+    opened = await TiDBVectorStore.afrom_existing_vector_table(
+        jina, table_name=store_kwargs["table_name"], **where
+    )
+    assert len(await opened.aget_by_ids(IDS)) == 4
+
+
+# --- factories and constructor -----------------------------------------------------------
+
+
+def test_from_texts_from_documents_and_existing(
+    store_kwargs: dict[str, Any], jina: JinaEmbeddings
+) -> None:
+    store = TiDBVectorStore.from_texts(TEXTS, jina, METAS, ids=IDS, **store_kwargs)
+    docs = [Document(id="extra", page_content="TiDB Cloud Starter")]
+    TiDBVectorStore.from_documents(docs, jina, **store_kwargs)
+    where = {k: v for k, v in store_kwargs.items() if k != "table_name"}
+    opened = TiDBVectorStore.from_existing_vector_table(
+        jina, table_name=store_kwargs["table_name"], **where
+    )
+    assert opened.vector_table.count() == 5
+    assert _ids(opened.similarity_search("TiDB Cloud Starter", k=1)) == ["extra"]
+    assert store.table_name == opened.table_name
+
+
+def test_from_existing_vector_table_requires_the_table(
+    store_kwargs: dict[str, Any], jina: JinaEmbeddings
+) -> None:
+    where = {k: v for k, v in store_kwargs.items() if k != "table_name"}
+    with pytest.raises(SchemaError, match="does not exist"):
+        TiDBVectorStore.from_existing_vector_table(jina, table_name="never_created", **where)
+
+
+def test_dimension_is_known_before_any_embedding_call(
+    make_store: MakeStore, jina: JinaEmbeddings, fake_server: FakeEmbeddingServer
+) -> None:
+    before = len(fake_server.api_requests())
+    store = make_store(jina)
+    assert store.vector_table.dimension == 64
+    store.vector_table.create()  # no probe call is needed to create the table
+    assert len(fake_server.api_requests()) == before
+
+
+def test_wrong_dimension_is_a_clear_error(
+    make_store: MakeStore, jina: JinaEmbeddings, fake_server: FakeEmbeddingServer
+) -> None:
+    make_store(jina).add_texts(["TiDB"])
+    wider = JinaEmbeddings(api_key=jina.api_key, base_url=fake_server.url, dimensions=32)
+    with pytest.raises(DimensionMismatchError, match="VECTOR\\(64\\)"):
+        make_store(wider).add_texts(["TiDB"])
+    with pytest.raises(DimensionMismatchError, match="VECTOR\\(64\\)"):
+        make_store(wider, vector_dimension=32).similarity_search("TiDB")
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["ok", ""], ["   "], ["ok", None], "one string"],
+    ids=["empty", "blank", "none", "str"],
+)
+def test_bad_texts_fail_before_any_embedding_call(
+    make_store: MakeStore, jina: JinaEmbeddings, fake_server: FakeEmbeddingServer, texts: Any
+) -> None:
+    store = make_store(jina)
+    before = len(fake_server.api_requests())
+    with pytest.raises(InvalidInputError):
+        store.add_texts(texts)
+    assert len(fake_server.api_requests()) == before
+
+
+def test_mismatched_lengths_fail_before_any_embedding_call(
+    make_store: MakeStore, jina: JinaEmbeddings, fake_server: FakeEmbeddingServer
+) -> None:
+    store = make_store(jina)
+    before = len(fake_server.api_requests())
+    with pytest.raises(InvalidInputError, match="metadatas"):
+        store.add_texts(["a", "b"], [{}])
+    with pytest.raises(InvalidInputError, match="ids"):
+        store.add_texts(["a", "b"], ids=["x"])
+    assert len(fake_server.api_requests()) == before
+
+
+def test_empty_input_adds_nothing(make_store: MakeStore, jina: JinaEmbeddings) -> None:
+    assert make_store(jina).add_texts([]) == []
+
+
+def test_unknown_keyword_arguments_are_errors(store: TiDBVectorStore) -> None:
+    with pytest.raises(InvalidInputError, match="where"):
+        store.similarity_search("TiDB", where={"topic": "db"})
+    with pytest.raises(InvalidInputError, match="delete_all"):
+        store.delete(delete_all=True)
+
+
+def test_constructor_errors(jina: JinaEmbeddings) -> None:
+    with pytest.raises(InvalidInputError, match="unknown distance metric"):
+        TiDBVectorStore("sqlite://", jina, distance_strategy="hamming")
+    with pytest.raises(ConfigurationError, match="needs embeddings"):
+        TiDBVectorStore("sqlite://")
+    with pytest.raises(ConfigurationError, match="TIDB_DATABASE_URL"):
+        TiDBVectorStore(embedding=jina)
+
+
+def test_constructor_does_no_io_and_hides_the_password(jina: JinaEmbeddings) -> None:
+    url = "mysql+pymysql://root:s3cret-pw@tidb.invalid:4000/test"
+    store = TiDBVectorStore(url, jina, "docs", "l2")
+    assert "s3cret-pw" not in repr(store)
+    assert store.distance_strategy == "l2"
+    assert store.tidb_vector_client is store.vector_table
