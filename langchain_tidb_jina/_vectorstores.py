@@ -24,7 +24,7 @@ from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
-from tidb_jina.embeddings._base import validate_texts
+from tidb_jina.embeddings import validate_texts
 from tidb_jina.store import DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]

@@ -75,6 +75,11 @@ def test_declared_dimension_must_match_existing_table(make_table):
     _seed(make_table(), d=8)
     with pytest.raises(DimensionMismatchError, match=r"VECTOR\(8\).*dimension=4"):
         make_table(dimension=4).count()
+    # The table's own size is named, not the declared one, whatever is called first.
+    with pytest.raises(DimensionMismatchError, match=r"VECTOR\(8\).*dimension=4"):
+        make_table(dimension=4).search([0.0] * 8)
+    with pytest.raises(DimensionMismatchError, match=r"VECTOR\(8\).*dimension=4"):
+        make_table(dimension=4).upsert([[0.0] * 8], ids=["x"])
 
 
 def test_drop_removes_table_and_drop_existing_drops_on_first_use(make_table):

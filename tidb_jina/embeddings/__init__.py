@@ -13,6 +13,7 @@ from tidb_jina.embeddings._base import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_TIMEOUT,
     RETRY_STATUSES,
+    validate_texts,
 )
 from tidb_jina.embeddings._huggingface import (
     DEFAULT_HF_BATCH_CHARS,
@@ -71,4 +72,5 @@ __all__ = [
     "hf_model_info",
     "jina_model_info",
     "qwen3_query_prefix",
+    "validate_texts",
 ]

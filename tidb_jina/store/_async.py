@@ -22,9 +22,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from tidb_jina.embeddings._base import validate_texts
 from tidb_jina.store._engine import connect_async
 from tidb_jina.store._results import SearchResult
-from tidb_jina.store._table import VectorTable, _validate_texts
+from tidb_jina.store._table import VectorTable
 
 
 def _twin(name: str) -> Callable[..., Any]:
@@ -82,7 +83,7 @@ class AsyncVectorTable:
         table = self._table
         if table.server_embeds:
             return await self._run("add_texts", texts, **kwargs)
-        text_list = _validate_texts(texts)
+        text_list = validate_texts(texts)
         vectors = await table.text_embedder().aembed_documents(text_list)
         return await self.upsert(vectors, documents=text_list, **kwargs)
 
@@ -91,7 +92,7 @@ class AsyncVectorTable:
         table = self._table
         if table.server_embeds:
             return await self._run("search_text", text, **kwargs)
-        (text,) = _validate_texts([text])
+        (text,) = validate_texts([text])
         return await self.search(await table.text_embedder().aembed_query(text), **kwargs)
 
     exists = _twin("exists")

@@ -45,6 +45,7 @@ from tidb_jina._errors import (
     UnsupportedFeatureError,
 )
 from tidb_jina._maths import maximal_marginal_relevance, reciprocal_rank_fusion, weighted_fusion
+from tidb_jina.embeddings._base import validate_texts
 from tidb_jina.store import _fulltext, _tidb, _vector
 from tidb_jina.store._auto import AutoEmbedding, set_key_statement
 from tidb_jina.store._embedded import Snapshot, VectorCache
@@ -466,8 +467,7 @@ class VectorTable:
         Missing ids are generated (UUID4). Everything is validated before anything is
         written; rows are sent in batches, one transaction each.
         """
-        if self._declared_dimension is None:
-            self._load()
+        self._load()  # an existing table's dimension outranks a declared one in errors
         matrix = _vector.as_matrix(embeddings, self.dimension)
         n = len(matrix)
         id_list = self._prepare_ids(ids, n)
@@ -696,8 +696,7 @@ class VectorTable:
         id_list = None if ids is None else _unique(ids)
         if num_candidates is not None:
             _positive(num_candidates, "num_candidates")
-        if self._declared_dimension is None:
-            self._load()
+        self._load()
         query = (
             vector if isinstance(vector, _QueryText) else _vector.as_vector(vector, self.dimension)
         )
@@ -938,7 +937,7 @@ class VectorTable:
         """Embed ``texts`` as passages and upsert them (TiDB embeds them itself in
         auto-embedding mode). Empty, blank or non-string texts raise before anything is
         sent. Returns the ids."""
-        text_list = _validate_texts(texts)
+        text_list = validate_texts(texts)
         if not self.server_embeds:
             vectors = self.text_embedder().embed_documents(text_list)
             return self.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
@@ -988,7 +987,7 @@ class VectorTable:
         """Search by the meaning of ``text``: embedded as a query (the query task), or
         by TiDB's ``VEC_EMBED_*_DISTANCE`` in auto-embedding mode. Same options and
         results as :meth:`search`."""
-        (text,) = _validate_texts([text])
+        (text,) = validate_texts([text])
         options = {
             "k": k,
             "filter": filter,
@@ -1256,14 +1255,6 @@ class _QueryText(str):
     """A query given as text, for TiDB to embed (auto-embedding mode)."""
 
     __slots__ = ()
-
-
-def _validate_texts(texts: Iterable[str]) -> list[str]:
-    from tidb_jina.embeddings._base import validate_texts
-
-    if isinstance(texts, str):
-        raise InvalidInputError("texts must be a list of strings, not one string")
-    return validate_texts(list(texts))
 
 
 def _record(row: Any, include_embeddings: bool) -> Record:

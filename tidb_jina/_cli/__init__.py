@@ -1,0 +1,11 @@
+"""The ``tidb-jina`` command line, in pieces (the entry point is :mod:`tidb_jina.cli`).
+
+- ``_sources``: files and folders to chunks with deterministic ids;
+- ``_progress``: a dependency-free progress bar for stderr;
+- ``_settings``: the database URL, table and embedding provider from flags and env vars;
+- ``_commands``: ingest, search, info, doctor and drop.
+"""
+
+
+class CLIError(Exception):
+    """A user error the command line reports as one line (exit status 1)."""
