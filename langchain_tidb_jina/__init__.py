@@ -5,11 +5,12 @@ Adapters only: every class here translates LangChain objects to the ``tidb_jina`
 
 from langchain_tidb_jina._embeddings import HuggingFaceEndpointEmbeddings, JinaEmbeddings
 from langchain_tidb_jina._rerank import JinaRerank
-from langchain_tidb_jina._vectorstores import TiDBVectorStore
+from langchain_tidb_jina._vectorstores import TiDBVectorStore, TiDBVectorStoreRetriever
 
 __all__ = [
     "HuggingFaceEndpointEmbeddings",
     "JinaEmbeddings",
     "JinaRerank",
     "TiDBVectorStore",
+    "TiDBVectorStoreRetriever",
 ]

@@ -14,13 +14,17 @@ changed, plus ``embedding``, ``engine``, ``vector_table`` and ``vector_dimension
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
@@ -366,14 +370,82 @@ class TiDBVectorStore(VectorStore):
     def _search(
         self, vector: Any, k: int, filter: Filter | None, kwargs: dict[str, Any]
     ) -> list[SearchResult]:
-        _no_extra(kwargs, "similarity_search")
-        return self._table.search(vector, k=k, filter=filter)
+        options = _search_options(kwargs, "similarity_search")
+        return self._table.search(vector, k=k, filter=filter, **options)
 
     async def _asearch(
         self, vector: Any, k: int, filter: Filter | None, kwargs: dict[str, Any]
     ) -> list[SearchResult]:
-        _no_extra(kwargs, "asimilarity_search")
-        return await self._table.aio.search(vector, k=k, filter=filter)
+        options = _search_options(kwargs, "asimilarity_search")
+        return await self._table.aio.search(vector, k=k, filter=filter, **options)
+
+    # --- full-text and hybrid -------------------------------------------------------------
+
+    def full_text_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None
+    ) -> list[tuple[Document, float]]:
+        """``(document, score)`` by BM25 on the words of ``query`` (best hit scores 1).
+
+        TiDB Cloud Starter or the embedded engine; ``retriever search_type="full_text"``.
+        """
+        return _with_score(self._table.full_text_search(query, k=k, filter=filter))
+
+    async def afull_text_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`full_text_search_with_score`."""
+        return _with_score(await self._table.aio.full_text_search(query, k=k, filter=filter))
+
+    def full_text_search(
+        self, query: str, k: int = 4, filter: Filter | None = None
+    ) -> list[Document]:
+        """The ``k`` documents best matching the words of ``query`` (BM25)."""
+        return [doc for doc, _ in self.full_text_search_with_score(query, k, filter)]
+
+    async def afull_text_search(
+        self, query: str, k: int = 4, filter: Filter | None = None
+    ) -> list[Document]:
+        """Async :meth:`full_text_search`."""
+        return [doc for doc, _ in await self.afull_text_search_with_score(query, k, filter)]
+
+    def hybrid_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, fused score in [0, 1])``: vector and full-text search fused.
+
+        ``options``: ``fusion="rrf"`` (default, ``rrf_k=60``) or ``"weighted"`` with
+        ``alpha`` (1 = pure vector), and ``num_candidates`` per side.
+        """
+        vector = self._embedding.embed_query(query)
+        results = self._table.hybrid_search(vector, query, k=k, filter=filter, **options)
+        return _with_score(results)
+
+    async def ahybrid_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`hybrid_search_with_score`."""
+        vector = await self._embedding.aembed_query(query)
+        results = await self._table.aio.hybrid_search(vector, query, k=k, filter=filter, **options)
+        return _with_score(results)
+
+    def hybrid_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
+    ) -> list[Document]:
+        """The ``k`` best documents by vector + full-text search (see the ``_with_score``)."""
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, filter, **options)]
+
+    async def ahybrid_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
+    ) -> list[Document]:
+        """Async :meth:`hybrid_search`."""
+        pairs = await self.ahybrid_search_with_score(query, k, filter, **options)
+        return [doc for doc, _ in pairs]
+
+    def as_retriever(self, **kwargs: Any) -> TiDBVectorStoreRetriever:
+        """A retriever; ``search_type`` is ``"similarity"`` (default),
+        ``"similarity_score_threshold"``, ``"mmr"``, ``"hybrid"`` or ``"full_text"``."""
+        tags = kwargs.pop("tags", None) or [*self._get_retriever_tags()]
+        return TiDBVectorStoreRetriever(vectorstore=self, tags=tags, **kwargs)
 
     # --- factories ----------------------------------------------------------------------
 
@@ -437,6 +509,47 @@ class TiDBVectorStore(VectorStore):
 
 
 # --- translation helpers ---------------------------------------------------------------
+
+
+class TiDBVectorStoreRetriever(VectorStoreRetriever):
+    """LangChain's vector-store retriever plus ``hybrid`` and ``full_text`` search types."""
+
+    allowed_search_types: ClassVar[Collection[str]] = (
+        "similarity",
+        "similarity_score_threshold",
+        "mmr",
+        "hybrid",
+        "full_text",
+    )
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        store = self.vectorstore
+        assert isinstance(store, TiDBVectorStore)
+        if self.search_type == "hybrid":
+            return store.hybrid_search(query, **(self.search_kwargs | kwargs))
+        if self.search_type == "full_text":
+            return store.full_text_search(query, **(self.search_kwargs | kwargs))
+        return super()._get_relevant_documents(query, run_manager=run_manager, **kwargs)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        store = self.vectorstore
+        assert isinstance(store, TiDBVectorStore)
+        if self.search_type == "hybrid":
+            return await store.ahybrid_search(query, **(self.search_kwargs | kwargs))
+        if self.search_type == "full_text":
+            return await store.afull_text_search(query, **(self.search_kwargs | kwargs))
+        return await super()._aget_relevant_documents(query, run_manager=run_manager, **kwargs)
+
+
+def _search_options(kwargs: dict[str, Any], method: str) -> dict[str, Any]:
+    """Core search options a caller may pass through (TiDB filter strategy)."""
+    options = {key: kwargs.pop(key) for key in ("prefilter", "num_candidates") if key in kwargs}
+    _no_extra(kwargs, method)
+    return options
 
 
 class _Batch:

@@ -19,6 +19,7 @@ def test_exported_members_are_pinned() -> None:
         "JinaEmbeddings",
         "JinaRerank",
         "TiDBVectorStore",
+        "TiDBVectorStoreRetriever",
     ]
 
 

@@ -332,3 +332,52 @@ def test_constructor_does_no_io_and_hides_the_password(jina: JinaEmbeddings) -> 
     assert "s3cret-pw" not in repr(store)
     assert store.distance_strategy == "l2"
     assert store.tidb_vector_client is store.vector_table
+
+
+# --- full-text and hybrid ---------------------------------------------------------------
+
+
+def _skip_without_full_text(store: TiDBVectorStore) -> None:
+    table = store.vector_table
+    if table.is_tidb and not table.is_tidb_starter:
+        pytest.skip("full-text search needs TiDB Cloud Starter or the embedded engine")
+
+
+async def test_full_text_and_hybrid_search(store: TiDBVectorStore) -> None:
+    _skip_without_full_text(store)
+    assert _ids(store.full_text_search("basil?", k=4)) in (["food1", "food2"], ["food2", "food1"])
+    scored = store.full_text_search_with_score("pesto basil", k=2)
+    assert scored[0][0].id == "food2" and scored[0][1] == 1.0
+    assert _ids(store.full_text_search("basil", filter={"year": 2024})) == ["food1"]
+    hybrid = store.hybrid_search_with_score("TiDB vectors", k=2)
+    assert {d.id for d, _ in hybrid} == {"db1", "db2"}
+    assert all(0.0 <= s <= 1.0 for _, s in hybrid)
+    text_only = store.hybrid_search("basil", k=1, fusion="weighted", alpha=0.0)
+    assert text_only[0].id in {"food1", "food2"}
+    assert _ids(await store.afull_text_search("pesto")) == ["food2"]
+    assert (await store.ahybrid_search("TiDB vectors", k=1))[0].id in {"db1", "db2"}
+
+
+@pytest.mark.parametrize(
+    ("search_type", "search_kwargs", "expected"),
+    [
+        ("full_text", {"k": 1}, ["food2"]),
+        ("hybrid", {"k": 1, "filter": {"topic": "food"}}, ["food2"]),
+    ],
+)
+async def test_retriever_hybrid_and_full_text(
+    store: TiDBVectorStore, search_type: str, search_kwargs: dict[str, Any], expected: list[str]
+) -> None:
+    _skip_without_full_text(store)
+    retriever = store.as_retriever(search_type=search_type, search_kwargs=search_kwargs)
+    assert _ids(retriever.invoke("basil pesto")) == expected
+    assert _ids(await retriever.ainvoke("basil pesto")) == expected
+    with pytest.raises(ValueError, match="not allowed"):
+        store.as_retriever(search_type="bm42")
+
+
+def test_filter_strategy_passes_through(store: TiDBVectorStore) -> None:
+    docs = store.similarity_search("TiDB", k=2, filter={"topic": "db"}, prefilter=True)
+    assert {d.id for d in docs} == {"db1", "db2"}
+    with pytest.raises(InvalidInputError):
+        store.similarity_search("TiDB", k=2, not_an_option=1)
