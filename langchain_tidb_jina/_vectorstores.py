@@ -29,7 +29,7 @@ from typing_extensions import Self
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.embeddings import validate_texts
-from tidb_jina.store import DistanceMetric, Record, SearchResult, VectorTable
+from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
 
@@ -78,8 +78,11 @@ class TiDBVectorStore(VectorStore):
         vector_dimension: int | None = None,
         engine_args: Mapping[str, Any] | None = None,
         drop_existing_table: bool = False,
+        auto_embedding: AutoEmbedding | str | None = None,
     ) -> None:
-        self._embedding = _one_embedding(embedding_function, embedding)
+        self._embedding = _one_embedding(
+            embedding_function, embedding, optional=auto_embedding is not None
+        )
         if vector_table is not None:
             _check_wrapped(vector_table, connection_string, engine, engine_args)
             self._table = vector_table
@@ -93,6 +96,7 @@ class TiDBVectorStore(VectorStore):
             metric=DistanceMetric.parse(distance_strategy),
             engine_args=engine_args,
             drop_existing=drop_existing_table,
+            auto_embedding=auto_embedding,
         )
 
     def __repr__(self) -> str:
@@ -104,7 +108,7 @@ class TiDBVectorStore(VectorStore):
     # --- properties ---------------------------------------------------------------------
 
     @property
-    def embeddings(self) -> Embeddings:
+    def embeddings(self) -> Embeddings | None:
         """The embeddings used for documents and queries."""
         return self._embedding
 
@@ -151,6 +155,8 @@ class TiDBVectorStore(VectorStore):
         batch = _Batch.of(texts, metadatas, ids)
         if not batch.texts:
             return []
+        if self._embedding is None:  # the table embeds
+            return self._table.add_texts(batch.texts, ids=batch.ids, metadatas=batch.metadatas)
         vectors = self._embedding.embed_documents(batch.texts)
         return self._table.upsert(vectors, **batch.columns())
 
@@ -167,6 +173,10 @@ class TiDBVectorStore(VectorStore):
         batch = _Batch.of(texts, metadatas, ids)
         if not batch.texts:
             return []
+        if self._embedding is None:
+            return await self._table.aio.add_texts(
+                batch.texts, ids=batch.ids, metadatas=batch.metadatas
+            )
         vectors = await self._embedding.aembed_documents(batch.texts)
         return await self._table.aio.upsert(vectors, **batch.columns())
 
@@ -256,14 +266,14 @@ class TiDBVectorStore(VectorStore):
 
         For a [0, 1] relevance score use :meth:`similarity_search_with_relevance_scores`.
         """
-        vector = self._embedding.embed_query(query)
+        vector = self._query_vector(query)
         return _with_distance(self._search(vector, k, filter, kwargs))
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        vector = await self._embedding.aembed_query(query)
+        vector = await self._aquery_vector(query)
         return _with_distance(await self._asearch(vector, k, filter, kwargs))
 
     def similarity_search_by_vector(
@@ -295,14 +305,14 @@ class TiDBVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         """``(document, relevance)`` pairs; the score is the core's, in [0, 1]."""
         filter = kwargs.pop("filter", None)
-        vector = self._embedding.embed_query(query)
+        vector = self._query_vector(query)
         return _with_score(self._search(vector, k, filter, kwargs))
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        vector = await self._embedding.aembed_query(query)
+        vector = await self._aquery_vector(query)
         return _with_score(await self._asearch(vector, k, filter, kwargs))
 
     def max_marginal_relevance_search(
@@ -315,7 +325,7 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """``k`` documents picked by maximal marginal relevance among ``fetch_k`` nearest."""
-        vector = self._embedding.embed_query(query)
+        vector = self._query_vector(query)
         return self.max_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, filter, **kwargs
         )
@@ -330,7 +340,7 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search`."""
-        vector = await self._embedding.aembed_query(query)
+        vector = await self._aquery_vector(query)
         return await self.amax_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, filter, **kwargs
         )
@@ -379,6 +389,16 @@ class TiDBVectorStore(VectorStore):
         options = _search_options(kwargs, "asimilarity_search")
         return await self._table.aio.search(vector, k=k, filter=filter, **options)
 
+    def _query_vector(self, query: str) -> Any:
+        if self._embedding is None:
+            return self._table.query_vector(query)
+        return self._embedding.embed_query(query)
+
+    async def _aquery_vector(self, query: str) -> Any:
+        if self._embedding is None:
+            return await self._table.aio.query_vector(query)
+        return await self._embedding.aembed_query(query)
+
     # --- full-text and hybrid -------------------------------------------------------------
 
     def full_text_search_with_score(
@@ -416,7 +436,7 @@ class TiDBVectorStore(VectorStore):
         ``options``: ``fusion="rrf"`` (default, ``rrf_k=60``) or ``"weighted"`` with
         ``alpha`` (1 = pure vector), and ``num_candidates`` per side.
         """
-        vector = self._embedding.embed_query(query)
+        vector = self._query_vector(query)
         results = self._table.hybrid_search(vector, query, k=k, filter=filter, **options)
         return _with_score(results)
 
@@ -424,7 +444,7 @@ class TiDBVectorStore(VectorStore):
         self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`hybrid_search_with_score`."""
-        vector = await self._embedding.aembed_query(query)
+        vector = await self._aquery_vector(query)
         results = await self._table.aio.hybrid_search(vector, query, k=k, filter=filter, **options)
         return _with_score(results)
 
@@ -623,8 +643,8 @@ def _with_score(results: list[SearchResult]) -> list[tuple[Document, float]]:
 
 
 def _one_embedding(
-    embedding_function: Embeddings | None, embedding: Embeddings | None
-) -> Embeddings:
+    embedding_function: Embeddings | None, embedding: Embeddings | None, *, optional: bool = False
+) -> Embeddings | None:
     if (
         embedding_function is not None
         and embedding is not None
@@ -632,10 +652,13 @@ def _one_embedding(
     ):
         raise ConfigurationError("pass embedding= or embedding_function=, not both")
     chosen = embedding if embedding is not None else embedding_function
+    if chosen is None and optional:
+        return None  # the table embeds (auto-embedding)
     if chosen is None:
         raise ConfigurationError(
             "TiDBVectorStore needs embeddings: pass embedding=JinaEmbeddings(...) (or "
-            "embedding_function=, langchain-community's name)"
+            "embedding_function=, langchain-community's name), or let the table embed "
+            "with auto_embedding='jina_ai/jina-embeddings-v3'"
         )
     if not isinstance(chosen, Embeddings):
         raise ConfigurationError(

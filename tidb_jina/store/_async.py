@@ -89,11 +89,15 @@ class AsyncVectorTable:
 
     async def search_text(self, text: str, **kwargs: Any) -> list[SearchResult]:
         """Async :meth:`VectorTable.search_text`: embeds with the provider's async API."""
+        return await self.search(await self.query_vector(text), **kwargs)
+
+    async def query_vector(self, text: str) -> Any:
+        """Async :meth:`VectorTable.query_vector`."""
         table = self._table
         if table.server_embeds:
-            return await self._run("search_text", text, **kwargs)
-        (text,) = validate_texts([text])
-        return await self.search(await table.text_embedder().aembed_query(text), **kwargs)
+            return await self._run("query_vector", text)
+        (text,) = validate_texts([text], "query")
+        return await table.text_embedder().aembed_query(text)
 
     exists = _twin("exists")
     create = _twin("create")

@@ -987,7 +987,6 @@ class VectorTable:
         """Search by the meaning of ``text``: embedded as a query (the query task), or
         by TiDB's ``VEC_EMBED_*_DISTANCE`` in auto-embedding mode. Same options and
         results as :meth:`search`."""
-        (text,) = validate_texts([text])
         options = {
             "k": k,
             "filter": filter,
@@ -997,10 +996,16 @@ class VectorTable:
             "prefilter": prefilter,
             "num_candidates": num_candidates,
         }
+        return self.search(self.query_vector(text), **options)
+
+    def query_vector(self, text: str) -> Any:
+        """What :meth:`search` needs for the query ``text``: its vector (the query task),
+        or, when TiDB embeds (auto-embedding), the text itself for the server."""
+        (text,) = validate_texts([text], "query")
         if not self.server_embeds:
-            return self.search(self.text_embedder().embed_query(text), **options)
+            return self.text_embedder().embed_query(text)
         self._send_provider_key()
-        return self.search(_QueryText(text), **options)
+        return _QueryText(text)
 
     def _send_provider_key(self) -> None:
         """Store the provider key in TiDB's global variable, once, as a bound parameter."""
@@ -1121,6 +1126,7 @@ class VectorTable:
         vector distance and, when the text matched, its BM25 ``text_score``.
         """
         k = _positive(k, "k")
+        _needs_vector(vector, "hybrid search")
         if fusion not in ("rrf", "weighted"):
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         query = _vector.as_vector(vector, self.dimension)
@@ -1180,6 +1186,7 @@ class VectorTable:
     ) -> list[SearchResult]:
         """Fetch ``fetch_k`` nearest rows, then pick ``k`` by maximal marginal relevance."""
         k = _positive(k, "k")
+        _needs_vector(vector, "maximal marginal relevance")
         candidates = self.search(
             vector,
             k=max(_positive(fetch_k, "fetch_k"), k),
@@ -1255,6 +1262,14 @@ class _QueryText(str):
     """A query given as text, for TiDB to embed (auto-embedding mode)."""
 
     __slots__ = ()
+
+
+def _needs_vector(vector: Any, what: str) -> None:
+    if isinstance(vector, _QueryText):
+        raise UnsupportedFeatureError(
+            f"{what} needs the query's vector, which TiDB keeps to itself in auto-embedding "
+            "mode; pass embedder= (a client that embeds like the server) to the table"
+        )
 
 
 def _record(row: Any, include_embeddings: bool) -> Record:
