@@ -27,7 +27,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from llama_index_tidb_jina._filters import and_filters, to_core_filter
 from tidb_jina import InvalidInputError, UnsupportedFeatureError
-from tidb_jina.store import DistanceMetric, Record, SearchResult, VectorTable
+from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_VECTOR_TABLE_NAME", "TiDBVectorStore"]
 
@@ -68,6 +68,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
     distance_strategy: str = DEFAULT_DISTANCE_STRATEGY
     vector_dimension: int | None = None
     database_url: str = Field(default="", description="Connection URL, password masked.")
+    auto_embedding_model: str | None = None
 
     _table: VectorTable = PrivateAttr()
 
@@ -81,6 +82,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
         engine_args: Mapping[str, Any] | None = None,
         drop_existing_table: bool = False,
         flat_metadata: bool = False,
+        auto_embedding: AutoEmbedding | str | None = None,
     ) -> None:
         table = VectorTable(
             connection_string,
@@ -91,13 +93,18 @@ class TiDBVectorStore(BasePydanticVectorStore):
             drop_existing=drop_existing_table,
             # delete(ref_doc_id) looks rows up through an index, not a scan.
             indexed_key=REF_DOC_ID_KEY,
+            auto_embedding=auto_embedding,
         )
+        auto = table.auto_embedding
         super().__init__(  # type: ignore[call-arg]  # pydantic fields (no mypy plugin)
             table_name=table.table_name,
             distance_strategy=DistanceMetric.parse(distance_strategy).value,
             vector_dimension=vector_dimension,
             database_url=table.engine.url.render_as_string(hide_password=True),
             flat_metadata=flat_metadata,
+            auto_embedding_model=auto.model if auto else None,
+            # Retrievers then pass the question's text and let the table embed it.
+            is_embedding_query=auto is None,
         )
         self._table = table
 
@@ -121,10 +128,16 @@ class TiDBVectorStore(BasePydanticVectorStore):
     # --- writes ---------------------------------------------------------------------
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Upsert ``nodes`` by node id (each needs an embedding); returns their ids."""
+        """Upsert ``nodes`` by node id; returns their ids.
+
+        Each node needs an embedding, except with ``auto_embedding``: then the table
+        embeds the node text (node embeddings, if any, are not used).
+        """
         rows = self._rows(nodes)
         if not rows["ids"]:
             return []
+        if self.auto_embedding_model:
+            return self._table.add_texts(rows["documents"], **_text_rows(rows))
         return self._table.upsert(**rows)
 
     async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
@@ -132,6 +145,8 @@ class TiDBVectorStore(BasePydanticVectorStore):
         rows = self._rows(nodes)
         if not rows["ids"]:
             return []
+        if self.auto_embedding_model:
+            return await self._table.aio.add_texts(rows["documents"], **_text_rows(rows))
         return await self._table.aio.upsert(**rows)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -220,13 +235,28 @@ class TiDBVectorStore(BasePydanticVectorStore):
         or ``similarity_top_k`` hits). Similarities are the core's relevance scores in
         [0, 1]. Full-text needs TiDB Cloud Starter or the embedded engine.
         """
-        method, args = self._search_call(query, kwargs)
+        vector = None
+        if self._table_embeds_query(query):
+            vector = self._table.query_vector(query.query_str or "")
+        method, args = self._search_call(query, kwargs, vector)
         return _to_result(getattr(self._table, method)(**args))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Async :meth:`query`."""
-        method, args = self._search_call(query, kwargs)
+        vector = None
+        if self._table_embeds_query(query):
+            vector = await self._table.aio.query_vector(query.query_str or "")
+        method, args = self._search_call(query, kwargs, vector)
         return _to_result(await getattr(self._table.aio, method)(**args))
+
+    def _table_embeds_query(self, query: VectorStoreQuery) -> bool:
+        """Auto-embedding: the table embeds ``query_str`` when no embedding came with it."""
+        return (
+            bool(self.auto_embedding_model)
+            and query.query_embedding is None
+            and bool(query.query_str)
+            and _check_mode(query.mode) is not VectorStoreQueryMode.TEXT_SEARCH
+        )
 
     # --- translation ------------------------------------------------------------------
 
@@ -246,7 +276,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
     def _rows(self, nodes: Sequence[BaseNode]) -> dict[str, list[Any]]:
         ids, embeddings, documents, metadatas = [], [], [], []
         for node in nodes:
-            if node.embedding is None:
+            if node.embedding is None and not self.auto_embedding_model:
                 raise InvalidInputError(
                     f"node {node.node_id!r} has no embedding; embed the nodes first (e.g. "
                     "VectorStoreIndex(nodes, embed_model=...)) or set node.embedding"
@@ -265,18 +295,23 @@ class TiDBVectorStore(BasePydanticVectorStore):
         }
 
     def _search_call(
-        self, query: VectorStoreQuery, kwargs: Mapping[str, Any]
+        self, query: VectorStoreQuery, kwargs: Mapping[str, Any], vector: Any = None
     ) -> tuple[str, dict[str, Any]]:
-        """The core method and its arguments for ``query`` (shared by sync and async)."""
+        """The core method and its arguments for ``query`` (shared by sync and async).
+
+        ``vector``: the query vector the table made (auto-embedding), if any.
+        """
         mode = _check_mode(query.mode)
+        if vector is None:
+            vector = query.query_embedding
         if mode in _TEXT_MODES:
-            return _text_call(mode, query, self._common_args(query))
-        if query.query_embedding is None:
+            return _text_call(mode, query, self._common_args(query), vector)
+        if vector is None:
             raise InvalidInputError(
                 f"VectorStoreQuery.query_embedding is required for mode={mode.value!r}; "
                 "pass an embed_model to the index or set query_embedding"
             )
-        args = {"vector": query.query_embedding, **self._common_args(query)}
+        args = {"vector": vector, **self._common_args(query)}
         if mode is VectorStoreQueryMode.DEFAULT:
             return "search", args
         args["lambda_mult"] = (
@@ -305,7 +340,7 @@ def _check_mode(value: Any) -> VectorStoreQueryMode:
 
 
 def _text_call(
-    mode: VectorStoreQueryMode, query: VectorStoreQuery, args: dict[str, Any]
+    mode: VectorStoreQueryMode, query: VectorStoreQuery, args: dict[str, Any], vector: Any
 ) -> tuple[str, dict[str, Any]]:
     """Core call for TEXT_SEARCH / HYBRID: both need the query text."""
     if not query.query_str:
@@ -316,15 +351,19 @@ def _text_call(
     if mode is VectorStoreQueryMode.TEXT_SEARCH:
         args["k"] = query.sparse_top_k or query.similarity_top_k
         return "full_text_search", {"text": query.query_str, **args}
-    if query.query_embedding is None:
+    if vector is None:
         raise InvalidInputError(
             "mode='hybrid' also needs VectorStoreQuery.query_embedding; pass an embed_model"
         )
     args["k"] = query.hybrid_top_k or query.similarity_top_k
-    args.update(vector=query.query_embedding, text=query.query_str)
+    args.update(vector=vector, text=query.query_str)
     if query.alpha is not None:
         args.update(fusion="weighted", alpha=query.alpha)
     return "hybrid_search", args
+
+
+def _text_rows(rows: dict[str, list[Any]]) -> dict[str, Any]:
+    return {"ids": rows["ids"], "metadatas": rows["metadatas"]}
 
 
 def _mmr_fetch_k(top_k: int, kwargs: Mapping[str, Any]) -> int:
