@@ -416,7 +416,7 @@ class BaseEmbeddingClient:
             f"({type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}) on every attempt; "
             "check the network and the base URL, or raise timeout= for slow servers"
         )
-        error.__cause__ = exc
+        # No __cause__: the raw httpx error's text is not scrubbed and could echo headers.
         return _Retry(error)
 
     def _next_delay(self, attempt: int, retry: _Retry) -> float:
@@ -425,7 +425,7 @@ class BaseEmbeddingClient:
             final = retry.final
             if self.max_retries:
                 final.args = (f"{final.args[0]} (gave up after {attempt + 1} attempts)",)
-            raise final from final.__cause__
+            raise final from None
         step = min(self.backoff_max, self.backoff_base * 2**attempt)
         delay = step / 2 + random.uniform(0, step / 2)  # "equal jitter": never 0, never in sync
         if retry.retry_after is not None:

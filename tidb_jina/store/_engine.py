@@ -78,7 +78,8 @@ def connect(
             raise ConfigurationError(_NO_URL_HELP)
     try:
         url = make_url(connection)
-    except sa.exc.ArgumentError as exc:
+        url.port  # noqa: B018  (a non-numeric port raises ValueError here)
+    except (sa.exc.ArgumentError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot parse the connection URL ({exc.__class__.__name__}); expected "
             "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'"
@@ -157,6 +158,12 @@ def _tidb_settings(
     args.setdefault("pool_pre_ping", True)
     connect_args = dict(args.pop("connect_args", {}) or {})
     tls_in_url = any(k.startswith("ssl") for k in url.query)
+    if tls_in_url and is_tidb_cloud_host(url.host) and _url_disables_verification(url):
+        logger.warning(
+            "TLS certificate verification is OFF for %s (set in the URL): the connection "
+            "is encrypted but not authenticated",
+            url.host,
+        )
     if is_tidb_cloud_host(url.host) and "ssl" not in connect_args and not tls_in_url:
         # TiDB Cloud accepts only TLS; verify the certificate and host name.
         context = ssl.create_default_context()
@@ -172,6 +179,15 @@ def _tidb_settings(
     if connect_args:
         args["connect_args"] = connect_args
     return url, args
+
+
+def _url_disables_verification(url: URL) -> bool:
+    off = ("false", "0", "no", "off")
+    return any(
+        str(url.query.get(name, "")).lower() in off
+        for name in ("ssl_verify_cert", "ssl_check_hostname", "ssl_verify_identity")
+        if name in url.query
+    )
 
 
 def _sqlite_file_backed(url: URL) -> bool:

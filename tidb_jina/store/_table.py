@@ -308,7 +308,8 @@ class VectorTable:
                 else None,
             )
         self._state.shape = shape
-        self._state.loaded = True
+        # A missing table is looked up again next time: someone may create it meanwhile.
+        self._state.loaded = shape is not None
 
     def _create(self, dimension: int) -> sa.Table:
         with self._state.lock:
@@ -490,6 +491,8 @@ class VectorTable:
     def _prepare_ids(self, ids: Iterable[str] | None, n: int) -> list[str]:
         if ids is None:
             return [str(uuid.uuid4()) for _ in range(n)]
+        if isinstance(ids, (str, bytes)):
+            raise InvalidInputError("ids must be a list of strings, not one string")
         id_list = list(ids)
         if len(id_list) != n:
             raise InvalidInputError(
@@ -1019,6 +1022,12 @@ class VectorTable:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(statement, (key,))
+            except Exception as exc:  # the driver's own errors: not SQLAlchemy-wrapped here
+                raise DatabaseError(
+                    f"{describe(self.engine)} refused to store the "
+                    f"{auto.key_variable} key ({type(exc).__name__}); "  # type: ignore[union-attr]
+                    "auto-embedding keys need a TiDB Cloud Starter user allowed to SET GLOBAL"
+                ) from None  # the statement's parameters hold the key: no chaining
             finally:
                 cursor.close()
         self._state.key_sent = True

@@ -146,12 +146,28 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _check_nested_keys(value: Any, path: str = "metadata") -> None:
+    """JSON objects have string keys; json.dumps would turn {1: 'x'} into {"1": "x"}."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"{path} has the key {key!r} ({type(key).__name__}); JSON keys must be "
+                    "strings: convert it with str() first"
+                )
+            _check_nested_keys(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_nested_keys(item, f"{path}[{i}]")
+
+
 def dumps_metadata(value: Any) -> str:
     """Serialize one metadata dict to JSON text, or raise a clear ``InvalidInputError``.
 
     The standard library is used (not orjson) because orjson silently writes NaN as
     ``null``; here NaN and infinities are an error, like in TiDB's JSON type.
     """
+    _check_nested_keys(value)
     try:
         return json.dumps(
             value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default

@@ -51,7 +51,13 @@ def as_matrix(vectors: Iterable[Any], dimension: int | None = None) -> np.ndarra
         if not rows:
             return np.empty((0, dimension or 0), dtype=np.float32)
     try:
-        matrix = np.asarray(rows, dtype=np.float64)
+        raw = rows if isinstance(rows, np.ndarray) else np.asarray(rows)
+        if raw.dtype.kind in "fiub":
+            matrix = raw.astype(np.float64, copy=False)
+        elif _has_non_numbers(raw):  # NumPy would quietly turn "2" into 2.0
+            raise ValueError("not numbers")
+        else:  # numbers and None: None becomes NaN, reported by position below
+            matrix = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise _explain_bad_rows(rows, dimension) from exc
     if matrix.ndim == 1 and matrix.size == 0:
@@ -74,13 +80,11 @@ def as_vector(vector: Any, dimension: int | None = None) -> np.ndarray:
     """Validate one vector (see :func:`as_matrix`) and return it as float32."""
     if isinstance(vector, (str, bytes)):
         raise InvalidVectorError(f"expected a vector of numbers, got {type(vector).__name__}")
-    try:
-        arr = np.asarray(vector, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidVectorError("a vector must contain only numbers (no None or strings)") from exc
-    if arr.ndim != 1:
-        raise InvalidVectorError(f"expected one vector (1-D), got an array of shape {arr.shape}")
-    return as_matrix([vector] if not isinstance(vector, np.ndarray) else arr[None, :], dimension)[0]
+    if isinstance(vector, np.ndarray):
+        if vector.ndim != 1:
+            raise InvalidVectorError(f"expected one vector (1-D), got shape {vector.shape}")
+        return as_matrix(vector[None, :], dimension)[0]
+    return as_matrix([vector], dimension)[0]
 
 
 def _check_values(matrix: np.ndarray, rows: Any) -> None:
@@ -104,16 +108,30 @@ def _check_values(matrix: np.ndarray, rows: Any) -> None:
         )
 
 
+def _has_non_numbers(raw: np.ndarray) -> bool:
+    """True if an object/str array holds anything but numbers (None counts: reported as such)."""
+    if raw.dtype.kind in "US":
+        return True
+    return any(
+        isinstance(x, (str, bytes)) or not (x is None or isinstance(x, (int, float, np.number)))
+        for x in raw.flat
+    )
+
+
 def _explain_bad_rows(rows: Sequence[Any], dimension: int | None) -> Exception:
     lengths = set()
     for i, row in enumerate(rows):
         if row is None or isinstance(row, (str, bytes)):
             return InvalidVectorError(f"vector {i} is {type(row).__name__}, not a list of numbers")
         try:
+            raw = np.asarray(row)
+            if raw.dtype.kind not in "fiub" and _has_non_numbers(raw):
+                raise ValueError("not numbers")
             arr = np.asarray(row, dtype=np.float64)
         except (TypeError, ValueError):
             return InvalidVectorError(
-                f"vector {i} contains a value that is not a number (None or a string?)"
+                f"vector {i} contains a value that is not a number (a string or an object); "
+                "pass floats"
             )
         lengths.add(arr.shape)
     return DimensionMismatchError(
