@@ -1,0 +1,122 @@
+"""Embedded ingest: our ``VectorTable.upsert`` against raw ``sqlite3`` executemany.
+
+Measures the wall time to write ``n`` rows (id, float32 vector, document, metadata) into a
+fresh embedded database file, starting from a NumPy matrix and Python dicts.
+
+Baseline (same run, same file system, same table: the DDL our table was created with,
+same pragmas: WAL, synchronous=NORMAL): Python's ``sqlite3`` with ``executemany`` of
+``(id, float32 blob, document, metadata JSON)``, plain INSERT, encoding included
+(``ndarray.tobytes``, ``json.dumps``); once in one transaction, once in transactions of
+our batch size. Ours validates everything and upserts (INSERT ... ON CONFLICT DO UPDATE).
+
+Goal: within 2x of the raw baseline.
+
+    python bench/ingest_embedded.py [--n 100000] [--dim 768] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import Row, random_vectors, table, timed
+
+from tidb_jina.store import VectorTable
+from tidb_jina.store._table import DEFAULT_EMBEDDED_BATCH_ROWS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    vectors = random_vectors(args.n, args.dim)
+    ids = [str(i) for i in range(args.n)]
+    docs = [f"document number {i}" for i in range(args.n)]
+    metas = [{"group": i % 10} for i in range(args.n)]
+    workdir = Path(tempfile.mkdtemp())
+    ddl = _our_ddl(workdir, args.dim)
+
+    times: dict[str, list[float]] = {"ours": [], "one": [], "batched": []}
+    for run in range(args.repeat):  # interleaved, so machine noise hits all three alike
+        db = workdir / f"ours{run}.db"
+        store = VectorTable(f"sqlite:///{db}", table_name="bench")
+        times["ours"].append(
+            timed(lambda s=store: s.upsert(vectors, ids=ids, documents=docs, metadatas=metas))
+        )
+        assert store.count() == args.n
+        for name, batch in (("one", args.n), ("batched", DEFAULT_EMBEDDED_BATCH_ROWS)):
+            conn = _raw_connection(workdir / f"{name}{run}.db", ddl)
+            times[name].append(
+                timed(lambda c=conn, b=batch: _raw_ingest(c, vectors, ids, docs, metas, b))
+            )
+            assert conn.execute("SELECT count(*) FROM bench").fetchone()[0] == args.n
+            conn.close()
+
+    ours, one, batched = (statistics.median(times[k]) for k in ("ours", "one", "batched"))
+    print(f"## Embedded ingest, {args.n:,} x {args.dim} float32 rows (median of {args.repeat})\n")
+    print(
+        table(
+            [
+                Row("upsert", ours, "sqlite3 executemany, 1 transaction", one, "<= 2x", 2.0),
+                Row(
+                    "upsert",
+                    ours,
+                    f"sqlite3 executemany, {DEFAULT_EMBEDDED_BATCH_ROWS:,}-row transactions",
+                    batched,
+                    "<= 2x",
+                    2.0,
+                ),
+            ]
+        )
+    )
+    print(f"\nours: {args.n / ours:,.0f} rows/s; raw sqlite3: {args.n / one:,.0f} rows/s")
+
+
+def _our_ddl(workdir: Path, dim: int) -> str:
+    """The CREATE TABLE statement our store uses, so the baseline has the same schema."""
+    db = workdir / "schema.db"
+    VectorTable(f"sqlite:///{db}", table_name="bench").create(dim)
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'bench'").fetchone()[0]
+
+
+def _raw_connection(path: Path, ddl: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(ddl)
+    return conn
+
+
+def _raw_ingest(
+    conn: sqlite3.Connection,
+    vectors: np.ndarray,
+    ids: list[str],
+    docs: list[str],
+    metas: list[dict],
+    batch: int,
+) -> None:
+    sql = "INSERT INTO bench (id, embedding, document, meta) VALUES (?, ?, ?, ?)"
+    for start in range(0, len(ids), batch):
+        stop = start + batch
+        rows = zip(
+            ids[start:stop],
+            (v.tobytes() for v in vectors[start:stop]),
+            docs[start:stop],
+            (json.dumps(m) for m in metas[start:stop]),
+            strict=True,
+        )
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+
+
+if __name__ == "__main__":
+    main()
