@@ -169,10 +169,11 @@ def test_batches_are_bounded_and_all_rows_land(make_table):
     vectors = _vectors(20, 16)
     table.upsert(vectors, ids=[str(i) for i in range(20)], documents=["x" * 500] * 20)
     assert table.count() == 20
-    batches = list(table._batches([{"_bytes": 4000, "id": str(i)} for i in range(10)]))
-    assert [len(b) for b in batches] == [2, 2, 2, 2, 2], "bytes bound splits before rows bound"
-    batches = list(table._batches([{"_bytes": 1, "id": str(i)} for i in range(7)]))
-    assert [len(b) for b in batches] == [3, 3, 1]
+    batches = list(table._batches([4000] * 10))
+    assert [b.stop - b.start for b in batches] == [2, 2, 2, 2, 2], "bytes split before rows"
+    batches = list(table._batches([1] * 7))
+    assert [(b.start, b.stop) for b in batches] == [(0, 3), (3, 6), (6, 7)]
+    assert list(table._batches([50_000, 1])) == [slice(0, 1), slice(1, 2)], "big row alone"
 
 
 # --- delete / count --------------------------------------------------------------------

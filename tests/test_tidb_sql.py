@@ -19,7 +19,6 @@ from sqlalchemy.dialects import mysql
 
 from tidb_jina.store import DistanceMetric, VectorTable
 from tidb_jina.store._schema import build_table
-from tidb_jina.store._types import EncodedText
 
 DIALECT = mysql.pymysql.dialect()
 URL = "mysql+pymysql://root:s3cr3t-pw@127.0.0.1:4000/test"
@@ -65,15 +64,16 @@ def test_upsert_is_insert_on_duplicate_key_update_with_values(table):
 
 def test_rows_are_sent_as_json_array_text_of_float32(table):
     vectors = np.array([[0.1, -2.5e-5, 3.0], [1e-30, 3.4e38, 0.0]], dtype=np.float64)
-    rows = table._encode_rows(
+    rows, sizes = table._encode_rows(
         vectors.astype(np.float32), ["a", "b"], ["doc", None], ['{"k":1}', "{}"], [0, 1]
     )
-    assert [r["embedding"] for r in rows] == ["[0.1,-0.000025,3.0]", "[1e-30,3.4e+38,0.0]"]
-    assert all(isinstance(r["embedding"], EncodedText) for r in rows)
+    assert [r[1] for r in rows] == ["[0.1,-0.000025,3.0]", "[1e-30,3.4e+38,0.0]"]
+    assert all(type(r[1]) is str for r in rows), "plain str for the driver"
+    assert sizes == [1 + 7 + 3 + len(rows[0][1]), 1 + 2 + len(rows[1][1])]
     for row, vector in zip(rows, vectors.astype(np.float32), strict=True):
-        parsed = np.array(orjson.loads(str(row["embedding"])), dtype=np.float64).astype(np.float32)
+        parsed = np.array(orjson.loads(row[1]), dtype=np.float64).astype(np.float32)
         assert np.array_equal(parsed, vector), "float32 values must round-trip exactly"
-        literal = pymysql.converters.escape_item(row["embedding"], "utf8mb4")
+        literal = pymysql.converters.escape_item(row[1], "utf8mb4")
         assert re.fullmatch(r"'\[[-+0-9.e,]+\]'", literal), literal
 
 

@@ -71,7 +71,7 @@ from tidb_jina.store._schema import (
     indexed_key_column,
     read_shape,
 )
-from tidb_jina.store._types import EncodedBlob, EncodedText, dumps_metadata
+from tidb_jina.store._types import dumps_metadata
 
 if TYPE_CHECKING:
     from tidb_jina.store._async import AsyncVectorTable
@@ -88,6 +88,7 @@ DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
 MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
 _IN_CHUNK = 900  # below SQLite's oldest bound-parameter limit (999)
 AUTO_EMBED_BATCH_ROWS = 50
+_UPSERT_COLUMNS = ("id", "embedding", "document", "meta")
 
 
 @dataclass
@@ -426,15 +427,26 @@ class VectorTable:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        with self._engine_lock, self._translate(), self.engine.connect() as conn, conn.begin():
+        """A connection for reads: one transaction (one snapshot) for all its statements.
+
+        It is not committed: the pool's reset on return ends it, which saves TiDB a
+        COMMIT round trip per search.
+        """
+        with self._engine_lock, self._translate(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        """A connection in one write transaction, committed at the end."""
+        with self._writer() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _writer(self) -> Iterator[sa.Connection]:
+        """A write connection; the caller begins and commits (one transaction per batch)."""
         with self._engine_lock, self._translate(), self.engine.connect() as conn:
             conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+            yield conn
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
@@ -477,16 +489,45 @@ class VectorTable:
         if n == 0:
             return []
         keep = _last_occurrences(id_list)
-        rows = self._encode_rows(matrix, id_list, doc_list, meta_list, keep)
+        rows, sizes = self._encode_rows(matrix, id_list, doc_list, meta_list, keep)
         table = self._state.table
         if table is None:
             table = self._create(matrix.shape[1])
         self._check_dimension(matrix.shape[1])
         statement = self._upsert_statement(table)
-        for batch in self._batches(rows):
-            with self._write() as conn:
-                conn.execute(statement, batch)
+        self._write_batches(statement, _UPSERT_COLUMNS, rows, sizes)
         return id_list
+
+    def _write_batches(
+        self,
+        statement: sa.Executable,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        sizes: list[int],
+        max_rows: int | None = None,
+    ) -> None:
+        """Send validated, encoded rows: one connection, one transaction per batch.
+
+        The rows go to the driver as they are (``executemany`` of the compiled SQL): they
+        are already encoded, so SQLAlchemy's per-row parameter processing is skipped.
+        """
+        compiled = statement.compile(dialect=self.engine.dialect)
+        sql = str(compiled)
+        if compiled.positional:  # qmark / format: tuples in the statement's order
+            order = [columns.index(name) for name in compiled.positiontup or ()]
+
+            def params(part: list[tuple[Any, ...]]) -> list[Any]:
+                return [tuple(row[i] for i in order) for row in part]
+
+        else:  # pyformat / named: dicts
+
+            def params(part: list[tuple[Any, ...]]) -> list[Any]:
+                return [dict(zip(columns, row, strict=True)) for row in part]
+
+        with self._writer() as conn:
+            for part in self._batches(sizes, max_rows):
+                with conn.begin():
+                    conn.exec_driver_sql(sql, params(rows[part]))
 
     def _prepare_ids(self, ids: Iterable[str] | None, n: int) -> list[str]:
         if ids is None:
@@ -522,13 +563,14 @@ class VectorTable:
         documents: list[str | None],
         metas: list[str],
         keep: list[int],
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """``(id, embedding, document, meta)`` rows ready for the driver, and their sizes."""
         if self.is_tidb:
-            vectors: list[Any] = [EncodedText(v) for v in _vector.encode_text_rows(matrix[keep])]
+            vectors: list[Any] = _vector.encode_text_rows(matrix[keep])
         else:
-            vectors = [EncodedBlob(v) for v in _vector.encode_blob_rows(matrix[keep])]
+            vectors = _vector.encode_blob_rows(matrix[keep])
         stored_vector = 4 * matrix.shape[1] + 4
-        rows = []
+        rows, sizes = [], []
         for vector, i in zip(vectors, keep, strict=True):
             doc = documents[i]
             size = len(ids[i]) + len(metas[i]) + (len(doc.encode()) if doc else 0)
@@ -537,32 +579,21 @@ class VectorTable:
                     f"record {ids[i][:40]!r} is {(size + stored_vector) / 2**20:.1f} MiB; TiDB "
                     "stores at most 6 MiB per row: split the document into smaller chunks"
                 )
-            rows.append(
-                {
-                    "id": ids[i],
-                    "embedding": vector,
-                    "document": doc,
-                    "meta": metas[i],
-                    "_bytes": size + len(vector),
-                }
-            )
-        return rows
+            rows.append((ids[i], vector, doc, metas[i]))
+            sizes.append(size + len(vector))
+        return rows, sizes
 
-    def _batches(
-        self, rows: list[dict[str, Any]], max_rows: int | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
+    def _batches(self, sizes: list[int], max_rows: int | None = None) -> Iterator[slice]:
+        """Consecutive slices of rows bounded by ``batch_rows`` (or ``max_rows``) and bytes."""
         limit = min(self.batch_rows, max_rows or self.batch_rows)
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            row_bytes = row.pop("_bytes")
-            if batch and (len(batch) >= limit or size + row_bytes > self.batch_bytes):
-                yield batch
-                batch, size = [], 0
-            batch.append(row)
-            size += row_bytes
-        if batch:
-            yield batch
+        start, total = 0, 0
+        for i, size in enumerate(sizes):
+            if i > start and (i - start >= limit or total + size > self.batch_bytes):
+                yield slice(start, i)
+                start, total = i, 0
+            total += size
+        if start < len(sizes):
+            yield slice(start, len(sizes))
 
     def _upsert_statement(self, table: sa.Table) -> sa.Executable:
         values = {c: sa.bindparam(c) for c in ("id", "embedding", "document", "meta")}
@@ -954,25 +985,15 @@ class VectorTable:
             table = self._create(self.dimension)  # type: ignore[arg-type] (declared)
         self._send_provider_key()
         keep = _last_occurrences(id_list)
-        rows = [
-            {
-                "id": id_list[i],
-                "document": text_list[i],
-                "meta": metas[i],
-                "_bytes": len(text_list[i].encode()) + len(metas[i]),
-            }
-            for i in keep
-        ]
-        stmt = mysql_dialect.insert(table).values(
-            {c: sa.bindparam(c) for c in ("id", "document", "meta")}
-        )
+        rows = [(id_list[i], text_list[i], metas[i]) for i in keep]
+        sizes = [len(text_list[i].encode()) + len(metas[i]) for i in keep]
+        columns = ("id", "document", "meta")
+        stmt = mysql_dialect.insert(table).values({c: sa.bindparam(c) for c in columns})
         stmt = stmt.on_duplicate_key_update(
             document=stmt.inserted.document, meta=stmt.inserted.meta
         )
         # The server calls the provider for every row: keep statements small.
-        for batch in self._batches(rows, max_rows=AUTO_EMBED_BATCH_ROWS):
-            with self._write() as conn:
-                conn.execute(stmt, batch)
+        self._write_batches(stmt, columns, rows, sizes, max_rows=AUTO_EMBED_BATCH_ROWS)
         return id_list
 
     def search_text(

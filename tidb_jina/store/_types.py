@@ -27,18 +27,6 @@ from tidb_jina.store import _vector
 from tidb_jina.store._metrics import DistanceMetric
 
 
-class EncodedText(str):
-    """A vector already validated and encoded as TiDB text (batch path, skips re-checks)."""
-
-    __slots__ = ()
-
-
-class EncodedBlob(bytes):
-    """A vector already validated and encoded as a float32 BLOB (batch path)."""
-
-    __slots__ = ()
-
-
 class _VectorDDL(UserDefinedType):
     """Renders ``VECTOR(D)`` (or bare ``VECTOR``) in CREATE TABLE."""
 
@@ -68,10 +56,6 @@ class VECTOR(TypeDecorator):
         if value is None:
             return None
         tidb = dialect.name == "mysql"
-        if isinstance(value, EncodedText):
-            return str.__str__(value)  # drivers and orjson want the exact str type
-        if isinstance(value, EncodedBlob):
-            return bytes(value)
         vector = _vector.as_vector(value, self.dimension)
         return _vector.encode_text(vector) if tidb else _vector.encode_blob(vector)
 

@@ -52,7 +52,9 @@ def as_matrix(vectors: Iterable[Any], dimension: int | None = None) -> np.ndarra
             return np.empty((0, dimension or 0), dtype=np.float32)
     try:
         raw = rows if isinstance(rows, np.ndarray) else np.asarray(rows)
-        if raw.dtype.kind in "fiub":
+        if raw.dtype == np.float32:
+            matrix = raw  # validated in place: no float64 copy (the common case)
+        elif raw.dtype.kind in "fiub":
             matrix = raw.astype(np.float64, copy=False)
         elif _has_non_numbers(raw):  # NumPy would quietly turn "2" into 2.0
             raise ValueError("not numbers")
@@ -99,6 +101,8 @@ def _check_values(matrix: np.ndarray, rows: Any) -> None:
             f"vector {row} has {matrix[row, col]!r} at position {col}: NaN and infinity "
             "cannot be stored (check the embedding model's output)"
         )
+    if matrix.dtype == np.float32:
+        return  # a finite float32 is in range by construction
     too_big = np.abs(matrix) > _FLOAT32_MAX
     if too_big.any():
         row, col = (int(i) for i in np.argwhere(too_big)[0])
