@@ -84,22 +84,9 @@ def langchain_embeddings(choice: Embedder) -> Any:
 
 
 def _lexical_langchain_embeddings() -> Any:
-    from langchain_core.embeddings import Embeddings
+    from langchain_tidb_jina import ProviderEmbeddings
 
-    class LexicalEmbeddings(Embeddings):
-        """LangChain face of the offline ``LexicalEmbedder``."""
-
-        def __init__(self) -> None:
-            self.provider = LexicalEmbedder()
-            self.dimension = self.provider.dimension
-
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return self.provider.embed_documents(texts).tolist()
-
-        def embed_query(self, text: str) -> list[float]:
-            return self.provider.embed_query(text).tolist()
-
-    return LexicalEmbeddings()
+    return ProviderEmbeddings(provider=LexicalEmbedder())
 
 
 def llama_embed_model(choice: Embedder) -> Any:

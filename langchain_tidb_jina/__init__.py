@@ -3,7 +3,11 @@
 Adapters only: every class here translates LangChain objects to the ``tidb_jina`` core.
 """
 
-from langchain_tidb_jina._embeddings import HuggingFaceEndpointEmbeddings, JinaEmbeddings
+from langchain_tidb_jina._embeddings import (
+    HuggingFaceEndpointEmbeddings,
+    JinaEmbeddings,
+    ProviderEmbeddings,
+)
 from langchain_tidb_jina._rerank import JinaRerank
 from langchain_tidb_jina._vectorstores import TiDBVectorStore, TiDBVectorStoreRetriever
 
@@ -11,6 +15,7 @@ __all__ = [
     "HuggingFaceEndpointEmbeddings",
     "JinaEmbeddings",
     "JinaRerank",
+    "ProviderEmbeddings",
     "TiDBVectorStore",
     "TiDBVectorStoreRetriever",
 ]

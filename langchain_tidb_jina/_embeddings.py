@@ -31,7 +31,7 @@ from tidb_jina.embeddings import (
     JinaClient,
 )
 
-__all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings"]
+__all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings", "ProviderEmbeddings"]
 
 JINA_KEY_ENV = ["JINA_API_KEY", "JINAAI_API_KEY"]
 HF_TOKEN_ENV = ["HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN"]
@@ -91,6 +91,29 @@ class _ClientEmbeddings(BaseModel, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
         return _row(await self._client.aembed_query(text))
+
+
+class ProviderEmbeddings(_ClientEmbeddings):
+    """LangChain ``Embeddings`` over any core ``EmbeddingProvider``.
+
+    >>> from tidb_jina.testing import LexicalEmbedder
+    >>> emb = ProviderEmbeddings(provider=LexicalEmbedder())  # offline, deterministic
+    """
+
+    provider: Any = Field(exclude=True)
+
+    def _build_client(self) -> Any:
+        return self.provider
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._client, "aclose", None)
+        if callable(aclose):
+            await aclose()
 
 
 class JinaEmbeddings(_ClientEmbeddings):

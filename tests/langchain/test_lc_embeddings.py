@@ -18,6 +18,7 @@ def test_exported_members_are_pinned() -> None:
         "HuggingFaceEndpointEmbeddings",
         "JinaEmbeddings",
         "JinaRerank",
+        "ProviderEmbeddings",
         "TiDBVectorStore",
         "TiDBVectorStoreRetriever",
     ]
@@ -116,3 +117,16 @@ def test_core_errors_reach_the_caller_unwrapped(fake_server: FakeEmbeddingServer
 def test_unknown_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="dimension"):
         JinaEmbeddings(dimension=64)  # the field is ``dimensions``
+
+
+async def test_provider_embeddings_wrap_any_core_provider() -> None:
+    from langchain_tidb_jina import ProviderEmbeddings
+    from tidb_jina.testing import LexicalEmbedder, lexical_embedding
+
+    emb = ProviderEmbeddings(provider=LexicalEmbedder(dimension=16))
+    assert emb.dimension == 16
+    assert emb.embed_documents(["a b"]) == lexical_embedding(["a b"], 16).tolist()
+    assert emb.embed_query("a b") == (await emb.aembed_query("a b"))
+    assert len(await emb.aembed_documents(["x", "y"])) == 2
+    emb.close()
+    await emb.aclose()

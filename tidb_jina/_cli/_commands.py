@@ -11,8 +11,7 @@ from typing import Any
 
 from tidb_jina._cli import CLIError, _settings, _sources
 from tidb_jina._cli._progress import Progress
-from tidb_jina.store import SearchResult, VectorTable
-from tidb_jina.store._filters import validate_filter
+from tidb_jina.store import SearchResult, VectorTable, validate_filter
 
 SEARCH_MODES = ("vector", "fulltext", "hybrid")
 SNIPPET_CHARS = 240
@@ -41,9 +40,7 @@ def open_table(
 
 def describe(table: VectorTable) -> str:
     """The database, without its password."""
-    from tidb_jina.store._engine import describe as describe_engine
-
-    return describe_engine(table.engine)
+    return table.database
 
 
 # --- ingest ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._engine import ENV_DATABASE_URL, connect
 from tidb_jina.store._filters import OPERATORS as FILTER_OPERATORS
-from tidb_jina.store._filters import escape_like
+from tidb_jina.store._filters import escape_like, validate_filter
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._table import DEFAULT_TABLE_NAME, VectorTable
@@ -21,4 +21,5 @@ __all__ = [
     "VectorTable",
     "connect",
     "escape_like",
+    "validate_filter",
 ]

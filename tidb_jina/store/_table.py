@@ -221,6 +221,11 @@ class VectorTable:
         return self._state.shape.dimension if self._state.shape else None
 
     @property
+    def database(self) -> str:
+        """Where the table lives, without the password (for messages and logs)."""
+        return describe(self.engine)
+
+    @property
     def table(self) -> sa.Table | None:
         """The SQLAlchemy ``Table`` (None while the table does not exist)."""
         return self._load()
