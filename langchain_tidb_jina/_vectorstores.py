@@ -567,7 +567,9 @@ class TiDBVectorStoreRetriever(VectorStoreRetriever):
 
 def _search_options(kwargs: dict[str, Any], method: str) -> dict[str, Any]:
     """Core search options a caller may pass through (TiDB filter strategy)."""
-    options = {key: kwargs.pop(key) for key in ("prefilter", "num_candidates") if key in kwargs}
+    options: dict[str, Any] = {
+        key: kwargs.pop(key) for key in ("prefilter", "num_candidates") if key in kwargs
+    }
     _no_extra(kwargs, method)
     return options
 
@@ -667,7 +669,7 @@ def _one_embedding(
     return chosen
 
 
-def _known_dimension(embedding: Embeddings) -> int | None:
+def _known_dimension(embedding: Embeddings | None) -> int | None:
     """The model's output size when the embeddings know it without a call (ours do)."""
     dimension = getattr(embedding, "dimension", None)
     return dimension if isinstance(dimension, int) and not isinstance(dimension, bool) else None

@@ -52,7 +52,8 @@ class KeyColumn:
             self.kind[i] = kind
             if kind in (NUMBER, STRING):
                 self.values[i] = value
-            self.empty[i] = kind in (MISSING, NULL) or (kind in (STRING, ARRAY) and len(value) == 0)
+            # empty: missing, null, "" or []
+            self.empty[i] = kind in (MISSING, NULL) or (kind in (STRING, ARRAY) and not value)
 
 
 def _kind(value: Any) -> int:

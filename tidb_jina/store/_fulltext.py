@@ -13,6 +13,7 @@ the user's text are never interpreted (each word is a quoted string).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -74,7 +75,9 @@ def search_statement(
     where: sa.ColumnElement[bool] | None,
 ) -> sa.Select[tuple[str, str | None, object, float]]:
     """Rows matching ``match``, best BM25 first (SQLite's bm25() is negative: negate it)."""
-    fts = sa.literal_column(dialect.identifier_preparer.quote(fts_name(table.name)))
+    fts: sa.ColumnClause[Any] = sa.literal_column(
+        dialect.identifier_preparer.quote(fts_name(table.name))
+    )
     fts_table = sa.table(fts_name(table.name), sa.column("rowid"))
     text_score = (-sa.func.bm25(fts)).label("text_score")
     stmt = (

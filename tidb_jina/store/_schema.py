@@ -74,7 +74,7 @@ def build_table(
     id_type = sa.String(id_length) if id_length else sa.Text()
     document_type = mysql.MEDIUMTEXT() if tidb else sa.Text()
     on_update = " ON UPDATE CURRENT_TIMESTAMP" if tidb else ""
-    extra: list[sa.SchemaItem] = []
+    extra: list[sa.schema.SchemaItem] = []
     if indexed_key is not None:
         extra = _indexed_key_items(name, indexed_key, tidb)
     return sa.Table(
@@ -110,7 +110,7 @@ def check_indexed_key(key: str) -> str:
     return key
 
 
-def _indexed_key_items(table: str, key: str, tidb: bool) -> list[sa.SchemaItem]:
+def _indexed_key_items(table: str, key: str, tidb: bool) -> list[sa.schema.SchemaItem]:
     """A virtual generated column with the key's unquoted value, and an index on it."""
     check_indexed_key(key)
     path = f"'$.{key}'"  # validated identifier characters only: safe in DDL

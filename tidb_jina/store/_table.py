@@ -414,7 +414,7 @@ class VectorTable:
             )
         with self._read() as conn:
             rows = conn.execute(_tidb.INDEX_STATUS_SQL, {"table": self.table_name}).all()
-        status = _tidb.index_status_from_rows(rows, _tidb.vector_index_name(self.table_name))
+        status = _tidb.index_status_from_rows(list(rows), _tidb.vector_index_name(self.table_name))
         if status.kind == "exact" and self._state.index_note:
             return _tidb.IndexStatus(kind="exact", note=self._state.index_note)
         return status
@@ -505,7 +505,7 @@ class VectorTable:
 
     def _write_batches(
         self,
-        statement: sa.Executable,
+        statement: sa.Insert,
         columns: tuple[str, ...],
         rows: list[tuple[Any, ...]],
         sizes: list[int],
@@ -600,24 +600,26 @@ class VectorTable:
         if start < len(sizes):
             yield slice(start, len(sizes))
 
-    def _upsert_statement(self, table: sa.Table) -> sa.Executable:
-        values = {c: sa.bindparam(c) for c in ("id", "embedding", "document", "meta")}
+    def _upsert_statement(self, table: sa.Table) -> sa.Insert:
+        values: dict[str, Any] = {
+            c: sa.bindparam(c) for c in ("id", "embedding", "document", "meta")
+        }
         if self.is_tidb:
-            stmt = mysql_dialect.insert(table).values(values)
-            return stmt.on_duplicate_key_update(
-                embedding=stmt.inserted.embedding,
-                document=stmt.inserted.document,
-                meta=stmt.inserted.meta,
+            tidb = mysql_dialect.insert(table).values(values)
+            return tidb.on_duplicate_key_update(
+                embedding=tidb.inserted.embedding,
+                document=tidb.inserted.document,
+                meta=tidb.inserted.meta,
             )
-        stmt = sqlite_dialect.insert(table).values(values)
+        embedded = sqlite_dialect.insert(table).values(values)
         updates: dict[str, Any] = {
-            "embedding": stmt.excluded.embedding,
-            "document": stmt.excluded.document,
-            "meta": stmt.excluded.meta,
+            "embedding": embedded.excluded.embedding,
+            "document": embedded.excluded.document,
+            "meta": embedded.excluded.meta,
         }
         if self._state.shape is None or self._state.shape.has_update_time:
             updates["update_time"] = sa.func.current_timestamp()
-        return stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+        return embedded.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
 
     def delete(
         self, ids: Iterable[str] | None = None, *, filter: Mapping[str, Any] | None = None
@@ -640,6 +642,7 @@ class VectorTable:
         deleted = 0
         with self._write() as conn:
             if id_list is None:
+                assert where is not None  # a filter was required above
                 return int(conn.execute(sa.delete(table).where(where)).rowcount)
             for chunk in _chunks(id_list, _IN_CHUNK):
                 stmt = sa.delete(table).where(table.c.id.in_(chunk))
@@ -743,10 +746,11 @@ class VectorTable:
         if table is None or id_list == []:
             return []
         if not self.is_tidb:
+            assert not isinstance(query, _QueryText)  # only TiDB embeds query text
             return self._search_embedded(
                 table, query, k, filter, id_list, max_distance, include_embeddings
             )
-        options = {
+        options: dict[str, Any] = {
             "filter": filter,
             "ids": id_list,
             "max_distance": max_distance,
@@ -805,14 +809,14 @@ class VectorTable:
             stmt = stmt.order_by(distance).limit(k)
             if max_distance is None:
                 return stmt
-            inner = stmt.subquery("candidates")
+            nearest = stmt.subquery("candidates")
             return (
-                sa.select(*inner.c)
-                .where(inner.c.distance <= float(max_distance))
-                .order_by(inner.c.distance)
+                sa.select(*nearest.c)
+                .where(nearest.c.distance <= float(max_distance))
+                .order_by(nearest.c.distance)
             )
-        inner = stmt.order_by(distance).limit(num_candidates or max(10 * k, 100))
-        candidates = inner.subquery("candidates")
+        knn = stmt.order_by(distance).limit(num_candidates or max(10 * k, 100))
+        candidates = knn.subquery("candidates")
         conditions = [compile_filter(filter, candidates.c.meta, dialect)]
         if ids is not None:
             conditions.append(candidates.c.id.in_(list(ids)))
@@ -852,6 +856,7 @@ class VectorTable:
                 positions = self._matching(cache, snap, conn, table, filter, ids)
                 if positions is False:  # the cached snapshot no longer matches the table
                     continue
+                assert positions is not True
                 hits = _score(cache, snap, query, k, positions, max_distance)
                 rows = self._fetch_rows(conn, table, hits[0], include_embeddings)
                 if not fresh and cache.token(conn) != token:
@@ -912,6 +917,7 @@ class VectorTable:
             in_ids = table.c.id.in_(ids)
             where = in_ids if where is None else sa.and_(where, in_ids)
         rowid = sa.literal_column("rowid", sa.Integer)
+        assert where is not None  # a filter or ids were given
         selected = np.array(
             conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
             dtype=np.int64,
@@ -987,7 +993,8 @@ class VectorTable:
             return []
         table = self._load()
         if table is None:
-            table = self._create(self.dimension)  # type: ignore[arg-type] (declared)
+            assert self.dimension is not None  # auto-embedding declares it
+            table = self._create(self.dimension)
         self._send_provider_key()
         keep = _last_occurrences(id_list)
         rows = [(id_list[i], text_list[i], metas[i]) for i in keep]
@@ -1016,7 +1023,7 @@ class VectorTable:
         """Search by the meaning of ``text``: embedded as a query (the query task), or
         by TiDB's ``VEC_EMBED_*_DISTANCE`` in auto-embedding mode. Same options and
         results as :meth:`search`."""
-        options = {
+        options: dict[str, Any] = {
             "k": k,
             "filter": filter,
             "max_distance": max_distance,
@@ -1204,7 +1211,7 @@ class VectorTable:
         if not ids:
             return {}
         records = self.get(ids, include_embeddings=True)
-        matrix = np.stack([r.embedding for r in records]).astype(np.float32)
+        matrix = np.stack([np.asarray(r.embedding) for r in records]).astype(np.float32)
         values = self.metric.distances(matrix, query)
         return {r.id: float(d) for r, d in zip(records, values, strict=True)}
 

@@ -52,8 +52,7 @@ def fulltext_index_name(table_name: str) -> str:
     return f"ftidx_{table_name}"[:64]
 
 
-def _quote(engine_or_dialect: sa.Engine | sa.Dialect, name: str) -> str:
-    dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
+def _quote(dialect: sa.Dialect, name: str) -> str:
     return dialect.identifier_preparer.quote(name)
 
 
