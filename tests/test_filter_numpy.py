@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tidb_jina.store import VectorTable
 from tidb_jina.store._filter_numpy import supported
-from tidb_jina.store._filters import _parse
+from tidb_jina.store._filters import parse_filter
 
 KEYS = ["a", "b", "c"]
 SCALARS = st.one_of(
@@ -62,7 +62,7 @@ def tmp_dir(tmp_path_factory):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(metas=METAS, flt=FILTERS)
 def test_numpy_filter_equals_reference(metas, flt):
-    assert supported(_parse(flt)), "the strategy only builds NumPy-evaluated filters"
+    assert supported(parse_filter(flt)), "the strategy only builds NumPy-evaluated filters"
     table = VectorTable("sqlite://", table_name="p")
     n = len(metas)
     table.upsert(
@@ -79,7 +79,7 @@ def test_unsupported_operators_fall_back_to_sql():
     table = VectorTable("sqlite://", table_name="f")
     metas = [{"t": "TiDB docs", "tags": ["db"]}, {"t": "pasta", "tags": []}, {}]
     table.upsert(np.eye(3, dtype=np.float32), ids=["0", "1", "2"], metadatas=metas)
-    assert not supported(_parse({"t": {"$like": "TiDB%"}}))
+    assert not supported(parse_filter({"t": {"$like": "TiDB%"}}))
     assert [h.id for h in table.search(np.ones(3), k=3, filter={"t": {"$like": "TiDB%"}})] == ["0"]
     hits = table.search(np.ones(3), k=3, filter={"tags": {"$contains": "db"}, "t": {"$ne": "x"}})
     assert [h.id for h in hits] == ["0"]

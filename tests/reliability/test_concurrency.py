@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -309,15 +308,6 @@ def test_two_processes_writing_one_file_both_succeed_and_the_file_stays_whole(db
                 p.kill()
         reader.engine.dispose()
     assert polls >= 2  # the reader looked while the writers were running
-
-
-def table_exists(db_path: Path, name: str) -> bool:
-    with sqlite3.connect(db_path, timeout=30) as conn:
-        found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-    conn.close()
-    return found is not None
 
 
 def assert_whole_blocks(reader: VectorTable) -> None:

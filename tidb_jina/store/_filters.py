@@ -415,6 +415,11 @@ def _parse(filter: Mapping[str, Any] | None) -> _Node | None:
     return _parse_filter(filter, "filter")
 
 
+def parse_filter(filter: Mapping[str, Any] | None) -> _Node | None:
+    """The validated filter tree (None for no filter), for evaluators other than SQL."""
+    return _parse(filter)
+
+
 def validate_filter(filter: Mapping[str, Any] | None) -> None:
     """Raise InvalidFilterError / InvalidIdentifierError if ``filter`` is not valid."""
     _parse(filter)

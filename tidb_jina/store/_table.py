@@ -57,8 +57,12 @@ from tidb_jina.store._engine import (
     engine_lock,
     logger,
 )
-from tidb_jina.store._filters import _parse as parse_filter
-from tidb_jina.store._filters import check_metadata_key, compile_filter, validate_filter
+from tidb_jina.store._filters import (
+    check_metadata_key,
+    compile_filter,
+    parse_filter,
+    validate_filter,
+)
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._schema import (
