@@ -454,3 +454,28 @@ def test_index_status_on_the_embedded_engine_is_exact(make_table, store_url):
         table.create_vector_index()  # a no-op here, never an error
     else:
         assert status.kind in ("hnsw", "exact")
+
+
+@pytest.mark.parametrize(
+    ("options", "prefilter"),
+    [
+        ({}, True),
+        ({"filter": {"even": True}}, True),
+        ({"filter": {"even": True}}, False),
+        ({"max_distance": 1.0}, True),
+        ({"filter": {"tag": "a"}, "include_embeddings": True}, False),
+    ],
+)
+def test_tidb_statement_shapes_run_and_agree_with_the_embedded_search(options, prefilter):
+    """The SQL TiDB gets (pre- and post-filter), run for real on the embedded engine's
+    VEC_* functions, ranks exactly like the NumPy search."""
+    table = VectorTable("sqlite://", table_name="shapes")
+    vectors = _seed(table, n=30)
+    query = vectors[4]
+    stmt = table.search_statement(table.table, query, 5, prefilter=prefilter, **options)
+    via_sql = table._run_search(stmt)
+    via_numpy = table.search(query, k=5, **options)
+    assert [h.id for h in via_sql] == [h.id for h in via_numpy]
+    assert [h.distance for h in via_sql] == pytest.approx([h.distance for h in via_numpy], abs=1e-5)
+    if options.get("include_embeddings"):
+        assert np.array_equal(via_sql[0].embedding, via_numpy[0].embedding)
