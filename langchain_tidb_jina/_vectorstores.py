@@ -234,7 +234,11 @@ class TiDBVectorStore(VectorStore):
         Async calls on TiDB and file databases use a pool per event loop; call this before
         the loop ends to close its connections cleanly.
         """
-        await self._table.aio.dispose()
+        await self._table.aclose()
+
+    def close(self) -> None:
+        """Release the table's connections (see ``VectorTable.close``)."""
+        self._table.close()
 
     # --- reads --------------------------------------------------------------------------
 

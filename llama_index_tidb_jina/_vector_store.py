@@ -125,6 +125,14 @@ class TiDBVectorStore(BasePydanticVectorStore):
         """The core ``VectorTable`` (``.aio`` for its async twin)."""
         return self._table
 
+    def close(self) -> None:
+        """Release the table's connections (see ``VectorTable.close``)."""
+        self._table.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, plus the async pool of the running event loop."""
+        await self._table.aclose()
+
     # --- writes ---------------------------------------------------------------------
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:

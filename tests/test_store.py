@@ -479,3 +479,23 @@ def test_tidb_statement_shapes_run_and_agree_with_the_embedded_search(options, p
     assert [h.distance for h in via_sql] == pytest.approx([h.distance for h in via_numpy], abs=1e-5)
     if options.get("include_embeddings"):
         assert np.array_equal(via_sql[0].embedding, via_numpy[0].embedding)
+
+
+async def test_close_releases_what_the_table_opened(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    async with VectorTable(url, table_name="c") as table:
+        table.upsert([[1.0, 0.0]], ids=["a"])
+        assert table.search([1.0, 0.0], k=1)[0].id == "a"
+        assert (await table.aio.search([1.0, 0.0], k=1))[0].id == "a"
+        assert table._state.cache._watcher is not None
+    assert table._state.cache._watcher is None
+    assert table.engine.pool.checkedin() == 0, "the pool was disposed"
+    assert table.count() == 1, "a closed table reconnects when used again"
+    table.close()
+    engine = sa.create_engine(url)
+    with VectorTable(engine, table_name="c") as borrowed:
+        assert borrowed.count() == 1
+    with engine.connect() as conn:  # a caller's engine is not disposed behind its back
+        assert conn.exec_driver_sql("SELECT count(*) FROM c").scalar_one() == 1

@@ -336,3 +336,12 @@ def test_delete_by_ref_doc_id_uses_an_index(make_store: Callable[..., Any]) -> N
         assert "USING INDEX" in plan, plan
     store.delete("d1")
     assert sorted(n.node_id for n in store.get_nodes()) == ["n3", "n4"]
+
+
+async def test_close_and_aclose_release_connections(tmp_path: Any) -> None:
+    store = TiDBVectorStore(f"sqlite:///{tmp_path / 'c.db'}", table_name="c")
+    await store.async_add(NODES)
+    await store.aclose()
+    store.close()
+    assert len(store.get_nodes()) == 4, "usable again after close"
+    store.close()

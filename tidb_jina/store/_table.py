@@ -174,6 +174,7 @@ class VectorTable:
         self.table_name = check_table_name(table_name)
         self.metric = DistanceMetric.parse(metric)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
+        self._owns_engine = not isinstance(connection, sa.Engine)
         self.engine = connect(connection, engine_args=engine_args, verify_tls=verify_tls)
         self._async_source = async_source(connection, engine_args, verify_tls)
         self.is_tidb = self.engine.dialect.name == "mysql"
@@ -233,6 +234,36 @@ class VectorTable:
     def table(self) -> sa.Table | None:
         """The SQLAlchemy ``Table`` (None while the table does not exist)."""
         return self._load()
+
+    def close(self) -> None:
+        """Release what this table opened: the cache's watcher connection, the pool of an
+        engine it created (not one you passed in), and async pools of closed loops.
+
+        Idempotent; the table reconnects if used again. For the running loop's async pool
+        use ``await table.aclose()``.
+        """
+        if self._state.cache is not None:
+            self._state.cache.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, plus the async pool of the running event loop."""
+        if self._aio is not None:
+            await self._aio.dispose()
+        self.close()
+
+    def __enter__(self) -> VectorTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VectorTable:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     @property
     def aio(self) -> AsyncVectorTable:
