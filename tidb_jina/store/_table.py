@@ -40,7 +40,6 @@ from tidb_jina._errors import (
     InvalidIdentifierError,
     InvalidInputError,
     RecordTooLargeError,
-    SchemaError,
     TiDBJinaError,
     UnsupportedFeatureError,
 )
@@ -48,7 +47,7 @@ from tidb_jina._maths import maximal_marginal_relevance, reciprocal_rank_fusion,
 from tidb_jina.embeddings._base import validate_texts
 from tidb_jina.store import _fulltext, _tidb, _vector
 from tidb_jina.store._auto import AutoEmbedding, set_key_statement
-from tidb_jina.store._embedded import Snapshot, VectorCache
+from tidb_jina.store._embedded import VectorCache, search_embedded
 from tidb_jina.store._engine import (
     WRITE_OPTION,
     async_source,
@@ -58,16 +57,25 @@ from tidb_jina.store._engine import (
     logger,
 )
 from tidb_jina.store._filters import (
-    check_metadata_key,
     compile_filter,
-    parse_filter,
     validate_filter,
 )
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
+from tidb_jina.store._rows import (
+    IN_CHUNK,
+    chunks,
+    driver_message,
+    last_occurrences,
+    positive,
+    prepare_documents,
+    prepare_metadatas,
+    record_from_row,
+    unique,
+    without_embedding,
+)
 from tidb_jina.store._schema import (
     ID_LENGTH,
-    INDEXED_VALUE_LENGTH,
     TableShape,
     build_table,
     check_indexed_key,
@@ -75,7 +83,6 @@ from tidb_jina.store._schema import (
     indexed_key_column,
     read_shape,
 )
-from tidb_jina.store._types import dumps_metadata
 
 if TYPE_CHECKING:
     from tidb_jina.store._async import AsyncVectorTable
@@ -90,7 +97,6 @@ DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
 DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
 # TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
 MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
-_IN_CHUNK = 900  # below SQLite's oldest bound-parameter limit (999)
 AUTO_EMBED_BATCH_ROWS = 50
 _UPSERT_COLUMNS = ("id", "embedding", "document", "meta")
 
@@ -178,12 +184,12 @@ class VectorTable:
         self.engine = connect(connection, engine_args=engine_args, verify_tls=verify_tls)
         self._async_source = async_source(connection, engine_args, verify_tls)
         self.is_tidb = self.engine.dialect.name == "mysql"
-        self.batch_rows = _positive(
+        self.batch_rows = positive(
             batch_rows
             or (DEFAULT_TIDB_BATCH_ROWS if self.is_tidb else DEFAULT_EMBEDDED_BATCH_ROWS),
             "batch_rows",
         )
-        self.batch_bytes = _positive(
+        self.batch_bytes = positive(
             batch_bytes
             or (DEFAULT_TIDB_BATCH_BYTES if self.is_tidb else DEFAULT_EMBEDDED_BATCH_BYTES),
             "batch_bytes",
@@ -496,13 +502,13 @@ class VectorTable:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise DatabaseError(
-                f"{describe(self.engine)} failed: {_orig(exc)}. Check that the server is "
+                f"{describe(self.engine)} failed: {driver_message(exc)}. Check that the server is "
                 "reachable and the URL, user and password are right"
             ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(
                 f"{describe(self.engine)} refused a statement on table "
-                f"{self.table_name!r}: {_orig(exc)}"
+                f"{self.table_name!r}: {driver_message(exc)}"
             ) from exc
 
     # --- writes ----------------------------------------------------------------------
@@ -524,11 +530,11 @@ class VectorTable:
         matrix = _vector.as_matrix(embeddings, self.dimension)
         n = len(matrix)
         id_list = self._prepare_ids(ids, n)
-        doc_list = _prepare_documents(documents, n)
-        meta_list = _prepare_metadatas(metadatas, n, self.indexed_key)
+        doc_list = prepare_documents(documents, n)
+        meta_list = prepare_metadatas(metadatas, n, self.indexed_key)
         if n == 0:
             return []
-        keep = _last_occurrences(id_list)
+        keep = last_occurrences(id_list)
         rows, sizes = self._encode_rows(matrix, id_list, doc_list, meta_list, keep)
         table = self._state.table
         if table is None:
@@ -664,7 +670,7 @@ class VectorTable:
         Both empty is an error: deleting every row needs an explicit :meth:`clear`.
         Ids that do not exist are ignored.
         """
-        id_list = None if ids is None else _unique(ids)
+        id_list = None if ids is None else unique(ids)
         if id_list is None and not filter:
             raise InvalidInputError(
                 "delete() needs ids or a filter; to delete every row call clear()"
@@ -679,7 +685,7 @@ class VectorTable:
             if id_list is None:
                 assert where is not None  # a filter was required above
                 return int(conn.execute(sa.delete(table).where(where)).rowcount)
-            for chunk in _chunks(id_list, _IN_CHUNK):
+            for chunk in chunks(id_list, IN_CHUNK):
                 stmt = sa.delete(table).where(table.c.id.in_(chunk))
                 if where is not None:
                     stmt = stmt.where(where)
@@ -718,7 +724,7 @@ class VectorTable:
     ) -> list[Record]:
         """Rows by id (in the order given; missing ids are skipped) and/or filter."""
         validate_filter(filter)
-        id_list = None if ids is None else _unique(ids)
+        id_list = None if ids is None else unique(ids)
         table = self._load()
         if table is None or id_list == []:
             return []
@@ -733,15 +739,15 @@ class VectorTable:
             if id_list is None:
                 stmt = base.order_by(table.c.id)
                 if limit is not None:
-                    stmt = stmt.limit(_positive(limit, "limit"))
+                    stmt = stmt.limit(positive(limit, "limit"))
                 rows = conn.execute(stmt).all()
             else:
                 found = {}
-                for chunk in _chunks(id_list, _IN_CHUNK):
+                for chunk in chunks(id_list, IN_CHUNK):
                     for row in conn.execute(base.where(table.c.id.in_(chunk))):
                         found[row[0]] = row
                 rows = [found[i] for i in id_list if i in found][:limit]
-        return [_record(row, include_embeddings) for row in rows]
+        return [record_from_row(row, include_embeddings) for row in rows]
 
     def search(
         self,
@@ -768,11 +774,11 @@ class VectorTable:
         ``prefilter=False`` is post-filter only (fastest, may return fewer than ``k``);
         ``prefilter=True`` is the exact pre-filter only (scans every matching row).
         """
-        k = _positive(k, "k")
+        k = positive(k, "k")
         validate_filter(filter)
-        id_list = None if ids is None else _unique(ids)
+        id_list = None if ids is None else unique(ids)
         if num_candidates is not None:
-            _positive(num_candidates, "num_candidates")
+            positive(num_candidates, "num_candidates")
         self._load()
         query = (
             vector if isinstance(vector, _QueryText) else _vector.as_vector(vector, self.dimension)
@@ -782,8 +788,8 @@ class VectorTable:
             return []
         if not self.is_tidb:
             assert not isinstance(query, _QueryText)  # only TiDB embeds query text
-            return self._search_embedded(
-                table, query, k, filter, id_list, max_distance, include_embeddings
+            return search_embedded(
+                self, table, query, k, filter, id_list, max_distance, include_embeddings
             )
         options: dict[str, Any] = {
             "filter": filter,
@@ -870,117 +876,6 @@ class VectorTable:
             rows = conn.execute(stmt).all()
         return [self._result(row, include_embeddings) for row in rows]
 
-    def _search_embedded(
-        self,
-        table: sa.Table,
-        query: np.ndarray,
-        k: int,
-        filter: Mapping[str, Any] | None,
-        ids: list[str] | None,
-        max_distance: float | None,
-        include_embeddings: bool,
-    ) -> list[SearchResult]:
-        cache = self._vector_cache()
-        for attempt in range(3):
-            with self._read() as conn:
-                token = cache.token(conn)
-                snap = cache.current(token) if attempt < 2 and self.search_cache else None
-                fresh = snap is None
-                if snap is None:
-                    snap = self._load_snapshot(cache, conn, table, token, query.shape[0])
-                positions = self._matching(cache, snap, conn, table, filter, ids)
-                if positions is False:  # the cached snapshot no longer matches the table
-                    continue
-                assert positions is not True
-                hits = _score(cache, snap, query, k, positions, max_distance)
-                rows = self._fetch_rows(conn, table, hits[0], include_embeddings)
-                if not fresh and cache.token(conn) != token:
-                    continue  # a commit landed mid-search: score again on fresh vectors
-            return [
-                SearchResult(
-                    id=rows[rid][0],
-                    document=rows[rid][1],
-                    metadata=rows[rid][2] or {},
-                    distance=float(dist),
-                    score=self.metric.score(float(dist)),
-                    embedding=rows[rid][3] if include_embeddings else None,
-                )
-                for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
-            ]
-        raise DatabaseError("the table kept changing during the search; try again")
-
-    def _vector_cache(self) -> VectorCache:
-        state = self._state
-        if state.cache is None or state.cache.metric is not self.metric:
-            state.cache = VectorCache(self.engine, self.metric)
-        return state.cache
-
-    def _load_snapshot(
-        self, cache: VectorCache, conn: sa.Connection, table: sa.Table, token: Any, dim: int
-    ) -> Snapshot:
-        try:
-            snap = cache.load(conn, table, token, dim)
-        except ValueError as exc:
-            raise SchemaError(
-                f"table {self.table_name!r} holds vectors whose length is not {dim}; "
-                "it was written with another dimension"
-            ) from exc
-        if not self.search_cache:
-            cache.invalidate()
-        return snap
-
-    def _matching(
-        self,
-        cache: VectorCache,
-        snap: Snapshot,
-        conn: sa.Connection,
-        table: sa.Table,
-        filter: Mapping[str, Any] | None,
-        ids: list[str] | None,
-    ) -> np.ndarray | bool | None:
-        """Snapshot rows passing the filter / ids (None: all; False: snapshot is stale)."""
-        node = parse_filter(filter)
-        if node is None and ids is None:
-            return None
-        if ids is None:
-            assert node is not None
-            positions = cache.filter_positions(snap, conn, table, node)
-            if positions is not None:
-                return positions
-        where = self._where(table, filter)
-        if ids is not None:
-            in_ids = table.c.id.in_(ids)
-            where = in_ids if where is None else sa.and_(where, in_ids)
-        rowid = sa.literal_column("rowid", sa.Integer)
-        assert where is not None  # a filter or ids were given
-        selected = np.array(
-            conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
-            dtype=np.int64,
-        )
-        positions = snap.positions(selected)
-        if positions.size and (
-            positions[-1] >= snap.rowids.size
-            or not np.array_equal(
-                snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
-            )
-        ):
-            return False
-        return positions
-
-    @staticmethod
-    def _fetch_rows(
-        conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
-    ) -> dict[int, Any]:
-        rowid = sa.literal_column("rowid", sa.Integer)
-        columns = [rowid, table.c.id, table.c.document, table.c.meta]
-        if include_embeddings:
-            columns.append(table.c.embedding)
-        fetched = {}
-        for chunk in _chunks(rowids.tolist(), _IN_CHUNK):
-            for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
-                fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
-        return fetched
-
     # --- text in, vectors made by the table (auto-embedding / embedder) -----------------
 
     @property
@@ -1023,7 +918,7 @@ class VectorTable:
             return self.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
         n = len(text_list)
         id_list = self._prepare_ids(ids, n)
-        metas = _prepare_metadatas(metadatas, n)
+        metas = prepare_metadatas(metadatas, n)
         if n == 0:
             return []
         table = self._load()
@@ -1031,7 +926,7 @@ class VectorTable:
             assert self.dimension is not None  # auto-embedding declares it
             table = self._create(self.dimension)
         self._send_provider_key()
-        keep = _last_occurrences(id_list)
+        keep = last_occurrences(id_list)
         rows = [(id_list[i], text_list[i], metas[i]) for i in keep]
         sizes = [len(text_list[i].encode()) + len(metas[i]) for i in keep]
         columns = ("id", "document", "meta")
@@ -1145,9 +1040,9 @@ class VectorTable:
         Words are OR-ed, as TiDB's ``FTS_MATCH_WORD`` does; ``ids`` restricts the search
         to those rows. See :class:`SearchResult` for the scores.
         """
-        k = _positive(k, "k")
+        k = positive(k, "k")
         validate_filter(filter)
-        id_list = None if ids is None else _unique(ids)
+        id_list = None if ids is None else unique(ids)
         if not isinstance(text, str):
             raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
         self._check_full_text_supported()
@@ -1202,13 +1097,13 @@ class VectorTable:
         ``num_candidates`` rows (default ``max(4 * k, 40)``). Every hit carries its real
         vector distance and, when the text matched, its BM25 ``text_score``.
         """
-        k = _positive(k, "k")
+        k = positive(k, "k")
         _needs_vector(vector, "hybrid search")
         if fusion not in ("rrf", "weighted"):
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         query = _vector.as_vector(vector, self.dimension)
-        pool = _positive(num_candidates, "num_candidates") if num_candidates else max(4 * k, 40)
-        id_list = None if ids is None else _unique(ids)
+        pool = positive(num_candidates, "num_candidates") if num_candidates else max(4 * k, 40)
+        id_list = None if ids is None else unique(ids)
         by_vector = self.search(query, k=pool, filter=filter, ids=id_list)
         by_text = self.full_text_search(text, k=pool, filter=filter, ids=id_list)
         if fusion == "rrf":
@@ -1262,11 +1157,11 @@ class VectorTable:
         ids: Iterable[str] | None = None,
     ) -> list[SearchResult]:
         """Fetch ``fetch_k`` nearest rows, then pick ``k`` by maximal marginal relevance."""
-        k = _positive(k, "k")
+        k = positive(k, "k")
         _needs_vector(vector, "maximal marginal relevance")
         candidates = self.search(
             vector,
-            k=max(_positive(fetch_k, "fetch_k"), k),
+            k=max(positive(fetch_k, "fetch_k"), k),
             filter=filter,
             include_embeddings=True,
             ids=ids,
@@ -1282,7 +1177,7 @@ class VectorTable:
         chosen = [candidates[i] for i in picked]
         if include_embeddings:
             return chosen
-        return [_without_embedding(c) for c in chosen]
+        return [without_embedding(c) for c in chosen]
 
     def _result(self, row: Any, include_embeddings: bool) -> SearchResult:
         distance = float(row.distance)
@@ -1299,42 +1194,6 @@ class VectorTable:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _score(
-    cache: VectorCache,
-    snap: Snapshot,
-    query: np.ndarray,
-    k: int,
-    positions: np.ndarray | None,
-    max_distance: float | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first."""
-    rowids = snap.rowids if positions is None else snap.rowids[positions]
-    if rowids.size == 0:
-        return rowids, np.empty(0, np.float32)
-    approx = cache.distances(snap, query, positions)
-    chosen = _nearest(approx, rowids, k, max_distance)
-    chosen_positions = chosen if positions is None else positions[chosen]
-    exact = cache.exact(snap, query, chosen_positions)
-    order = np.lexsort((rowids[chosen], exact))
-    if max_distance is not None:
-        order = order[exact[order] <= max_distance]
-    return rowids[chosen][order], exact[order]
-
-
-def _nearest(
-    distances: np.ndarray, rowids: np.ndarray, k: int, max_distance: float | None
-) -> np.ndarray:
-    """Indices of the k smallest distances (ties by rowid), optionally within a bound."""
-    candidates = np.arange(distances.shape[0])
-    if max_distance is not None:
-        candidates = np.flatnonzero(distances <= max_distance)
-    if k < candidates.size:
-        part = np.argpartition(distances[candidates], k - 1)[:k]
-        candidates = candidates[part]
-    order = np.lexsort((rowids[candidates], distances[candidates]))
-    return candidates[order]
-
-
 class _QueryText(str):
     """A query given as text, for TiDB to embed (auto-embedding mode)."""
 
@@ -1347,98 +1206,3 @@ def _needs_vector(vector: Any, what: str) -> None:
             f"{what} needs the query's vector, which TiDB keeps to itself in auto-embedding "
             "mode; pass embedder= (a client that embeds like the server) to the table"
         )
-
-
-def _record(row: Any, include_embeddings: bool) -> Record:
-    return Record(
-        id=row.id,
-        document=row.document,
-        metadata=row.meta or {},
-        embedding=row.embedding if include_embeddings else None,
-    )
-
-
-def _without_embedding(result: SearchResult) -> SearchResult:
-    return SearchResult(
-        id=result.id,
-        document=result.document,
-        metadata=result.metadata,
-        distance=result.distance,
-        score=result.score,
-    )
-
-
-def _prepare_documents(documents: Iterable[str | None] | None, n: int) -> list[str | None]:
-    if documents is None:
-        return [None] * n
-    docs = list(documents)
-    if len(docs) != n:
-        raise InvalidInputError(f"got {len(docs)} documents for {n} vectors; pass one per vector")
-    for i, doc in enumerate(docs):
-        if doc is not None and not isinstance(doc, str):
-            raise InvalidInputError(
-                f"document {i} is {type(doc).__name__}; documents must be str (or None)"
-            )
-    return docs
-
-
-def _prepare_metadatas(
-    metadatas: Iterable[Mapping[str, Any] | None] | None, n: int, indexed_key: str | None = None
-) -> list[str]:
-    if metadatas is None:
-        return ["{}"] * n
-    metas = list(metadatas)
-    if len(metas) != n:
-        raise InvalidInputError(f"got {len(metas)} metadatas for {n} vectors; pass one per vector")
-    out = []
-    for i, meta in enumerate(metas):
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, Mapping):
-            raise InvalidInputError(
-                f"metadata {i} is {type(meta).__name__}; metadata must be a dict"
-            )
-        for key in meta:
-            check_metadata_key(key)
-        if indexed_key is not None and indexed_key in meta:
-            _check_indexed_value(indexed_key, meta[indexed_key], i)
-        out.append(dumps_metadata(dict(meta)))
-    return out
-
-
-def _check_indexed_value(key: str, value: Any, i: int) -> None:
-    scalar = value is None or isinstance(value, (str, int, float, bool))
-    if not scalar or (isinstance(value, str) and len(value) > INDEXED_VALUE_LENGTH):
-        raise InvalidInputError(
-            f"metadata {i}: {key!r} is indexed, so its value must be a string of at most "
-            f"{INDEXED_VALUE_LENGTH} characters or a number, got {str(value)[:40]!r}"
-        )
-
-
-def _last_occurrences(ids: list[str]) -> list[int]:
-    """Positions to write: each id once, at its last occurrence, in first-seen order."""
-    last = {value: i for i, value in enumerate(ids)}  # dicts keep first-insertion order
-    return list(range(len(ids))) if len(last) == len(ids) else list(last.values())
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    if isinstance(values, str):
-        raise InvalidInputError("ids must be a list of strings, not one string")
-    return list(dict.fromkeys(values))
-
-
-def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _positive(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _orig(exc: sa.exc.SQLAlchemyError) -> str:
-    """The driver's message without SQLAlchemy's statement and parameter dump."""
-    orig = getattr(exc, "orig", None)
-    return str(orig) if orig is not None else exc.__class__.__name__
