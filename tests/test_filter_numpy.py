@@ -91,3 +91,48 @@ def test_metadata_columns_follow_writes():
     assert [h.id for h in table.search([1, 1], k=2, filter={"g": 1})] == ["a"]
     table.upsert(np.eye(2, dtype=np.float32)[:1], ids=["b"], metadatas=[{"g": 1}])
     assert sorted(h.id for h in table.search([1, 1], k=2, filter={"g": 1})) == ["a", "b"]
+
+
+def test_only_the_filtered_keys_are_held_in_memory():
+    table = VectorTable("sqlite://", table_name="mem")
+    metas = [{"g": i % 2, "big": "x" * 1000, "other": [1, 2]} for i in range(20)]
+    table.upsert(
+        np.eye(20, 4, dtype=np.float32) + 0.1, ids=[str(i) for i in range(20)], metadatas=metas
+    )
+    assert len(table.search(np.ones(4), k=20, filter={"g": 1})) == 10
+    extras = table._state.cache.snapshot.extras
+    assert set(extras) == {"columns"} and set(extras["columns"]) == {"g"}
+
+
+@pytest.mark.parametrize("key", ['q"uote', "back\\slash", "ünï", "emoji🙂"])
+def test_keys_sqlite_paths_cannot_address_fall_back_to_sql(key):
+    assert not supported(parse_filter({key: "v"}))
+    table = VectorTable("sqlite://", table_name="odd")
+    table.upsert(
+        np.eye(3, dtype=np.float32), ids=["a", "b", "c"], metadatas=[{key: "v"}, {key: "w"}, {}]
+    )
+    assert [h.id for h in table.search(np.ones(3), k=3, filter={key: "v"})] == ["a"]
+    assert sorted(h.id for h in table.search(np.ones(3), k=3, filter={key: {"$ne": "v"}})) == [
+        "b",
+        "c",
+    ]
+
+
+def test_metadata_written_with_unicode_escapes_by_other_tools(tmp_path):
+    """Peer stores write json.dumps(..., ensure_ascii=True): '\\u00fc' escapes in the text."""
+    import json
+
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'peer.db'}"
+    table = VectorTable(url, table_name="esc")
+    table.upsert(np.eye(2, dtype=np.float32), ids=["a", "b"], metadatas=[{}, {}])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for rid, meta in (("a", {"city": "Zürich", "größe": 1}), ("b", {"city": "Köln"})):
+            conn.exec_driver_sql(
+                "UPDATE esc SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=True), rid)
+            )
+    assert [h.id for h in table.search([1, 1], k=2, filter={"city": "Zürich"})] == ["a"]
+    assert [h.id for h in table.search([1, 1], k=2, filter={"größe": 1})] == ["a"]
+    assert [h.id for h in table.search([1, 1], k=2, filter={"city": {"$gt": "L"}})] == ["a"]

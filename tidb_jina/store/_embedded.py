@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import sqlalchemy as sa
 
 from tidb_jina._errors import DatabaseError, SchemaError
@@ -99,24 +98,23 @@ class VectorCache:
         """Rows of ``snap`` matching ``node``, by NumPy; None when SQL must do it."""
         if not supported(node):
             return None
-        metas = snap.extras.get("metas")
-        if metas is None:
-            rowid = sa.literal_column("rowid", sa.Integer)
-            text = sa.type_coerce(table.c.meta, sa.Text)
-            rows = conn.execute(sa.select(rowid, text).order_by(rowid)).all()
-            rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            if not np.array_equal(rowids, snap.rowids):
-                return None  # not the snapshot's state: let SQL answer
-            metas = [_decode_meta(r[1]) for r in rows]
-            snap.extras["metas"] = metas
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
+        stale = False
 
         def column(key: str) -> KeyColumn:
-            if key not in columns:
-                columns[key] = KeyColumn(metas, key)
-            return columns[key]
+            nonlocal stale
+            cached = columns.get(key)
+            if cached is None:
+                cached = _load_column(conn, table, key, snap.rowids)
+                if cached is None:  # the rows are not the snapshot's: SQL answers instead
+                    stale = True
+                    cached = KeyColumn([None] * snap.rowids.size, [None] * snap.rowids.size)
+                else:
+                    columns[key] = cached
+            return cached
 
-        return np.flatnonzero(mask(node, column, len(metas)))
+        found = np.flatnonzero(mask(node, column, snap.rowids.size))
+        return None if stale else found  # stale: not the snapshot's state, let SQL answer
 
     def invalidate(self) -> None:
         self.snapshot = None
@@ -161,11 +159,22 @@ class VectorCache:
         return self.distances(snap, query, positions)
 
 
-def _decode_meta(text: str | None) -> dict[str, Any] | None:
-    if not text:
+def _load_column(
+    conn: sa.Connection, table: sa.Table, key: str, rowids: np.ndarray
+) -> KeyColumn | None:
+    """One key's JSON type and value for every row, in rowid order (None: rows differ)."""
+    # path_safe keys only: no quote or backslash to escape in the path
+    path: sa.BindParameter[str] = sa.bindparam(None, f'$."{key}"', type_=sa.String)
+    rowid = sa.literal_column("rowid", sa.Integer)
+    stmt = sa.select(
+        rowid, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
+    ).order_by(rowid)
+    rows = conn.execute(stmt).all()
+    if len(rows) != rowids.size or not np.array_equal(
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), rowids
+    ):
         return None
-    value = orjson.loads(text)
-    return value if isinstance(value, dict) else None
+    return KeyColumn([r[1] for r in rows], [r[2] for r in rows])
 
 
 # --- the embedded engine's search --------------------------------------------------------

@@ -9,7 +9,7 @@ that a filter uses, and evaluates the common operators as array operations:
 and the caller runs the filter in SQLite.
 
 The semantics are those of :mod:`tidb_jina.store._filters`, exactly: values compare with
-Python's own ``==`` and ``<`` on the decoded JSON, restricted to one JSON type (numbers
+Python's own ``==`` and ``<`` on SQLite's decoded JSON values, restricted to one JSON type (numbers
 with numbers, strings with strings, booleans only as booleans), so integers stay exact
 and strings order by code point like SQLite's BINARY collation on UTF-8. Every result is
 a total boolean array, so negation is plain ``~`` (missing keys match ``$ne``).
@@ -18,6 +18,7 @@ a total boolean array, so negation is plain ``~`` (missing keys match ``$ne``).
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,49 +34,55 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "lt": operator.lt,
     "lte": operator.le,
 }
-_ABSENT = object()
 
 
 class KeyColumn:
-    """One metadata key over all rows: its JSON type, its value, and "is it empty"."""
+    """One metadata key over all rows: its JSON type, its value, and "is it empty".
+
+    Built from SQLite's ``json_type(meta, path)`` / ``json_extract(meta, path)`` per row,
+    so only this key's values are held in memory, never whole metadata objects.
+    """
 
     __slots__ = ("empty", "kind", "values")
 
-    def __init__(self, metas: Sequence[dict[str, Any] | None], key: str) -> None:
-        n = len(metas)
-        self.kind = np.empty(n, dtype=np.int8)
-        self.values = np.empty(n, dtype=object)
-        self.empty = np.zeros(n, dtype=bool)
-        for i, meta in enumerate(metas):
-            value = meta.get(key, _ABSENT) if meta else _ABSENT
-            kind = _kind(value)
-            self.kind[i] = kind
-            if kind in (NUMBER, STRING):
-                self.values[i] = value
-            # empty: missing, null, "" or []
-            self.empty[i] = kind in (MISSING, NULL) or (kind in (STRING, ARRAY) and not value)
+    def __init__(self, types: Sequence[str | None], values: Sequence[Any]) -> None:
+        n = len(types)
+        self.kind = np.fromiter((_KINDS[t] for t in types), dtype=np.int8, count=n)
+        raw = np.empty(n, dtype=object)
+        raw[:] = list(values)
+        scalar = (self.kind == NUMBER) | (self.kind == STRING)
+        self.values = raw.copy()
+        self.values[~scalar] = None
+        # empty: missing, null, "" or [] (json_extract gives arrays as minified JSON text)
+        texts = (self.kind == STRING) | (self.kind == ARRAY)
+        self.empty = (self.kind == MISSING) | (self.kind == NULL)
+        self.empty[texts] = np.isin(raw[texts], ["", "[]"])
 
 
-def _kind(value: Any) -> int:
-    if value is _ABSENT:
-        return MISSING
-    if value is None:
-        return NULL
-    if value is True:
-        return TRUE
-    if value is False:
-        return FALSE
-    if isinstance(value, (int, float)):
-        return NUMBER
-    if isinstance(value, str):
-        return STRING
-    return ARRAY if isinstance(value, list) else OBJECT
+_KINDS = {
+    None: MISSING,
+    "null": NULL,
+    "true": TRUE,
+    "false": FALSE,
+    "integer": NUMBER,
+    "real": NUMBER,
+    "text": STRING,
+    "array": ARRAY,
+    "object": OBJECT,
+}
+# Keys SQLite's JSON paths address reliably: printable ASCII without quote or backslash
+# (no JSON writer escapes these). Others are filtered in SQL through json_each.
+_PATH_SAFE_KEY = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def path_safe(key: str) -> bool:
+    return bool(_PATH_SAFE_KEY.fullmatch(key))
 
 
 def supported(node: _Node) -> bool:
     """Whether :func:`mask` can evaluate ``node`` (else SQL must)."""
     if isinstance(node, _Pred):
-        return node.op in _SUPPORTED
+        return node.op in _SUPPORTED and path_safe(node.key)
     if isinstance(node, _Not):
         return supported(node.item)
     return all(supported(child) for child in node.items)
