@@ -27,3 +27,30 @@ def test_readme_starts_with_the_demo_and_test_commands():
 def test_readme_python_snippets_run(snippet, monkeypatch):
     monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
     exec(compile(snippet, "README.md", "exec"), {})
+
+
+def test_readme_cli_commands_run(tmp_path):
+    """Each line of the README's CLI block runs as written (offline, embedded engine)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    section = README.split("## Command line: `tidb-jina`", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL).group(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JINA", "HF_", "HUGGING"))}
+    env["TIDB_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    outputs = []
+    for line in block.strip().splitlines():
+        command = line.split("  #", 1)[0].strip()
+        done = subprocess.run(
+            command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        outputs.append(done.stdout)
+    assert "Ingested 5 file(s), 7 chunks" in outputs[0]
+    assert outputs[1].startswith("1. score") and "tidb-vector-search.md" in outputs[1]
+    hits = json.loads(outputs[2])
+    assert hits and all(h["metadata"]["source"].endswith(".md") for h in hits)
+    assert re.search(r"^rows:\s+7$", outputs[3], flags=re.MULTILINE)
