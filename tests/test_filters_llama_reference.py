@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tidb_jina.store._filters import compile_filter, escape_like
+from llama_index_tidb_jina import to_core_filter
+from tidb_jina.store._filters import compile_filter
 from tidb_jina.store._sqlite import configure_connection
 
 types = pytest.importorskip("llama_index.core.vector_stores.types")
@@ -38,38 +39,10 @@ RECORDS: dict[int, dict[str, Any]] = {
     8: {"lang": "", "year": 2021, "tags": ["d"], "title": "back\\slash"},
 }
 
-_OPS = {
-    FilterOperator.EQ: "$eq",
-    FilterOperator.NE: "$ne",
-    FilterOperator.GT: "$gt",
-    FilterOperator.GTE: "$gte",
-    FilterOperator.LT: "$lt",
-    FilterOperator.LTE: "$lte",
-    FilterOperator.IN: "$in",
-    FilterOperator.NIN: "$nin",
-    FilterOperator.ANY: "$any",
-    FilterOperator.ALL: "$all",
-    FilterOperator.CONTAINS: "$contains",
-}
-
 
 def to_filter(filters: Any) -> dict[str, Any]:
-    """The translation an adapter performs (kept here as the executable spec)."""
-    parts = [to_filter(f) if isinstance(f, MetadataFilters) else _leaf(f) for f in filters.filters]
-    condition = filters.condition or FilterCondition.AND
-    key = {"and": "$and", "or": "$or", "not": "$nor"}[condition.value]
-    return {key: parts}
-
-
-def _leaf(f: Any) -> dict[str, Any]:
-    op = f.operator
-    if op == FilterOperator.TEXT_MATCH:
-        return {f.key: {"$like": f"%{escape_like(f.value)}%"}}
-    if op == FilterOperator.TEXT_MATCH_INSENSITIVE:
-        return {f.key: {"$ilike": f"%{escape_like(f.value)}%"}}
-    if op == FilterOperator.IS_EMPTY:
-        return {f.key: {"$empty": True}}
-    return {f.key: {_OPS[op]: f.value}}
+    """The LlamaIndex adapter's own translation (one translation, tested here too)."""
+    return to_core_filter(filters) or {}
 
 
 LEAVES = [
