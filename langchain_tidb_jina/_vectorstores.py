@@ -3,7 +3,11 @@
 Translation only: LangChain ``Document`` objects and keyword arguments become
 ``VectorTable`` calls, ``Record`` / ``SearchResult`` objects become ``Document`` objects
 with ``id`` set. Distances and relevance scores come from the core (per metric, scores in
-[0, 1]); nothing here touches SQL or computes a score.
+[0, 1]); nothing here touches SQL or computes a score. Ids, metadata, lengths and vectors
+are validated by the core, which also generates missing ids.
+
+Vectors stay NumPy: with tidb-jina's own embeddings the core client's float32 matrix goes
+to ``VectorTable.upsert`` as it is; another ``Embeddings``' lists are converted once.
 
 The constructor takes langchain-community's ``TiDBVectorStore`` arguments
 (``connection_string``, ``embedding_function``, ``table_name``, ``distance_strategy``,
@@ -13,10 +17,10 @@ changed, plus ``embedding``, ``engine``, ``vector_table`` and ``vector_dimension
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import sqlalchemy as sa
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -27,6 +31,11 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
+from langchain_tidb_jina._embeddings import (
+    HuggingFaceEndpointEmbeddings,
+    JinaEmbeddings,
+    ProviderEmbeddings,
+)
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.embeddings import validate_texts
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
@@ -147,18 +156,22 @@ class TiDBVectorStore(VectorStore):
     ) -> list[str]:
         """Embed ``texts`` (as documents) and upsert them; returns their ids.
 
-        Missing ids (``None`` or no ``ids``) get UUID4s; an existing id is replaced.
-        Texts are checked (no ``None``, empty or whitespace-only text) before anything is
-        embedded. ``texts`` may be any iterable, including a generator.
+        Missing ids (``None`` entries or no ``ids``) get UUID4s; an existing id is
+        replaced. Texts are checked (no ``None``, empty or whitespace-only text) before
+        anything is embedded. ``texts`` may be any iterable, including a generator.
         """
         _no_extra(kwargs, "add_texts")
-        batch = _Batch.of(texts, metadatas, ids)
-        if not batch.texts:
-            return []
         if self._embedding is None:  # the table embeds
-            return self._table.add_texts(batch.texts, ids=batch.ids, metadatas=batch.metadatas)
-        vectors = self._embedding.embed_documents(batch.texts)
-        return self._table.upsert(vectors, **batch.columns())
+            return self._table.add_texts(texts, ids=ids, metadatas=metadatas)
+        text_list = validate_texts(texts)  # before a foreign embedder sees them
+        if not text_list:
+            return []
+        client = _core_client(self._embedding)
+        if client is not None:
+            vectors = client.embed_documents(text_list)
+        else:
+            vectors = _matrix(self._embedding.embed_documents(text_list))
+        return self._table.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
 
     async def aadd_texts(
         self,
@@ -170,15 +183,19 @@ class TiDBVectorStore(VectorStore):
     ) -> list[str]:
         """Async :meth:`add_texts`."""
         _no_extra(kwargs, "aadd_texts")
-        batch = _Batch.of(texts, metadatas, ids)
-        if not batch.texts:
-            return []
         if self._embedding is None:
-            return await self._table.aio.add_texts(
-                batch.texts, ids=batch.ids, metadatas=batch.metadatas
-            )
-        vectors = await self._embedding.aembed_documents(batch.texts)
-        return await self._table.aio.upsert(vectors, **batch.columns())
+            return await self._table.aio.add_texts(texts, ids=ids, metadatas=metadatas)
+        text_list = validate_texts(texts)
+        if not text_list:
+            return []
+        client = _core_client(self._embedding)
+        if client is not None:
+            vectors = await client.aembed_documents(text_list)
+        else:
+            vectors = _matrix(await self._embedding.aembed_documents(text_list))
+        return await self._table.aio.upsert(
+            vectors, ids=ids, documents=text_list, metadatas=metadatas
+        )
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert ``documents``; ``ids=`` wins over ``Document.id``, missing ids are new."""
@@ -270,15 +287,13 @@ class TiDBVectorStore(VectorStore):
 
         For a [0, 1] relevance score use :meth:`similarity_search_with_relevance_scores`.
         """
-        vector = self._query_vector(query)
-        return _with_distance(self._search(vector, k, filter, kwargs))
+        return _with_distance(self._search_query(query, k, filter, kwargs))
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        vector = await self._aquery_vector(query)
-        return _with_distance(await self._asearch(vector, k, filter, kwargs))
+        return _with_distance(await self._asearch_query(query, k, filter, kwargs))
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -309,15 +324,13 @@ class TiDBVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         """``(document, relevance)`` pairs; the score is the core's, in [0, 1]."""
         filter = kwargs.pop("filter", None)
-        vector = self._query_vector(query)
-        return _with_score(self._search(vector, k, filter, kwargs))
+        return _with_score(self._search_query(query, k, filter, kwargs))
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        vector = await self._aquery_vector(query)
-        return _with_score(await self._asearch(vector, k, filter, kwargs))
+        return _with_score(await self._asearch_query(query, k, filter, kwargs))
 
     def max_marginal_relevance_search(
         self,
@@ -393,14 +406,38 @@ class TiDBVectorStore(VectorStore):
         options = _search_options(kwargs, "asimilarity_search")
         return await self._table.aio.search(vector, k=k, filter=filter, **options)
 
+    def _search_query(
+        self, query: str, k: int, filter: Filter | None, kwargs: dict[str, Any]
+    ) -> list[SearchResult]:
+        if self._embedding is not None:
+            return self._search(self._query_vector(query), k, filter, kwargs)
+        # The table embeds the query (on TiDB Cloud Starter the server does).
+        options = _search_options(kwargs, "similarity_search")
+        return self._table.search_text(query, k=k, filter=filter, **options)
+
+    async def _asearch_query(
+        self, query: str, k: int, filter: Filter | None, kwargs: dict[str, Any]
+    ) -> list[SearchResult]:
+        if self._embedding is not None:
+            return await self._asearch(await self._aquery_vector(query), k, filter, kwargs)
+        options = _search_options(kwargs, "asimilarity_search")
+        return await self._table.aio.search_text(query, k=k, filter=filter, **options)
+
     def _query_vector(self, query: str) -> Any:
+        """The query's vector (the table's when it embeds: MMR and hybrid need one)."""
         if self._embedding is None:
             return self._table.query_vector(query)
+        client = _core_client(self._embedding)
+        if client is not None:
+            return client.embed_query(query)
         return self._embedding.embed_query(query)
 
     async def _aquery_vector(self, query: str) -> Any:
         if self._embedding is None:
             return await self._table.aio.query_vector(query)
+        client = _core_client(self._embedding)
+        if client is not None:
+            return await client.aembed_query(query)
         return await self._embedding.aembed_query(query)
 
     # --- full-text and hybrid -------------------------------------------------------------
@@ -578,46 +615,24 @@ def _search_options(kwargs: dict[str, Any], method: str) -> dict[str, Any]:
     return options
 
 
-class _Batch:
-    """Texts, metadatas and ids of one add call, checked before anything is embedded."""
-
-    def __init__(
-        self, texts: list[str], metadatas: list[Any] | None, ids: list[str] | None
-    ) -> None:
-        self.texts = texts
-        self.metadatas = metadatas
-        self.ids = ids
-
-    @classmethod
-    def of(
-        cls,
-        texts: Iterable[str],
-        metadatas: Iterable[Mapping[str, Any] | None] | None,
-        ids: Iterable[str | None] | None,
-    ) -> _Batch:
-        text_list = validate_texts(texts)
-        n = len(text_list)
-        meta_list = None if metadatas is None else list(metadatas)
-        if meta_list is not None and len(meta_list) != n:
-            raise InvalidInputError(
-                f"got {len(meta_list)} metadatas for {n} texts; pass one per text (or None)"
-            )
-        return cls(text_list, meta_list, _fill_ids(ids, n))
-
-    def columns(self) -> dict[str, Any]:
-        return {"ids": self.ids, "documents": self.texts, "metadatas": self.metadatas}
+_OUR_EMBEDDINGS = (JinaEmbeddings, HuggingFaceEndpointEmbeddings, ProviderEmbeddings)
 
 
-def _fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:
-    """One id per text: ``None`` entries (documents without ``id``) get a UUID4."""
-    if ids is None:
-        return None
-    if isinstance(ids, str):
-        raise InvalidInputError("ids must be a list of strings, not one string")
-    id_list = list(ids)
-    if len(id_list) != n:
-        raise InvalidInputError(f"got {len(id_list)} ids for {n} texts; pass one id per text")
-    return [str(uuid.uuid4()) if i is None else i for i in id_list]
+def _core_client(embedding: Embeddings) -> Any:
+    """The core client behind tidb-jina's own embeddings (float32 NumPy out), else None."""
+    return embedding.client if isinstance(embedding, _OUR_EMBEDDINGS) else None
+
+
+def _matrix(vectors: Any) -> Any:
+    """Another ``Embeddings``' lists of floats as one float32 matrix (one conversion).
+
+    Rows NumPy cannot take (ragged, non-numbers) go to the core as they are, which
+    says what is wrong with them.
+    """
+    try:
+        return np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        return vectors
 
 
 def _split_documents(

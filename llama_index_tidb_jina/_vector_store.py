@@ -6,6 +6,8 @@ them (``id`` = node id, ``document`` = the node's text, ``meta`` =
 to ``_node_content``, ``_node_type``, ``document_id``, ``doc_id`` and ``ref_doc_id``), so
 tables written by either package are read by the other. Searches, filters, MMR and
 scores are the core's; every sync method has an async twin over ``VectorTable.aio``.
+The nodes' embeddings reach the core as one float32 matrix; ids, metadata and vectors
+are validated there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
@@ -244,7 +247,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
         [0, 1]. Full-text needs TiDB Cloud Starter or the embedded engine.
         """
         vector = None
-        if self._table_embeds_query(query):
+        if self._needs_table_vector(query):
             vector = self._table.query_vector(query.query_str or "")
         method, args = self._search_call(query, kwargs, vector)
         return _to_result(getattr(self._table, method)(**args))
@@ -252,7 +255,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Async :meth:`query`."""
         vector = None
-        if self._table_embeds_query(query):
+        if self._needs_table_vector(query):
             vector = await self._table.aio.query_vector(query.query_str or "")
         method, args = self._search_call(query, kwargs, vector)
         return _to_result(await getattr(self._table.aio, method)(**args))
@@ -264,6 +267,14 @@ class TiDBVectorStore(BasePydanticVectorStore):
             and query.query_embedding is None
             and bool(query.query_str)
             and _check_mode(query.mode) is not VectorStoreQueryMode.TEXT_SEARCH
+        )
+
+    def _needs_table_vector(self, query: VectorStoreQuery) -> bool:
+        """MMR and hybrid need the vector itself: the table's embedder makes it (on
+        TiDB Cloud Starter, where the server embeds, that is a clear error)."""
+        return (
+            self._table_embeds_query(query)
+            and _check_mode(query.mode) is not VectorStoreQueryMode.DEFAULT
         )
 
     # --- translation ------------------------------------------------------------------
@@ -281,7 +292,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
             "ids": list(query.node_ids) if query.node_ids else None,
         }
 
-    def _rows(self, nodes: Sequence[BaseNode]) -> dict[str, list[Any]]:
+    def _rows(self, nodes: Sequence[BaseNode]) -> dict[str, Any]:
         ids, embeddings, documents, metadatas = [], [], [], []
         for node in nodes:
             if node.embedding is None and not self.auto_embedding_model:
@@ -296,7 +307,8 @@ class TiDBVectorStore(BasePydanticVectorStore):
                 node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
             )
         return {
-            "embeddings": embeddings,
+            # With auto-embedding the table embeds the documents: vectors are not used.
+            "embeddings": None if self.auto_embedding_model else _matrix(embeddings),
             "ids": ids,
             "documents": documents,
             "metadatas": metadatas,
@@ -307,9 +319,12 @@ class TiDBVectorStore(BasePydanticVectorStore):
     ) -> tuple[str, dict[str, Any]]:
         """The core method and its arguments for ``query`` (shared by sync and async).
 
-        ``vector``: the query vector the table made (auto-embedding), if any.
+        ``vector``: the query vector the table made (auto-embedding, MMR and hybrid).
         """
         mode = _check_mode(query.mode)
+        if mode is VectorStoreQueryMode.DEFAULT and self._table_embeds_query(query):
+            # The table embeds the question (on TiDB Cloud Starter the server does).
+            return "search_text", {"text": query.query_str, **self._common_args(query)}
         if vector is None:
             vector = query.query_embedding
         if mode in _TEXT_MODES:
@@ -370,8 +385,20 @@ def _text_call(
     return "hybrid_search", args
 
 
-def _text_rows(rows: dict[str, list[Any]]) -> dict[str, Any]:
+def _text_rows(rows: dict[str, Any]) -> dict[str, Any]:
     return {"ids": rows["ids"], "metadatas": rows["metadatas"]}
+
+
+def _matrix(vectors: list[Any]) -> Any:
+    """The nodes' lists of floats as one float32 matrix (one conversion).
+
+    Rows NumPy cannot take (ragged, non-numbers) go to the core as they are, which
+    says what is wrong with them.
+    """
+    try:
+        return np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        return vectors
 
 
 def _mmr_fetch_k(top_k: int, kwargs: Mapping[str, Any]) -> int:

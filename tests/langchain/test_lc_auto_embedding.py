@@ -9,7 +9,6 @@ import pytest
 from langchain_tidb_jina import TiDBVectorStore
 from tidb_jina import ConfigurationError, UnsupportedFeatureError
 from tidb_jina.store import AutoEmbedding
-from tidb_jina.store._table import _QueryText
 from tidb_jina.testing import FakeEmbeddingServer
 
 TEXTS = ["TiDB is a distributed SQL database", "Basil pesto from Genoa"]
@@ -48,17 +47,33 @@ async def test_async_store_without_embeddings(tmp_path, monkeypatch) -> None:
         await store.aclose()
 
 
-def test_on_tidb_cloud_the_query_text_goes_to_the_server(monkeypatch) -> None:
+async def test_on_tidb_cloud_the_query_text_goes_to_the_server(monkeypatch) -> None:
     url = "mysql+pymysql://u.root:p@gateway01.us-west-2.prod.aws.tidbcloud.com:4000/test"
     store = TiDBVectorStore(connection_string=url, auto_embedding="jina_ai/jina-embeddings-v3")
     table = store.vector_table
     assert table.server_embeds
     monkeypatch.setattr(table, "_send_provider_key", lambda: None)
     seen: list[Any] = []
-    monkeypatch.setattr(table, "search", lambda vector, **kw: seen.append(vector) or [])
-    store.similarity_search("What is TiDB?", k=2)
-    assert isinstance(seen[0], _QueryText) and seen[0] == "What is TiDB?"
-    with pytest.raises(UnsupportedFeatureError, match="embedder="):
+
+    def search_text(text: str, **kw: Any) -> list[Any]:
+        seen.append((text, kw))
+        return []
+
+    async def asearch_text(text: str, **kw: Any) -> list[Any]:
+        return search_text(text, **kw)
+
+    monkeypatch.setattr(table, "search_text", search_text)
+    monkeypatch.setattr(table.aio, "search_text", asearch_text)
+    store.similarity_search("What is TiDB?", k=2, filter={"topic": "db"})
+    store.similarity_search_with_relevance_scores("TiDB", k=3)
+    await store.asimilarity_search_with_score("TiDB?", k=1, prefilter=True)
+    assert seen == [
+        ("What is TiDB?", {"k": 2, "filter": {"topic": "db"}}),
+        ("TiDB", {"k": 3, "filter": None}),
+        ("TiDB?", {"k": 1, "filter": None, "prefilter": True}),
+    ]
+    # MMR needs the query's vector, which the server keeps to itself.
+    with pytest.raises(UnsupportedFeatureError):
         store.max_marginal_relevance_search("TiDB", k=1)
 
 

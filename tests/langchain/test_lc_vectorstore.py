@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 
 from langchain_tidb_jina import JinaEmbeddings, TiDBVectorStore
 from tidb_jina import (
@@ -294,16 +296,71 @@ def test_bad_texts_fail_before_any_embedding_call(
     assert len(fake_server.api_requests()) == before
 
 
-def test_mismatched_lengths_fail_before_any_embedding_call(
-    make_store: MakeStore, jina: JinaEmbeddings, fake_server: FakeEmbeddingServer
+def test_mismatched_lengths_are_the_cores_errors_and_write_nothing(
+    make_store: MakeStore, jina: JinaEmbeddings
 ) -> None:
     store = make_store(jina)
-    before = len(fake_server.api_requests())
     with pytest.raises(InvalidInputError, match="metadatas"):
         store.add_texts(["a", "b"], [{}])
     with pytest.raises(InvalidInputError, match="ids"):
         store.add_texts(["a", "b"], ids=["x"])
-    assert len(fake_server.api_requests()) == before
+    assert store.vector_table.count() == 0
+
+
+class _ListEmbeddings(Embeddings):
+    """A user's own ``Embeddings``: lists of floats, as LangChain defines them."""
+
+    def __init__(self, jina: JinaEmbeddings) -> None:
+        self.jina = jina
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.jina.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.jina.embed_query(text)
+
+
+async def test_vectors_reach_the_core_as_one_float32_matrix(
+    make_store: MakeStore, jina: JinaEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ours: the client's matrix as it is; a user's lists: converted once, then the same."""
+    seen: list[Any] = []
+    for embedding in (jina, _ListEmbeddings(jina)):
+        store = make_store(embedding)
+        table = store.vector_table
+
+        def spy(vectors: Any, upsert: Any = table.upsert, **kw: Any) -> list[str]:
+            seen.append(vectors)
+            return upsert(vectors, **kw)
+
+        async def aspy(vectors: Any, upsert: Any = table.aio.upsert, **kw: Any) -> list[str]:
+            seen.append(vectors)
+            return await upsert(vectors, **kw)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(table, "upsert", spy)
+            assert store.add_texts(TEXTS[:2], ids=IDS[:2]) == IDS[:2]
+        with monkeypatch.context() as patch:  # (the in-memory twin runs table.upsert)
+            patch.setattr(table.aio, "upsert", aspy)
+            assert await store.aadd_texts(TEXTS[2:], ids=IDS[2:]) == IDS[2:]
+        assert _ids(store.similarity_search("basil pesto", k=1)) == ["food2"]
+        table.clear()
+    assert len(seen) == 4
+    for vectors in seen:
+        assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+    assert np.array_equal(seen[0], seen[2]) and np.array_equal(seen[1], seen[3])
+
+
+def test_a_user_embeddings_bad_rows_get_the_cores_message(
+    make_store: MakeStore, jina: JinaEmbeddings
+) -> None:
+    class Ragged(_ListEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[0.1, 0.2], [0.3]][: len(texts)]
+
+    store = make_store(Ragged(jina), vector_dimension=2)
+    with pytest.raises(DimensionMismatchError):
+        store.add_texts(["a", "b"])
 
 
 def test_empty_input_adds_nothing(make_store: MakeStore, jina: JinaEmbeddings) -> None:

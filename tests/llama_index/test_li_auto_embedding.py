@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 
 from llama_index_tidb_jina import TiDBVectorStore
+from tidb_jina import UnsupportedFeatureError
 from tidb_jina.store import AutoEmbedding
 from tidb_jina.testing import FakeEmbeddingServer
 
@@ -47,3 +51,28 @@ async def test_index_and_retriever_with_a_placeholder_embed_model(tmp_path, monk
         nodes = await retriever.aretrieve("temples in Kyoto")
         assert "Kyoto" in nodes[0].get_content()
         await store.client.aio.dispose()
+
+
+async def test_on_tidb_cloud_the_question_goes_to_the_server(monkeypatch) -> None:
+    url = "mysql+pymysql://u.root:p@gateway01.us-west-2.prod.aws.tidbcloud.com:4000/test"
+    store = TiDBVectorStore(url, auto_embedding="jina_ai/jina-embeddings-v3")
+    table = store.client
+    assert table.server_embeds
+    monkeypatch.setattr(table, "_send_provider_key", lambda: None)
+    seen: list[Any] = []
+
+    def search_text(text: str, **kw: Any) -> list[Any]:
+        seen.append((text, kw["k"], kw["ids"]))
+        return []
+
+    async def asearch_text(text: str, **kw: Any) -> list[Any]:
+        return search_text(text, **kw)
+
+    monkeypatch.setattr(table, "search_text", search_text)
+    monkeypatch.setattr(table.aio, "search_text", asearch_text)
+    assert store.query(VectorStoreQuery(query_str="What is TiDB?", similarity_top_k=2)).ids == []
+    await store.aquery(VectorStoreQuery(query_str="TiDB?", node_ids=["a"]))
+    assert seen == [("What is TiDB?", 2, None), ("TiDB?", 1, ["a"])]
+    # MMR needs the question's vector, which the server keeps to itself.
+    with pytest.raises(UnsupportedFeatureError):
+        store.query(VectorStoreQuery(query_str="TiDB", mode="mmr"))

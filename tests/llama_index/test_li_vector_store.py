@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from llama_index.core.schema import (
@@ -24,6 +25,8 @@ from llama_index.core.vector_stores.types import (
 
 from llama_index_tidb_jina import TiDBVectorStore
 from tidb_jina import InvalidFilterError, InvalidInputError, TiDBJinaError, UnsupportedFeatureError
+from tidb_jina.store._crud import where_clause
+from tidb_jina.store._filter_tree import parse_filter
 from tidb_jina.testing import lexical_embedding
 
 DIM = 256
@@ -98,6 +101,36 @@ async def test_add_nothing_and_missing_embedding(store: TiDBVectorStore, api: st
     assert await call(store, api, "add", []) == []
     with pytest.raises(InvalidInputError, match="has no embedding"):
         await call(store, api, "add", [TextNode(id_="x", text="no vector")])
+
+
+async def test_node_vectors_reach_the_core_as_one_float32_matrix(
+    store: TiDBVectorStore, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+    target = store.client if api == "sync" else store.client.aio
+    upsert = target.upsert
+
+    def spy(embeddings: Any, **kw: Any) -> Any:
+        seen.append(embeddings)
+        return upsert(embeddings, **kw)
+
+    async def aspy(embeddings: Any, **kw: Any) -> Any:
+        seen.append(embeddings)
+        return await upsert(embeddings, **kw)
+
+    monkeypatch.setattr(target, "upsert", spy if api == "sync" else aspy)
+    await call(store, api, "add", NODES)
+    (matrix,) = seen
+    assert isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
+    assert matrix.shape == (len(NODES), DIM)
+    assert matrix[2].tolist() == pytest.approx(NODES[2].embedding)
+
+
+async def test_bad_node_vectors_get_the_cores_message(store: TiDBVectorStore, api: str) -> None:
+    ragged = [TextNode(id_="a", text="a", embedding=[0.1, 0.2]), TextNode(id_="b", text="b")]
+    ragged[1].embedding = [0.3]
+    with pytest.raises(InvalidInputError, match="different lengths"):
+        await call(store, api, "add", ragged)
 
 
 async def test_get_nodes_by_filter_and_all(filled: TiDBVectorStore, api: str) -> None:
@@ -325,7 +358,9 @@ def test_delete_by_ref_doc_id_uses_an_index(make_store: Callable[..., Any]) -> N
     table = store.client
     assert "meta_ref_doc_id" in table.table.c
     if not table.is_tidb:
-        where = table._where(table.table, {"ref_doc_id": "d1"})
+        where = where_clause(
+            table.table, parse_filter({"ref_doc_id": "d1"}), "sqlite", "ref_doc_id"
+        )
         sql = str(
             sa.delete(table.table)
             .where(where)
