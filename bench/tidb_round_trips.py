@@ -1,8 +1,8 @@
 """TiDB round trips: statements and bytes sent for add_texts and one filtered search.
 
-Both stores run on the TiDB code path (``mysql+pymysql``) against a recording stub (see
-``_mysql_stub.py``: real PyMySQL connections that escape and rewrite ``executemany`` as
-they would on the wire, but never open a socket). Counted per phase: COM_QUERY
+Both stores run on the TiDB code path (``mysql+pymysql``) against a recording stub
+(``tidb_jina.testing.MySQLRecorder``: real PyMySQL connections that escape and rewrite
+``executemany`` as they would on the wire, but never open a socket). Counted per phase: COM_QUERY
 statements (including COMMIT / ROLLBACK), pings (SQLAlchemy ``pool_pre_ping``) and the
 bytes of the statements.
 
@@ -24,14 +24,13 @@ import argparse
 from typing import Any
 
 from _common import Row, fmt_bytes, fmt_count, random_vectors, table, verdict
-from _mysql_stub import Recorder
 from langchain_core.embeddings import Embeddings
 from pymysql.cursors import Cursor
 
-URL = "mysql+pymysql://root@tidb.stub:4000/test"
+from tidb_jina.testing import MySQLRecorder as Recorder
+
 QUERY = "what does the bench measure?"
 FILTER = {"group": 3}
-SQL = ("INSERT", "SELECT", "CREATE", "ALTER", "DELETE", "SET", "other")
 
 
 class LookupEmbeddings(Embeddings):
@@ -72,7 +71,7 @@ def _ours_factory(dim: int):
 
     def make(embeddings: Embeddings, recorder: Recorder) -> Any:
         return TiDBVectorStore(
-            URL,
+            recorder.url,
             embeddings,
             table_name="bench_ours",
             vector_dimension=dim,
@@ -87,7 +86,7 @@ def _peer_factory(dim: int):
 
     def make(embeddings: Embeddings, recorder: Recorder) -> Any:
         return TiDBVectorStore(
-            connection_string=URL,
+            connection_string=recorder.url,
             embedding_function=embeddings,
             table_name="bench_peer",
             distance_strategy="cosine",
@@ -109,7 +108,10 @@ class _CoreStore:
 
         def make(embeddings: Embeddings, recorder: Recorder) -> _CoreStore:
             table = VectorTable(
-                URL, table_name="bench_ours", dimension=dim, engine_args=recorder.engine_args()
+                recorder.url,
+                table_name="bench_ours",
+                dimension=dim,
+                engine_args=recorder.engine_args(),
             )
             return cls(table, embeddings)
 
@@ -126,7 +128,7 @@ class _CoreStore:
 def _run(named_factory, embeddings, texts, metadatas, dim) -> tuple[str, dict[str, Any]]:
     """Round trips per phase for one store: construct, add_texts, search (k rows / none)."""
     name, factory = named_factory
-    recorder = Recorder(dimension=dim)
+    recorder = Recorder(keep_text=False)  # counts and sizes only: inserts are large
     phases: dict[str, Any] = {}
     store = factory(embeddings, recorder)
     phases["construct"] = _snapshot(recorder)
@@ -135,7 +137,7 @@ def _run(named_factory, embeddings, texts, metadatas, dim) -> tuple[str, dict[st
     found = store.similarity_search(QUERY, k=10, filter=FILTER)
     assert len(found) == 10, f"{name}: the stub answers 10 rows, got {len(found)}"
     phases["search"] = _snapshot(recorder)
-    recorder.search_rows = False  # the filter leaves fewer than k rows
+    recorder.search_hits = 0  # the filter leaves fewer than k rows
     store.similarity_search(QUERY, k=10, filter=FILTER)
     phases["search_sparse"] = _snapshot(recorder)
     return name, phases
@@ -144,7 +146,7 @@ def _run(named_factory, embeddings, texts, metadatas, dim) -> tuple[str, dict[st
 def _snapshot(recorder: Recorder) -> dict[str, Any]:
     """The phase's counts, then a fresh count for the next phase."""
     counts = {
-        "sql": recorder.count(*SQL),
+        "sql": len(recorder.sql()),
         "txn": recorder.count("COMMIT", "ROLLBACK", "BEGIN"),
         "pings": recorder.count("PING"),
         "round_trips": recorder.count(),
