@@ -1,9 +1,12 @@
-"""LlamaIndex ``MetadataFilters`` -> the core's MongoDB-style filter dict.
+"""LlamaIndex ``MetadataFilters`` -> the core's parsed filter tree.
 
-Pure translation, no SQL: the core (``tidb_jina.store._filters``) owns the semantics.
+Pure translation, no SQL: the core (``tidb_jina.store._filter_tree``) owns the language
+and its semantics. Groups become ``And`` / ``Or`` / ``Not`` nodes directly; each leaf is
+the core operator below, validated by the core's parser once. The result is a ``Filter``
+that the table uses as it is, so a LlamaIndex query is parsed once.
 
 =========================  =====================================
-LlamaIndex                 core filter
+LlamaIndex                 core filter operator
 =========================  =====================================
 EQ / NE                    ``$eq`` / ``$ne``
 GT / GTE / LT / LTE        ``$gt`` / ``$gte`` / ``$lt`` / ``$lte``
@@ -29,7 +32,7 @@ nested ``MetadataFilters`` work (the reference raises).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from llama_index.core.vector_stores.types import (
@@ -41,6 +44,7 @@ from llama_index.core.vector_stores.types import (
 
 from tidb_jina import InvalidFilterError
 from tidb_jina.store import escape_like
+from tidb_jina.store._filter_tree import And, Filter, Node, Not, Or, parse_filter
 
 __all__ = ["SUPPORTED_OPERATORS", "and_filters", "to_core_filter"]
 
@@ -61,10 +65,11 @@ _LIKE: dict[FilterOperator, str] = {
     FilterOperator.TEXT_MATCH: "$like",
     FilterOperator.TEXT_MATCH_INSENSITIVE: "$ilike",
 }
-_CONDITIONS: dict[FilterCondition, str] = {
-    FilterCondition.AND: "$and",
-    FilterCondition.OR: "$or",
-    FilterCondition.NOT: "$nor",
+_CONDITIONS: dict[FilterCondition, Callable[[tuple[Node, ...]], Node]] = {
+    FilterCondition.AND: And,
+    FilterCondition.OR: Or,
+    # NOT: none of the filters match (``$nor``), as llama-index-core.
+    FilterCondition.NOT: lambda items: Not(Or(items)),
 }
 SUPPORTED_OPERATORS: tuple[FilterOperator, ...] = (
     *_OPERATORS,
@@ -73,42 +78,46 @@ SUPPORTED_OPERATORS: tuple[FilterOperator, ...] = (
 )
 
 
-def to_core_filter(filters: MetadataFilters | None) -> dict[str, Any] | None:
-    """Translate ``filters`` (nested to any depth) into a core filter dict.
+def to_core_filter(filters: MetadataFilters | None) -> Filter | None:
+    """Translate ``filters`` (nested to any depth) into the core's parsed filter.
 
     Returns None for None or an empty ``MetadataFilters`` (no restriction). Raises
-    ``tidb_jina.InvalidFilterError`` for an unknown operator or condition.
+    ``tidb_jina.InvalidFilterError`` for an unknown operator or condition, or a value the
+    core operator does not take.
     """
     if filters is None or not filters.filters:
         return None
-    return _group(filters)
+    return Filter(_group(filters))
 
 
-def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """AND together core filter dicts, skipping None; None when nothing is left."""
-    parts = [dict(f) for f in filters if f]
+def and_filters(*filters: Filter | Mapping[str, Any] | None) -> Filter | None:
+    """AND together filters (parsed, or core filter dicts), skipping empty ones.
+
+    None when nothing is left. A ``Filter`` is taken as it is; a dict is parsed here.
+    """
+    parts = [f for f in map(parse_filter, filters) if f is not None]
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else {"$and": parts}
+    return parts[0] if len(parts) == 1 else Filter(And(tuple(p.node for p in parts)))
 
 
-def _group(filters: MetadataFilters) -> dict[str, Any]:
+def _group(filters: MetadataFilters) -> Node:
     condition = filters.condition or FilterCondition.AND
     try:
-        key = _CONDITIONS[FilterCondition(condition)]
+        combine = _CONDITIONS[FilterCondition(condition)]
     except (KeyError, ValueError):
         raise InvalidFilterError(
             f"unknown filter condition {condition!r}; use one of: and, or, not"
         ) from None
-    parts = [_item(item) for item in filters.filters]
+    parts = tuple(_item(item) for item in filters.filters)
     if not parts:
         # An empty nested group restricts nothing (AND of nothing); under NOT it
-        # would mean "match nothing", which $nor of [{}] expresses.
-        parts = [{}]
-    return {key: parts}
+        # means "match nothing", as the filter {"$nor": [{}]} does.
+        parts = (And(()),)
+    return combine(parts)
 
 
-def _item(item: Any) -> dict[str, Any]:
+def _item(item: Any) -> Node:
     if isinstance(item, MetadataFilters):
         return _group(item)
     if isinstance(item, MetadataFilter):
@@ -121,19 +130,26 @@ def _item(item: Any) -> dict[str, Any]:
     )
 
 
-def _leaf(key: str, operator: Any, value: Any) -> dict[str, Any]:
+def _leaf(key: str, operator: Any, value: Any) -> Node:
     op = _operator(operator)
     if op in _LIKE:
         if not isinstance(value, str):
             raise InvalidFilterError(
                 f"{op.name} on {key!r} takes a string to search for, got {value!r}"
             )
-        return {key: {_LIKE[op]: f"%{escape_like(value)}%"}}
+        return _field(key, _LIKE[op], f"%{escape_like(value)}%")
     if op is FilterOperator.IS_EMPTY:
-        return {key: {"$empty": True}}
+        return _field(key, "$empty", True)
     if op in (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY, FilterOperator.ALL):
         value = _as_list(key, op, value)
-    return {key: {_OPERATORS[op]: value}}
+    return _field(key, _OPERATORS[op], value)
+
+
+def _field(key: str, op: str, value: Any) -> Node:
+    """The core's tree for ``{key: {op: value}}``: its parser validates key and value."""
+    parsed = parse_filter({key: {op: value}})
+    assert parsed is not None  # a one-entry dict always sets a condition
+    return parsed.node
 
 
 def _operator(operator: Any) -> FilterOperator:

@@ -8,9 +8,9 @@ from _filter_reference import matches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tidb_jina.store import VectorTable
-from tidb_jina.store._filter_numpy import supported
-from tidb_jina.store._filters import parse_filter
+from tidb_jina.store import VectorTable, _filter_tree
+from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
+from tidb_jina.store._filter_tree import parse_filter
 
 KEYS = ["a", "b", "c"]
 SCALARS = st.one_of(
@@ -72,7 +72,7 @@ def test_numpy_filter_equals_reference(metas, flt):
     got = {h.id for h in table.search(np.ones(4), k=n, filter=flt)}
     want = {str(i) for i, m in enumerate(metas) if matches(flt, m)}
     assert got == want
-    assert "columns" in table._state.cache.snapshot.extras or not want
+    assert "columns" in table._backend.cache.snapshot.extras or not want
 
 
 def test_unsupported_operators_fall_back_to_sql():
@@ -100,7 +100,7 @@ def test_only_the_filtered_keys_are_held_in_memory():
         np.eye(20, 4, dtype=np.float32) + 0.1, ids=[str(i) for i in range(20)], metadatas=metas
     )
     assert len(table.search(np.ones(4), k=20, filter={"g": 1})) == 10
-    extras = table._state.cache.snapshot.extras
+    extras = table._backend.cache.snapshot.extras
     assert set(extras) == {"columns"} and set(extras["columns"]) == {"g"}
 
 
@@ -136,3 +136,19 @@ def test_metadata_written_with_unicode_escapes_by_other_tools(tmp_path):
     assert [h.id for h in table.search([1, 1], k=2, filter={"city": "Zürich"})] == ["a"]
     assert [h.id for h in table.search([1, 1], k=2, filter={"größe": 1})] == ["a"]
     assert [h.id for h in table.search([1, 1], k=2, filter={"city": {"$gt": "L"}})] == ["a"]
+
+
+def test_mask_evaluates_the_parsed_tree_without_parsing(monkeypatch):
+    flt = parse_filter({"g": {"$in": [1, "x"]}, "$not": {"h": {"$exists": True}}})
+    assert flt is not None and flt.numpy_ok and supported(flt) and supported(flt.node)
+
+    def no_parse(*args):
+        raise AssertionError("the NumPy evaluator parsed a filter")
+
+    monkeypatch.setattr(_filter_tree, "_parse_filter", no_parse)
+    columns = {
+        "g": KeyColumn(["integer", "text", "integer", None], [1, "x", 2, None]),
+        "h": KeyColumn([None, None, "null", None], [None, None, None, None]),
+    }
+    assert mask(flt, columns.__getitem__, 4).tolist() == [True, True, False, False]
+    assert mask(flt.node, columns.__getitem__, 4).tolist() == [True, True, False, False]

@@ -1,10 +1,10 @@
-"""The metadata filter language: real SQL on SQLite against a reference evaluator.
+"""The metadata filter language: its tree, and real SQL on SQLite against a reference.
 
-Every case runs the compiled filter on an SQLite table set up exactly like the embedded
-engine's (``configure_connection``) and checks the matching ids against
-``tests/_filter_reference.py`` and, for the important cases, a hand-written id set. The
-MySQL/TiDB compilation is checked as SQL text (values only in bound parameters), and run
-for real when ``TIDB_DATABASE_URL`` points at a TiDB server.
+Every case parses the filter once (``parse_filter``), runs the compiled tree on an SQLite
+table set up exactly like the embedded engine's (``configure_connection``) and checks the
+matching ids against ``tests/_filter_reference.py`` and, for the important cases, a
+hand-written id set. The MySQL/TiDB compilation is checked as SQL text (values only in
+bound parameters), and run for real when ``TIDB_DATABASE_URL`` points at a TiDB server.
 """
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ from sqlalchemy.dialects.mysql import pymysql
 
 from tests._filter_reference import matches
 from tidb_jina._errors import InvalidFilterError, InvalidIdentifierError
-from tidb_jina.store._filters import (
+from tidb_jina.store import _filter_tree, _filters
+from tidb_jina.store._filter_sql import compile_filter, json_path
+from tidb_jina.store._filter_tree import (
     OPERATORS,
+    And,
+    Filter,
+    Not,
+    Or,
+    Pred,
     check_metadata_key,
-    compile_filter,
     escape_like,
-    json_path,
+    parse_filter,
     validate_filter,
 )
 from tidb_jina.store._sqlite import configure_connection
@@ -269,7 +275,7 @@ def sqlite_db() -> Iterator[tuple[sa.Engine, sa.Table]]:
 
 
 def _select_ids(engine: sa.Engine, table: sa.Table, filter: dict[str, Any]) -> set[int]:
-    where = compile_filter(filter, table.c.meta, engine.dialect.name)
+    where = compile_filter(parse_filter(filter), table.c.meta, engine.dialect.name)
     query = sa.select(table.c.id)
     if where is not None:
         query = query.where(where)
@@ -302,9 +308,10 @@ def test_reference_agrees_with_hand_written_expectations() -> None:
 
 
 @pytest.mark.parametrize("filter", [None, {}])
-def test_no_filter_compiles_to_none(filter: Any) -> None:
-    assert compile_filter(filter, sa.column("meta"), "sqlite") is None
-    assert compile_filter(filter, sa.column("meta"), "mysql") is None
+def test_no_filter_parses_and_compiles_to_none(filter: Any) -> None:
+    assert parse_filter(filter) is None
+    assert compile_filter(parse_filter(filter), sa.column("meta"), "sqlite") is None
+    assert compile_filter(parse_filter(filter), sa.column("meta"), "mysql") is None
 
 
 def test_every_operator_is_exercised() -> None:
@@ -448,10 +455,9 @@ INVALID: list[tuple[Any, str]] = [
 
 
 @pytest.mark.parametrize(("filter", "message"), INVALID, ids=[repr(f)[:60] for f, _ in INVALID])
-@pytest.mark.parametrize("dialect_name", ["sqlite", "mysql"])
-def test_invalid_filters_raise_helpful_errors(filter: Any, message: str, dialect_name: str) -> None:
+def test_invalid_filters_raise_helpful_errors(filter: Any, message: str) -> None:
     with pytest.raises(InvalidFilterError) as info:
-        compile_filter(filter, sa.column("meta"), dialect_name)
+        parse_filter(filter)
     assert message.lower() in str(info.value).lower()
     with pytest.raises(InvalidFilterError):
         validate_filter(filter)
@@ -475,7 +481,7 @@ def test_error_names_the_nested_location() -> None:
 def test_errors_are_raised_before_anything_is_returned() -> None:
     # The bad operator sits after valid ones: the whole filter is still rejected.
     with pytest.raises(InvalidFilterError):
-        compile_filter({"a": 1, "b": {"$gt": 1, "$oops": 2}}, sa.column("meta"), "sqlite")
+        parse_filter({"a": 1, "b": {"$gt": 1, "$oops": 2}})
 
 
 @pytest.mark.parametrize(
@@ -495,7 +501,7 @@ def test_bad_keys_raise_invalid_identifier(filter: Any, message: str) -> None:
 
 def test_unknown_dialect_is_rejected() -> None:
     with pytest.raises(ValueError, match="sqlite"):
-        compile_filter({"a": 1}, sa.column("meta"), "postgresql")
+        compile_filter(parse_filter({"a": 1}), sa.column("meta"), "postgresql")
 
 
 def test_valid_filters_validate_silently() -> None:
@@ -559,12 +565,87 @@ def test_operators_are_sorted_and_complete() -> None:
     }  # fmt: skip
 
 
+# ---------------------------------------------------------------- the parsed tree
+
+
+def test_operators_reduce_to_the_four_node_types() -> None:
+    parsed = parse_filter(
+        {
+            "a": {"$ne": 1},
+            "b": {"$in": ["x", "y"]},
+            "c": {"$between": [1, 2], "$empty": False},
+            "$nor": [{"d": {"$contains": 3}}, {}],
+            "e": {"$exists": False, "$all": []},
+        }
+    )
+    assert parsed == Filter(
+        And(
+            (
+                Not(Pred("a", "eq", 1)),
+                Or((Pred("b", "eq", "x"), Pred("b", "eq", "y"))),
+                And(
+                    (And((Pred("c", "gte", 1), Pred("c", "lte", 2))), Not(Pred("c", "empty", None)))
+                ),
+                Not(Or((Pred("d", "any", (3,)), And(())))),
+                And((Not(Pred("e", "exists", None)), Pred("e", "all", ()))),
+            )
+        )
+    )
+
+
+def test_a_filter_carries_its_keys_and_whether_numpy_can_run_it() -> None:
+    parsed = parse_filter({"a": 1, "$or": [{"b": {"$gt": 2}}, {"a": {"$exists": True}}]})
+    assert parsed is not None
+    assert parsed.keys == frozenset({"a", "b"}) and parsed.numpy_ok
+    assert parsed == parse_filter({"a": 1, "$or": [{"b": {"$gt": 2}}, {"a": {"$exists": True}}]})
+    assert repr(parsed).startswith("Filter(And(items=(Pred(key='a', op='eq', value=1),")
+    for sql_only in [{"t": {"$like": "x%"}}, {"t": {"$contains": 1}}, {'q"k': 1}, {"ü": 1}]:
+        flt = parse_filter({"a": 1, "$not": sql_only})
+        assert flt is not None and not flt.numpy_ok, sql_only
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The location of every dict the parser reads (its recursive entry point, spied)."""
+    seen: list[str] = []
+    real = _filter_tree._parse_filter
+
+    def spy(filter: Any, where: str) -> Any:
+        seen.append(where)
+        return real(filter, where)
+
+    monkeypatch.setattr(_filter_tree, "_parse_filter", spy)
+    return seen
+
+
+def test_a_filter_is_parsed_once_and_never_by_the_compiler(parses: list[str]) -> None:
+    flt = {"$or": [{"a": 1}, {"b": {"$in": [1, 2]}}], "c": {"$exists": True}}
+    parsed = parse_filter(flt)
+    assert parses == ["filter", "$or[0]", "$or[1]"]
+    assert parse_filter(parsed) is parsed
+    validate_filter(parsed)
+    for dialect_name in ("sqlite", "mysql"):
+        compile_filter(parsed, sa.column("meta"), dialect_name, {"a": sa.column("meta_a")})
+    assert len(parses) == 3
+    # The shim of the old module still takes a dict (one parse) or a Filter (none).
+    via_dict = _filters.compile_filter(flt, sa.column("meta"), "sqlite")
+    assert len(parses) == 6
+    via_tree = _filters.compile_filter(parsed, sa.column("meta"), "sqlite")
+    assert len(parses) == 6
+    assert str(via_dict) == str(via_tree)
+
+
+def test_compile_filter_takes_the_tree_not_a_dict() -> None:
+    with pytest.raises(TypeError, match="parse_filter"):
+        compile_filter({"a": 1}, sa.column("meta"), "sqlite")  # type: ignore[arg-type]
+
+
 # -------------------------------------------------------------- MySQL / TiDB SQL
 
 
 def _mysql(filter: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     table = _table("t", sa.JSON())
-    where = compile_filter(filter, table.c.meta, "mysql")
+    where = compile_filter(parse_filter(filter), table.c.meta, "mysql")
     assert where is not None
     compiled = sa.select(table.c.id).where(where).compile(dialect=pymysql.dialect())
     return str(compiled), dict(compiled.params)
@@ -644,7 +725,7 @@ def test_injection_attempts_end_up_in_parameters_only(dialect_name: str) -> None
         "j": {"$contains": INJECTION_VALUE},
     }
     dialect = pymysql.dialect() if dialect_name == "mysql" else sa.dialects.sqlite.dialect()
-    where = compile_filter(filter, table.c.meta, dialect_name)
+    where = compile_filter(parse_filter(filter), table.c.meta, dialect_name)
     compiled = sa.select(table.c.id).where(where).compile(dialect=dialect)
     sql, params = str(compiled), list(compiled.params.values())
     for fragment in ["DROP", "OR 1=1", "4242424", "x'"]:
@@ -703,7 +784,8 @@ def test_statement_cache_key_carries_every_value(dialect_name: str) -> None:
 
     def cache_values(value: str, number: int) -> list[Any]:
         filter = {"tags": {"$contains": value, "$all": [value]}, "n": {"$gt": number}}
-        statement = sa.select(table.c.id).where(compile_filter(filter, table.c.meta, dialect_name))
+        where = compile_filter(parse_filter(filter), table.c.meta, dialect_name)
+        statement = sa.select(table.c.id).where(where)
         key = statement._generate_cache_key()
         assert key is not None
         return [p.value for p in key.bindparams]

@@ -1,9 +1,9 @@
 """Every LlamaIndex FilterOperator is expressible in the filter language.
 
-Maps ``MetadataFilters`` onto the dict language the way an adapter would and checks the
+Maps ``MetadataFilters`` onto the core's filter tree the way the adapter does and checks the
 SQLite result against llama-index-core's own reference (``build_metadata_filter_fn``) on
 well-typed metadata (one type per key), where the two are meant to agree. The known
-divergences on mixed-type data are listed in ``tidb_jina.store._filters``' report and in
+divergences on mixed-type data are listed in ``llama_index_tidb_jina._filters`` and in
 ``test_known_divergences_from_llama_reference`` below.
 """
 
@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from llama_index_tidb_jina import to_core_filter
-from tidb_jina.store._filters import compile_filter
+from tidb_jina.store._filter_sql import compile_filter
+from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._sqlite import configure_connection
 
 types = pytest.importorskip("llama_index.core.vector_stores.types")
@@ -40,9 +41,9 @@ RECORDS: dict[int, dict[str, Any]] = {
 }
 
 
-def to_filter(filters: Any) -> dict[str, Any]:
+def to_filter(filters: Any) -> Filter | None:
     """The LlamaIndex adapter's own translation (one translation, tested here too)."""
-    return to_core_filter(filters) or {}
+    return to_core_filter(filters)
 
 
 LEAVES = [
@@ -100,11 +101,12 @@ def db() -> Any:
     engine.dispose()
 
 
-def _sql_ids(db: Any, filter: dict[str, Any]) -> set[int]:
+def _sql_ids(db: Any, filter: Filter | None) -> set[int]:
     engine, table = db
     where = compile_filter(filter, table.c.meta, "sqlite")
+    query = sa.select(table.c.id)
     with engine.connect() as conn:
-        return set(conn.execute(sa.select(table.c.id).where(where)).scalars())
+        return set(conn.execute(query if where is None else query.where(where)).scalars())
 
 
 def _llama_ids(filters: Any) -> set[int]:

@@ -24,7 +24,10 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 
 from llama_index_tidb_jina import SUPPORTED_OPERATORS, TiDBVectorStore, to_core_filter
+from llama_index_tidb_jina._filters import and_filters
 from tidb_jina import InvalidFilterError
+from tidb_jina.store import _filter_tree
+from tidb_jina.store._filter_tree import And, Filter, Not, Or, Pred, parse_filter
 
 RECORDS: dict[str, dict[str, Any]] = {
     "r1": {"lang": "en", "year": 2020, "score": 0.9, "tags": ["a", "b"], "title": "A Guide"},
@@ -200,12 +203,16 @@ def test_translation_is_the_core_language() -> None:
         ],
         condition=FilterCondition.OR,
     )
-    assert to_core_filter(filters) == {
+    expected = {
         "$or": [
             {"title": {"$like": "%50\\%\\_off%"}},
             {"$nor": [{"tags": {"$empty": True}}]},
         ]
     }
+    assert to_core_filter(filters) == parse_filter(expected)
+    assert to_core_filter(filters) == Filter(
+        Or((Pred("title", "like", "%50\\%\\_off%"), Not(Or((Pred("tags", "empty", None),)))))
+    )
     assert to_core_filter(None) is None
     assert to_core_filter(MetadataFilters(filters=[])) is None
 
@@ -231,3 +238,46 @@ def test_unknown_operator_and_condition_raise() -> None:
     filters.condition = "xor"  # type: ignore[assignment]
     with pytest.raises(InvalidFilterError, match="condition"):
         to_core_filter(filters)
+
+
+def test_an_empty_nested_group_is_an_empty_and() -> None:
+    # AND / OR of it restricts nothing; NOT of it matches nothing (issue 14 may revisit).
+    for condition, key, node in [
+        (FilterCondition.AND, "$and", And((And(()),))),
+        (FilterCondition.OR, "$or", Or((And(()),))),
+        (FilterCondition.NOT, "$nor", Not(Or((And(()),)))),
+    ]:
+        empty = MetadataFilters(filters=[], condition=condition)
+        group = MetadataFilters(filters=[empty])
+        assert to_core_filter(group) == Filter(And((node,)))
+        assert to_core_filter(group) == parse_filter({"$and": [{key: [{}]}]})
+
+
+def test_and_filters_combines_parsed_parts() -> None:
+    lang = to_core_filter(MetadataFilters(filters=[F(key="lang", value="en")]))
+    assert lang == Filter(And((Pred("lang", "eq", "en"),)))
+    docs = {"ref_doc_id": {"$in": ["d1"]}}
+    combined = and_filters(lang, None, {}, docs)
+    assert combined == parse_filter({"$and": [{"$and": [{"lang": "en"}]}, docs]})
+    assert and_filters(lang, None) is lang
+    assert and_filters(None, {}) is None
+    with pytest.raises(InvalidFilterError, match="unknown operator"):
+        and_filters(lang, {"n": {"$regex": "x"}})
+
+
+def test_a_query_filter_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    real = _filter_tree._parse_filter
+
+    def spy(filter: Any, where: str) -> Any:
+        seen.append(where)
+        return real(filter, where)
+
+    monkeypatch.setattr(_filter_tree, "_parse_filter", spy)
+    nested = MetadataFilters(
+        filters=[LEAVES[0], MetadataFilters(filters=LEAVES[1:3], condition=FilterCondition.OR)]
+    )
+    parsed = to_core_filter(nested)
+    assert len(seen) == 3  # one per leaf: the groups are built as tree nodes
+    assert and_filters(parsed) is parsed and parse_filter(parsed) is parsed
+    assert len(seen) == 3

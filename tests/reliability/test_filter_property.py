@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests._filter_reference import matches
 from tidb_jina import InvalidFilterError
 from tidb_jina.store import VectorTable, connect
-from tidb_jina.store._filters import validate_filter
+from tidb_jina.store._filter_tree import validate_filter
 
 KEYS = ["a", "b", "tag s", 'q"k', "d.o.t", "[0]", "ü"]
 CHARS = st.sampled_from(list("aAbZ%_'\"\\ é"))

@@ -2,8 +2,8 @@
 
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._engine import ENV_DATABASE_URL, connect
-from tidb_jina.store._filters import OPERATORS as FILTER_OPERATORS
-from tidb_jina.store._filters import escape_like, validate_filter
+from tidb_jina.store._filter_tree import OPERATORS as FILTER_OPERATORS
+from tidb_jina.store._filter_tree import escape_like, validate_filter
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._table import DEFAULT_TABLE_NAME, VectorTable

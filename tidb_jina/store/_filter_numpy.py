@@ -5,14 +5,16 @@ filtered search over 100,000 rows spends most of its time there. The embedded se
 keeps the parsed metadata of its vector snapshot instead, as one typed column per key
 that a filter uses, and evaluates the common operators as array operations:
 ``$eq $ne $in $nin $gt $gte $lt $lte $between $exists $empty`` and the logical ones.
-``$like``, ``$ilike`` and the array operators are left to SQL: :func:`mask` returns None
-and the caller runs the filter in SQLite.
+``$like``, ``$ilike`` and the array operators are left to SQL: :func:`supported` says
+no (``Filter.numpy_ok`` holds its answer) and the caller runs the filter in SQLite.
 
-The semantics are those of :mod:`tidb_jina.store._filters`, exactly: values compare with
-Python's own ``==`` and ``<`` on SQLite's decoded JSON values, restricted to one JSON type (numbers
-with numbers, strings with strings, booleans only as booleans), so integers stay exact
-and strings order by code point like SQLite's BINARY collation on UTF-8. Every result is
-a total boolean array, so negation is plain ``~`` (missing keys match ``$ne``).
+It takes the parsed tree of :mod:`tidb_jina.store._filter_tree` and never parses. The
+semantics are the SQL compiler's (:mod:`tidb_jina.store._filter_sql`), exactly: values
+compare with Python's own ``==`` and ``<`` on SQLite's decoded JSON values, restricted to
+one JSON type (numbers with numbers, strings with strings, booleans only as booleans), so
+integers stay exact and strings order by code point like SQLite's BINARY collation on
+UTF-8. Every result is a total boolean array, so negation is plain ``~`` (missing keys
+match ``$ne``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tidb_jina.store._filters import _And, _Node, _Not, _Or, _Pred
+from tidb_jina.store._filter_tree import And, Filter, Node, Not, Or, Pred
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
 _SUPPORTED = frozenset({"eq", "gt", "gte", "lt", "lte", "exists", "empty"})
@@ -79,29 +81,33 @@ def path_safe(key: str) -> bool:
     return bool(_PATH_SAFE_KEY.fullmatch(key))
 
 
-def supported(node: _Node) -> bool:
+def supported(node: Filter | Node) -> bool:
     """Whether :func:`mask` can evaluate ``node`` (else SQL must)."""
-    if isinstance(node, _Pred):
+    if isinstance(node, Filter):
+        return node.numpy_ok
+    if isinstance(node, Pred):
         return node.op in _SUPPORTED and path_safe(node.key)
-    if isinstance(node, _Not):
+    if isinstance(node, Not):
         return supported(node.item)
     return all(supported(child) for child in node.items)
 
 
-def mask(node: _Node, column: Callable[[str], KeyColumn], n: int) -> np.ndarray:
+def mask(node: Filter | Node, column: Callable[[str], KeyColumn], n: int) -> np.ndarray:
     """Boolean array: which of the ``n`` rows match ``node`` (``supported`` must hold)."""
-    if isinstance(node, _Pred):
+    if isinstance(node, Filter):
+        node = node.node
+    if isinstance(node, Pred):
         return _leaf(node, column(node.key))
-    if isinstance(node, _Not):
+    if isinstance(node, Not):
         return ~mask(node.item, column, n)
     parts = [mask(child, column, n) for child in node.items]
-    if isinstance(node, _And):
+    if isinstance(node, And):
         return np.logical_and.reduce(parts) if parts else np.ones(n, dtype=bool)
-    assert isinstance(node, _Or)
+    assert isinstance(node, Or)
     return np.logical_or.reduce(parts) if parts else np.zeros(n, dtype=bool)
 
 
-def _leaf(node: _Pred, col: KeyColumn) -> np.ndarray:
+def _leaf(node: Pred, col: KeyColumn) -> np.ndarray:
     op, value = node.op, node.value
     if op == "exists":
         return col.kind != MISSING
