@@ -27,7 +27,7 @@ import numpy as np
 from _common import Row, random_vectors, table, timed
 
 from tidb_jina.store import VectorTable
-from tidb_jina.store._table import DEFAULT_EMBEDDED_BATCH_ROWS
+from tidb_jina.store._backend_embedded import DEFAULT_EMBEDDED_BATCH_ROWS
 
 
 def main() -> None:

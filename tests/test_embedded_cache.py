@@ -29,10 +29,10 @@ def test_snapshot_is_reused_while_nothing_changes(url_or_engine):
     table = VectorTable(url_or_engine, table_name="c")
     table.upsert([_unit(0), _unit(1)], ids=["a", "b"])
     table.search(_unit(0), k=1)
-    first = table._state.cache.snapshot
+    first = table._backend.cache.snapshot
     assert first is not None
     table.search(_unit(1), k=1, filter={"x": {"$exists": False}})
-    assert table._state.cache.snapshot is first, "an unchanged table must not be re-read"
+    assert table._backend.cache.snapshot is first, "an unchanged table must not be re-read"
 
 
 def test_writes_through_another_handle_are_seen(url_or_engine):
@@ -48,6 +48,7 @@ def test_writes_through_another_handle_are_seen(url_or_engine):
     assert [h.id for h in reader.search(_unit(1), k=5)] == ["a"]
 
 
+@pytest.mark.slow
 def test_writes_from_another_process_are_seen(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     table = VectorTable(url, table_name="c")
@@ -70,7 +71,7 @@ def test_cache_can_be_turned_off(url_or_engine):
     table = VectorTable(url_or_engine, table_name="c", search_cache=False)
     table.upsert([_unit(0), _unit(1)], ids=["a", "b"])
     assert table.search(_unit(1), k=1)[0].id == "b"
-    assert table._state.cache.snapshot is None
+    assert table._backend.cache.snapshot is None
 
 
 def test_l2_distances_are_exact_for_identical_vectors(url_or_engine):

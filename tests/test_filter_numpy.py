@@ -61,6 +61,7 @@ def tmp_dir(tmp_path_factory):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(metas=METAS, flt=FILTERS)
+@pytest.mark.slow
 def test_numpy_filter_equals_reference(metas, flt):
     assert supported(parse_filter(flt)), "the strategy only builds NumPy-evaluated filters"
     table = VectorTable("sqlite://", table_name="p")

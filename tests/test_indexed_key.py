@@ -8,6 +8,8 @@ from sqlalchemy.dialects import mysql
 
 from tidb_jina import InvalidIdentifierError, InvalidInputError
 from tidb_jina.store import VectorTable
+from tidb_jina.store._crud import where_clause
+from tidb_jina.store._filter_tree import parse_filter
 from tidb_jina.store._schema import build_table
 
 METAS = [
@@ -55,7 +57,7 @@ def test_same_rows_as_without_the_index(pair, flt):
 
 def test_equality_uses_the_index(pair):
     indexed, _ = pair
-    where = indexed._where(indexed.table, {"ref_doc_id": "d1"})
+    where = where_clause(indexed.table, parse_filter({"ref_doc_id": "d1"}), "sqlite", "ref_doc_id")
     stmt = sa.delete(indexed.table).where(where)
     sql = str(stmt.compile(indexed.engine, compile_kwargs={"literal_binds": True}))
     with indexed.engine.connect() as conn:
@@ -99,5 +101,5 @@ def test_tidb_ddl_and_filter():
     store = VectorTable(
         "mysql://root@127.0.0.1:4000/t", table_name="docs", indexed_key="ref_doc_id"
     )
-    where = store._where(table, {"ref_doc_id": "d1"})
+    where = where_clause(table, parse_filter({"ref_doc_id": "d1"}), "mysql", store.indexed_key)
     assert str(where.compile(dialect=dialect)).startswith("docs.meta_ref_doc_id = %s AND ")

@@ -18,6 +18,8 @@ from tidb_jina import (
     SchemaError,
 )
 from tidb_jina.store import DistanceMetric, Record, VectorTable
+from tidb_jina.store._backend_tidb import results_from_rows
+from tidb_jina.store._db import batch_slices
 
 RNG = np.random.default_rng(7)
 
@@ -169,11 +171,11 @@ def test_batches_are_bounded_and_all_rows_land(make_table):
     vectors = _vectors(20, 16)
     table.upsert(vectors, ids=[str(i) for i in range(20)], documents=["x" * 500] * 20)
     assert table.count() == 20
-    batches = list(table._batches([4000] * 10))
+    batches = batch_slices([4000] * 10, table.batch_rows, table.batch_bytes)
     assert [b.stop - b.start for b in batches] == [2, 2, 2, 2, 2], "bytes split before rows"
-    batches = list(table._batches([1] * 7))
+    batches = batch_slices([1] * 7, table.batch_rows, table.batch_bytes)
     assert [(b.start, b.stop) for b in batches] == [(0, 3), (3, 6), (6, 7)]
-    assert list(table._batches([50_000, 1])) == [slice(0, 1), slice(1, 2)], "big row alone"
+    assert batch_slices([50_000, 1], 3, 10_000) == [slice(0, 1), slice(1, 2)], "big row alone"
 
 
 # --- delete / count --------------------------------------------------------------------
@@ -472,8 +474,9 @@ def test_tidb_statement_shapes_run_and_agree_with_the_embedded_search(options, p
     table = VectorTable("sqlite://", table_name="shapes")
     vectors = _seed(table, n=30)
     query = vectors[4]
-    stmt = table.search_statement(table.table, query, 5, prefilter=prefilter, **options)
-    via_sql = table._run_search(stmt)
+    stmt = table.search_statement(query, k=5, prefilter=prefilter, **options)
+    with table.engine.connect() as conn:
+        via_sql = results_from_rows(conn.execute(stmt).all(), table.metric, stmt)
     via_numpy = table.search(query, k=5, **options)
     assert [h.id for h in via_sql] == [h.id for h in via_numpy]
     assert [h.distance for h in via_sql] == pytest.approx([h.distance for h in via_numpy], abs=1e-5)
@@ -489,8 +492,8 @@ async def test_close_releases_what_the_table_opened(tmp_path):
         table.upsert([[1.0, 0.0]], ids=["a"])
         assert table.search([1.0, 0.0], k=1)[0].id == "a"
         assert (await table.aio.search([1.0, 0.0], k=1))[0].id == "a"
-        assert table._state.cache._watcher is not None
-    assert table._state.cache._watcher is None
+        assert table._backend.cache._watcher is not None
+    assert table._backend.cache._watcher is None
     assert table.engine.pool.checkedin() == 0, "the pool was disposed"
     assert table.count() == 1, "a closed table reconnects when used again"
     table.close()
@@ -499,3 +502,12 @@ async def test_close_releases_what_the_table_opened(tmp_path):
         assert borrowed.count() == 1
     with engine.connect() as conn:  # a caller's engine is not disposed behind its back
         assert conn.exec_driver_sql("SELECT count(*) FROM c").scalar_one() == 1
+
+
+def test_none_ids_are_generated_one_by_one(make_table):
+    """The adapters pass LangChain documents whose id may be None: each gets a UUID4."""
+    table = make_table()
+    ids = table.upsert(_vectors(3), ids=["given", None, None], documents=["a", "b", "c"])
+    assert ids[0] == "given"
+    assert len({*ids}) == 3 and all(uuid.UUID(i).version == 4 for i in ids[1:])
+    assert [r.document for r in table.get(ids)] == ["a", "b", "c"]

@@ -280,7 +280,6 @@ def test_bad_documents_ids_and_counts_are_refused(seeded):
     before = table_snapshot(seeded)
     one = np.ones((1, DIM))
     cases: list[dict[str, Any]] = [
-        {"ids": [None]},
         {"ids": [""]},
         {"ids": [5]},
         {"ids": ["a\x00b"]},

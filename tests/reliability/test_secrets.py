@@ -30,7 +30,7 @@ from tidb_jina import (
 )
 from tidb_jina.embeddings import HuggingFaceClient, JinaClient
 from tidb_jina.store import VectorTable
-from tidb_jina.testing import FakeEmbeddingServer
+from tidb_jina.testing import FakeEmbeddingServer, MySQLRecorder
 
 HF_KEY = "hf_reliability_token_0123456789SECRET"
 SECRETS = (KEY, HF_KEY, DB_PASSWORD)
@@ -321,86 +321,45 @@ STARTER_URL = (
 )
 
 
-class _RecordingCursor:
-    def __init__(self, log: list[tuple[str, Any]], fail: BaseException | None) -> None:
-        self.log, self.fail = log, fail
-
-    def execute(self, statement: str, params: Any = None) -> None:
-        self.log.append((statement, params))
-        if self.fail is not None:
-            raise self.fail
-
-    def close(self) -> None:
-        pass
-
-
-class _RecordingEngine:
-    """Stands in for the engine while the key is sent: records the raw cursor's calls."""
-
-    def __init__(self, real: Any, fail: BaseException | None = None) -> None:
-        self.url, self.dialect, self.log, self.fail = real.url, real.dialect, [], fail
-
-    def connect(self) -> Any:
-        engine = self
-
-        class _Conn:
-            class connection:  # mimics SQLAlchemy's attribute names
-                class dbapi_connection:
-                    @staticmethod
-                    def cursor() -> _RecordingCursor:
-                        return _RecordingCursor(engine.log, engine.fail)
-
-            def __enter__(self) -> Any:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                pass
-
-        return _Conn()
-
-
-def _auto_table() -> VectorTable:
+def _auto_table(recorder: MySQLRecorder) -> VectorTable:
     from tidb_jina.store import AutoEmbedding
 
     auto = AutoEmbedding("jina_ai/jina-embeddings-v3", api_key=KEY)
-    return VectorTable(STARTER_URL, table_name="docs", auto_embedding=auto)
+    return VectorTable(
+        STARTER_URL,
+        table_name="docs",
+        auto_embedding=auto,
+        engine_args=recorder.engine_args(),
+    )
 
 
 def test_auto_embedding_provider_key_is_a_bound_parameter_and_never_shown(all_logs):
-    table = _auto_table()
+    """Over the wire stub: the key goes once, as a bound parameter, and nowhere else."""
+    recorder = MySQLRecorder(starter=True)
+    table = _auto_table(recorder)
     assert table.server_embeds
-    real = table.engine
-    recorder = _RecordingEngine(real)
-    table.engine = recorder  # type: ignore[assignment]
-    try:
-        table._send_provider_key()
-        table._send_provider_key()  # once per table
-    finally:
-        table.engine = real
-    assert len(recorder.log) == 1
-    statement, params = recorder.log[0]
-    assert statement == "SET @@GLOBAL.TIDB_EXP_EMBED_JINA_AI_API_KEY = %s"
-    assert params == (KEY,)
-    ddl = table._generated_sql() or ""
+    table.add_texts(["TiDB is a database"], ids=["a"])
+    table.search_text("what is TiDB?")  # once per table
+    sent = [s for s in recorder.statements if "GLOBAL" in s.sql]
+    assert len(sent) == 1
+    assert sent[0].template == "SET @@GLOBAL.TIDB_EXP_EMBED_JINA_AI_API_KEY = %s"
+    assert sent[0].params == (KEY,)
+    ddl = " ".join(recorder.sql("CREATE"))
     assert "EMBED_TEXT('jina_ai/jina-embeddings-v3'" in ddl
-    for text in (statement, ddl, repr(table), repr(table.auto_embedding)):
+    others = [s.sql for s in recorder.statements if "GLOBAL" not in s.sql]
+    for text in (ddl, repr(table), repr(table.auto_embedding), *others):
         assert_clean(text, "auto-embedding")
     logging.getLogger("tidb_jina").debug("probe")  # the capture works even if nothing else logs
     assert_logs_clean(all_logs)
-    real.dispose()
+    table.close()
 
 
 def test_a_failure_sending_the_provider_key_is_a_clear_database_error():
-    import pymysql
-
-    table = _auto_table()
-    real = table.engine
-    failing = pymysql.err.OperationalError(1105, "variable is read only")
-    table.engine = _RecordingEngine(real, fail=failing)  # type: ignore[assignment]
-    try:
-        with pytest.raises(DatabaseError) as info:
-            table._send_provider_key()
-        assert_error_clean(info.value)
-    finally:
-        table.engine = real
-        real.dispose()
+    recorder = MySQLRecorder(starter=True)
+    recorder.fail(r"^SET @@GLOBAL", 1105, "variable is read only")
+    table = _auto_table(recorder)
+    with pytest.raises(DatabaseError) as info:
+        table.add_texts(["TiDB is a database"], ids=["a"])
+    assert_error_clean(info.value)
+    assert "SET GLOBAL" in str(info.value)
+    table.close()

@@ -1,6 +1,6 @@
 """Exact search on the embedded engine at NumPy speed: an in-memory copy of the vectors.
 
-``search_embedded`` is ``VectorTable.search`` on SQLite; ``VectorCache`` holds the copy.
+``VectorCache`` holds the copy; ``EmbeddedBackend.search`` (``_backend_embedded``) uses it.
 
 Reading every BLOB out of SQLite for each query costs far more than scoring them, so the
 embedded engine keeps the table's vectors in one float32 matrix, prepared for the
@@ -20,23 +20,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from tidb_jina._errors import DatabaseError, SchemaError
 from tidb_jina.store import _vector
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
-from tidb_jina.store._filters import _Node, parse_filter
+from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
-from tidb_jina.store._results import SearchResult
-from tidb_jina.store._rows import IN_CHUNK, chunks
-
-if TYPE_CHECKING:
-    from tidb_jina.store._table import VectorTable
 
 
 @dataclass(frozen=True)
@@ -93,10 +86,10 @@ class VectorCache:
         return snap
 
     def filter_positions(
-        self, snap: Snapshot, conn: sa.Connection, table: sa.Table, node: _Node
+        self, snap: Snapshot, conn: sa.Connection, table: sa.Table, filter: Filter
     ) -> np.ndarray | None:
-        """Rows of ``snap`` matching ``node``, by NumPy; None when SQL must do it."""
-        if not supported(node):
+        """Rows of ``snap`` matching ``filter``, by NumPy; None when SQL must do it."""
+        if not supported(filter.node):
             return None
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
         stale = False
@@ -113,7 +106,7 @@ class VectorCache:
                     columns[key] = cached
             return cached
 
-        found = np.flatnonzero(mask(node, column, snap.rowids.size))
+        found = np.flatnonzero(mask(filter.node, column, snap.rowids.size))
         return None if stale else found  # stale: not the snapshot's state, let SQL answer
 
     def invalidate(self) -> None:
@@ -177,123 +170,10 @@ def _load_column(
     return KeyColumn([r[1] for r in rows], [r[2] for r in rows])
 
 
-# --- the embedded engine's search --------------------------------------------------------
+# --- scoring on a snapshot --------------------------------------------------------------
 
 
-def search_embedded(
-    vt: VectorTable,
-    table: sa.Table,
-    query: np.ndarray,
-    k: int,
-    filter: Mapping[str, Any] | None,
-    ids: list[str] | None,
-    max_distance: float | None,
-    include_embeddings: bool,
-) -> list[SearchResult]:
-    cache = _vector_cache(vt)
-    for attempt in range(3):
-        with vt._read() as conn:
-            token = cache.token(conn)
-            snap = cache.current(token) if attempt < 2 and vt.search_cache else None
-            fresh = snap is None
-            if snap is None:
-                snap = _load_snapshot(vt, cache, conn, table, token, query.shape[0])
-            positions = _matching(vt, cache, snap, conn, table, filter, ids)
-            if positions is False:  # the cached snapshot no longer matches the table
-                continue
-            assert positions is not True
-            hits = _score(cache, snap, query, k, positions, max_distance)
-            rows = _fetch_rows(conn, table, hits[0], include_embeddings)
-            if not fresh and cache.token(conn) != token:
-                continue  # a commit landed mid-search: score again on fresh vectors
-        return [
-            SearchResult(
-                id=rows[rid][0],
-                document=rows[rid][1],
-                metadata=rows[rid][2] or {},
-                distance=float(dist),
-                score=vt.metric.score(float(dist)),
-                embedding=rows[rid][3] if include_embeddings else None,
-            )
-            for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
-        ]
-    raise DatabaseError("the table kept changing during the search; try again")
-
-
-def _vector_cache(vt: VectorTable) -> VectorCache:
-    state = vt._state
-    if state.cache is None or state.cache.metric is not vt.metric:
-        state.cache = VectorCache(vt.engine, vt.metric)
-    return state.cache
-
-
-def _load_snapshot(
-    vt: VectorTable, cache: VectorCache, conn: sa.Connection, table: sa.Table, token: Any, dim: int
-) -> Snapshot:
-    try:
-        snap = cache.load(conn, table, token, dim)
-    except ValueError as exc:
-        raise SchemaError(
-            f"table {vt.table_name!r} holds vectors whose length is not {dim}; "
-            "it was written with another dimension"
-        ) from exc
-    if not vt.search_cache:
-        cache.invalidate()
-    return snap
-
-
-def _matching(
-    vt: VectorTable,
-    cache: VectorCache,
-    snap: Snapshot,
-    conn: sa.Connection,
-    table: sa.Table,
-    filter: Mapping[str, Any] | None,
-    ids: list[str] | None,
-) -> np.ndarray | bool | None:
-    """Snapshot rows passing the filter / ids (None: all; False: snapshot is stale)."""
-    node = parse_filter(filter)
-    if node is None and ids is None:
-        return None
-    if ids is None:
-        assert node is not None
-        positions = cache.filter_positions(snap, conn, table, node)
-        if positions is not None:
-            return positions
-    where = vt._where(table, filter)
-    if ids is not None:
-        in_ids = table.c.id.in_(ids)
-        where = in_ids if where is None else sa.and_(where, in_ids)
-    rowid = sa.literal_column("rowid", sa.Integer)
-    assert where is not None  # a filter or ids were given
-    selected = np.array(
-        conn.execute(sa.select(rowid).select_from(table).where(where)).scalars().all(),
-        dtype=np.int64,
-    )
-    positions = snap.positions(selected)
-    if positions.size and (
-        positions[-1] >= snap.rowids.size
-        or not np.array_equal(snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected)
-    ):
-        return False
-    return positions
-
-
-def _fetch_rows(
-    conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
-) -> dict[int, Any]:
-    rowid = sa.literal_column("rowid", sa.Integer)
-    columns = [rowid, table.c.id, table.c.document, table.c.meta]
-    if include_embeddings:
-        columns.append(table.c.embedding)
-    fetched = {}
-    for chunk in chunks(rowids.tolist(), IN_CHUNK):
-        for row in conn.execute(sa.select(*columns).where(rowid.in_(chunk))):
-            fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
-    return fetched
-
-
-def _score(
+def score_hits(
     cache: VectorCache,
     snap: Snapshot,
     query: np.ndarray,
@@ -306,7 +186,7 @@ def _score(
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
     approx = cache.distances(snap, query, positions)
-    chosen = _nearest(approx, rowids, k, max_distance)
+    chosen = nearest(approx, rowids, k, max_distance)
     chosen_positions = chosen if positions is None else positions[chosen]
     exact = cache.exact(snap, query, chosen_positions)
     order = np.lexsort((rowids[chosen], exact))
@@ -315,7 +195,7 @@ def _score(
     return rowids[chosen][order], exact[order]
 
 
-def _nearest(
+def nearest(
     distances: np.ndarray, rowids: np.ndarray, k: int, max_distance: float | None
 ) -> np.ndarray:
     """Indices of the k smallest distances (ties by rowid), optionally within a bound."""

@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import sqlalchemy as sa
-
 from tidb_jina._errors import InvalidInputError
-from tidb_jina.store._filters import check_metadata_key
+from tidb_jina.store._filter_tree import check_metadata_key
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._schema import INDEXED_VALUE_LENGTH
 from tidb_jina.store._types import dumps_metadata
@@ -102,15 +99,3 @@ def unique(values: Iterable[str]) -> list[str]:
 def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def positive(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def driver_message(exc: sa.exc.SQLAlchemyError) -> str:
-    """The driver's message without SQLAlchemy's statement and parameter dump."""
-    orig = getattr(exc, "orig", None)
-    return str(orig) if orig is not None else exc.__class__.__name__

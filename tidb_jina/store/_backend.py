@@ -1,0 +1,198 @@
+"""The engine interface under ``VectorTable``: what TiDB and the embedded engine each do.
+
+``VectorTable`` (``_table.py``) is a facade: it validates input, parses a filter once,
+keeps the table's lifecycle and calls a :class:`Backend`. Everything that differs
+between the engines lives behind this Protocol, one implementation each:
+
+* ``_backend_tidb.TiDBBackend``: the vector and full-text index DDL, the upsert
+  statement with vector text, pre/post-filter search statements, ``FTS_MATCH_WORD``,
+  auto-embedding on the server (``EMBED_TEXT`` and the provider key).
+* ``_backend_embedded.EmbeddedBackend``: float32 BLOBs, the in-memory vector snapshot
+  and NumPy search (``_embedded``), FTS5 full-text search (``_fulltext``).
+
+A new engine is one more module implementing :class:`Backend`, chosen in
+:func:`tidb_jina.store._table.backend_for`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import sqlalchemy as sa
+
+from tidb_jina._errors import InvalidInputError
+from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._results import SearchResult
+from tidb_jina.store._schema import TableShape
+
+if TYPE_CHECKING:
+    from tidb_jina.store._auto import AutoEmbedding
+    from tidb_jina.store._db import Database
+    from tidb_jina.store._tidb import IndexStatus
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """What a backend needs to know about the table it serves (fixed at construction)."""
+
+    table_name: str
+    metric: DistanceMetric
+    indexed_key: str | None = None
+    vector_index: bool = True
+    search_cache: bool = True
+    auto_embedding: AutoEmbedding | None = None
+
+
+@dataclass
+class TableState:
+    """What is known about the table; shared by a VectorTable and its async view."""
+
+    drop_pending: bool = False
+    loaded: bool = False
+    shape: TableShape | None = None
+    table: sa.Table | None = None
+    index_note: str | None = None  # why a TiDB table has no vector index, told once
+    fulltext_ready: bool = False
+    key_sent: bool = False  # auto-embedding provider key stored on the server
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def reset(self) -> None:
+        self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
+        self.fulltext_ready = False
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The options every vector search takes (``search``, ``search_text``, their twins).
+
+    Built by :meth:`of`, which checks them; ``filter`` is already parsed (once per call).
+    """
+
+    k: int = 4
+    filter: Filter | None = None
+    ids: list[str] | None = None  # restricts the search to these rows; [] finds nothing
+    max_distance: float | None = None
+    include_embeddings: bool = False
+    prefilter: bool | None = None  # TiDB: None = post-filter, then exact if short
+    num_candidates: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        k: int,
+        filter: Filter | None,
+        ids: list[str] | None,
+        max_distance: float | None,
+        include_embeddings: bool,
+        prefilter: bool | None,
+        num_candidates: int | None,
+    ) -> SearchOptions:
+        if max_distance is not None:
+            if isinstance(max_distance, bool) or not isinstance(
+                max_distance, (int, float, np.floating, np.integer)
+            ):
+                raise InvalidInputError(
+                    f"max_distance must be a number, got {type(max_distance).__name__}"
+                )
+            max_distance = float(max_distance)
+        return cls(
+            k=positive(k, "k"),
+            filter=filter,
+            ids=ids,
+            max_distance=max_distance,
+            include_embeddings=bool(include_embeddings),
+            prefilter=prefilter,
+            num_candidates=None
+            if num_candidates is None
+            else positive(num_candidates, "num_candidates"),
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a search compares rows with: a vector, or text the server embeds."""
+
+    vector: np.ndarray | None = None
+    text: str | None = None  # only when the TiDB server embeds (auto-embedding)
+
+
+class Backend(Protocol):
+    """One engine's side of a vector table. Methods take the SQLAlchemy ``Table``."""
+
+    db: Database
+    settings: TableSettings
+    state: TableState
+    default_batch_rows: int
+    default_batch_bytes: int
+    text_batch_rows: int  # rows per statement when the server embeds each row
+
+    def bind(self, db: Database) -> Backend:
+        """This backend on another connection source (the async view's engine)."""
+        ...
+
+    @property
+    def server_embeds(self) -> bool:
+        """True when the database itself embeds texts (TiDB Cloud auto-embedding)."""
+        ...
+
+    @property
+    def full_text_error(self) -> str | None:
+        """Why full-text search cannot run here, or None when it can."""
+        ...
+
+    def generated_sql(self) -> str | None:
+        """The SQL of a server-generated ``embedding`` column, or None."""
+        ...
+
+    def after_create(self, table: sa.Table) -> None:
+        """Engine-specific steps after CREATE TABLE (the TiDB vector index)."""
+        ...
+
+    def drop_extras(self, conn: sa.Connection) -> None:
+        """Drop what must go before the table itself (full-text indexes)."""
+        ...
+
+    def encode_vectors(self, matrix: np.ndarray) -> list[Any]:
+        """The vectors as this engine stores them (TiDB vector text, float32 BLOBs)."""
+        ...
+
+    def upsert(self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]) -> None:
+        """Write encoded ``(id, embedding, document, meta)`` rows, a transaction a batch."""
+        ...
+
+    def insert_texts(
+        self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]
+    ) -> None:
+        """Write ``(id, document, meta)`` rows whose vectors the server computes."""
+        ...
+
+    def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
+        """The ``options.k`` nearest rows, nearest first."""
+        ...
+
+    def full_text_rows(
+        self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
+    ) -> list[Any]:
+        """Rows ``(id, document, meta, text_score)`` matching ``text``, best first."""
+        ...
+
+    def create_full_text_index(self, parser: str) -> None: ...
+
+    def create_vector_index(self) -> None: ...
+
+    def index_status(self) -> IndexStatus: ...
+
+    def close(self) -> None:
+        """Release what the backend holds (caches, watcher connections)."""
+        ...
+
+
+def positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,211 @@
+"""The embedded engine's side of a vector table: SQLite with float32 BLOBs and NumPy search.
+
+Vectors are stored as little-endian float32 BLOBs. Searches score an in-memory snapshot
+of the vectors (:class:`~tidb_jina.store._embedded.VectorCache`) with NumPy; common
+filters run as NumPy masks on that snapshot, the others (and id lists) select rowids in
+SQL. The winners' rows are read in the same read transaction, and the snapshot's change
+token is checked again afterwards, so scores and rows always come from one committed
+state. Full-text search is an FTS5 index kept in sync by triggers (:mod:`._fulltext`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from tidb_jina._errors import DatabaseError, SchemaError
+from tidb_jina.store import _fulltext, _tidb, _vector
+from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
+from tidb_jina.store._crud import where_clause
+from tidb_jina.store._db import Database
+from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
+from tidb_jina.store._results import SearchResult
+from tidb_jina.store._rows import IN_CHUNK, chunks
+
+# Larger transactions amortise the WAL commit.
+DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
+DEFAULT_EMBEDDED_BATCH_BYTES = 64 * 1024 * 1024
+_ROWID = sa.literal_column("rowid", sa.Integer)
+
+
+class EmbeddedBackend:
+    """A vector table in SQLite (a file, or ``sqlite://`` in memory)."""
+
+    default_batch_rows = DEFAULT_EMBEDDED_BATCH_ROWS
+    default_batch_bytes = DEFAULT_EMBEDDED_BATCH_BYTES
+    text_batch_rows = DEFAULT_EMBEDDED_BATCH_ROWS
+    name = "embedded"
+    server_embeds = False
+    full_text_error = None
+
+    def __init__(self, db: Database, settings: TableSettings, state: TableState) -> None:
+        self.db = db
+        self.settings = settings
+        self.state = state
+        self.cache = VectorCache(db.engine, settings.metric)
+
+    def bind(self, db: Database) -> EmbeddedBackend:
+        other = copy.copy(self)  # shares the cache: one snapshot per table object
+        other.db = db
+        return other
+
+    def generated_sql(self) -> str | None:
+        return None
+
+    # --- schema -------------------------------------------------------------------------
+
+    def after_create(self, table: sa.Table) -> None:
+        return None  # every search is exact: no vector index to build
+
+    def drop_extras(self, conn: sa.Connection) -> None:
+        conn.exec_driver_sql(_fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
+        self.cache.invalidate()
+
+    def create_vector_index(self) -> None:
+        return None  # the embedded engine always searches exactly
+
+    def index_status(self) -> _tidb.IndexStatus:
+        return _tidb.IndexStatus(
+            kind="exact", note="the embedded engine searches exactly (no index needed)"
+        )
+
+    def create_full_text_index(self, parser: str) -> None:
+        name = self.settings.table_name
+        with self.db.write() as conn:
+            if not conn.execute(_fulltext.exists_statement(name)).scalar_one():
+                for statement in _fulltext.ddl(self.db.dialect, name):
+                    conn.exec_driver_sql(statement)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def encode_vectors(self, matrix: np.ndarray) -> list[Any]:
+        return _vector.encode_blob_rows(matrix)
+
+    def upsert(self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]) -> None:
+        """``INSERT ... ON CONFLICT (id) DO UPDATE`` of ``(id, embedding, document, meta)``."""
+        columns = ("id", "embedding", "document", "meta")
+        stmt = sqlite_dialect.insert(table).values({c: sa.bindparam(c) for c in columns})
+        updates: dict[str, Any] = {
+            "embedding": stmt.excluded.embedding,
+            "document": stmt.excluded.document,
+            "meta": stmt.excluded.meta,
+        }
+        shape = self.state.shape
+        if shape is None or shape.has_update_time:
+            updates["update_time"] = sa.func.current_timestamp()
+        upsert = stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+        self.db.write_batches(upsert, columns, rows, batches)
+
+    def insert_texts(
+        self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]
+    ) -> None:
+        raise AssertionError("the embedded engine never embeds on the server")
+
+    # --- search -------------------------------------------------------------------------
+
+    def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
+        assert query.vector is not None  # only TiDB embeds query text itself
+        vector, k = query.vector, options.k
+        cache, metric = self.cache, self.settings.metric
+        for attempt in range(3):
+            with self.db.read() as conn:
+                token = cache.token(conn)
+                use_cache = attempt < 2 and self.settings.search_cache
+                snap = cache.current(token) if use_cache else None
+                fresh = snap is None
+                if snap is None:
+                    snap = self._load(conn, table, token, vector.shape[0])
+                positions = self._matching(snap, conn, table, options)
+                if positions is False:  # the cached snapshot no longer matches the table
+                    continue
+                assert positions is not True
+                hits = score_hits(cache, snap, vector, k, positions, options.max_distance)
+                rows = _fetch_rows(conn, table, hits[0], options.include_embeddings)
+                if not fresh and cache.token(conn) != token:
+                    continue  # a commit landed mid-search: score again on fresh vectors
+            return [
+                SearchResult(
+                    id=rows[rid][0],
+                    document=rows[rid][1],
+                    metadata=rows[rid][2] or {},
+                    distance=float(dist),
+                    score=metric.score(float(dist)),
+                    embedding=rows[rid][3] if options.include_embeddings else None,
+                )
+                for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
+            ]
+        raise DatabaseError("the table kept changing during the search; try again")
+
+    def _load(self, conn: sa.Connection, table: sa.Table, token: Any, dim: int) -> Snapshot:
+        try:
+            snap = self.cache.load(conn, table, token, dim)
+        except ValueError as exc:
+            raise SchemaError(
+                f"table {self.settings.table_name!r} holds vectors whose length is not "
+                f"{dim}; it was written with another dimension"
+            ) from exc
+        if not self.settings.search_cache:
+            self.cache.invalidate()
+        return snap
+
+    def _matching(
+        self, snap: Snapshot, conn: sa.Connection, table: sa.Table, options: SearchOptions
+    ) -> np.ndarray | bool | None:
+        """Snapshot rows passing the filter / ids (None: all; False: snapshot is stale)."""
+        if options.filter is None and options.ids is None:
+            return None
+        if options.ids is None:
+            assert options.filter is not None
+            positions = self.cache.filter_positions(snap, conn, table, options.filter)
+            if positions is not None:
+                return positions
+        where = where_clause(
+            table, options.filter, "sqlite", self.settings.indexed_key, options.ids
+        )
+        assert where is not None  # a filter or ids were given
+        selected = np.array(
+            conn.execute(sa.select(_ROWID).select_from(table).where(where)).scalars().all(),
+            dtype=np.int64,
+        )
+        positions = snap.positions(selected)
+        if positions.size and (
+            positions[-1] >= snap.rowids.size
+            or not np.array_equal(
+                snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
+            )
+        ):
+            return False
+        return positions
+
+    def full_text_rows(
+        self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
+    ) -> list[Any]:
+        match = _fulltext.match_expression(text)
+        if match is None:
+            return []
+        if not self.state.fulltext_ready:
+            self.create_full_text_index("")
+            self.state.fulltext_ready = True
+        stmt = _fulltext.search_statement(self.db.dialect, table, match, k, where)
+        with self.db.read() as conn:
+            return list(conn.execute(stmt).all())
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _fetch_rows(
+    conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
+) -> dict[int, Any]:
+    columns = [_ROWID, table.c.id, table.c.document, table.c.meta]
+    if include_embeddings:
+        columns.append(table.c.embedding)
+    fetched = {}
+    for chunk in chunks(rowids.tolist(), IN_CHUNK):
+        for row in conn.execute(sa.select(*columns).where(_ROWID.in_(chunk))):
+            fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
+    return fetched

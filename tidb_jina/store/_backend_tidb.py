@@ -1,0 +1,299 @@
+"""TiDB's side of a vector table: vector text, index DDL, search statements, full text.
+
+Searches are one statement: ``SELECT id, document, meta, VEC_<METRIC>_DISTANCE(embedding,
+:q) AS distance ... ORDER BY distance LIMIT :k``. A filtered search is a post-filter by
+default (the nearest ``num_candidates`` rows in a subquery, the shape TiDB's HNSW index
+serves, then the filter); when that yields fewer than ``k`` rows, one exact pre-filter
+query follows. The DDL and catalogue statements are in :mod:`tidb_jina.store._tidb`.
+
+In auto-embedding mode on TiDB Cloud Starter the server embeds: rows are inserted
+without a vector (``EMBED_TEXT`` generated column) and a text query is compared with
+``VEC_EMBED_<METRIC>_DISTANCE(embedding, :text)``; the provider key is stored once in
+TiDB's global variable as a bound parameter, on a raw cursor no log can see.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+
+from tidb_jina._errors import (
+    ConfigurationError,
+    DatabaseError,
+    UnsupportedFeatureError,
+)
+from tidb_jina.store import _tidb, _vector
+from tidb_jina.store._auto import set_key_statement
+from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
+from tidb_jina.store._crud import where_clause
+from tidb_jina.store._db import Database
+from tidb_jina.store._engine import logger
+from tidb_jina.store._filter_sql import compile_filter
+from tidb_jina.store._results import SearchResult
+
+# 100-500 rows per multi-row INSERT keeps statements far below max_allowed_packet and
+# TiDB Cloud Starter's historical 10 MiB transaction cap (reference 3.11).
+DEFAULT_TIDB_BATCH_ROWS = 500
+DEFAULT_TIDB_BATCH_BYTES = 4 * 1024 * 1024
+# The server calls the provider for every auto-embedded row: keep statements small.
+AUTO_EMBED_BATCH_ROWS = 50
+
+
+class TiDBBackend:
+    """A vector table on TiDB (self-managed v8.4+ or TiDB Cloud)."""
+
+    default_batch_rows = DEFAULT_TIDB_BATCH_ROWS
+    default_batch_bytes = DEFAULT_TIDB_BATCH_BYTES
+    text_batch_rows = AUTO_EMBED_BATCH_ROWS
+    name = "tidb"
+
+    def __init__(self, db: Database, settings: TableSettings, state: TableState) -> None:
+        self.db = db
+        self.settings = settings
+        self.state = state
+        self.starter = _tidb.is_starter_host(db.engine.url.host)
+
+    def bind(self, db: Database) -> TiDBBackend:
+        other = copy.copy(self)
+        other.db = db
+        return other
+
+    # --- capabilities -------------------------------------------------------------------
+
+    @property
+    def server_embeds(self) -> bool:
+        return self.settings.auto_embedding is not None and self.starter
+
+    @property
+    def full_text_error(self) -> str | None:
+        if self.starter:
+            return None
+        return (
+            f"full-text search runs only on TiDB Cloud Starter (AWS regions), not on "
+            f"{self.db.describe()}; use vector search there, or the embedded engine"
+        )
+
+    def generated_sql(self) -> str | None:
+        auto = self.settings.auto_embedding
+        return auto.generated_sql(self.db.dialect) if auto and self.server_embeds else None
+
+    # --- schema -------------------------------------------------------------------------
+
+    def after_create(self, table: sa.Table) -> None:
+        """Index a new table; without TiFlash (or an indexable metric) say so once."""
+        if not self.settings.vector_index:
+            return
+        try:
+            self.create_vector_index()
+        except UnsupportedFeatureError as exc:
+            if self.state.index_note is None:
+                self.state.index_note = str(exc)
+                logger.warning("table %s: %s", self.settings.table_name, exc)
+
+    def drop_extras(self, conn: sa.Connection) -> None:
+        # TiDB refuses DROP TABLE while a full-text index exists: drop it first.
+        name = self.settings.table_name
+        names = conn.execute(_tidb.TABLE_INDEXES_SQL, {"table": name})
+        fulltext = _tidb.fulltext_index_name(name)
+        if fulltext in {row[0] for row in names}:
+            conn.exec_driver_sql(_tidb.drop_index_ddl(self.db.dialect, name, fulltext))
+
+    def create_vector_index(self) -> None:
+        metric, name = self.settings.metric, self.settings.table_name
+        if not metric.indexable:
+            raise UnsupportedFeatureError(
+                f"TiDB cannot index {metric.value} distance (only cosine and l2); "
+                "searches on this table are exact scans. Use metric='cosine' or 'l2' "
+                "for an indexed table"
+            )
+        statements = _tidb.vector_index_ddl(self.db.dialect, name, metric, starter=self.starter)
+        try:
+            for statement in statements:
+                with self.db.write() as conn:
+                    conn.exec_driver_sql(statement)
+        except DatabaseError as exc:
+            if _tidb.is_missing_tiflash(exc.__cause__ or exc):
+                raise UnsupportedFeatureError(
+                    f"{self.db.describe()} has no TiFlash, which TiDB's vector index "
+                    "needs; searches still work as exact scans. Add a TiFlash node (or use "
+                    "TiDB Cloud), then call create_vector_index() again"
+                ) from exc
+            raise
+
+    def index_status(self) -> _tidb.IndexStatus:
+        name = self.settings.table_name
+        with self.db.read() as conn:
+            rows = conn.execute(_tidb.INDEX_STATUS_SQL, {"table": name}).all()
+        status = _tidb.index_status_from_rows(list(rows), _tidb.vector_index_name(name))
+        if status.kind == "exact" and self.state.index_note:
+            return _tidb.IndexStatus(kind="exact", note=self.state.index_note)
+        return status
+
+    def create_full_text_index(self, parser: str) -> None:
+        ddl = _tidb.fulltext_index_ddl(self.db.dialect, self.settings.table_name, parser)
+        with self.db.write() as conn:
+            conn.exec_driver_sql(ddl)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def encode_vectors(self, matrix: np.ndarray) -> list[Any]:
+        return _vector.encode_text_rows(matrix)
+
+    def upsert(self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]) -> None:
+        """``INSERT ... ON DUPLICATE KEY UPDATE`` of ``(id, embedding, document, meta)``."""
+        columns = ("id", "embedding", "document", "meta")
+        stmt = mysql_dialect.insert(table).values({c: sa.bindparam(c) for c in columns})
+        stmt = stmt.on_duplicate_key_update(
+            embedding=stmt.inserted.embedding,
+            document=stmt.inserted.document,
+            meta=stmt.inserted.meta,
+        )
+        self.db.write_batches(stmt, columns, rows, batches)
+
+    def insert_texts(
+        self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]
+    ) -> None:
+        """Rows ``(id, document, meta)`` whose vectors TiDB computes (``EMBED_TEXT``)."""
+        self.send_provider_key()
+        columns = ("id", "document", "meta")
+        stmt = mysql_dialect.insert(table).values({c: sa.bindparam(c) for c in columns})
+        stmt = stmt.on_duplicate_key_update(
+            document=stmt.inserted.document, meta=stmt.inserted.meta
+        )
+        self.db.write_batches(stmt, columns, rows, batches)
+
+    def send_provider_key(self) -> None:
+        """Store the provider key in TiDB's global variable, once, as a bound parameter."""
+        auto = self.settings.auto_embedding
+        key = auto.resolved_api_key() if auto else None
+        if auto is None or key is None or self.state.key_sent:
+            return
+        statement = set_key_statement(auto.key_variable)
+        with self.db.raw() as conn:
+            # A raw cursor: SQLAlchemy's echo/logging must never see the key.
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(statement, (key,))
+            except Exception as exc:  # the driver's own errors: not SQLAlchemy-wrapped here
+                raise DatabaseError(
+                    f"{self.db.describe()} refused to store the {auto.key_variable} key "
+                    f"({type(exc).__name__}); auto-embedding keys need a TiDB Cloud Starter "
+                    "user allowed to SET GLOBAL"
+                ) from None  # the statement's parameters hold the key: no chaining
+            finally:
+                cursor.close()
+        self.state.key_sent = True
+
+    # --- search -------------------------------------------------------------------------
+
+    def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
+        if query.text is not None:
+            self.send_provider_key()
+        filtered = options.filter is not None or options.ids is not None
+        # ids are looked up by primary key: exact and cheap, so never post-filtered.
+        post = filtered and options.prefilter is not True and options.ids is None
+        distance = distance_expression(table, self.settings, query)
+        key = self.settings.indexed_key
+
+        def statement(prefilter: bool) -> sa.Select[Any]:
+            return search_statement(table, distance, options, "mysql", key, prefilter=prefilter)
+
+        results = self._run(statement(prefilter=not post))
+        if post and options.prefilter is None and len(results) < options.k:
+            results = self._run(statement(prefilter=True))
+        return results
+
+    def _run(self, stmt: sa.Select[Any]) -> list[SearchResult]:
+        with self.db.read() as conn:
+            rows = conn.execute(stmt).all()
+        return results_from_rows(rows, self.settings.metric, stmt)
+
+    def full_text_rows(
+        self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
+    ) -> list[Any]:
+        stmt = _tidb.fulltext_search_statement(table, text, k, where)
+        with self.db.read() as conn:
+            return list(conn.execute(stmt).all())
+
+    def close(self) -> None:
+        return None
+
+
+def distance_expression(table: sa.Table, settings: TableSettings, query: Query) -> sa.Label[Any]:
+    """``VEC_<METRIC>_DISTANCE(embedding, :q)``, or ``VEC_EMBED_..._DISTANCE`` for text."""
+    if query.text is None:
+        return table.c.embedding.distance(settings.metric, query.vector).label("distance")
+    auto = settings.auto_embedding
+    if auto is None:
+        raise ConfigurationError("a text query needs auto_embedding on the table")
+    function = auto.distance_function(settings.metric)
+    return getattr(sa.func, function)(table.c.embedding, query.text, type_=sa.Float).label(
+        "distance"
+    )
+
+
+def search_statement(
+    table: sa.Table,
+    distance: sa.Label[Any],
+    options: SearchOptions,
+    dialect: str,
+    indexed_key: str | None,
+    *,
+    prefilter: bool,
+) -> sa.Select[Any]:
+    """Pre-filter: ``SELECT ..., VEC_<METRIC>_DISTANCE(embedding, :q) AS distance FROM t
+    [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and with
+    ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves), the
+    filter and the distance threshold outside it."""
+    columns = [table.c.id, table.c.document, table.c.meta]
+    if options.include_embeddings:
+        columns.append(table.c.embedding)
+    stmt = sa.select(*columns, distance)
+    k, max_distance = options.k, options.max_distance
+    if prefilter:
+        where = where_clause(table, options.filter, dialect, indexed_key, options.ids)
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(distance).limit(k)
+        if max_distance is None:
+            return stmt
+        nearest = stmt.subquery("candidates")
+        return (
+            sa.select(*nearest.c)
+            .where(nearest.c.distance <= max_distance)
+            .order_by(nearest.c.distance)
+        )
+    knn = stmt.order_by(distance).limit(options.num_candidates or max(10 * k, 100))
+    candidates = knn.subquery("candidates")
+    conditions = [compile_filter(options.filter, candidates.c.meta, dialect)]
+    if options.ids is not None:
+        conditions.append(candidates.c.id.in_(options.ids))
+    if max_distance is not None:
+        conditions.append(candidates.c.distance <= max_distance)
+    return (
+        sa.select(*candidates.c)
+        .where(*[c for c in conditions if c is not None])
+        .order_by(candidates.c.distance)
+        .limit(k)
+    )
+
+
+def results_from_rows(rows: Any, metric: Any, stmt: sa.Select[Any]) -> list[SearchResult]:
+    """Search results from the rows of :func:`search_statement`."""
+    include_embeddings = "embedding" in stmt.selected_columns
+    score = metric.score
+    return [
+        SearchResult(
+            id=row.id,
+            document=row.document,
+            metadata=row.meta or {},
+            distance=float(row.distance),
+            score=score(float(row.distance)),
+            embedding=row.embedding if include_embeddings else None,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,101 @@
+"""Reads and deletes that are the same SQL on every engine: count, get, delete, clear.
+
+The filter arrives parsed (a :class:`~tidb_jina.store._filter_tree.Filter`) and is compiled
+for the connection's dialect; an ``indexed_key`` column, when the table has one, serves
+the filters on that key. Ids go in ``IN`` lists of at most ``IN_CHUNK`` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from tidb_jina.store._db import Database
+from tidb_jina.store._filter_sql import compile_filter
+from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._results import Record
+from tidb_jina.store._rows import IN_CHUNK, chunks, record_from_row
+from tidb_jina.store._schema import indexed_key_column
+
+
+def where_clause(
+    table: sa.Table,
+    filter: Filter | None,
+    dialect: str,
+    indexed_key: str | None = None,
+    ids: Sequence[str] | None = None,
+) -> sa.ColumnElement[bool] | None:
+    """The filter (and id list) over ``table``, using the indexed key's column."""
+    indexed = {}
+    if indexed_key and indexed_key_column(indexed_key) in table.c:
+        indexed[indexed_key] = table.c[indexed_key_column(indexed_key)]
+    where = compile_filter(filter, table.c.meta, dialect, indexed)
+    if ids is not None:
+        in_ids = table.c.id.in_(list(ids))
+        where = in_ids if where is None else sa.and_(where, in_ids)
+    return where
+
+
+def count(db: Database, table: sa.Table, where: sa.ColumnElement[bool] | None) -> int:
+    stmt = sa.select(sa.func.count()).select_from(table)
+    if where is not None:
+        stmt = stmt.where(where)
+    with db.read() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def get(
+    db: Database,
+    table: sa.Table,
+    ids: list[str] | None,
+    where: sa.ColumnElement[bool] | None,
+    limit: int | None,
+    include_embeddings: bool,
+) -> list[Record]:
+    """Rows by id (in the order given; missing ids are skipped) and/or filter."""
+    columns = [table.c.id, table.c.document, table.c.meta]
+    if include_embeddings:
+        columns.append(table.c.embedding)
+    base = sa.select(*columns)
+    if where is not None:
+        base = base.where(where)
+    with db.read() as conn:
+        if ids is None:
+            stmt = base.order_by(table.c.id)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            rows: list[Any] = list(conn.execute(stmt).all())
+        else:
+            found = {}
+            for chunk in chunks(ids, IN_CHUNK):
+                for row in conn.execute(base.where(table.c.id.in_(chunk))):
+                    found[row[0]] = row
+            rows = [found[i] for i in ids if i in found][:limit]
+    return [record_from_row(row, include_embeddings) for row in rows]
+
+
+def delete(
+    db: Database,
+    table: sa.Table,
+    ids: list[str] | None,
+    where: sa.ColumnElement[bool] | None,
+) -> int:
+    """Delete by ids (in chunks, each ANDed with ``where``) or by ``where`` alone."""
+    deleted = 0
+    with db.write() as conn:
+        if ids is None:
+            assert where is not None  # the facade requires ids or a filter
+            return int(conn.execute(sa.delete(table).where(where)).rowcount)
+        for chunk in chunks(ids, IN_CHUNK):
+            stmt = sa.delete(table).where(table.c.id.in_(chunk))
+            if where is not None:
+                stmt = stmt.where(where)
+            deleted += int(conn.execute(stmt).rowcount)
+    return deleted
+
+
+def clear(db: Database, table: sa.Table) -> int:
+    with db.write() as conn:
+        return int(conn.execute(sa.delete(table)).rowcount)

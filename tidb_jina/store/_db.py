@@ -1,0 +1,142 @@
+"""Connections to one database: read and write transactions, and errors translated once.
+
+A :class:`Database` wraps the SQLAlchemy engine a table uses. It knows nothing of vectors:
+the engine backends (``_backend_tidb``, ``_backend_embedded``) and the ``VectorTable``
+facade open every connection through it, so every driver error becomes a
+:class:`~tidb_jina.DatabaseError` that names the database without its password, in one
+place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+
+from tidb_jina._errors import DatabaseError, TiDBJinaError
+from tidb_jina.store._engine import WRITE_OPTION, describe, engine_lock
+
+
+class Database:
+    """The engine of one table, with transactions that translate driver errors."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        table_name: str,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.table_name = table_name
+        self.dialect = engine.dialect
+        # A shared in-memory SQLite connection is used under a lock; a no-op elsewhere.
+        self._lock = engine_lock(engine) if lock is None else lock
+
+    def rebind(self, engine: sa.Engine) -> Database:
+        """The same table on another engine (the async view's, owned by one event loop)."""
+        return Database(engine, self.table_name, lock=nullcontext())
+
+    @property
+    def is_tidb(self) -> bool:
+        return self.dialect.name == "mysql"
+
+    def describe(self) -> str:
+        """Where the database is, without the password (for messages and logs)."""
+        return describe(self.engine)
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A connection for reads: one transaction (one snapshot) for all its statements.
+
+        It is not committed: the pool's reset on return ends it, which saves TiDB a
+        COMMIT round trip per search.
+        """
+        with self._lock, self.translate(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A connection in one write transaction, committed at the end."""
+        with self.writer() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def writer(self) -> Iterator[sa.Connection]:
+        """A write connection; the caller begins and commits (one transaction per batch)."""
+        with self._lock, self.translate(), self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            yield conn
+
+    @contextmanager
+    def raw(self) -> Iterator[sa.Connection]:
+        """A plain connection (no write marker), errors translated."""
+        with self._lock, self.translate(), self.engine.connect() as conn:
+            yield conn
+
+    def write_batches(
+        self,
+        statement: sa.Insert,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        batches: Sequence[slice],
+    ) -> None:
+        """Send validated, encoded rows: one connection, one transaction per batch.
+
+        The rows go to the driver as they are (``executemany`` of the compiled SQL): they
+        are already encoded, so SQLAlchemy's per-row parameter processing is skipped.
+        """
+        compiled = statement.compile(dialect=self.dialect)
+        sql = str(compiled)
+        if compiled.positional:  # qmark / format: tuples in the statement's order
+            order = [columns.index(name) for name in compiled.positiontup or ()]
+
+            def params(part: list[tuple[Any, ...]]) -> list[Any]:
+                return [tuple(row[i] for i in order) for row in part]
+
+        else:  # pyformat / named: dicts
+
+            def params(part: list[tuple[Any, ...]]) -> list[Any]:
+                return [dict(zip(columns, row, strict=True)) for row in part]
+
+        with self.writer() as conn:
+            for part in batches:
+                with conn.begin():
+                    conn.exec_driver_sql(sql, params(rows[part]))
+
+    @contextmanager
+    def translate(self) -> Iterator[None]:
+        try:
+            yield
+        except TiDBJinaError:
+            raise
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise DatabaseError(
+                f"{self.describe()} failed: {driver_message(exc)}. Check that the server is "
+                "reachable and the URL, user and password are right"
+            ) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"{self.describe()} refused a statement on table "
+                f"{self.table_name!r}: {driver_message(exc)}"
+            ) from exc
+
+
+def driver_message(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's message without SQLAlchemy's statement and parameter dump."""
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else exc.__class__.__name__
+
+
+def batch_slices(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:
+    """Consecutive slices of rows bounded by ``max_rows`` rows and ``max_bytes`` bytes."""
+    out, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= max_rows or total + size > max_bytes):
+            out.append(slice(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(slice(start, len(sizes)))
+    return out

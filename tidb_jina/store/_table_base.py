@@ -1,0 +1,459 @@
+"""The lifecycle and writes of a vector table: ``TableBase``, under ``VectorTable``.
+
+``TableBase`` holds what every call needs: the engine's :class:`~._db.Database` and
+:class:`~._backend.Backend`, the table's shape (read on first use, created on first
+write), the indexes, and the validated, batched writes. ``VectorTable`` (``_table.py``)
+adds the reads and searches on top of it.
+
+Writes are validated completely before the first statement is sent (ids, vectors,
+documents, metadata, row sizes), then sent as upserts in batches bounded by row count and
+bytes, one transaction each. Bad input never leaves a half-written table; a failure
+mid-way (network, crash) leaves only whole batches behind, and re-running the same upsert
+completes the set without duplicates. Within one call, a repeated id keeps its last
+occurrence.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from tidb_jina._errors import (
+    ConfigurationError,
+    DimensionMismatchError,
+    InvalidIdentifierError,
+    InvalidInputError,
+    RecordTooLargeError,
+    UnsupportedFeatureError,
+)
+from tidb_jina.store import _filter_tree, _tidb, _vector
+from tidb_jina.store._async import AsyncRunner
+from tidb_jina.store._auto import AutoEmbedding
+from tidb_jina.store._backend import (
+    Backend,
+    Query,
+    SearchOptions,
+    TableSettings,
+    TableState,
+    positive,
+)
+from tidb_jina.store._backend_embedded import EmbeddedBackend
+from tidb_jina.store._backend_tidb import TiDBBackend, distance_expression, search_statement
+from tidb_jina.store._db import Database, batch_slices
+from tidb_jina.store._engine import async_source, connect
+from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._rows import last_occurrences, prepare_documents, prepare_metadatas, unique
+from tidb_jina.store._schema import (
+    ID_LENGTH,
+    TableShape,
+    build_table,
+    check_indexed_key,
+    check_table_name,
+    indexed_key_column,
+    read_shape,
+)
+
+DEFAULT_TABLE_NAME = "tidb_jina_vectors"
+# TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
+MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
+FilterArg = Mapping[str, Any] | Filter | None
+
+
+def backend_for(db: Database, settings: TableSettings, state: TableState) -> Backend:
+    """The engine implementation for ``db``: TiDB for MySQL dialects, else embedded."""
+    if db.is_tidb:
+        return TiDBBackend(db, settings, state)
+    return EmbeddedBackend(db, settings, state)
+
+
+def _parse(filter: FilterArg) -> Filter | None:
+    return _filter_tree.parse_filter(filter)  # the one parse per call
+
+
+def _ids(ids: Iterable[str] | None) -> list[str] | None:
+    return None if ids is None else unique(ids)
+
+
+class TableBase:
+    """The table's engine, shape, lifecycle and writes (see ``VectorTable``)."""
+
+    def __init__(
+        self,
+        connection: str | sa.URL | sa.Engine | None = None,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        dimension: int | None = None,
+        metric: DistanceMetric | str = DistanceMetric.COSINE,
+        engine_args: Mapping[str, Any] | None = None,
+        drop_existing: bool = False,
+        batch_rows: int | None = None,
+        batch_bytes: int | None = None,
+        search_cache: bool = True,
+        vector_index: bool = True,
+        verify_tls: bool = True,
+        full_text: bool = False,
+        embedder: Any | None = None,
+        auto_embedding: AutoEmbedding | str | None = None,
+        indexed_key: str | None = None,
+    ) -> None:
+        self.table_name = check_table_name(table_name)
+        self.metric = DistanceMetric.parse(metric)
+        self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
+        self._owns_engine = not isinstance(connection, sa.Engine)
+        self.engine = connect(connection, engine_args=engine_args, verify_tls=verify_tls)
+        if isinstance(auto_embedding, str):
+            auto_embedding = AutoEmbedding(auto_embedding)
+        self.auto_embedding = auto_embedding
+        self.embedder = embedder
+        self.indexed_key = None if indexed_key is None else check_indexed_key(indexed_key)
+        self.search_cache, self.vector_index, self.full_text = search_cache, vector_index, full_text
+        self._state = TableState(drop_pending=drop_existing)
+        self._db = Database(self.engine, self.table_name)
+        settings = TableSettings(
+            self.table_name,
+            self.metric,
+            self.indexed_key,
+            vector_index,
+            search_cache,
+            auto_embedding,
+        )
+        self._backend = backend_for(self._db, settings, self._state)
+        self.batch_rows = positive(batch_rows or self._backend.default_batch_rows, "batch_rows")
+        self.batch_bytes = positive(batch_bytes or self._backend.default_batch_bytes, "batch_bytes")
+        if full_text and self._backend.full_text_error:
+            raise UnsupportedFeatureError(self._backend.full_text_error)
+        if auto_embedding is not None:
+            if self._declared_dimension is None:
+                self._declared_dimension = auto_embedding.resolved_dimension()
+            if self.server_embeds:
+                auto_embedding.distance_function(self.metric)  # cosine or l2 only
+        self._runner = AsyncRunner(
+            self, async_source(connection, engine_args, verify_tls), self._on_engine
+        )
+        self._aio: Any = None  # VectorTable.aio, made on first use
+
+    def _on_engine(self, engine: sa.Engine) -> Any:
+        """This table on another engine (the async view's), sharing its state."""
+        view = copy.copy(self)
+        view.engine = engine
+        view._db = self._db.rebind(engine)
+        view._backend = self._backend.bind(view._db)
+        return view
+
+    def __repr__(self) -> str:
+        shape = self._state.shape
+        dimension = self._declared_dimension or (shape.dimension if shape else None)
+        return (
+            f"VectorTable(table_name={self.table_name!r}, metric={self.metric.value!r}, "
+            f"dimension={dimension!r}, database={self.database!r})"
+        )
+
+    # --- properties and lifecycle -------------------------------------------------------
+
+    @property
+    def dimension(self) -> int | None:
+        """The vector dimension: declared, or read from the table (None if unknown yet)."""
+        if self._declared_dimension is not None:
+            return self._declared_dimension
+        self._load()
+        return self._state.shape.dimension if self._state.shape else None
+
+    @property
+    def database(self) -> str:
+        """Where the table lives, without the password (for messages and logs)."""
+        return self._db.describe()
+
+    @property
+    def table(self) -> sa.Table | None:
+        """The SQLAlchemy ``Table`` (None while the table does not exist)."""
+        return self._load()
+
+    @property
+    def is_tidb(self) -> bool:
+        """True on TiDB (a MySQL-protocol engine), False on the embedded engine."""
+        return self._db.is_tidb
+
+    @property
+    def is_tidb_starter(self) -> bool:
+        """True for a TiDB Cloud Starter (serverless) host."""
+        return self._db.is_tidb and _tidb.is_starter_host(self.engine.url.host)
+
+    @property
+    def server_embeds(self) -> bool:
+        """True when TiDB itself embeds (auto-embedding on TiDB Cloud Starter)."""
+        return self._backend.server_embeds
+
+    def close(self) -> None:
+        """Release what this table opened: the cache's watcher connection and the pool of
+        an engine it created (not one you passed in). Idempotent; the table reconnects if
+        used again. For the running loop's async pool use ``await table.aclose()``."""
+        self._backend.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, plus the async pool of the running event loop."""
+        await self._runner.dispose()
+        self.close()
+
+    def exists(self) -> bool:
+        return self._load() is not None
+
+    def create(self, dimension: int | None = None) -> None:
+        """Create the table now if it does not exist (normally it is created lazily)."""
+        dim = dimension if dimension is not None else self._declared_dimension
+        if dim is None and not self.exists():
+            raise ConfigurationError(
+                f"cannot create table {self.table_name!r} without a dimension: pass "
+                "dimension=... (the embedding model's output size)"
+            )
+        if self._load() is None:
+            self._create(_vector.check_dimension(dim))  # type: ignore[arg-type]
+        elif dim is not None:
+            self._check_dimension(dim)
+
+    def drop(self) -> None:
+        """Drop the table and everything in it (no error if it does not exist)."""
+        table = build_table(self.table_name, None, self.engine.dialect.name)
+        with self._state.lock, self._db.write() as conn:
+            self._backend.drop_extras(conn)
+            table.drop(conn, checkfirst=True)
+            self._state.reset()
+
+    def _load(self) -> sa.Table | None:
+        state = self._state
+        if state.loaded:
+            return state.table
+        with state.lock:
+            if state.loaded:
+                return state.table
+            if state.drop_pending:
+                self.drop()
+            with self._db.read() as conn:
+                shape = read_shape(conn, self.table_name)
+            self._adopt(shape)
+            return state.table
+
+    def _adopt(self, shape: TableShape | None) -> None:
+        if shape is not None:
+            declared = self._declared_dimension
+            if declared is not None and shape.dimension not in (None, declared):
+                raise DimensionMismatchError(
+                    f"table {self.table_name!r} has VECTOR({shape.dimension}) but "
+                    f"dimension={declared} was given; use a model with "
+                    f"{shape.dimension} dimensions, or a new table_name"
+                )
+            indexed = self.indexed_key
+            self._state.table = build_table(
+                self.table_name,
+                shape.dimension,
+                self.engine.dialect.name,
+                id_length=shape.id_length,
+                generated=self._backend.generated_sql(),
+                indexed_key=indexed
+                if indexed and indexed_key_column(indexed) in shape.columns
+                else None,
+            )
+        self._state.shape = shape
+        # A missing table is looked up again next time: someone may create it meanwhile.
+        self._state.loaded = shape is not None
+
+    def _create(self, dimension: int) -> sa.Table:
+        with self._state.lock:
+            if self._state.table is not None:
+                return self._state.table
+            table = build_table(
+                self.table_name,
+                dimension,
+                self.engine.dialect.name,
+                generated=self._backend.generated_sql(),
+                indexed_key=self.indexed_key,
+            )
+            with self._db.write() as conn:
+                conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+                shape = read_shape(conn, self.table_name)
+            self._adopt(shape)  # someone else may have created it first, with another size
+            self._check_dimension(dimension)
+            self._backend.after_create(self._state.table)  # type: ignore[arg-type]
+            if self.full_text:
+                self.create_full_text_index()
+            assert self._state.table is not None
+            return self._state.table
+
+    def _check_dimension(self, dimension: int) -> None:
+        table_dim = self._state.shape.dimension if self._state.shape else None
+        if table_dim is not None and table_dim != dimension:
+            raise DimensionMismatchError(
+                f"table {self.table_name!r} has VECTOR({table_dim}) but the vectors have "
+                f"{dimension} dimensions; use a model with {table_dim} dimensions (e.g. "
+                f"dimensions={table_dim} for Jina v3+) or a new table_name"
+            )
+
+    def _existing(self, what: str) -> sa.Table:
+        table = self._load()
+        if table is None:
+            raise ConfigurationError(f"table {self.table_name!r} does not exist yet; {what}")
+        return table
+
+    # --- indexes ------------------------------------------------------------------------
+
+    def create_vector_index(self) -> None:
+        """Give the table an HNSW index for its metric (TiDB; idempotent; a no-op on the
+        embedded engine, which searches exactly). Self-managed TiDB gets a TiFlash replica
+        first; TiDB Cloud Starter creates it on demand. Raises ``UnsupportedFeatureError``
+        when the metric cannot be indexed or the cluster has no TiFlash. The index builds
+        in the background: see :meth:`index_status`."""
+        if self._db.is_tidb:
+            self._existing("add vectors first")
+        self._backend.create_vector_index()
+
+    def index_status(self) -> _tidb.IndexStatus:
+        """How far TiDB has built the vector index (exact search on the embedded engine)."""
+        if self._load() is None:
+            return _tidb.IndexStatus(kind="missing", note="the table does not exist yet")
+        return self._backend.index_status()
+
+    def create_full_text_index(self, parser: str = "MULTILINGUAL") -> None:
+        """Index ``document`` for full-text search (idempotent).
+
+        TiDB Cloud Starter: ``FULLTEXT INDEX ... WITH PARSER MULTILINGUAL|STANDARD``
+        (built in the background by TiFlash). Embedded engine: an FTS5 index kept in sync
+        by triggers (also created automatically on the first full-text search).
+        """
+        if self._backend.full_text_error:
+            raise UnsupportedFeatureError(self._backend.full_text_error)
+        if self._state.fulltext_ready:
+            return
+        self._existing("add documents first")
+        with self._state.lock:
+            self._backend.create_full_text_index(parser)
+            self._state.fulltext_ready = True
+
+    # --- writes -------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        embeddings: Iterable[Any],
+        *,
+        ids: Iterable[str | None] | None = None,
+        documents: Iterable[str | None] | None = None,
+        metadatas: Iterable[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Insert rows, replacing rows whose id exists. Returns the ids in input order.
+
+        ``embeddings`` is a float32 matrix (used as is) or any sequence of vectors. Missing
+        ids (``ids=None``, or ``None`` entries) are generated (UUID4). Everything is
+        validated before anything is written; rows are sent in batches, one transaction
+        each.
+        """
+        self._load()  # an existing table's dimension outranks a declared one in errors
+        matrix = _vector.as_matrix(embeddings, self.dimension)
+        n = len(matrix)
+        id_list = self._prepare_ids(ids, n)
+        doc_list = prepare_documents(documents, n)
+        meta_list = prepare_metadatas(metadatas, n, self.indexed_key)
+        if n == 0:
+            return []
+        keep = last_occurrences(id_list)
+        vectors = self._backend.encode_vectors(matrix[keep])
+        stored_vector = 4 * matrix.shape[1] + 4
+        rows, sizes = [], []
+        for vector, i in zip(vectors, keep, strict=True):
+            size = self._row_size(id_list[i], doc_list[i], meta_list[i], stored_vector)
+            rows.append((id_list[i], vector, doc_list[i], meta_list[i]))
+            sizes.append(size + len(vector))
+        table = self._state.table
+        if table is None:
+            table = self._create(matrix.shape[1])
+        self._check_dimension(matrix.shape[1])
+        self._backend.upsert(table, rows, batch_slices(sizes, self.batch_rows, self.batch_bytes))
+        return id_list
+
+    def _row_size(self, id: str, document: str | None, meta: str, stored_vector: int) -> int:
+        size = len(id) + len(meta) + (len(document.encode()) if document else 0)
+        if size + stored_vector > MAX_ROW_BYTES:
+            raise RecordTooLargeError(
+                f"record {id[:40]!r} is {(size + stored_vector) / 2**20:.1f} MiB; TiDB "
+                "stores at most 6 MiB per row: split the document into smaller chunks"
+            )
+        return size
+
+    def _prepare_ids(self, ids: Iterable[str | None] | None, n: int) -> list[str]:
+        if ids is None:
+            return [str(uuid.uuid4()) for _ in range(n)]
+        if isinstance(ids, (str, bytes)):
+            raise InvalidInputError("ids must be a list of strings, not one string")
+        id_list = [str(uuid.uuid4()) if value is None else value for value in ids]
+        if len(id_list) != n:
+            raise InvalidInputError(
+                f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
+            )
+        limit = self._state.shape.id_length if self._state.shape else ID_LENGTH
+        for i, value in enumerate(id_list):
+            if not isinstance(value, str) or not value:
+                raise InvalidInputError(
+                    f"id {i} is {value!r}: ids must be non-empty strings (use str(...) for "
+                    "numbers or UUIDs)"
+                )
+            if "\x00" in value:
+                raise InvalidIdentifierError(f"id {i} contains a NUL character")
+            if limit is not None and len(value) > limit:
+                raise InvalidInputError(
+                    f"id {value[:40]!r}... is {len(value)} characters but table "
+                    f"{self.table_name!r} stores ids of at most {limit}; use shorter ids "
+                    "(e.g. a hash) or a new table"
+                )
+        return id_list  # type: ignore[return-value]
+
+    def search_statement(
+        self,
+        vector: Any = None,
+        *,
+        text: str | None = None,
+        k: int = 4,
+        filter: FilterArg = None,
+        ids: Iterable[str] | None = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+        prefilter: bool = True,
+        num_candidates: int | None = None,
+    ) -> sa.Select[Any]:
+        """The search statement TiDB gets (public so it can be inspected or run).
+
+        Pre-filter: ``SELECT ..., VEC_<METRIC>_DISTANCE(embedding, :q) AS distance FROM t
+        [WHERE filter] ORDER BY distance LIMIT :k``; post-filter (``prefilter=False``):
+        that without WHERE and with ``LIMIT :num_candidates`` as a subquery (the shape
+        TiDB's HNSW index serves), the filter and the distance threshold outside it.
+        ``text`` instead of ``vector``: ``VEC_EMBED_<METRIC>_DISTANCE`` (auto-embedding).
+        """
+        if (vector is None) == (text is None):
+            raise InvalidInputError("pass either a vector or text=")
+        options = SearchOptions.of(
+            k=k,
+            filter=_parse(filter),
+            ids=_ids(ids),
+            max_distance=max_distance,
+            include_embeddings=include_embeddings,
+            prefilter=prefilter,
+            num_candidates=num_candidates,
+        )
+        table = self._load()
+        if table is None:
+            dimension = self._declared_dimension
+            generated = self._backend.generated_sql()
+            table = build_table(
+                self.table_name, dimension, self.engine.dialect.name, generated=generated
+            )
+        query = Query(text=text) if text is not None else Query(vector=_vector.as_vector(vector))
+        distance = distance_expression(table, self._backend.settings, query)
+        dialect = self.engine.dialect.name
+        return search_statement(
+            table, distance, options, dialect, self.indexed_key, prefilter=prefilter
+        )
