@@ -1,6 +1,6 @@
 """A pure-Python reference evaluator of the metadata filter language (no SQL).
 
-Written independently of ``tidb_jina.store._filters`` from the semantics table in that
+Written independently of ``tidb_jina.store._filter_tree`` from the semantics table in that
 module's docstring, so the SQL compiled for each engine can be checked against it.
 Assumes the filter is valid (validation is tested separately).
 """

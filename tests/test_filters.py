@@ -22,7 +22,8 @@ from sqlalchemy.dialects.mysql import pymysql
 
 from tests._filter_reference import matches
 from tidb_jina._errors import InvalidFilterError, InvalidIdentifierError
-from tidb_jina.store import _filter_tree, _filters
+from tidb_jina.store import _filter_tree
+from tidb_jina.store._filter_numpy import supported
 from tidb_jina.store._filter_sql import compile_filter, json_path
 from tidb_jina.store._filter_tree import (
     OPERATORS,
@@ -396,6 +397,7 @@ if st is not None:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(records=st.lists(_METADATA, min_size=1, max_size=6), filter=_FILTERS)
+    @pytest.mark.slow
     def test_sql_agrees_with_reference_on_random_filters(
         scratch_db: tuple[sa.Engine, sa.Table], records: list[dict[str, Any]], filter: Any
     ) -> None:
@@ -596,12 +598,12 @@ def test_operators_reduce_to_the_four_node_types() -> None:
 def test_a_filter_carries_its_keys_and_whether_numpy_can_run_it() -> None:
     parsed = parse_filter({"a": 1, "$or": [{"b": {"$gt": 2}}, {"a": {"$exists": True}}]})
     assert parsed is not None
-    assert parsed.keys == frozenset({"a", "b"}) and parsed.numpy_ok
+    assert parsed.keys == frozenset({"a", "b"}) and supported(parsed)
     assert parsed == parse_filter({"a": 1, "$or": [{"b": {"$gt": 2}}, {"a": {"$exists": True}}]})
     assert repr(parsed).startswith("Filter(And(items=(Pred(key='a', op='eq', value=1),")
     for sql_only in [{"t": {"$like": "x%"}}, {"t": {"$contains": 1}}, {'q"k': 1}, {"ü": 1}]:
         flt = parse_filter({"a": 1, "$not": sql_only})
-        assert flt is not None and not flt.numpy_ok, sql_only
+        assert flt is not None and not supported(flt), sql_only
 
 
 @pytest.fixture
@@ -627,12 +629,6 @@ def test_a_filter_is_parsed_once_and_never_by_the_compiler(parses: list[str]) ->
     for dialect_name in ("sqlite", "mysql"):
         compile_filter(parsed, sa.column("meta"), dialect_name, {"a": sa.column("meta_a")})
     assert len(parses) == 3
-    # The shim of the old module still takes a dict (one parse) or a Filter (none).
-    via_dict = _filters.compile_filter(flt, sa.column("meta"), "sqlite")
-    assert len(parses) == 6
-    via_tree = _filters.compile_filter(parsed, sa.column("meta"), "sqlite")
-    assert len(parses) == 6
-    assert str(via_dict) == str(via_tree)
 
 
 def test_compile_filter_takes_the_tree_not_a_dict() -> None:

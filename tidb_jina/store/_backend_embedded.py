@@ -65,7 +65,7 @@ class EmbeddedBackend:
         conn.exec_driver_sql(_fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
         self.cache.invalidate()
 
-    def create_vector_index(self) -> None:
+    def create_vector_index(self, table: sa.Table | None) -> None:
         return None  # the embedded engine always searches exactly
 
     def index_status(self) -> _tidb.IndexStatus:

@@ -88,7 +88,7 @@ class TiDBBackend:
         if not self.settings.vector_index:
             return
         try:
-            self.create_vector_index()
+            self.create_vector_index(table)
         except UnsupportedFeatureError as exc:
             if self.state.index_note is None:
                 self.state.index_note = str(exc)
@@ -102,7 +102,7 @@ class TiDBBackend:
         if fulltext in {row[0] for row in names}:
             conn.exec_driver_sql(_tidb.drop_index_ddl(self.db.dialect, name, fulltext))
 
-    def create_vector_index(self) -> None:
+    def create_vector_index(self, table: sa.Table | None) -> None:
         metric, name = self.settings.metric, self.settings.table_name
         if not metric.indexable:
             raise UnsupportedFeatureError(
@@ -110,6 +110,8 @@ class TiDBBackend:
                 "searches on this table are exact scans. Use metric='cosine' or 'l2' "
                 "for an indexed table"
             )
+        if table is None:
+            raise ConfigurationError(f"table {name!r} does not exist yet; add vectors first")
         statements = _tidb.vector_index_ddl(self.db.dialect, name, metric, starter=self.starter)
         try:
             for statement in statements:

@@ -6,7 +6,7 @@ keeps the parsed metadata of its vector snapshot instead, as one typed column pe
 that a filter uses, and evaluates the common operators as array operations:
 ``$eq $ne $in $nin $gt $gte $lt $lte $between $exists $empty`` and the logical ones.
 ``$like``, ``$ilike`` and the array operators are left to SQL: :func:`supported` says
-no (``Filter.numpy_ok`` holds its answer) and the caller runs the filter in SQLite.
+no and the caller runs the filter in SQLite.
 
 It takes the parsed tree of :mod:`tidb_jina.store._filter_tree` and never parses. The
 semantics are the SQL compiler's (:mod:`tidb_jina.store._filter_sql`), exactly: values
@@ -84,7 +84,7 @@ def path_safe(key: str) -> bool:
 def supported(node: Filter | Node) -> bool:
     """Whether :func:`mask` can evaluate ``node`` (else SQL must)."""
     if isinstance(node, Filter):
-        return node.numpy_ok
+        return supported(node.node)
     if isinstance(node, Pred):
         return node.op in _SUPPORTED and path_safe(node.key)
     if isinstance(node, Not):

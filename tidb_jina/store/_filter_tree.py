@@ -204,21 +204,16 @@ Node = And | Or | Not | Pred
 class Filter:
     """A valid filter, parsed: make one with :func:`parse_filter` (or from a built tree).
 
-    ``keys`` are the metadata keys it reads. ``numpy_ok`` says whether
-    :mod:`tidb_jina.store._filter_numpy` can evaluate it, else SQL must. Two filters are
-    equal when their trees are.
+    ``keys`` are the metadata keys it reads (whether :mod:`tidb_jina.store._filter_numpy`
+    can evaluate it is that module's :func:`supported`). Two filters are equal when their
+    trees are.
     """
 
     node: Node
     keys: frozenset[str] = field(init=False, compare=False)
-    numpy_ok: bool = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Imported here: _filter_numpy imports the node types from this module.
-        from tidb_jina.store._filter_numpy import supported
-
         object.__setattr__(self, "keys", frozenset(_keys(self.node)))
-        object.__setattr__(self, "numpy_ok", supported(self.node))
 
     def __repr__(self) -> str:
         return f"Filter({self.node!r})"

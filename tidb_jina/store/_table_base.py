@@ -310,9 +310,7 @@ class TableBase:
         first; TiDB Cloud Starter creates it on demand. Raises ``UnsupportedFeatureError``
         when the metric cannot be indexed or the cluster has no TiFlash. The index builds
         in the background: see :meth:`index_status`."""
-        if self._db.is_tidb:
-            self._existing("add vectors first")
-        self._backend.create_vector_index()
+        self._backend.create_vector_index(self._load())
 
     def index_status(self) -> _tidb.IndexStatus:
         """How far TiDB has built the vector index (exact search on the embedded engine)."""
