@@ -1,9 +1,17 @@
-"""Shared fixtures: one behaviour suite over every engine.
+"""Shared fixtures: one behaviour suite over every engine, and the TiDB path without one.
 
 ``store_url`` yields a database URL per engine: the embedded engine in memory and in a
 file always, and TiDB when ``TIDB_DATABASE_URL`` is set and answers a real probe
-(skipped cleanly otherwise). ``table_name`` is unique per test; ``make_table`` builds
-``VectorTable`` objects on it and drops the table in the finalizer, never in the test.
+(skipped cleanly otherwise). ``store_connection`` is what to hand a store for that
+engine (one shared Engine for ``sqlite://``). ``table_name`` is unique per test;
+``make_table`` builds ``VectorTable`` objects on it and drops the table in the finalizer,
+never in the test. The adapter suites build their stores on the same two fixtures.
+
+``stub`` / ``make_stub_table``: ``VectorTable`` on the TiDB code path over
+``tidb_jina.testing.MySQLRecorder`` (every statement recorded, no server).
+
+``clean_env``: no real key or endpoint from the environment; the unit-test directories
+use it automatically (tests marked ``network`` opt out).
 """
 
 from __future__ import annotations
@@ -17,8 +25,26 @@ import pytest
 import sqlalchemy as sa
 
 from tidb_jina.store import VectorTable, connect
+from tidb_jina.testing import MySQLRecorder
 
 TIDB_URL = os.environ.get("TIDB_DATABASE_URL", "")
+KEY_ENV = (
+    "JINA_API_KEY",
+    "JINAAI_API_KEY",
+    "HF_TOKEN",
+    "HUGGINGFACEHUB_API_TOKEN",
+    "JINA_API_BASE_URL",
+    "HF_INFERENCE_ENDPOINT",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Unit tests never see real keys or endpoints (tests marked ``network`` opt out)."""
+    if request.node.get_closest_marker("network"):
+        return
+    for name in KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 def _tidb_reachable() -> str | None:
@@ -73,24 +99,59 @@ def table_name() -> str:
 
 
 @pytest.fixture
-def make_table(store_url: str, table_name: str) -> Iterator[Callable[..., VectorTable]]:
+def store_connection(store_url: str) -> Iterator[str | sa.Engine]:
+    """``store_url``, except ``sqlite://``: one Engine shared by every store of the test
+    (each new in-memory engine would be a new, empty database). Disposed afterwards."""
+    if store_url != "sqlite://":
+        yield store_url
+        return
+    engine = connect(store_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def make_table(
+    store_connection: str | sa.Engine, table_name: str
+) -> Iterator[Callable[..., VectorTable]]:
     """Build VectorTables on one engine and one unique table; drop it afterwards."""
     created: list[VectorTable] = []
-    engines: dict[str, sa.Engine] = {}
 
     def factory(**kwargs: Any) -> VectorTable:
         kwargs.setdefault("table_name", table_name)
-        if store_url == "sqlite://":
-            # every VectorTable of one test must see the same in-memory database
-            engines.setdefault("memory", connect(store_url))
-            table = VectorTable(engines["memory"], **kwargs)
-        else:
-            table = VectorTable(store_url, **kwargs)
+        table = VectorTable(store_connection, **kwargs)
         created.append(table)
         return table
 
     yield factory
     for table in created:
         table.drop()
-        if table.engine is not engines.get("memory"):
-            table.engine.dispose()
+        table.close()  # disposes the pool of a URL table, never a shared Engine
+
+
+# --- the TiDB code path without a server ------------------------------------------------
+
+
+@pytest.fixture
+def stub() -> MySQLRecorder:
+    """A recording stand-in for a self-managed TiDB (``tidb_jina.testing``)."""
+    return MySQLRecorder()
+
+
+@pytest.fixture
+def make_stub_table(stub: MySQLRecorder) -> Iterator[Callable[..., VectorTable]]:
+    """``make_stub_table([recorder], **kwargs)``: a ``VectorTable`` named ``docs`` on the
+    TiDB code path whose connections talk to ``recorder`` (default: ``stub``)."""
+    created: list[VectorTable] = []
+
+    def factory(recorder: MySQLRecorder | None = None, **kwargs: Any) -> VectorTable:
+        recorder = recorder or stub
+        kwargs.setdefault("table_name", "docs")
+        engine_args = {**kwargs.pop("engine_args", {}), **recorder.engine_args()}
+        table = VectorTable(recorder.url, engine_args=engine_args, **kwargs)
+        created.append(table)
+        return table
+
+    yield factory
+    for table in created:
+        table.close()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager, nullcontext
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from tidb_jina import ConfigurationError, InvalidInputError
 from tidb_jina.store import AutoEmbedding, VectorTable
-from tidb_jina.store._schema import build_table
-from tidb_jina.store._table import _QueryText
-from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder
+from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder, MySQLRecorder
 
 STARTER = "mysql+pymysql://u.root:pw@gateway01.us-west-2.prod.aws.tidbcloud.com:4000/test"
 DIALECT = mysql.pymysql.dialect()
@@ -83,87 +78,36 @@ def test_auto_embedding_config_is_validated_and_never_shows_the_key():
         VectorTable(STARTER, auto_embedding=secret, metric="inner_product")
 
 
-def test_tidb_starter_table_is_a_generated_embed_text_column():
-    table = VectorTable(STARTER, table_name="docs", auto_embedding="jina_ai/jina-embeddings-v3")
+def test_tidb_starter_table_is_a_generated_embed_text_column(make_stub_table):
+    starter = MySQLRecorder(starter=True)
+    table = make_stub_table(starter, auto_embedding="jina_ai/jina-embeddings-v3")
     assert table.server_embeds and table.dimension == 1024
-    ddl = _sql(
-        sa.schema.CreateTable(
-            build_table("docs", 1024, "mysql", generated=table._generated_sql()),
-            if_not_exists=True,
-        )
-    )
+    table.create()
+    (ddl,) = [" ".join(s.split()) for s in starter.sql("CREATE") if "CREATE TABLE" in s]
     assert (
         "embedding VECTOR(1024) GENERATED ALWAYS AS (EMBED_TEXT('jina_ai/jina-embeddings-v3', "
         'document, \'{"task": "retrieval.passage", "task@search": "retrieval.query"}\')) '
         "STORED" in ddl
     )
-    stmt = table.search_statement(build_table("docs", 1024, "mysql"), _QueryText("hi"), 3)
+    stmt = table.search_statement(text="hi", k=3)
     assert _sql(stmt) == (
         "SELECT docs.id, docs.document, docs.meta, VEC_EMBED_COSINE_DISTANCE(docs.embedding, "
         "%s) AS distance FROM docs ORDER BY distance LIMIT %s"
     )
     assert "hi" in stmt.compile(dialect=DIALECT).params.values()
-    l2 = VectorTable(STARTER, auto_embedding="jina_ai/jina-embeddings-v3", metric="l2")
-    assert "VEC_EMBED_L2_DISTANCE" in _sql(
-        l2.search_statement(build_table("d", 1024, "mysql"), _QueryText("x"), 1)
+    l2 = make_stub_table(starter, auto_embedding="jina_ai/jina-embeddings-v3", metric="l2")
+    assert "VEC_EMBED_L2_DISTANCE" in _sql(l2.search_statement(text="x", k=1))
+
+
+def test_provider_key_is_sent_once_per_table_as_a_bound_parameter(make_stub_table):
+    starter = MySQLRecorder(starter=True)
+    auto = AutoEmbedding("jina_ai/jina-embeddings-v3", api_key="jina_KEY")
+    table = make_stub_table(starter, auto_embedding=auto)
+    table.add_texts(["one"])
+    table.add_texts(["two"])
+    table.search_text("three", k=1)
+    (sent,) = [s for s in starter.statements if s.kind == "SET" and "EMBED" in s.sql]
+    assert (sent.template, sent.params) == (
+        "SET @@GLOBAL.TIDB_EXP_EMBED_JINA_AI_API_KEY = %s",
+        ("jina_KEY",),
     )
-
-
-def test_provider_key_is_a_bound_parameter_on_a_raw_cursor(monkeypatch):
-    table = VectorTable(
-        STARTER, auto_embedding=AutoEmbedding("jina_ai/jina-embeddings-v3", api_key="jina_KEY")
-    )
-    executed = []
-
-    class Cursor:
-        def execute(self, sql, params):
-            executed.append((sql, params))
-
-        def close(self):
-            pass
-
-    class Conn:
-        connection = type("C", (), {"dbapi_connection": type("D", (), {"cursor": Cursor})()})()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(table, "engine", type("E", (), {"connect": lambda self: Conn()})())
-    table._send_provider_key()
-    table._send_provider_key()  # once per table
-    assert executed == [("SET @@GLOBAL.TIDB_EXP_EMBED_JINA_AI_API_KEY = %s", ("jina_KEY",))]
-    assert not re.search("jina_KEY", executed[0][0])
-
-
-def test_server_side_inserts_send_no_vectors(monkeypatch):
-    table = VectorTable(STARTER, table_name="docs", auto_embedding="jina_ai/jina-embeddings-v3")
-    t = build_table("docs", 1024, "mysql", generated=table._generated_sql())
-    monkeypatch.setattr(table, "_load", lambda: t)
-    table._state.table = t
-    monkeypatch.setattr(table, "_send_provider_key", lambda: None)
-    sent = []
-
-    class Conn:
-        def exec_driver_sql(self, sql, rows):
-            sent.append((" ".join(sql.split()), rows))
-
-        def begin(self):
-            return nullcontext()
-
-    @contextmanager
-    def fake_writer():
-        yield Conn()
-
-    monkeypatch.setattr(table, "_writer", fake_writer)
-    ids = table.add_texts([f"text {i}" for i in range(120)], metadatas=[{"n": 1}] * 120)
-    assert len(ids) == 120
-    assert [len(rows) for _, rows in sent] == [50, 50, 20], "small batches: the server embeds"
-    assert sent[0][0] == (
-        "INSERT INTO docs (id, document, meta) VALUES (%(id)s, %(document)s, %(meta)s) "
-        "ON DUPLICATE KEY UPDATE document = VALUES(document), meta = VALUES(meta)"
-    )
-    assert sent[0][1][0] == {"id": ids[0], "document": "text 0", "meta": '{"n":1}'}
-    assert all(set(row) == {"id", "document", "meta"} for _, rows in sent for row in rows)

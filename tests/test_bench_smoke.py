@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs every benchmark script as a subprocess
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 CASES = [

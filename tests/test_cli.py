@@ -398,6 +398,7 @@ def _module(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(workdir):
     done = _module("ingest", "corpus/faq.jsonl", cwd=workdir)
     assert done.returncode == 0, done.stderr

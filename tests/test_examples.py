@@ -19,6 +19,7 @@ import pytest
 
 from tidb_jina.testing import FakeEmbeddingServer
 
+pytestmark = pytest.mark.slow  # runs every example as a subprocess
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))

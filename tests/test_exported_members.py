@@ -39,6 +39,7 @@ def _is_submodule(module, member) -> bool:
     return type(value).__name__ == "module"
 
 
+@pytest.mark.slow
 def test_core_imports_no_framework():
     import subprocess
     import sys

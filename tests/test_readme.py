@@ -29,6 +29,7 @@ def test_readme_python_snippets_run(snippet, monkeypatch):
     exec(compile(snippet, "README.md", "exec"), {})
 
 
+@pytest.mark.slow
 def test_readme_cli_commands_run(tmp_path):
     """Each line of the README's CLI block runs as written (offline, embedded engine)."""
     import json

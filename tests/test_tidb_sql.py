@@ -3,6 +3,8 @@
 reference/protocols.md section 3: VECTOR(D) DDL, vectors as JSON-array text, one
 ``ORDER BY VEC_<METRIC>_DISTANCE(...) LIMIT k`` statement per search, upserts as
 ``INSERT ... ON DUPLICATE KEY UPDATE`` with ``VALUES()`` (TiDB has no ``AS new`` alias).
+Tables that need a database run over ``tidb_jina.testing.MySQLRecorder`` (the ``stub``
+fixture); what goes on the wire per call is pinned in ``test_tidb_wire.py``.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ import re
 import ssl
 
 import numpy as np
-import orjson
 import pymysql.converters
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from tidb_jina.store import DistanceMetric, VectorTable
-from tidb_jina.store._schema import build_table
+from tidb_jina.testing import MySQLRecorder
 
 DIALECT = mysql.pymysql.dialect()
 URL = "mysql+pymysql://root:s3cr3t-pw@127.0.0.1:4000/test"
@@ -37,12 +38,15 @@ def _processed_params(statement: sa.ClauseElement) -> dict:
 
 
 @pytest.fixture
-def table() -> VectorTable:
-    return VectorTable(URL, table_name="docs", dimension=3)
+def table(stub: MySQLRecorder, make_stub_table) -> VectorTable:
+    """Table ``docs`` with VECTOR(3), existing on the recording stub."""
+    stub.add_table("docs", 3)
+    return make_stub_table()
 
 
-def test_create_table_matches_peer_schema_with_wider_id():
-    ddl = _sql(sa.schema.CreateTable(build_table("docs", 768, "mysql"), if_not_exists=True))
+def test_create_table_matches_peer_schema_with_wider_id(stub, make_stub_table):
+    make_stub_table().create(768)
+    (ddl,) = [" ".join(s.split()) for s in stub.sql("CREATE") if "CREATE TABLE" in s]
     assert ddl == (
         "CREATE TABLE IF NOT EXISTS docs ( id VARCHAR(512) NOT NULL, "
         "embedding VECTOR(768) NOT NULL, document MEDIUMTEXT, meta JSON, "
@@ -53,33 +57,25 @@ def test_create_table_matches_peer_schema_with_wider_id():
     assert "hnsw(distance" not in ddl, "the 2024 beta index comment builds no index today"
 
 
-def test_upsert_is_insert_on_duplicate_key_update_with_values(table):
-    stmt = table._upsert_statement(build_table("docs", 3, "mysql"))
-    assert _sql(stmt) == (
-        "INSERT INTO docs (id, embedding, document, meta) VALUES (%s, %s, %s, %s) "
+def test_upsert_is_insert_on_duplicate_key_update_with_values(table, stub):
+    vectors = np.array([[0.1, -2.5e-5, 3.0], [1e-30, 3.4e38, 0.0]], dtype=np.float64)
+    table.upsert(vectors, ids=["a", "b"], documents=["doc", None], metadatas=[{"k": 1}, {}])
+    (insert,) = stub.sql("INSERT")
+    assert " ".join(insert.split()) == (
+        "INSERT INTO docs (id, embedding, document, meta) VALUES "
+        "('a', '[0.1,-0.000025,3.0]', 'doc', '{\\\"k\\\":1}'),"
+        "('b', '[1e-30,3.4e+38,0.0]', NULL, '{}') "
         "ON DUPLICATE KEY UPDATE embedding = VALUES(embedding), document = VALUES(document), "
         "meta = VALUES(meta)"
     )
-
-
-def test_rows_are_sent_as_json_array_text_of_float32(table):
-    vectors = np.array([[0.1, -2.5e-5, 3.0], [1e-30, 3.4e38, 0.0]], dtype=np.float64)
-    rows, sizes = table._encode_rows(
-        vectors.astype(np.float32), ["a", "b"], ["doc", None], ['{"k":1}', "{}"], [0, 1]
-    )
-    assert [r[1] for r in rows] == ["[0.1,-0.000025,3.0]", "[1e-30,3.4e+38,0.0]"]
-    assert all(type(r[1]) is str for r in rows), "plain str for the driver"
-    assert sizes == [1 + 7 + 3 + len(rows[0][1]), 1 + 2 + len(rows[1][1])]
-    for row, vector in zip(rows, vectors.astype(np.float32), strict=True):
-        parsed = np.array(orjson.loads(row[1]), dtype=np.float64).astype(np.float32)
-        assert np.array_equal(parsed, vector), "float32 values must round-trip exactly"
-        literal = pymysql.converters.escape_item(row[1], "utf8mb4")
+    for literal in re.findall(r"'\[[^']*\]'", insert):
         assert re.fullmatch(r"'\[[-+0-9.e,]+\]'", literal), literal
+        assert pymysql.converters.escape_item(literal[1:-1], "utf8mb4") == literal
 
 
 def test_numpy_float64_values_never_reach_sql_as_repr(table):
     stmt = sa.select(sa.literal(1)).where(
-        table.search_statement(build_table("docs", 3, "mysql"), [np.float64(0.5)] * 3, 1).exists()
+        table.search_statement([np.float64(0.5)] * 3, k=1).exists()
     )
     params = _processed_params(stmt)
     vector_text = next(v for v in params.values() if isinstance(v, str) and v.startswith("["))
@@ -96,9 +92,12 @@ def test_numpy_float64_values_never_reach_sql_as_repr(table):
         ("l1", "VEC_L1_DISTANCE"),
     ],
 )
-def test_search_is_one_statement_ordered_by_the_tables_metric(metric, function):
-    store = VectorTable(URL, table_name="docs", metric=metric)
-    stmt = store.search_statement(build_table("docs", 3, "mysql"), np.ones(3, np.float32), 10)
+def test_search_is_one_statement_ordered_by_the_tables_metric(
+    stub, make_stub_table, metric, function
+):
+    stub.add_table("docs", 3)
+    store = make_stub_table(metric=metric)
+    stmt = store.search_statement(np.ones(3, np.float32), k=10)
     assert _sql(stmt) == (
         f"SELECT docs.id, docs.document, docs.meta, {function}(docs.embedding, %s) AS distance "
         "FROM docs ORDER BY distance LIMIT %s"
@@ -108,16 +107,14 @@ def test_search_is_one_statement_ordered_by_the_tables_metric(metric, function):
 
 
 def test_search_fetches_the_vector_column_only_when_asked(table):
-    t = build_table("docs", 3, "mysql")
-    assert "docs.embedding AS" not in _sql(table.search_statement(t, np.ones(3), 5))
+    assert "docs.embedding AS" not in _sql(table.search_statement(np.ones(3), k=5))
     assert "docs.embedding, VEC_" in _sql(
-        table.search_statement(t, np.ones(3), 5, include_embeddings=True)
+        table.search_statement(np.ones(3), k=5, include_embeddings=True)
     )
 
 
 def test_prefilter_search_puts_filter_and_threshold_in_one_statement(table):
-    t = build_table("docs", 3, "mysql")
-    stmt = table.search_statement(t, np.ones(3), 5, filter={"lang": "en"}, max_distance=0.3)
+    stmt = table.search_statement(np.ones(3), k=5, filter={"lang": "en"}, max_distance=0.3)
     sql = _sql(stmt)
     assert sql.startswith("SELECT candidates.id, candidates.document, candidates.meta, ")
     assert "VEC_COSINE_DISTANCE(docs.embedding, %s) AS distance FROM docs WHERE " in sql
@@ -131,9 +128,8 @@ def test_prefilter_search_puts_filter_and_threshold_in_one_statement(table):
 
 def test_postfilter_keeps_the_knn_block_free_of_where(table):
     """reference 3.5: the HNSW index serves only ORDER BY distance LIMIT n without WHERE."""
-    t = build_table("docs", 3, "mysql")
     stmt = table.search_statement(
-        t, np.ones(3), 5, filter={"lang": "en"}, max_distance=0.3, prefilter=False
+        np.ones(3), k=5, filter={"lang": "en"}, max_distance=0.3, prefilter=False
     )
     sql = _sql(stmt)
     inner = re.search(r"FROM \((SELECT .*?)\) AS candidates", sql).group(1)
@@ -149,61 +145,43 @@ def test_postfilter_keeps_the_knn_block_free_of_where(table):
     params = list(_processed_params(stmt).values())
     assert params[1] == 100 and params[-1] == 5, "max(10k, 100) candidates, then k"
     custom = table.search_statement(
-        t, np.ones(3), 5, filter={"a": 1}, prefilter=False, num_candidates=777
+        np.ones(3), k=5, filter={"a": 1}, prefilter=False, num_candidates=777
     )
     assert 777 in _processed_params(custom).values()
 
 
-def test_filtered_search_falls_back_to_prefilter_only_when_short(table, monkeypatch):
-    t = build_table("docs", 3, "mysql")
-    monkeypatch.setattr(table, "_load", lambda: t)
-    executed = []
+def test_vector_index_ddl_self_managed_and_starter(make_stub_table):
+    def index_ddl(recorder: MySQLRecorder, **kwargs) -> list[str]:
+        make_stub_table(recorder, dimension=3, **kwargs).create()
+        return [s for s in recorder.sql("ALTER", "CREATE") if "CREATE TABLE" not in s]
 
-    def fake_run(stmt):
-        executed.append(_sql(stmt))
-        return ["hit"] * (2 if len(executed) == 1 else 4)
-
-    monkeypatch.setattr(table, "_run_search", fake_run)
-    assert table.search(np.ones(3), k=4, filter={"lang": "en"}) == ["hit"] * 4
-    assert len(executed) == 2
-    assert "AS candidates WHERE" in executed[0] and "FROM docs WHERE" in executed[1]
-    executed.clear()
-    table.search(np.ones(3), k=4, filter={"lang": "en"}, prefilter=False)
-    assert len(executed) == 1, "post-filter only: no second statement"
-    executed.clear()
-    table.search(np.ones(3), k=4, filter={"lang": "en"}, prefilter=True)
-    assert len(executed) == 1 and "FROM docs WHERE" in executed[0]
-    executed.clear()
-    table.search(np.ones(3), k=2)
-    assert executed == [
-        "SELECT docs.id, docs.document, docs.meta, VEC_COSINE_DISTANCE(docs.embedding, %s) "
-        "AS distance FROM docs ORDER BY distance LIMIT %s"
-    ]
-
-
-def test_vector_index_ddl_self_managed_and_starter():
-    from tidb_jina.store._tidb import fulltext_index_ddl, vector_index_ddl
-
-    assert vector_index_ddl(DIALECT, "docs", DistanceMetric.COSINE, starter=False) == [
+    assert index_ddl(MySQLRecorder()) == [
         "ALTER TABLE docs SET TIFLASH REPLICA 1",
         "CREATE VECTOR INDEX IF NOT EXISTS vidx_docs ON docs "
         "((VEC_COSINE_DISTANCE(embedding))) USING HNSW",
     ]
-    assert vector_index_ddl(DIALECT, "docs", DistanceMetric.L2, starter=True) == [
+    assert index_ddl(MySQLRecorder(starter=True), metric="l2", full_text=True) == [
         "CREATE VECTOR INDEX IF NOT EXISTS vidx_docs ON docs "
-        "((VEC_L2_DISTANCE(embedding))) USING HNSW ADD_COLUMNAR_REPLICA_ON_DEMAND"
+        "((VEC_L2_DISTANCE(embedding))) USING HNSW ADD_COLUMNAR_REPLICA_ON_DEMAND",
+        "CREATE FULLTEXT INDEX IF NOT EXISTS ftidx_docs ON docs (document) "
+        "WITH PARSER MULTILINGUAL ADD_COLUMNAR_REPLICA_ON_DEMAND",
     ]
-    assert fulltext_index_ddl(DIALECT, "docs", "standard") == (
+    starter = MySQLRecorder(starter=True)
+    starter.add_table("docs", 3)
+    make_stub_table(starter).create_full_text_index("standard")
+    assert starter.sql("CREATE") == [
         "CREATE FULLTEXT INDEX IF NOT EXISTS ftidx_docs ON docs (document) "
         "WITH PARSER STANDARD ADD_COLUMNAR_REPLICA_ON_DEMAND"
-    )
+    ]
 
 
 def test_starter_hosts_are_recognised():
-    from tidb_jina.store._tidb import is_missing_tiflash, is_starter_host
+    from tidb_jina.store._tidb import is_missing_tiflash
 
-    assert is_starter_host("gateway01.us-west-2.prod.aws.tidbcloud.com")
-    assert not is_starter_host("tidb.internal.example.com")
+    starter = "mysql://u:p@gateway01.us-west-2.prod.aws.tidbcloud.com:4000/test"
+    assert VectorTable(starter).is_tidb_starter
+    assert not VectorTable("mysql://u:p@tidb.internal.example.com:4000/test").is_tidb_starter
+    assert not VectorTable("sqlite://").is_tidb_starter
     assert is_missing_tiflash(
         RuntimeError("Unsupported add vector index: unsupported TiFlash store count is 0")
     )
@@ -211,38 +189,48 @@ def test_starter_hosts_are_recognised():
     assert not is_missing_tiflash(RuntimeError("Duplicate entry"))
 
 
-def test_unindexable_metric_and_missing_tiflash_are_explained():
+def test_unindexable_metric_and_missing_tiflash_are_explained(stub, make_stub_table):
     from tidb_jina import UnsupportedFeatureError
 
-    ip = VectorTable(URL, table_name="docs", metric="inner_product")
+    stub.add_table("docs", 3)
+    ip = make_stub_table(metric="inner_product")
     with pytest.raises(UnsupportedFeatureError, match="only cosine and l2"):
         ip.create_vector_index()
+    stub.fail("SET TIFLASH REPLICA", 1105, "the total tiflash server count: 0")
+    with pytest.raises(UnsupportedFeatureError, match="no TiFlash"):
+        make_stub_table().create_vector_index()
 
 
-def test_index_status_sums_tiflash_instances():
-    from types import SimpleNamespace
+def test_index_status_sums_tiflash_instances(stub, make_stub_table):
+    stub.add_table("docs", 3)
+    table = make_stub_table()
+    columns = [
+        "INDEX_NAME",
+        "INDEX_KIND",
+        "ROWS_STABLE_INDEXED",
+        "ROWS_STABLE_NOT_INDEXED",
+        "ROWS_DELTA_INDEXED",
+        "ROWS_DELTA_NOT_INDEXED",
+        "ERROR_MESSAGE",
+    ]
 
-    from tidb_jina.store._tidb import index_status_from_rows
+    def tiflash_answers(*rows):
+        stub.reply("TIFLASH_INDEXES", columns=columns, rows=rows, times=1)
+        return table.index_status()
 
-    def row(indexed, pending, error=None, name="vidx_docs"):
-        return SimpleNamespace(
-            INDEX_NAME=name,
-            ROWS_STABLE_INDEXED=indexed,
-            ROWS_DELTA_INDEXED=0,
-            ROWS_STABLE_NOT_INDEXED=pending,
-            ROWS_DELTA_NOT_INDEXED=0,
-            ERROR_MESSAGE=error,
-        )
-
-    status = index_status_from_rows([row(10, 5), row(20, 0)], "vidx_docs")
+    status = tiflash_answers(
+        ("vidx_docs", "Vector", 10, 5, 0, 0, None), ("vidx_docs", "Vector", 20, 0, 0, 0, None)
+    )
     assert (status.kind, status.rows_indexed, status.rows_pending, status.ready) == (
         "hnsw",
         30,
         5,
         False,
     )
-    assert index_status_from_rows([row(1, 0, name="other")], "vidx_docs").kind == "exact"
-    assert index_status_from_rows([row(3, 0)], "vidx_docs").ready
+    assert tiflash_answers(("other", "Vector", 1, 0, 0, 0, None)).kind == "exact"
+    assert tiflash_answers(("vidx_docs", "Vector", 3, 0, 0, 0, None)).ready
+    failed = tiflash_answers(("vidx_docs", "Vector", 3, 0, 0, 0, "disk full"))
+    assert failed.error == "disk full" and not failed.ready
 
 
 def test_metric_enum_carries_sql_function_and_indexability():
@@ -253,7 +241,8 @@ def test_metric_enum_carries_sql_function_and_indexability():
     assert DistanceMetric.parse("max_inner_product") is DistanceMetric.INNER_PRODUCT
 
 
-def test_tidb_engine_defaults(table):
+def test_tidb_engine_defaults():
+    table = VectorTable(URL, table_name="docs")
     url = table.engine.url
     assert url.drivername == "mysql+pymysql"
     assert url.query["charset"] == "utf8mb4"
@@ -291,7 +280,8 @@ def _connect_kwargs(engine: sa.Engine) -> dict:
     return captured
 
 
-def test_repr_and_errors_never_show_the_password(table):
+def test_repr_and_errors_never_show_the_password():
+    table = VectorTable(URL, table_name="docs")
     assert "s3cr3t-pw" not in repr(table)
     assert "s3cr3t-pw" not in str(table.engine.url)
 
@@ -308,25 +298,6 @@ def test_async_twin_uses_aiomysql_with_the_same_settings():
     assert table.aio.native
     plain_engine = VectorTable(sa.create_engine("sqlite://"))
     assert not plain_engine.aio.native, "a caller's sync Engine is served from a thread"
-
-
-def test_missing_tiflash_is_told_once_and_the_table_still_works(caplog, monkeypatch):
-    from tidb_jina import UnsupportedFeatureError
-
-    table = VectorTable(URL, table_name="docs")
-    calls = []
-
-    def no_tiflash():
-        calls.append(1)
-        raise UnsupportedFeatureError("has no TiFlash, which TiDB's vector index needs")
-
-    monkeypatch.setattr(table, "create_vector_index", no_tiflash)
-    with caplog.at_level("WARNING", logger="tidb_jina"):
-        table._try_vector_index()
-        table._try_vector_index()
-    warnings = [r for r in caplog.records if "TiFlash" in r.getMessage()]
-    assert len(calls) == 2 and len(warnings) == 1
-    assert "no TiFlash" in table._state.index_note
 
 
 def test_turning_tls_verification_off_is_explicit_and_logged(caplog):

@@ -11,23 +11,11 @@ from _emb_helpers import KEY
 
 from tidb_jina.testing import FakeEmbeddingServer
 
-_KEY_ENV = (
-    "JINA_API_KEY",
-    "JINAAI_API_KEY",
-    "HF_TOKEN",
-    "HUGGINGFACEHUB_API_TOKEN",
-    "JINA_API_BASE_URL",
-    "HF_INFERENCE_ENDPOINT",
-)
-
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """Unit tests never see real keys or endpoints (live tests opt out)."""
-    if request.node.get_closest_marker("network"):
-        return
-    for name in _KEY_ENV:
-        monkeypatch.delenv(name, raising=False)
+def _clean_env(clean_env: None) -> None:
+    """Unit tests never see real keys or endpoints (the root ``clean_env``; live tests,
+    marked ``network``, opt out)."""
 
 
 @pytest.fixture

@@ -77,6 +77,7 @@ def test_concurrency_is_bounded_and_used(call, concurrency):
         assert server.max_in_flight == concurrency  # threads (sync) or tasks (async)
 
 
+@pytest.mark.slow
 def test_ten_thousand_texts_complete_and_ordered_with_one_in_five_429(call):
     texts = [f"document {i} about topic {i % 97}" for i in range(10_000)]
     with FakeEmbeddingServer(

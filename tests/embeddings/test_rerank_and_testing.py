@@ -81,6 +81,7 @@ def test_lexical_embedding_is_normalized_and_lexical():
     assert sims[1] > 0.5 > abs(sims[2])
 
 
+@pytest.mark.slow
 def test_lexical_embedding_is_case_insensitive_and_stable_across_processes():
     here = lexical_embedding(["Hello World"], 64)
     np.testing.assert_array_equal(here, lexical_embedding(["hello world"], 64))

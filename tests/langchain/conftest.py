@@ -12,28 +12,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from _lc_helpers import API_KEY, DIMENSION
 from langchain_core.embeddings import Embeddings
 
 from langchain_tidb_jina import JinaEmbeddings, TiDBVectorStore
-from tidb_jina.store import VectorTable, connect
+from tidb_jina.store import VectorTable
 from tidb_jina.testing import FakeEmbeddingServer
-
-_ENV = (
-    "JINA_API_KEY",
-    "JINAAI_API_KEY",
-    "HF_TOKEN",
-    "HUGGINGFACEHUB_API_TOKEN",
-    "JINA_API_BASE_URL",
-    "HF_INFERENCE_ENDPOINT",
-)
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No real key or endpoint from the environment reaches these tests."""
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
+def _clean_env(clean_env: None) -> None:
+    """No real key or endpoint from the environment reaches these tests (root fixture)."""
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +33,17 @@ def fake_server() -> Iterator[FakeEmbeddingServer]:
 
 
 @pytest.fixture
-def store_kwargs(store_url: str, table_name: str) -> Iterator[dict[str, Any]]:
+def store_kwargs(store_connection: str | sa.Engine, table_name: str) -> Iterator[dict[str, Any]]:
     """Constructor arguments for one unique table on this engine; dropped afterwards."""
-    memory = connect(store_url) if store_url == "sqlite://" else None
-    # Every store of one test must see the same in-memory database, hence one engine.
     where: dict[str, Any] = (
-        {"engine": memory} if memory is not None else {"connection_string": store_url}
+        {"engine": store_connection}
+        if isinstance(store_connection, sa.Engine)
+        else {"connection_string": store_connection}
     )
     yield {**where, "table_name": table_name}
-    table = VectorTable(memory if memory is not None else store_url, table_name=table_name)
+    table = VectorTable(store_connection, table_name=table_name)
     table.drop()
-    table.engine.dispose()
+    table.close()
 
 
 @pytest.fixture

@@ -15,41 +15,31 @@ import pytest
 import sqlalchemy as sa
 
 from llama_index_tidb_jina import ProviderEmbedding, TiDBVectorStore
-from tidb_jina.store import connect
 from tidb_jina.testing import LexicalEmbedder
 
 pytest.importorskip("llama_index.core")
 
 DIM = 64
-_KEY_ENV = ("JINA_API_KEY", "JINAAI_API_KEY", "HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
 
 
 @pytest.fixture(autouse=True)
-def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests never see real keys or endpoints."""
-    for name in (*_KEY_ENV, "JINA_API_BASE_URL", "HF_INFERENCE_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
+def _no_real_keys(clean_env: None) -> None:
+    """These tests never see real keys or endpoints (the root ``clean_env``)."""
 
 
 @pytest.fixture
 async def make_store(
-    store_url: str, table_name: str
+    store_connection: str | sa.Engine, table_name: str
 ) -> AsyncIterator[Callable[..., TiDBVectorStore]]:
     """Build stores on one engine and one unique table; drop the table afterwards.
 
     Async so the teardown can close the async pool of the test's event loop.
     """
     created: list[TiDBVectorStore] = []
-    shared: dict[str, sa.Engine] = {}
 
     def factory(**kwargs: Any) -> TiDBVectorStore:
         kwargs.setdefault("table_name", table_name)
-        if "connection_string" not in kwargs:
-            connection: Any = store_url
-            if store_url == "sqlite://":
-                # every store of one test must see the same in-memory database
-                connection = shared.setdefault("memory", connect(store_url))
-            kwargs["connection_string"] = connection
+        kwargs.setdefault("connection_string", store_connection)
         store = TiDBVectorStore(**kwargs)
         created.append(store)
         return store
@@ -58,7 +48,7 @@ async def make_store(
     for store in created:
         await store.client.aio.dispose()
         store.drop_vectorstore()
-        if store.client.engine is not shared.get("memory"):
+        if store.client.engine is not store_connection:
             store.client.engine.dispose()
 
 

@@ -11,22 +11,11 @@ import pytest
 
 from tidb_jina.store import VectorTable
 
-_KEY_ENV = (
-    "JINA_API_KEY",
-    "JINAAI_API_KEY",
-    "HF_TOKEN",
-    "HUGGINGFACEHUB_API_TOKEN",
-    "JINA_API_BASE_URL",
-    "HF_INFERENCE_ENDPOINT",
-    "TIDB_DATABASE_URL",
-)
-
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests never see real keys, endpoints or databases."""
-    for name in _KEY_ENV:
-        monkeypatch.delenv(name, raising=False)
+def _clean_env(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests never see real keys, endpoints (the root ``clean_env``) or databases."""
+    monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
 
 
 @pytest.fixture

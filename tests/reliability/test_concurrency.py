@@ -26,6 +26,7 @@ from _rel_worker import row_id, row_meta, row_vector
 
 from tidb_jina.store import VectorTable, connect
 
+pytestmark = pytest.mark.slow  # load tests: threads, tasks, processes
 B = 12  # rows per batch
 DIM = 8
 OWNERS, READERS = 6, 2  # 8 threads

@@ -91,6 +91,7 @@ def check_whole_batches(db: Path, *, expect_partial: bool) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_sigkill_mid_add_leaves_whole_batches_and_rerun_completes(tmp_path):
     db = tmp_path / "crash.db"
 

@@ -38,6 +38,7 @@ from tidb_jina import (
 )
 from tidb_jina.testing import FakeEmbeddingServer
 
+pytestmark = pytest.mark.slow  # fault-injected ingests over a loopback server
 CLIENT_TIMEOUT_S = 0.25
 TIMEOUT_FAULT = CLIENT_TIMEOUT_S * 2.5  # the server answers after the client gave up
 FAULT_KINDS: list[Any] = [429, 429, 500, 503, "drop", "partial", TIMEOUT_FAULT]

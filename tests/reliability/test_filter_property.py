@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -63,6 +64,7 @@ _TABLE = VectorTable(_ENGINE, table_name="prop", dimension=3)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(metadata, min_size=1, max_size=10), st.lists(filters, min_size=1, max_size=4))
+@pytest.mark.slow
 def test_store_filters_agree_with_the_reference_evaluator(metas: list[dict[str, Any]], flts):
     _TABLE.clear()
     ids = [f"r{i}" for i in range(len(metas))]
