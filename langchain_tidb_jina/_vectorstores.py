@@ -17,7 +17,7 @@ changed, plus ``embedding``, ``engine``, ``vector_table`` and ``vector_dimension
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +37,6 @@ from langchain_tidb_jina._embeddings import (
     ProviderEmbeddings,
 )
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
-from tidb_jina.embeddings import validate_texts
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
@@ -161,17 +160,7 @@ class TiDBVectorStore(VectorStore):
         anything is embedded. ``texts`` may be any iterable, including a generator.
         """
         _no_extra(kwargs, "add_texts")
-        if self._embedding is None:  # the table embeds
-            return self._table.add_texts(texts, ids=ids, metadatas=metadatas)
-        text_list = validate_texts(texts)  # before a foreign embedder sees them
-        if not text_list:
-            return []
-        client = _core_client(self._embedding)
-        if client is not None:
-            vectors = client.embed_documents(text_list)
-        else:
-            vectors = _matrix(self._embedding.embed_documents(text_list))
-        return self._table.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
+        return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
 
     async def aadd_texts(
         self,
@@ -183,19 +172,34 @@ class TiDBVectorStore(VectorStore):
     ) -> list[str]:
         """Async :meth:`add_texts`."""
         _no_extra(kwargs, "aadd_texts")
+        return await self._table.aio.add_texts(
+            texts, ids=ids, metadatas=metadatas, embed=self._aembed()
+        )
+
+    def _embed(self) -> Callable[[list[str]], Any] | None:
+        """Texts -> float32 matrix: the core client's own, or a user's lists converted
+        once; None when the table embeds. The core checks the rows before calling it."""
         if self._embedding is None:
-            return await self._table.aio.add_texts(texts, ids=ids, metadatas=metadatas)
-        text_list = validate_texts(texts)
-        if not text_list:
-            return []
+            return None
         client = _core_client(self._embedding)
         if client is not None:
-            vectors = await client.aembed_documents(text_list)
-        else:
-            vectors = _matrix(await self._embedding.aembed_documents(text_list))
-        return await self._table.aio.upsert(
-            vectors, ids=ids, documents=text_list, metadatas=metadatas
-        )
+            return client.embed_documents  # type: ignore[no-any-return]
+        embed_documents = self._embedding.embed_documents
+        return lambda texts: _matrix(embed_documents(texts))
+
+    def _aembed(self) -> Callable[[list[str]], Awaitable[Any]] | None:
+        """Async :meth:`_embed`."""
+        if self._embedding is None:
+            return None
+        client = _core_client(self._embedding)
+        if client is not None:
+            return client.aembed_documents  # type: ignore[no-any-return]
+        aembed_documents = self._embedding.aembed_documents
+
+        async def embed(texts: list[str]) -> Any:
+            return _matrix(await aembed_documents(texts))
+
+        return embed
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert ``documents``; ``ids=`` wins over ``Document.id``, missing ids are new."""

@@ -22,6 +22,7 @@ from tidb_jina import (
     InvalidInputError,
     SchemaError,
 )
+from tidb_jina.store import _vector
 from tidb_jina.testing import FakeEmbeddingServer
 
 MakeStore = Callable[..., TiDBVectorStore]
@@ -296,14 +297,20 @@ def test_bad_texts_fail_before_any_embedding_call(
     assert len(fake_server.api_requests()) == before
 
 
-def test_mismatched_lengths_are_the_cores_errors_and_write_nothing(
-    make_store: MakeStore, jina: JinaEmbeddings
+async def test_mismatched_lengths_are_the_cores_errors_before_any_embedding_call(
+    make_store: MakeStore, jina: JinaEmbeddings, fake_server: Any
 ) -> None:
     store = make_store(jina)
+    before = len(fake_server.api_requests())
     with pytest.raises(InvalidInputError, match="metadatas"):
         store.add_texts(["a", "b"], [{}])
     with pytest.raises(InvalidInputError, match="ids"):
         store.add_texts(["a", "b"], ids=["x"])
+    with pytest.raises(InvalidInputError, match="ids"):
+        await store.aadd_texts(["a", "b"], ids=["x"])
+    with pytest.raises(InvalidInputError, match="not valid JSON"):
+        store.add_texts(["a", "b"], [{}, {"bad": object()}])
+    assert len(fake_server.api_requests()) == before, "nothing was embedded (nor paid for)"
     assert store.vector_table.count() == 0
 
 
@@ -329,19 +336,13 @@ async def test_vectors_reach_the_core_as_one_float32_matrix(
         store = make_store(embedding)
         table = store.vector_table
 
-        def spy(vectors: Any, upsert: Any = table.upsert, **kw: Any) -> list[str]:
-            seen.append(vectors)
-            return upsert(vectors, **kw)
-
-        async def aspy(vectors: Any, upsert: Any = table.aio.upsert, **kw: Any) -> list[str]:
-            seen.append(vectors)
-            return await upsert(vectors, **kw)
+        def spy(vectors: Any, *args: Any, real: Any = _vector.as_matrix) -> Any:
+            seen.append(vectors)  # what the embedder handed the core
+            return real(vectors, *args)
 
         with monkeypatch.context() as patch:
-            patch.setattr(table, "upsert", spy)
+            patch.setattr(_vector, "as_matrix", spy)
             assert store.add_texts(TEXTS[:2], ids=IDS[:2]) == IDS[:2]
-        with monkeypatch.context() as patch:  # (the in-memory twin runs table.upsert)
-            patch.setattr(table.aio, "upsert", aspy)
             assert await store.aadd_texts(TEXTS[2:], ids=IDS[2:]) == IDS[2:]
         assert _ids(store.similarity_search("basil pesto", k=1)) == ["food2"]
         table.clear()

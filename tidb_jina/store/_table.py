@@ -15,7 +15,7 @@ taken from ``dimension=`` or the first vectors written.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,11 @@ from tidb_jina.store._backend import Query, SearchOptions, positive
 from tidb_jina.store._db import batch_slices
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._results import Record, SearchResult
-from tidb_jina.store._rows import last_occurrences, prepare_metadatas
+from tidb_jina.store._rows import last_occurrences
 from tidb_jina.store._table_base import (
     DEFAULT_TABLE_NAME,
     FilterArg,
+    PreparedRows,
     TableBase,
     _ids,
     _parse,
@@ -260,29 +261,35 @@ class VectorTable(TableBase):
         *,
         ids: Iterable[str | None] | None = None,
         metadatas: Iterable[Mapping[str, Any] | None] | None = None,
+        embed: Callable[[list[str]], Any] | None = None,
     ) -> list[str]:
-        """Embed ``texts`` as passages and upsert them (TiDB embeds them itself in
-        auto-embedding mode). Empty, blank or non-string texts raise before anything is
-        sent. Returns the ids."""
+        """Embed ``texts`` as passages and upsert them; returns the ids.
+
+        The texts, ids and metadata are checked before anything is embedded or sent.
+        ``embed`` (texts -> vectors, e.g. a provider's ``embed_documents``) overrides the
+        table's embedder; in auto-embedding mode on TiDB Cloud, TiDB embeds them itself.
+        """
         text_list = validate_texts(texts)
-        if not self.server_embeds:
-            vectors = self.text_embedder().embed_documents(text_list)
-            return self.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
-        n = len(text_list)
-        id_list = self._prepare_ids(ids, n)
-        metas = prepare_metadatas(metadatas, n, self.indexed_key)
-        if n == 0:
+        self._load()  # the table's id length bounds the ids
+        prepared = self._prepare(len(text_list), ids, text_list, metadatas)
+        if not text_list:
             return []
+        if embed is None and self.server_embeds:
+            return self._insert_texts(prepared)
+        vectors = (embed or self.text_embedder().embed_documents)(text_list)
+        return self._write(_vector.as_matrix(vectors, self.dimension), prepared)
+
+    def _insert_texts(self, prepared: PreparedRows) -> list[str]:
+        """Rows whose vectors TiDB computes (auto-embedding on TiDB Cloud Starter)."""
+        id_list, documents, metas = prepared
         table = self._load()
         if table is None:
             table = self._create(self.dimension)  # type: ignore[arg-type]
         keep = last_occurrences(id_list)
-        rows = [(id_list[i], text_list[i], metas[i]) for i in keep]
-        sizes = [self._row_size(id_list[i], text_list[i], metas[i], 0) for i in keep]
-        batches = batch_slices(
-            sizes, min(self.batch_rows, self._backend.text_batch_rows), self.batch_bytes
-        )
-        self._backend.insert_texts(table, rows, batches)
+        rows = [(id_list[i], documents[i], metas[i]) for i in keep]
+        sizes = [self._row_size(id_list[i], documents[i], metas[i], 0) for i in keep]
+        max_rows = min(self.batch_rows, self._backend.text_batch_rows)
+        self._backend.insert_texts(table, rows, batch_slices(sizes, max_rows, self.batch_bytes))
         return id_list
 
     # --- full-text, hybrid and MMR ------------------------------------------------------
@@ -426,14 +433,21 @@ class AsyncVectorTable:
         *,
         ids: Iterable[str | None] | None = None,
         metadatas: Iterable[Mapping[str, Any] | None] | None = None,
+        embed: Callable[[list[str]], Awaitable[Any]] | None = None,
     ) -> list[str]:
-        """Async :meth:`VectorTable.add_texts`: embeds with the provider's async API."""
+        """Async :meth:`VectorTable.add_texts`: ``embed`` (or the table's embedder's
+        ``aembed_documents``) is awaited; rows are checked before it is called."""
         table = self._table
-        if table.server_embeds:
+        if embed is None and table.server_embeds:
             return await self._runner.run("add_texts", texts, ids=ids, metadatas=metadatas)  # type: ignore[no-any-return]
         text_list = validate_texts(texts)
-        vectors = await table.text_embedder().aembed_documents(text_list)
-        return await self.upsert(vectors, ids=ids, documents=text_list, metadatas=metadatas)
+        await self.exists()  # loads the table's shape (its id length bounds the ids)
+        prepared = table._prepare(len(text_list), ids, text_list, metadatas)
+        if not text_list:
+            return []
+        vectors = await (embed or table.text_embedder().aembed_documents)(text_list)
+        matrix = _vector.as_matrix(vectors, table.dimension)
+        return await self._runner.run("_write", matrix, prepared)  # type: ignore[no-any-return]
 
     async def query_vector(self, text: str) -> np.ndarray:
         """Async :meth:`VectorTable.query_vector`: the provider's async API."""

@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import sqlalchemy as sa
 
 from tidb_jina._errors import (
@@ -62,6 +63,14 @@ DEFAULT_TABLE_NAME = "tidb_jina_vectors"
 # TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
 MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
 FilterArg = Mapping[str, Any] | Filter | None
+
+
+class PreparedRows(NamedTuple):
+    """Validated ids, documents and serialised metadata of rows about to be written."""
+
+    ids: list[str]
+    documents: list[str | None]
+    metas: list[str]
 
 
 def backend_for(db: Database, settings: TableSettings, state: TableState) -> Backend:
@@ -353,11 +362,30 @@ class TableBase:
         """
         self._load()  # an existing table's dimension outranks a declared one in errors
         matrix = _vector.as_matrix(embeddings, self.dimension)
-        n = len(matrix)
-        id_list = self._prepare_ids(ids, n)
-        doc_list = prepare_documents(documents, n)
-        meta_list = prepare_metadatas(metadatas, n, self.indexed_key)
-        if n == 0:
+        return self._write(matrix, self._prepare(len(matrix), ids, documents, metadatas))
+
+    def _prepare(
+        self,
+        n: int,
+        ids: Iterable[str | None] | None,
+        documents: Iterable[str | None] | None,
+        metadatas: Iterable[Mapping[str, Any] | None] | None,
+    ) -> PreparedRows:
+        """Check and serialise the columns of ``n`` rows (no I/O; before any embedding)."""
+        return PreparedRows(
+            self._prepare_ids(ids, n),
+            prepare_documents(documents, n),
+            prepare_metadatas(metadatas, n, self.indexed_key),
+        )
+
+    def _write(self, matrix: np.ndarray, prepared: PreparedRows) -> list[str]:
+        """Upsert ``prepared`` rows with ``matrix``'s vectors, in batches."""
+        id_list, doc_list, meta_list = prepared
+        if len(matrix) != len(id_list):
+            raise InvalidInputError(
+                f"got {len(matrix)} vectors for {len(id_list)} rows; pass one vector per row"
+            )
+        if not id_list:
             return []
         keep = last_occurrences(id_list)
         vectors = self._backend.encode_vectors(matrix[keep])
