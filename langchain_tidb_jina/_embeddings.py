@@ -9,27 +9,33 @@ Constructor arguments of langchain-community's ``JinaEmbeddings`` (``jina_api_ke
 ``model_name``) and langchain-huggingface's ``HuggingFaceEndpointEmbeddings`` (``repo_id``,
 ``huggingfacehub_api_token``) are accepted as aliases of ours. Keys are ``SecretStr``: never
 in ``repr`` or serialized output.
+
+Retries, batching and timeouts are the core's config objects, passed through as they are:
+``retry=RetryPolicy(...)``, ``limits=BatchLimits(...)``, ``timeout=Timeouts(...)`` or seconds.
+The flat ``batch_size``, ``max_concurrency`` and ``max_retries`` fields stay as documented
+shorthands; the core rejects one given together with its config object. An unknown argument
+is a ``ConfigurationError`` naming the accepted ones.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import secret_from_env
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PrivateAttr, SecretStr
 
 from tidb_jina.embeddings import (
-    DEFAULT_HF_BATCH_SIZE,
-    DEFAULT_HF_CONCURRENCY,
-    DEFAULT_JINA_BATCH_SIZE,
-    DEFAULT_JINA_CONCURRENCY,
     DEFAULT_JINA_MODEL,
-    DEFAULT_MAX_RETRIES,
+    BatchLimits,
     HuggingFaceClient,
     JinaClient,
+    RetryPolicy,
+    Timeouts,
 )
+from tidb_jina.embeddings._config import unknown_options_error
 
 __all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings", "ProviderEmbeddings"]
 
@@ -50,6 +56,7 @@ class _ClientEmbeddings(BaseModel, Embeddings):
     _client: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        _reject_unknown(type(self), data)
         super().__init__(**data)
         # Built outside pydantic validation so the core's own errors (ConfigurationError,
         # InvalidInputError) reach the caller unwrapped. The client does no I/O here.
@@ -125,6 +132,8 @@ class JinaEmbeddings(_ClientEmbeddings):
 
     The key comes from ``api_key`` (or ``jina_api_key``), else ``JINA_API_KEY`` /
     ``JINAAI_API_KEY``. ``task`` sets both sides; ``query_task`` / ``passage_task`` one.
+    ``retry``, ``limits`` and ``timeout`` take ``tidb_jina.RetryPolicy`` / ``BatchLimits`` /
+    ``Timeouts``; ``batch_size`` is ``BatchLimits.max_batch_size``.
     """
 
     model: str = Field(default=DEFAULT_JINA_MODEL, alias="model_name")
@@ -139,10 +148,12 @@ class JinaEmbeddings(_ClientEmbeddings):
     late_chunking: bool = False
     normalized: bool = True
     truncate: bool = True
-    batch_size: int = DEFAULT_JINA_BATCH_SIZE
-    max_concurrency: int = DEFAULT_JINA_CONCURRENCY
-    timeout: float | None = None
-    max_retries: int = DEFAULT_MAX_RETRIES
+    retry: InstanceOf[RetryPolicy] | None = None
+    limits: InstanceOf[BatchLimits] | None = None
+    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
+    batch_size: int | None = None
+    max_concurrency: int | None = None
+    max_retries: int | None = None
 
     def _build_client(self) -> JinaClient:
         return JinaClient(
@@ -156,6 +167,8 @@ class JinaEmbeddings(_ClientEmbeddings):
             late_chunking=self.late_chunking,
             normalized=self.normalized,
             truncate=self.truncate,
+            retry=self.retry,
+            limits=self.limits,
             timeout=self.timeout,
             max_retries=self.max_retries,
             max_batch_size=self.batch_size,
@@ -187,10 +200,12 @@ class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
     passage_prompt_name: str | None = None
     query_prefix: str | None = None
     passage_prefix: str | None = None
-    batch_size: int = DEFAULT_HF_BATCH_SIZE
-    max_concurrency: int = DEFAULT_HF_CONCURRENCY
-    timeout: float | None = None
-    max_retries: int = DEFAULT_MAX_RETRIES
+    retry: InstanceOf[RetryPolicy] | None = None
+    limits: InstanceOf[BatchLimits] | None = None
+    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
+    batch_size: int | None = None
+    max_concurrency: int | None = None
+    max_retries: int | None = None
 
     def _build_client(self) -> HuggingFaceClient:
         model, base_url = self.model, self.base_url
@@ -208,12 +223,24 @@ class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
             passage_prompt_name=self.passage_prompt_name,
             query_prefix=self.query_prefix,
             passage_prefix=self.passage_prefix,
+            retry=self.retry,
+            limits=self.limits,
             timeout=self.timeout,
             max_retries=self.max_retries,
             max_batch_size=self.batch_size,
             max_concurrency=self.max_concurrency,
             **options,
         )
+
+
+def _reject_unknown(cls: type[BaseModel], data: dict[str, Any]) -> None:
+    """Unknown arguments fail with the list of accepted ones (pydantic's error has none)."""
+    valid = {name for name in cls.model_fields} | {
+        field.alias for field in cls.model_fields.values() if field.alias
+    }
+    unknown = [name for name in data if name not in valid]
+    if unknown:
+        raise unknown_options_error(cls.__name__, unknown, valid)
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.utils import secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, SecretStr
 
+from langchain_tidb_jina._embeddings import _reject_unknown
 from tidb_jina.embeddings import (
     DEFAULT_JINA_RERANK_MODEL,
-    DEFAULT_MAX_RETRIES,
     JinaClient,
     RerankResult,
+    RetryPolicy,
+    Timeouts,
 )
 
 __all__ = ["JinaRerank"]
@@ -34,7 +37,8 @@ class JinaRerank(BaseDocumentCompressor):
     >>> retriever = ContextualCompressionRetriever(base_compressor=reranker,
     ...                                            base_retriever=store.as_retriever())
 
-    ``top_n=None`` keeps every document, reordered.
+    ``top_n=None`` keeps every document, reordered. ``retry`` and ``timeout`` take
+    ``tidb_jina.RetryPolicy`` / ``Timeouts``, as the embeddings do.
     """
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid", protected_namespaces=())
@@ -46,18 +50,21 @@ class JinaRerank(BaseDocumentCompressor):
         alias="jina_api_key",
     )
     base_url: str | None = None
-    timeout: float | None = None
-    max_retries: int = DEFAULT_MAX_RETRIES
+    retry: InstanceOf[RetryPolicy] | None = None
+    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
+    max_retries: int | None = None
 
     _client: JinaClient = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
+        _reject_unknown(type(self), data)
         super().__init__(**data)
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         self._client = JinaClient(
             api_key=key,
             base_url=self.base_url,
             rerank_model=self.model,
+            retry=self.retry,
             timeout=self.timeout,
             max_retries=self.max_retries,
         )

@@ -8,11 +8,19 @@ retries. The sync methods use the client's synchronous HTTP (no ``asyncio.run``)
 work inside a running event loop (Jupyter, FastAPI); the async ones are native.
 API keys live in the client, never in a pydantic field: ``to_dict()``, ``to_json()`` and
 ``repr()`` cannot show them.
+
+Retries, batching and timeouts are the core's config objects, passed through as they are
+(``retry=RetryPolicy(...)``, ``limits=BatchLimits(...)``, ``timeout=Timeouts(...)`` or
+seconds), and the core's flat spellings (``max_retries=``, ``max_concurrency=``, ...) go to
+the client too. llama-index's own fields (``embed_batch_size``, ``num_workers``,
+``callback_manager``, ...) stay accepted; any other argument is a ``ConfigurationError``
+naming the accepted ones, where ``BaseEmbedding`` alone would drop it silently.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -21,19 +29,27 @@ from llama_index.core.callbacks import CallbackManager
 
 from tidb_jina import ConfigurationError
 from tidb_jina.embeddings import (
+    CLIENT_OPTIONS,
     DEFAULT_HF_BATCH_SIZE,
     DEFAULT_JINA_BATCH_SIZE,
     DEFAULT_JINA_MODEL,
+    BatchLimits,
+    ClientOptions,
     EmbeddingProvider,
     HuggingFaceClient,
     JinaClient,
+    RetryPolicy,
+    TimeoutLike,
 )
+from tidb_jina.embeddings._config import named_parameters, unknown_options_error
 
 __all__ = ["HuggingFaceInferenceAPIEmbedding", "JinaEmbedding", "ProviderEmbedding"]
 
 # Tasks that name one side of retrieval; given as ``task=`` they mean "retrieval", so
 # queries still get the query task (the peer's single-task bug, llama_index #16251).
 _RETRIEVAL_TASKS = frozenset({"retrieval.query", "retrieval.passage"})
+# llama-index's own BaseEmbedding fields: model_name, embed_batch_size, num_workers, ...
+_LLAMA_FIELDS = tuple(BaseEmbedding.model_fields)
 
 
 class ProviderEmbedding(BaseEmbedding):
@@ -48,6 +64,10 @@ class ProviderEmbedding(BaseEmbedding):
     def __init__(self, provider: EmbeddingProvider | None = None, **kwargs: Any) -> None:
         if provider is None:
             raise ConfigurationError("ProviderEmbedding needs provider=<an EmbeddingProvider>")
+        fields = type(self).model_fields
+        unknown = [name for name in kwargs if name not in fields]
+        if unknown:
+            raise unknown_options_error(type(self).__name__, unknown, ["provider", *fields])
         kwargs.setdefault("model_name", provider.model)
         super().__init__(**kwargs)
         self._provider = provider
@@ -92,8 +112,10 @@ class JinaEmbedding(ProviderEmbedding):
     ``dimensions``, ``late_chunking``, ``embed_batch_size``). Queries use
     ``retrieval.query`` and texts ``retrieval.passage`` on v3+ by default; ``task=`` a
     retrieval task keeps that split, any other task applies to both sides, and
-    ``query_task`` / ``passage_task`` set each side. The key comes from ``api_key``,
-    ``JINA_API_KEY`` or ``JINAAI_API_KEY``.
+    ``query_task`` / ``passage_task`` set each side. ``truncate`` and ``normalized`` are
+    Jina's request fields. The key comes from ``api_key``, ``JINA_API_KEY`` or
+    ``JINAAI_API_KEY``. ``embed_batch_size`` is also the client's request size unless
+    ``limits`` / ``max_batch_size`` says otherwise.
     """
 
     task: str | None = Field(default=None, description="Jina task for both sides.")
@@ -101,6 +123,8 @@ class JinaEmbedding(ProviderEmbedding):
     passage_task: str | None = Field(default=None, description="Task for texts.")
     dimensions: int | None = Field(default=None, description="Matryoshka output size.")
     late_chunking: bool = Field(default=False, description="Jina late chunking.")
+    truncate: bool = Field(default=True, description="Cut over-long inputs, not fail.")
+    normalized: bool = Field(default=True, description="Ask Jina for unit vectors.")
     base_url: str | None = Field(default=None, description="API base URL.")
 
     def __init__(
@@ -113,18 +137,23 @@ class JinaEmbedding(ProviderEmbedding):
         passage_task: str | None = None,
         dimensions: int | None = None,
         late_chunking: bool = False,
+        truncate: bool = True,
+        normalized: bool = True,
         embed_batch_size: int = DEFAULT_JINA_BATCH_SIZE,
         base_url: str | None = None,
         encoding_queries: str | None = None,
         encoding_documents: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        limits: BatchLimits | None = None,
+        timeout: TimeoutLike = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
         _check_float_encoding(encoding_queries, encoding_documents)
+        options, llama = _split_options(type(self), kwargs)
+        model = llama.pop("model_name", None) or model  # BaseEmbedding's name for it
+        limits = _default_batch_size(limits, options, embed_batch_size)
         split = task in _RETRIEVAL_TASKS
         client = JinaClient(
             model=model,
@@ -135,9 +164,13 @@ class JinaEmbedding(ProviderEmbedding):
             passage_task=passage_task,
             dimensions=dimensions,
             late_chunking=late_chunking,
-            max_batch_size=embed_batch_size,
+            truncate=truncate,
+            normalized=normalized,
+            retry=retry,
+            limits=limits,
+            timeout=timeout,
             transport=transport,
-            **_client_options(timeout, max_retries, max_concurrency),
+            **options,
         )
         super().__init__(
             provider=client,
@@ -149,8 +182,10 @@ class JinaEmbedding(ProviderEmbedding):
             passage_task=client.passage_task,
             dimensions=dimensions,
             late_chunking=late_chunking,
+            truncate=truncate,
+            normalized=normalized,
             base_url=client.base_url,
-            **kwargs,
+            **llama,
         )
 
     @classmethod
@@ -172,6 +207,7 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
 
     base_url: str | None = Field(default=None, description="TEI / endpoint URL.")
     normalize: bool = Field(default=True, description="Ask the server for unit vectors.")
+    truncate: bool = Field(default=True, description="Cut over-long inputs, not fail.")
     query_prefix: str | None = Field(default=None, description="Text put before queries.")
     passage_prefix: str | None = Field(default=None, description="Text put before texts.")
 
@@ -185,31 +221,39 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
         base_url: str | None = None,
         router_url: str | None = None,
         normalize: bool = True,
+        truncate: bool = True,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         query_instruction: str | None = None,
         text_instruction: str | None = None,
         embed_batch_size: int = DEFAULT_HF_BATCH_SIZE,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        limits: BatchLimits | None = None,
+        timeout: TimeoutLike = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
+        options, llama = _split_options(type(self), kwargs)
+        limits = _default_batch_size(limits, options, embed_batch_size)
         # llama-index-embeddings-huggingface-api's instructions: "<instruction> <text>"
         query_prefix = query_prefix or (query_instruction and f"{query_instruction} ")
         passage_prefix = passage_prefix or (text_instruction and f"{text_instruction} ")
+        router: dict[str, Any] = {"router_url": router_url} if router_url else {}
         client = HuggingFaceClient(
             model=model_name or model,
             api_key=token or api_key,
             base_url=base_url,
             normalize=normalize,
+            truncate=truncate,
             query_prefix=query_prefix,
             passage_prefix=passage_prefix,
-            max_batch_size=embed_batch_size,
+            retry=retry,
+            limits=limits,
+            timeout=timeout,
             transport=transport,
-            **_client_options(timeout, max_retries, max_concurrency, router_url=router_url),
+            **router,
+            **options,
         )
         super().__init__(
             provider=client,
@@ -218,9 +262,10 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
             callback_manager=callback_manager,
             base_url=base_url,
             normalize=normalize,
+            truncate=truncate,
             query_prefix=query_prefix,
             passage_prefix=passage_prefix,
-            **kwargs,
+            **llama,
         )
 
     @classmethod
@@ -228,20 +273,33 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
         return "TiDBJinaHuggingFaceInferenceAPIEmbedding"
 
 
-def _client_options(
-    timeout: float | None,
-    max_retries: int | None,
-    max_concurrency: int | None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Only the options the caller set, so the client's documented defaults apply."""
-    options: dict[str, Any] = {
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "max_concurrency": max_concurrency,
-        **extra,
-    }
-    return {k: v for k, v in options.items() if v is not None}
+def _split_options(
+    cls: type[BaseEmbedding], kwargs: dict[str, Any]
+) -> tuple[ClientOptions, dict[str, Any]]:
+    """``kwargs`` split into the core client's flat options and llama-index's own fields;
+    anything else is an error naming every accepted argument."""
+    options = {name: value for name, value in kwargs.items() if name in CLIENT_OPTIONS}
+    llama = {name: value for name, value in kwargs.items() if name in _LLAMA_FIELDS}
+    unknown = [name for name in kwargs if name not in options and name not in llama]
+    if unknown:
+        valid = [*named_parameters(cls.__init__), *CLIENT_OPTIONS, *_LLAMA_FIELDS]
+        raise unknown_options_error(cls.__name__, unknown, valid)
+    return cast(ClientOptions, options), llama
+
+
+def _default_batch_size(
+    limits: BatchLimits | None, options: ClientOptions, embed_batch_size: int
+) -> BatchLimits | None:
+    """``embed_batch_size`` as the request size, unless ``limits`` / ``max_batch_size`` set
+    one (both set is the core's error)."""
+    if options.get("max_batch_size") is not None:
+        return limits
+    if limits is None:
+        options["max_batch_size"] = embed_batch_size
+        return None
+    if limits.max_batch_size is None:
+        return replace(limits, max_batch_size=embed_batch_size)
+    return limits
 
 
 def _check_float_encoding(*encodings: str | None) -> None:

@@ -10,7 +10,14 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from tidb_jina import InvalidInputError
-from tidb_jina.embeddings import DEFAULT_JINA_RERANK_MODEL, JinaClient, RerankResult
+from tidb_jina.embeddings import (
+    DEFAULT_JINA_RERANK_MODEL,
+    JinaClient,
+    RerankResult,
+    RetryPolicy,
+    TimeoutLike,
+)
+from tidb_jina.embeddings._config import named_parameters, unknown_options_error
 
 __all__ = ["JinaRerank"]
 
@@ -21,6 +28,8 @@ class JinaRerank(BaseNodePostprocessor):
     Accepts llama-index-postprocessor-jinaai-rerank's arguments (``top_n``, ``model``,
     ``api_key``). Each node's score becomes the reranker's relevance score. The key comes
     from ``api_key``, ``JINA_API_KEY`` or ``JINAAI_API_KEY`` and is never serialized.
+    ``retry`` and ``timeout`` take ``tidb_jina.RetryPolicy`` / ``Timeouts`` (or seconds);
+    an unknown argument is a ``ConfigurationError`` naming the accepted ones.
     """
 
     model: str = Field(default=DEFAULT_JINA_RERANK_MODEL, description="Jina reranker model.")
@@ -36,12 +45,24 @@ class JinaRerank(BaseNodePostprocessor):
         api_key: str | None = None,
         *,
         base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: TimeoutLike = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         client: JinaClient | None = None,
         **kwargs: Any,
     ) -> None:
+        own = BaseNodePostprocessor.model_fields  # callback_manager
+        unknown = [name for name in kwargs if name not in own]
+        if unknown:
+            valid = [*named_parameters(JinaRerank.__init__), *own]
+            raise unknown_options_error(type(self).__name__, unknown, valid)
         jina = client or JinaClient(
-            api_key=api_key, base_url=base_url, rerank_model=model, transport=transport
+            api_key=api_key,
+            base_url=base_url,
+            rerank_model=model,
+            retry=retry,
+            timeout=timeout,
+            transport=transport,
         )
         # pydantic fields; mypy without the pydantic plugin cannot see them
         super().__init__(top_n=top_n, model=model, base_url=jina.base_url, **kwargs)  # type: ignore[call-arg]

@@ -30,10 +30,13 @@ from tidb_jina._errors import (
     UnsupportedFeatureError,
 )
 from tidb_jina.embeddings import (
+    BatchLimits,
     EmbeddingProvider,
     HuggingFaceClient,
     JinaClient,
     RerankResult,
+    RetryPolicy,
+    Timeouts,
 )
 from tidb_jina.store import (
     AutoEmbedding,
@@ -48,6 +51,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AuthenticationError",
     "AutoEmbedding",
+    "BatchLimits",
     "ConfigurationError",
     "DatabaseError",
     "DimensionMismatchError",
@@ -73,9 +77,11 @@ __all__ = [
     "RecordTooLargeError",
     "RerankResult",
     "ResponseFormatError",
+    "RetryPolicy",
     "SchemaError",
     "SearchResult",
     "TiDBJinaError",
+    "Timeouts",
     "UnsupportedFeatureError",
     "VectorTable",
     "__version__",

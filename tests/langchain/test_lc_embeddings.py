@@ -115,7 +115,7 @@ def test_core_errors_reach_the_caller_unwrapped(fake_server: FakeEmbeddingServer
 
 
 def test_unknown_arguments_are_rejected() -> None:
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(ConfigurationError, match="did you mean dimensions instead of dimension"):
         JinaEmbeddings(dimension=64)  # the field is ``dimensions``
 
 

@@ -4,21 +4,29 @@
 batches concurrently (threads for sync, tasks for async), retry transient failures with
 backoff, keep queries and documents apart (task / prompt per side), and map every provider
 error to a ``tidb_jina.EmbeddingError`` subclass whose message says how to fix it.
+
+Their options are three small config objects shared by both clients and every adapter:
+``RetryPolicy`` (``retry=``), ``BatchLimits`` (``limits=``) and ``Timeouts`` (``timeout=``).
 """
 
-from tidb_jina.embeddings._base import (
+from tidb_jina.embeddings._base import DEFAULT_TIMEOUT, RETRY_STATUSES, validate_texts
+from tidb_jina.embeddings._config import (
+    CLIENT_OPTIONS,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
-    DEFAULT_TIMEOUT,
-    RETRY_STATUSES,
-    validate_texts,
+    BatchLimits,
+    ClientOptions,
+    RetryPolicy,
+    TimeoutLike,
+    Timeouts,
 )
 from tidb_jina.embeddings._huggingface import (
     DEFAULT_HF_BATCH_CHARS,
     DEFAULT_HF_BATCH_SIZE,
     DEFAULT_HF_CONCURRENCY,
+    DEFAULT_HF_LIMITS,
     HF_ROUTER_URL,
     HuggingFaceClient,
 )
@@ -26,6 +34,7 @@ from tidb_jina.embeddings._jina import (
     DEFAULT_JINA_BATCH_CHARS,
     DEFAULT_JINA_BATCH_SIZE,
     DEFAULT_JINA_CONCURRENCY,
+    DEFAULT_JINA_LIMITS,
     DEFAULT_JINA_MODEL,
     DEFAULT_JINA_RERANK_MODEL,
     JINA_BASE_URL,
@@ -44,14 +53,17 @@ from tidb_jina.embeddings._models import (
 from tidb_jina.embeddings._types import EmbeddingProvider, RerankResult
 
 __all__ = [
+    "CLIENT_OPTIONS",
     "DEFAULT_BACKOFF_BASE",
     "DEFAULT_BACKOFF_MAX",
     "DEFAULT_HF_BATCH_CHARS",
     "DEFAULT_HF_BATCH_SIZE",
     "DEFAULT_HF_CONCURRENCY",
+    "DEFAULT_HF_LIMITS",
     "DEFAULT_JINA_BATCH_CHARS",
     "DEFAULT_JINA_BATCH_SIZE",
     "DEFAULT_JINA_CONCURRENCY",
+    "DEFAULT_JINA_LIMITS",
     "DEFAULT_JINA_MODEL",
     "DEFAULT_JINA_RERANK_MODEL",
     "DEFAULT_MAX_RETRIES",
@@ -63,12 +75,17 @@ __all__ = [
     "JINA_MODELS",
     "QWEN3_QUERY_TASK",
     "RETRY_STATUSES",
+    "BatchLimits",
+    "ClientOptions",
     "EmbeddingProvider",
     "HuggingFaceClient",
     "HuggingFaceModelInfo",
     "JinaClient",
     "JinaModelInfo",
     "RerankResult",
+    "RetryPolicy",
+    "TimeoutLike",
+    "Timeouts",
     "hf_model_info",
     "jina_model_info",
     "qwen3_query_prefix",

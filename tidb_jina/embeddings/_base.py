@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import httpx
 import numpy as np
@@ -51,22 +51,24 @@ from tidb_jina._errors import (
     RateLimitError,
     ResponseFormatError,
 )
+from tidb_jina.embeddings._config import (
+    BatchLimits,
+    ClientConfig,
+    ClientOptions,
+    RetryPolicy,
+    TimeoutLike,
+    Timeouts,
+    build_config,
+    named_parameters,
+)
 
 logger = logging.getLogger("tidb_jina.embeddings")
 
 T = TypeVar("T")
 Kind = Literal["query", "document"]
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEFAULT_TIMEOUT = Timeouts().to_httpx()
 """60 s per read (a 128-input batch of long texts can take a while), 10 s to connect."""
-DEFAULT_MAX_RETRIES = 5
-"""Retries after the first attempt: 6 attempts, about 30 s of backoff in the worst case."""
-DEFAULT_BACKOFF_BASE = 0.5
-"""First backoff step in seconds; doubles each attempt (0.5, 1, 2, 4, 8, ...) with jitter."""
-DEFAULT_BACKOFF_MAX = 30.0
-"""Cap of one backoff step in seconds."""
-DEFAULT_MAX_RETRY_AFTER = 120.0
-"""A server's ``Retry-After`` is honoured up to this many seconds."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses that are retried; every other error status fails at once."""
 
@@ -224,37 +226,33 @@ class BaseEmbeddingClient:
     model_hint: str = ""
     too_long_hint: str = "pass truncate=True or split long texts into chunks before embedding"
 
+    default_limits: ClassVar[BatchLimits]
+    """The provider's batch limits; ``limits=`` fields left as ``None`` take these."""
+
     def __init__(
         self,
         *,
         api_key: str | None,
-        timeout: float | httpx.Timeout | None,
-        max_retries: int,
-        backoff_base: float,
-        backoff_max: float,
-        max_retry_after: float,
-        max_batch_size: int,
-        max_batch_chars: int,
-        max_concurrency: int,
+        retry: RetryPolicy | None,
+        limits: BatchLimits | None,
+        timeout: TimeoutLike,
+        options: ClientOptions,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
     ) -> None:
-        if max_batch_size < 1 or max_batch_chars < 1 or max_concurrency < 1 or max_retries < 0:
-            raise InvalidInputError(
-                "max_batch_size, max_batch_chars and max_concurrency must be >= 1 and "
-                "max_retries >= 0"
-            )
+        cls = type(self)
+        self._config: ClientConfig = build_config(
+            cls.__name__,
+            retry=retry,
+            limits=limits,
+            timeout=timeout,
+            defaults=cls.default_limits,
+            options=options,
+            valid=named_parameters(cls.__init__),
+        )
         self._explicit_key = _Secret(api_key) if api_key else None
         self._key: _Secret | None = None
-        self.timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.max_retry_after = max_retry_after
-        self.max_batch_size = max_batch_size
-        self.max_batch_chars = max_batch_chars
-        self.max_concurrency = max_concurrency
         self._transport = transport
         self._http_client = http_client
         self._async_http_client = async_http_client
@@ -262,6 +260,57 @@ class BaseEmbeddingClient:
         self._owned_async_client: httpx.AsyncClient | None = None
         self._owned_async_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+
+    # ---- options: the config objects, and their fields under the flat names ---------------
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How transient failures are retried."""
+        return self._config.retry
+
+    @property
+    def limits(self) -> BatchLimits:
+        """Batch size, characters per request and concurrency (every field set)."""
+        return self._config.limits
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """HTTP timeouts per phase."""
+        return self._config.timeouts
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """``timeouts`` as the ``httpx.Timeout`` given to the HTTP clients."""
+        return self._config.timeouts.to_httpx()
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.retry.max_retries
+
+    @property
+    def backoff_base(self) -> float:
+        return self._config.retry.backoff_base
+
+    @property
+    def backoff_max(self) -> float:
+        return self._config.retry.backoff_max
+
+    @property
+    def max_retry_after(self) -> float:
+        return self._config.retry.max_retry_after
+
+    # ``build_config`` fills every BatchLimits field from ``default_limits``.
+    @property
+    def max_batch_size(self) -> int:
+        return cast(int, self._config.limits.max_batch_size)
+
+    @property
+    def max_batch_chars(self) -> int:
+        return cast(int, self._config.limits.max_batch_chars)
+
+    @property
+    def max_concurrency(self) -> int:
+        return cast(int, self._config.limits.max_concurrency)
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -297,7 +346,7 @@ class BaseEmbeddingClient:
 
     # ---- HTTP clients --------------------------------------------------------------------
 
-    def _limits(self) -> httpx.Limits:
+    def _pool_limits(self) -> httpx.Limits:
         return httpx.Limits(max_connections=max(10, self.max_concurrency * 2))
 
     def _sync_client(self) -> httpx.Client:
@@ -309,7 +358,7 @@ class BaseEmbeddingClient:
                     self._transport if isinstance(self._transport, httpx.BaseTransport) else None
                 )
                 self._owned_client = httpx.Client(
-                    timeout=self.timeout, limits=self._limits(), transport=transport
+                    timeout=self.timeout, limits=self._pool_limits(), transport=transport
                 )
             return self._owned_client
 
@@ -324,7 +373,7 @@ class BaseEmbeddingClient:
                 self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
             )
             self._owned_async_client = httpx.AsyncClient(
-                timeout=self.timeout, limits=self._limits(), transport=transport
+                timeout=self.timeout, limits=self._pool_limits(), transport=transport
             )
             self._owned_async_loop = loop
         return self._owned_async_client
@@ -487,7 +536,7 @@ class BaseEmbeddingClient:
         if status == 429:
             return RateLimitError(
                 f"{said}. Rate limited on every attempt; lower max_concurrency / "
-                "max_batch_size, wait, or upgrade the plan",
+                "max_batch_size (limits=BatchLimits(...)), wait, or upgrade the plan",
                 **kw,
             )
         if status >= 500:
@@ -496,7 +545,9 @@ class BaseEmbeddingClient:
             )
         if status == 413:
             return InvalidRequestError(
-                f"{said}. The request body is too large; lower max_batch_chars", **kw
+                f"{said}. The request body is too large; lower max_batch_chars "
+                "(limits=BatchLimits(max_batch_chars=...))",
+                **kw,
             )
         if status in (400, 422) and _TOO_LONG.search(detail):
             return InputTooLongError(f"{said}. {self.too_long_hint}", **kw)

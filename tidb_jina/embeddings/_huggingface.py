@@ -19,26 +19,23 @@ Model conventions (unless ``use_model_prompts=False`` or overridden by ``query_p
 ``passage_prefix``): multilingual-e5 gets ``query: `` / ``passage: ``, Qwen3-Embedding gets
 ``Instruct: ...\\nQuery:`` in front of queries and nothing in front of documents.
 
-Defaults and why: ``max_batch_size=32`` (TEI's default ``max_client_batch_size``; the
-serverless route runs on CPU), ``max_batch_chars=100_000`` (well under TEI's 2 MB payload
-limit), ``max_concurrency=4`` (no published serverless rate limit; be polite).
+Defaults (``DEFAULT_HF_LIMITS``, a ``BatchLimits``) and why: ``max_batch_size=32`` (TEI's
+default ``max_client_batch_size``; the serverless route runs on CPU),
+``max_batch_chars=100_000`` (well under TEI's 2 MB payload limit), ``max_concurrency=4`` (no
+published serverless rate limit; be polite).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
 from tidb_jina._errors import ConfigurationError, ModelNotFoundError, ResponseFormatError
 from tidb_jina.embeddings._base import (
-    DEFAULT_BACKOFF_BASE,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER,
     BaseEmbeddingClient,
     Kind,
     _Call,
@@ -46,12 +43,17 @@ from tidb_jina.embeddings._base import (
     resolve_url,
     rows_to_matrix,
 )
+from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
 from tidb_jina.embeddings._models import hf_model_info
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_HF_BATCH_CHARS",
     "DEFAULT_HF_BATCH_SIZE",
     "DEFAULT_HF_CONCURRENCY",
+    "DEFAULT_HF_LIMITS",
     "HF_ROUTER_URL",
     "HuggingFaceClient",
 ]
@@ -61,6 +63,11 @@ DEFAULT_HF_PROVIDER = "hf-inference"
 DEFAULT_HF_BATCH_SIZE = 32
 DEFAULT_HF_BATCH_CHARS = 100_000
 DEFAULT_HF_CONCURRENCY = 4
+DEFAULT_HF_LIMITS = BatchLimits(
+    max_batch_size=DEFAULT_HF_BATCH_SIZE,
+    max_batch_chars=DEFAULT_HF_BATCH_CHARS,
+    max_concurrency=DEFAULT_HF_CONCURRENCY,
+)
 
 _TEI_BATCH = re.compile(r"maximum allowed batch size (\d+)")
 
@@ -69,6 +76,7 @@ class HuggingFaceClient(BaseEmbeddingClient):
     """Embeds texts with a Hugging Face model (serverless router or self-hosted TEI)."""
 
     provider_name = "Hugging Face"
+    default_limits = DEFAULT_HF_LIMITS
     api_key_env = ("HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
     key_hint = (
         "Create a token with the 'Inference Providers' permission at "
@@ -103,28 +111,20 @@ class HuggingFaceClient(BaseEmbeddingClient):
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         bill_to: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        backoff_base: float = DEFAULT_BACKOFF_BASE,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-        max_batch_size: int = DEFAULT_HF_BATCH_SIZE,
-        max_batch_chars: int = DEFAULT_HF_BATCH_CHARS,
-        max_concurrency: int = DEFAULT_HF_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        limits: BatchLimits | None = None,
+        timeout: TimeoutLike = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         super().__init__(
             api_key=api_key,
+            retry=retry,
+            limits=limits,
             timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_after=max_retry_after,
-            max_batch_size=max_batch_size,
-            max_batch_chars=max_batch_chars,
-            max_concurrency=max_concurrency,
+            options=options,
             http_client=http_client,
             async_http_client=async_http_client,
             transport=transport,

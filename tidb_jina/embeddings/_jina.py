@@ -1,6 +1,6 @@
 """Jina AI embeddings (``POST /v1/embeddings``) and reranker (``POST /v1/rerank``) client.
 
-Defaults and why:
+Defaults and why (the first three are ``DEFAULT_JINA_LIMITS``, a ``BatchLimits``):
 
 - ``max_batch_size=128`` inputs per request: what Jina's own client uses; v4 is further capped
   at its documented 512 (a smaller user value always wins).
@@ -23,17 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
 
 from tidb_jina._errors import ConfigurationError, ResponseFormatError
 from tidb_jina.embeddings._base import (
-    DEFAULT_BACKOFF_BASE,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER,
     BaseEmbeddingClient,
     Kind,
     _Call,
@@ -44,13 +40,18 @@ from tidb_jina.embeddings._base import (
     rows_to_matrix,
     validate_texts,
 )
+from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
 from tidb_jina.embeddings._models import JinaModelInfo, jina_model_info
 from tidb_jina.embeddings._types import RerankResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_JINA_BATCH_CHARS",
     "DEFAULT_JINA_BATCH_SIZE",
     "DEFAULT_JINA_CONCURRENCY",
+    "DEFAULT_JINA_LIMITS",
     "DEFAULT_JINA_MODEL",
     "DEFAULT_JINA_RERANK_MODEL",
     "JINA_BASE_URL",
@@ -63,6 +64,11 @@ DEFAULT_JINA_RERANK_MODEL = "jina-reranker-v2-base-multilingual"
 DEFAULT_JINA_BATCH_SIZE = 128
 DEFAULT_JINA_BATCH_CHARS = 200_000
 DEFAULT_JINA_CONCURRENCY = 5
+DEFAULT_JINA_LIMITS = BatchLimits(
+    max_batch_size=DEFAULT_JINA_BATCH_SIZE,
+    max_batch_chars=DEFAULT_JINA_BATCH_CHARS,
+    max_concurrency=DEFAULT_JINA_CONCURRENCY,
+)
 
 EmbeddingType = Literal["float", "base64"]
 
@@ -76,6 +82,7 @@ class JinaClient(BaseEmbeddingClient):
     """
 
     provider_name = "Jina AI"
+    default_limits = DEFAULT_JINA_LIMITS
     api_key_env = ("JINA_API_KEY", "JINAAI_API_KEY")
     key_hint = (
         "Jina keys start with 'jina_'; get or check one at https://jina.ai/api-dashboard "
@@ -105,28 +112,20 @@ class JinaClient(BaseEmbeddingClient):
         truncate: bool = True,
         embedding_type: EmbeddingType = "float",
         rerank_model: str = DEFAULT_JINA_RERANK_MODEL,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        backoff_base: float = DEFAULT_BACKOFF_BASE,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-        max_batch_size: int = DEFAULT_JINA_BATCH_SIZE,
-        max_batch_chars: int = DEFAULT_JINA_BATCH_CHARS,
-        max_concurrency: int = DEFAULT_JINA_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        limits: BatchLimits | None = None,
+        timeout: TimeoutLike = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         super().__init__(
             api_key=api_key,
+            retry=retry,
+            limits=limits,
             timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_after=max_retry_after,
-            max_batch_size=max_batch_size,
-            max_batch_chars=max_batch_chars,
-            max_concurrency=max_concurrency,
+            options=options,
             http_client=http_client,
             async_http_client=async_http_client,
             transport=transport,
