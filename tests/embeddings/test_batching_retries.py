@@ -25,7 +25,8 @@ from tidb_jina import (
     ResponseFormatError,
 )
 from tidb_jina.embeddings import JinaClient
-from tidb_jina.embeddings._base import parse_retry_after, plan_batches
+from tidb_jina.embeddings._base import parse_retry_after
+from tidb_jina.embeddings._inputs import plan_batches
 from tidb_jina.testing import FakeEmbeddingServer, lexical_embedding
 
 

@@ -9,7 +9,7 @@ Their options are three small config objects shared by both clients and every ad
 ``RetryPolicy`` (``retry=``), ``BatchLimits`` (``limits=``) and ``Timeouts`` (``timeout=``).
 """
 
-from tidb_jina.embeddings._base import DEFAULT_TIMEOUT, RETRY_STATUSES, validate_texts
+from tidb_jina.embeddings._base import DEFAULT_TIMEOUT, RETRY_STATUSES
 from tidb_jina.embeddings._config import (
     CLIENT_OPTIONS,
     DEFAULT_BACKOFF_BASE,
@@ -30,6 +30,7 @@ from tidb_jina.embeddings._huggingface import (
     HF_ROUTER_URL,
     HuggingFaceClient,
 )
+from tidb_jina.embeddings._inputs import validate_texts
 from tidb_jina.embeddings._jina import (
     DEFAULT_JINA_BATCH_CHARS,
     DEFAULT_JINA_BATCH_SIZE,

@@ -42,7 +42,6 @@ from tidb_jina._errors import (
     EmbeddingError,
     InputTooLongError,
     InsufficientBalanceError,
-    InvalidInputError,
     InvalidRequestError,
     MissingAPIKeyError,
     ModelNotFoundError,
@@ -61,6 +60,7 @@ from tidb_jina.embeddings._config import (
     build_config,
     named_parameters,
 )
+from tidb_jina.embeddings._inputs import plan_batches, validate_texts
 
 logger = logging.getLogger("tidb_jina.embeddings")
 
@@ -123,45 +123,6 @@ def resolve_url(explicit: str | None, env_name: str, default: str | None) -> str
     return url.rstrip("/") if url else None
 
 
-def validate_texts(texts: Iterable[str], what: str = "texts") -> list[str]:
-    """A list copy of ``texts``; raises InvalidInputError naming the first bad index.
-
-    Runs before any request so a bad element never costs a partial, billed batch.
-    """
-    if isinstance(texts, str):
-        raise InvalidInputError(
-            f"{what} must be a sequence of strings, not a single string; wrap it in a list"
-        )
-    items = list(texts)
-    for i, text in enumerate(items):
-        if text is None:
-            raise InvalidInputError(f"{what}[{i}] is None; pass a non-empty string")
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{what}[{i}] is a {type(text).__name__}, not a string")
-        if not text.strip():
-            raise InvalidInputError(
-                f"{what}[{i}] is empty or whitespace only; providers reject empty inputs, "
-                "so drop it before embedding"
-            )
-    return items
-
-
-def plan_batches(texts: Sequence[str], max_count: int, max_chars: int) -> list[tuple[int, int]]:
-    """Contiguous ``(start, end)`` slices with at most ``max_count`` inputs and ``max_chars``
-    characters each. A single text longer than ``max_chars`` gets a batch of its own."""
-    batches: list[tuple[int, int]] = []
-    start, chars = 0, 0
-    for i, text in enumerate(texts):
-        n = len(text)
-        if i > start and (i - start >= max_count or chars + n > max_chars):
-            batches.append((start, i))
-            start, chars = i, 0
-        chars += n
-    if start < len(texts):
-        batches.append((start, len(texts)))
-    return batches
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds, decimal, or HTTP date)."""
     if not value:
@@ -175,12 +136,6 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def l2_normalize(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,11 @@ from tidb_jina.embeddings._base import (
     _Call,
     _ErrorInfo,
     _Retry,
-    l2_normalize,
     resolve_url,
     rows_to_matrix,
-    validate_texts,
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
+from tidb_jina.embeddings._inputs import l2_normalize, validate_texts
 from tidb_jina.embeddings._models import JinaModelInfo, jina_model_info
 from tidb_jina.embeddings._types import RerankResult
 

@@ -22,7 +22,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
-from tidb_jina.embeddings._base import validate_texts
+from tidb_jina.embeddings._inputs import validate_texts
 from tidb_jina.store import _crud, _search, _vector
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from tidb_jina._errors import InvalidInputError
-from tidb_jina.embeddings._base import validate_texts
+from tidb_jina.embeddings._inputs import validate_texts
 
 __all__ = ["DEFAULT_LEXICAL_DIMENSION", "LexicalEmbedder", "lexical_embedding"]
 
