@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -95,9 +96,12 @@ def main() -> None:
         fn(warm_up)
         warm_up.close()
     times: dict[str, list[float]] = {name: [] for name in contestants}
-    for _ in range(args.repeat):  # interleaved, so machine noise hits all of them alike
-        for name, fn in contestants.items():
+    order = list(contestants.items())
+    for round_ in range(args.repeat):  # interleaved, so machine noise hits all of them alike
+        # Alternate the order too: whoever runs first after an async round pays for it.
+        for name, fn in order if round_ % 2 == 0 else order[::-1]:
             t = VectorTable("sqlite://", table_name="bench")
+            gc.collect()  # start each contestant with the previous one's garbage gone
             times[name].append(timed(lambda fn=fn, t=t: fn(t)))
             assert t.count() == args.n
             t.close()
