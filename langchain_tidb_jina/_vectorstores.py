@@ -6,8 +6,11 @@ with ``id`` set. Distances and relevance scores come from the core (per metric, 
 [0, 1]); nothing here touches SQL or computes a score. Ids, metadata, lengths and vectors
 are validated by the core, which also generates missing ids.
 
-Vectors stay NumPy: with tidb-jina's own embeddings the core client's float32 matrix goes
-to ``VectorTable.upsert`` as it is; another ``Embeddings``' lists are converted once.
+Vectors stay NumPy: with tidb-jina's own embeddings (not a subclass overriding their
+methods) the core client's float32 matrix reaches the table as it is; another
+``Embeddings``' lists go to the core, which converts and checks them once. The texts, ids
+and metadata are checked by the core before anything is embedded
+(``VectorTable.add_texts(..., embed=...)``).
 
 The constructor takes langchain-community's ``TiDBVectorStore`` arguments
 (``connection_string``, ``embedding_function``, ``table_name``, ``distance_strategy``,
@@ -20,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import sqlalchemy as sa
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -35,6 +37,7 @@ from langchain_tidb_jina._embeddings import (
     HuggingFaceEndpointEmbeddings,
     JinaEmbeddings,
     ProviderEmbeddings,
+    _ClientEmbeddings,
 )
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
@@ -177,15 +180,14 @@ class TiDBVectorStore(VectorStore):
         )
 
     def _embed(self) -> Callable[[list[str]], Any] | None:
-        """Texts -> float32 matrix: the core client's own, or a user's lists converted
+        """Texts -> vectors: the core client's float32 matrix, or a user's lists (converted
         once; None when the table embeds. The core checks the rows before calling it."""
         if self._embedding is None:
             return None
         client = _core_client(self._embedding)
         if client is not None:
             return client.embed_documents  # type: ignore[no-any-return]
-        embed_documents = self._embedding.embed_documents
-        return lambda texts: _matrix(embed_documents(texts))
+        return self._embedding.embed_documents  # lists: the core converts them once
 
     def _aembed(self) -> Callable[[list[str]], Awaitable[Any]] | None:
         """Async :meth:`_embed`."""
@@ -194,12 +196,7 @@ class TiDBVectorStore(VectorStore):
         client = _core_client(self._embedding)
         if client is not None:
             return client.aembed_documents  # type: ignore[no-any-return]
-        aembed_documents = self._embedding.aembed_documents
-
-        async def embed(texts: list[str]) -> Any:
-            return _matrix(await aembed_documents(texts))
-
-        return embed
+        return self._embedding.aembed_documents
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert ``documents``; ``ids=`` wins over ``Document.id``, missing ids are new."""
@@ -623,20 +620,18 @@ _OUR_EMBEDDINGS = (JinaEmbeddings, HuggingFaceEndpointEmbeddings, ProviderEmbedd
 
 
 def _core_client(embedding: Embeddings) -> Any:
-    """The core client behind tidb-jina's own embeddings (float32 NumPy out), else None."""
-    return embedding.client if isinstance(embedding, _OUR_EMBEDDINGS) else None
+    """The core client behind tidb-jina's own embeddings (float32 NumPy out), else None.
 
-
-def _matrix(vectors: Any) -> Any:
-    """Another ``Embeddings``' lists of floats as one float32 matrix (one conversion).
-
-    Rows NumPy cannot take (ragged, non-numbers) go to the core as they are, which
-    says what is wrong with them.
+    Only when the embedding methods are ours: a subclass that overrides them (prefixes,
+    caching, logging) is called like any other ``Embeddings``.
     """
-    try:
-        return np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError):
-        return vectors
+    if not isinstance(embedding, _OUR_EMBEDDINGS):
+        return None
+    own = all(
+        getattr(type(embedding), name) is getattr(_ClientEmbeddings, name)
+        for name in ("embed_documents", "aembed_documents", "embed_query", "aembed_query")
+    )
+    return embedding.client if own else None
 
 
 def _split_documents(

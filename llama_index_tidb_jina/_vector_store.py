@@ -6,8 +6,8 @@ them (``id`` = node id, ``document`` = the node's text, ``meta`` =
 to ``_node_content``, ``_node_type``, ``document_id``, ``doc_id`` and ``ref_doc_id``), so
 tables written by either package are read by the other. Searches, filters, MMR and
 scores are the core's; every sync method has an async twin over ``VectorTable.aio``.
-The nodes' embeddings reach the core as one float32 matrix; ids, metadata and vectors
-are validated there.
+The nodes' embeddings (lists of floats) go to the core as they are: it converts them to
+one float32 matrix and checks them, with the ids and metadata, before anything is written.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
@@ -308,7 +307,8 @@ class TiDBVectorStore(BasePydanticVectorStore):
             )
         return {
             # With auto-embedding the table embeds the documents: vectors are not used.
-            "embeddings": None if self.auto_embedding_model else _matrix(embeddings),
+            # Otherwise the core converts the lists once (and says what is wrong with them).
+            "embeddings": None if self.auto_embedding_model else embeddings,
             "ids": ids,
             "documents": documents,
             "metadatas": metadatas,
@@ -387,18 +387,6 @@ def _text_call(
 
 def _text_rows(rows: dict[str, Any]) -> dict[str, Any]:
     return {"ids": rows["ids"], "metadatas": rows["metadatas"]}
-
-
-def _matrix(vectors: list[Any]) -> Any:
-    """The nodes' lists of floats as one float32 matrix (one conversion).
-
-    Rows NumPy cannot take (ragged, non-numbers) go to the core as they are, which
-    says what is wrong with them.
-    """
-    try:
-        return np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError):
-        return vectors
 
 
 def _mmr_fetch_k(top_k: int, kwargs: Mapping[str, Any]) -> int:

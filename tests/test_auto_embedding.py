@@ -111,3 +111,25 @@ def test_provider_key_is_sent_once_per_table_as_a_bound_parameter(make_stub_tabl
         "SET @@GLOBAL.TIDB_EXP_EMBED_JINA_AI_API_KEY = %s",
         ("jina_KEY",),
     )
+
+
+def test_an_embedder_beside_server_auto_embedding_gives_query_vectors():
+    """TiDB embeds rows and text queries; an embedder that embeds like it serves MMR."""
+    from tidb_jina.testing import LexicalEmbedder, MySQLRecorder
+
+    recorder = MySQLRecorder(starter=True)
+    table = VectorTable(
+        recorder.url,
+        table_name="docs",
+        engine_args=recorder.engine_args(),
+        auto_embedding="jina_ai/jina-embeddings-v3",
+        embedder=LexicalEmbedder(dimension=1024),
+    )
+    assert table.server_embeds
+    assert table.query_vector("hello").shape == (1024,)
+    table.add_texts(["TiDB"], ids=["t"])
+    assert not any("embedding" in s.split("VALUES")[0] for s in recorder.sql("INSERT")), (
+        "rows are still embedded by the server"
+    )
+    table.max_marginal_relevance_search(table.query_vector("TiDB"), k=1)
+    assert any("VEC_COSINE_DISTANCE" in s for s in recorder.sql("SELECT"))

@@ -511,3 +511,52 @@ def test_none_ids_are_generated_one_by_one(make_table):
     assert ids[0] == "given"
     assert len({*ids}) == 3 and all(uuid.UUID(i).version == 4 for i in ids[1:])
     assert [r.document for r in table.get(ids)] == ["a", "b", "c"]
+
+
+def test_settings_fixed_at_construction_are_read_only():
+    """The backend holds the same values: changing one on the facade alone would split them."""
+    table = VectorTable("sqlite://", table_name="fixed", metric="l2", search_cache=False)
+    assert (table.metric, table.search_cache, table.table_name) == (
+        DistanceMetric.L2,
+        False,
+        "fixed",
+    )
+    for name, value in (("search_cache", True), ("metric", "cosine"), ("indexed_key", "k")):
+        with pytest.raises(AttributeError):
+            setattr(table, name, value)
+
+
+def test_add_texts_with_nothing_to_add_touches_no_database():
+    """Unreachable server, drop_existing: an empty call still returns [] and drops nothing."""
+    from tidb_jina.testing import LexicalEmbedder
+
+    table = VectorTable(
+        "mysql+pymysql://u:p@127.0.0.1:1/db",
+        table_name="never",
+        drop_existing=True,
+        embedder=LexicalEmbedder(dimension=8),
+    )
+    assert table.add_texts([]) == []
+    with pytest.raises(InvalidInputError, match="ids"):
+        table.add_texts([], ids=["x"])
+
+
+async def test_async_search_text_checks_options_before_embedding():
+    from tidb_jina.testing import LexicalEmbedder
+
+    calls: list[str] = []
+
+    class Counting(LexicalEmbedder):
+        async def aembed_query(self, text: str) -> np.ndarray:
+            calls.append(text)
+            return await super().aembed_query(text)
+
+    table = VectorTable("sqlite://", table_name="opts", embedder=Counting(dimension=16))
+    table.add_texts(["alpha beta", "gamma"], ids=["a", "g"])
+    with pytest.raises(InvalidInputError, match="k must be"):
+        await table.aio.search_text("alpha", k=0)
+    with pytest.raises(InvalidFilterError):
+        await table.aio.search_text("alpha", filter={"x": {"$bogus": 1}})
+    assert calls == [], "a bad option must not cost an embedding call"
+    hits = await table.aio.search_text("alpha", k=1, filter={"$or": [{"a": 1}, {}]})
+    assert calls == ["alpha"] and len(hits) <= 1

@@ -14,7 +14,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from langchain_tidb_jina import JinaEmbeddings, TiDBVectorStore
+from langchain_tidb_jina import JinaEmbeddings, ProviderEmbeddings, TiDBVectorStore
 from tidb_jina import (
     ConfigurationError,
     DimensionMismatchError,
@@ -23,7 +23,7 @@ from tidb_jina import (
     SchemaError,
 )
 from tidb_jina.store import _vector
-from tidb_jina.testing import FakeEmbeddingServer
+from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder
 
 MakeStore = Callable[..., TiDBVectorStore]
 
@@ -330,7 +330,8 @@ class _ListEmbeddings(Embeddings):
 async def test_vectors_reach_the_core_as_one_float32_matrix(
     make_store: MakeStore, jina: JinaEmbeddings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ours: the client's matrix as it is; a user's lists: converted once, then the same."""
+    """Ours: the client's float32 matrix as it is; a user's lists: to the core as they are,
+    which converts them once (and checks them)."""
     seen: list[Any] = []
     for embedding in (jina, _ListEmbeddings(jina)):
         store = make_store(embedding)
@@ -347,9 +348,12 @@ async def test_vectors_reach_the_core_as_one_float32_matrix(
         assert _ids(store.similarity_search("basil pesto", k=1)) == ["food2"]
         table.clear()
     assert len(seen) == 4
-    for vectors in seen:
+    for vectors in seen[:2]:  # ours: no list in between
         assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
-    assert np.array_equal(seen[0], seen[2]) and np.array_equal(seen[1], seen[3])
+    for vectors in seen[2:]:  # a user's: LangChain's lists, converted by the core alone
+        assert isinstance(vectors, list) and isinstance(vectors[0][0], float)
+    assert np.array_equal(seen[0], np.asarray(seen[2], dtype=np.float32))
+    assert np.array_equal(seen[1], np.asarray(seen[3], dtype=np.float32))
 
 
 def test_a_user_embeddings_bad_rows_get_the_cores_message(
@@ -362,6 +366,44 @@ def test_a_user_embeddings_bad_rows_get_the_cores_message(
     store = make_store(Ragged(jina), vector_dimension=2)
     with pytest.raises(DimensionMismatchError):
         store.add_texts(["a", "b"])
+
+    class Strings(_ListEmbeddings):  # NumPy would quietly read "0.5" as 0.5
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [["0.5", "0.25"] for _ in texts]  # type: ignore[list-item]
+
+    class Huge(_ListEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[1e39, 0.0] for _ in texts]
+
+    class Nones(_ListEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[None, 0.0] for _ in texts]  # type: ignore[list-item]
+
+    for bad, message in ((Strings, "not a number"), (Huge, "float32 range"), (Nones, "None")):
+        store = make_store(bad(jina), vector_dimension=2)
+        with pytest.raises(InvalidInputError, match=message):
+            store.add_texts(["a"])
+        assert store.vector_table.count() == 0
+
+
+def test_a_subclass_overriding_our_embeddings_is_called(make_store: MakeStore) -> None:
+    """Only our own methods take the float32 fast path; an override (a prefix, a cache)
+    is called like any other Embeddings."""
+    calls: list[Any] = []
+
+    class Prefixed(ProviderEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            calls.append(texts)
+            return super().embed_documents(["passage: " + t for t in texts])
+
+        def embed_query(self, text: str) -> list[float]:
+            calls.append(text)
+            return super().embed_query("query: " + text)
+
+    store = make_store(Prefixed(provider=LexicalEmbedder(dimension=32)))
+    store.add_texts(["alpha beta"], ids=["a"])
+    assert store.similarity_search("alpha", k=1)[0].id == "a"
+    assert calls == [["alpha beta"], "alpha"]
 
 
 def test_empty_input_adds_nothing(make_store: MakeStore, jina: JinaEmbeddings) -> None:

@@ -25,6 +25,7 @@ from llama_index.core.vector_stores.types import (
 
 from llama_index_tidb_jina import TiDBVectorStore
 from tidb_jina import InvalidFilterError, InvalidInputError, TiDBJinaError, UnsupportedFeatureError
+from tidb_jina.store import _vector
 from tidb_jina.store._crud import where_clause
 from tidb_jina.store._filter_tree import parse_filter
 from tidb_jina.testing import lexical_embedding
@@ -103,22 +104,19 @@ async def test_add_nothing_and_missing_embedding(store: TiDBVectorStore, api: st
         await call(store, api, "add", [TextNode(id_="x", text="no vector")])
 
 
-async def test_node_vectors_reach_the_core_as_one_float32_matrix(
+async def test_node_vectors_are_converted_once_by_the_core(
     store: TiDBVectorStore, api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The nodes' lists go to the core as they are: one conversion there, with its checks."""
     seen: list[Any] = []
-    target = store.client if api == "sync" else store.client.aio
-    upsert = target.upsert
+    real = _vector.as_matrix
 
-    def spy(embeddings: Any, **kw: Any) -> Any:
-        seen.append(embeddings)
-        return upsert(embeddings, **kw)
+    def spy(vectors: Any, *args: Any) -> Any:
+        matrix = real(vectors, *args)
+        seen.append(matrix)
+        return matrix
 
-    async def aspy(embeddings: Any, **kw: Any) -> Any:
-        seen.append(embeddings)
-        return await upsert(embeddings, **kw)
-
-    monkeypatch.setattr(target, "upsert", spy if api == "sync" else aspy)
+    monkeypatch.setattr(_vector, "as_matrix", spy)
     await call(store, api, "add", NODES)
     (matrix,) = seen
     assert isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
@@ -131,6 +129,10 @@ async def test_bad_node_vectors_get_the_cores_message(store: TiDBVectorStore, ap
     ragged[1].embedding = [0.3]
     with pytest.raises(InvalidInputError, match="different lengths"):
         await call(store, api, "add", ragged)
+    huge = [TextNode(id_="h", text="h", embedding=[1e39] + [0.0] * (DIM - 1))]
+    with pytest.raises(InvalidInputError, match="outside the float32 range"):
+        await call(store, api, "add", huge)
+    assert await call(store, api, "get_nodes") == []
 
 
 async def test_get_nodes_by_filter_and_all(filled: TiDBVectorStore, api: str) -> None:

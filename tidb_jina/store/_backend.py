@@ -11,7 +11,7 @@ between the engines lives behind this Protocol, one implementation each:
   and NumPy search (``_embedded``), FTS5 full-text search (``_fulltext``).
 
 A new engine is one more module implementing :class:`Backend`, chosen in
-:func:`tidb_jina.store._table.backend_for`.
+:func:`tidb_jina.store._table_base.backend_for`.
 """
 
 from __future__ import annotations

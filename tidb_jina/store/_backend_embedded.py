@@ -188,8 +188,10 @@ class EmbeddedBackend:
         if match is None:
             return []
         if not self.state.fulltext_ready:
-            self.create_full_text_index("")
-            self.state.fulltext_ready = True
+            with self.state.lock:  # one thread builds the index; the others wait for it
+                if not self.state.fulltext_ready:
+                    self.create_full_text_index("")
+                    self.state.fulltext_ready = True
         stmt = _fulltext.search_statement(self.db.dialect, table, match, k, where)
         with self.db.read() as conn:
             return list(conn.execute(stmt).all())

@@ -22,7 +22,8 @@ from tidb_jina.store._rows import without_embedding
 
 
 class Searchable(Protocol):
-    metric: DistanceMetric
+    @property
+    def metric(self) -> DistanceMetric: ...
 
     def _vector_search(self, vector: np.ndarray, options: SearchOptions) -> list[SearchResult]: ...
 

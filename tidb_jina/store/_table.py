@@ -177,10 +177,10 @@ class VectorTable(TableBase):
         ``prefilter=False`` is post-filter only (fastest, may return fewer than ``k``);
         ``prefilter=True`` is the exact pre-filter only (scans every matching row).
         """
-        options = SearchOptions.of(
+        options = self._search_options(
             k=k,
-            filter=_parse(filter),
-            ids=_ids(ids),
+            filter=filter,
+            ids=ids,
             max_distance=max_distance,
             include_embeddings=include_embeddings,
             prefilter=prefilter,
@@ -203,10 +203,10 @@ class VectorTable(TableBase):
         """Search by the meaning of ``text``: embedded as a query (the query task) by the
         table's embedder, or by TiDB itself (``VEC_EMBED_*_DISTANCE``) in auto-embedding
         mode. Same options and results as :meth:`search`."""
-        options = SearchOptions.of(
+        options = self._search_options(
             k=k,
-            filter=_parse(filter),
-            ids=_ids(ids),
+            filter=filter,
+            ids=ids,
             max_distance=max_distance,
             include_embeddings=include_embeddings,
             prefilter=prefilter,
@@ -238,8 +238,9 @@ class VectorTable(TableBase):
         return _vector.as_vector(self.text_embedder().embed_query(text))
 
     def text_embedder(self) -> Any:
-        """The client that embeds texts for this table (raises when TiDB embeds them)."""
-        if self.server_embeds:
+        """The client that embeds texts on this side: ``embedder=``, else the client that
+        matches ``auto_embedding`` (raises when TiDB embeds and no embedder was given)."""
+        if self.embedder is None and self.server_embeds:
             raise UnsupportedFeatureError(
                 "TiDB embeds texts itself in auto-embedding mode and keeps the query's vector "
                 "to itself: use search_text(); for MMR or hybrid search pass embedder= (a "
@@ -270,10 +271,11 @@ class VectorTable(TableBase):
         table's embedder; in auto-embedding mode on TiDB Cloud, TiDB embeds them itself.
         """
         text_list = validate_texts(texts)
+        if not text_list:  # nothing to write: check the other columns, touch nothing
+            self._prepare(0, ids, text_list, metadatas)
+            return []
         self._load()  # the table's id length bounds the ids
         prepared = self._prepare(len(text_list), ids, text_list, metadatas)
-        if not text_list:
-            return []
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
         vectors = (embed or self.text_embedder().embed_documents)(text_list)
@@ -441,10 +443,11 @@ class AsyncVectorTable:
         if embed is None and table.server_embeds:
             return await self._runner.run("add_texts", texts, ids=ids, metadatas=metadatas)  # type: ignore[no-any-return]
         text_list = validate_texts(texts)
+        if not text_list:  # nothing to write: check the other columns, touch nothing
+            table._prepare(0, ids, text_list, metadatas)
+            return []
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
-        if not text_list:
-            return []
         vectors = await (embed or table.text_embedder().aembed_documents)(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
         return await self._runner.run("_write", matrix, prepared)  # type: ignore[no-any-return]
@@ -456,10 +459,13 @@ class AsyncVectorTable:
 
     @same_signature(VectorTable.search_text)
     async def search_text(self, text: str, **options: Any) -> list[SearchResult]:
-        """Async :meth:`VectorTable.search_text` (same options)."""
-        if self._table.server_embeds:
+        """Async :meth:`VectorTable.search_text` (same options, checked before embedding)."""
+        table = self._table
+        if table.server_embeds:
             return await self._runner.run("search_text", text, **options)  # type: ignore[no-any-return]
-        return await self.search(await self.query_vector(text), **options)
+        parsed = table._search_options(**options)  # bad options cost no embedding call
+        vector = await self.query_vector(text)
+        return await self._runner.run("_vector_search", vector, parsed)  # type: ignore[no-any-return]
 
     exists = twin(VectorTable.exists)
     create = twin(VectorTable.create)

@@ -110,27 +110,26 @@ class TableBase:
         auto_embedding: AutoEmbedding | str | None = None,
         indexed_key: str | None = None,
     ) -> None:
-        self.table_name = check_table_name(table_name)
-        self.metric = DistanceMetric.parse(metric)
+        table_name = check_table_name(table_name)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
         self._owns_engine = not isinstance(connection, sa.Engine)
         self.engine = connect(connection, engine_args=engine_args, verify_tls=verify_tls)
         if isinstance(auto_embedding, str):
             auto_embedding = AutoEmbedding(auto_embedding)
-        self.auto_embedding = auto_embedding
         self.embedder = embedder
-        self.indexed_key = None if indexed_key is None else check_indexed_key(indexed_key)
-        self.search_cache, self.vector_index, self.full_text = search_cache, vector_index, full_text
+        self.full_text = full_text
         self._state = TableState(drop_pending=drop_existing)
-        self._db = Database(self.engine, self.table_name)
+        self._db = Database(self.engine, table_name)
         settings = TableSettings(
-            self.table_name,
-            self.metric,
-            self.indexed_key,
+            table_name,
+            DistanceMetric.parse(metric),
+            None if indexed_key is None else check_indexed_key(indexed_key),
             vector_index,
             search_cache,
             auto_embedding,
         )
+        # Fixed for the table's life (read-only below): the backend holds the same values.
+        self._settings = settings
         self._backend = backend_for(self._db, settings, self._state)
         self.batch_rows = positive(batch_rows or self._backend.default_batch_rows, "batch_rows")
         self.batch_bytes = positive(batch_bytes or self._backend.default_batch_bytes, "batch_bytes")
@@ -153,6 +152,30 @@ class TableBase:
         view._db = self._db.rebind(engine)
         view._backend = self._backend.bind(view._db)
         return view
+
+    @property
+    def table_name(self) -> str:
+        return self._settings.table_name
+
+    @property
+    def metric(self) -> DistanceMetric:
+        return self._settings.metric
+
+    @property
+    def indexed_key(self) -> str | None:
+        return self._settings.indexed_key
+
+    @property
+    def vector_index(self) -> bool:
+        return self._settings.vector_index
+
+    @property
+    def search_cache(self) -> bool:
+        return self._settings.search_cache
+
+    @property
+    def auto_embedding(self) -> AutoEmbedding | None:
+        return self._settings.auto_embedding
 
     def __repr__(self) -> str:
         shape = self._state.shape
@@ -438,6 +461,28 @@ class TableBase:
                 )
         return id_list  # type: ignore[return-value]
 
+    def _search_options(
+        self,
+        *,
+        k: int = 4,
+        filter: FilterArg = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
+        prefilter: bool | None = None,
+        num_candidates: int | None = None,
+    ) -> SearchOptions:
+        """The checked options of one search (the filter parsed here, once)."""
+        return SearchOptions.of(
+            k=k,
+            filter=_parse(filter),
+            ids=_ids(ids),
+            max_distance=max_distance,
+            include_embeddings=include_embeddings,
+            prefilter=prefilter,
+            num_candidates=num_candidates,
+        )
+
     def search_statement(
         self,
         vector: Any = None,
@@ -461,10 +506,10 @@ class TableBase:
         """
         if (vector is None) == (text is None):
             raise InvalidInputError("pass either a vector or text=")
-        options = SearchOptions.of(
+        options = self._search_options(
             k=k,
-            filter=_parse(filter),
-            ids=_ids(ids),
+            filter=filter,
+            ids=ids,
             max_distance=max_distance,
             include_embeddings=include_embeddings,
             prefilter=prefilter,
