@@ -123,7 +123,29 @@ class ProviderEmbeddings(_ClientEmbeddings):
             await aclose()
 
 
-class JinaEmbeddings(_ClientEmbeddings):
+class _HTTPEmbeddings(_ClientEmbeddings):
+    """The HTTP options both providers' clients take, declared once (``retry``, ``limits``,
+    ``timeout``, and langchain-community's flat names for three of them)."""
+
+    retry: InstanceOf[RetryPolicy] | None = None
+    limits: InstanceOf[BatchLimits] | None = None
+    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
+    batch_size: int | None = None
+    max_concurrency: int | None = None
+    max_retries: int | None = None
+
+    def _http_options(self) -> dict[str, Any]:
+        return {
+            "retry": self.retry,
+            "limits": self.limits,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "max_batch_size": self.batch_size,
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+class JinaEmbeddings(_HTTPEmbeddings):
     """Jina AI embeddings (``jina-embeddings-v3`` by default).
 
     >>> emb = JinaEmbeddings(model="jina-embeddings-v3", dimensions=256, api_key="jina_...")
@@ -148,12 +170,6 @@ class JinaEmbeddings(_ClientEmbeddings):
     late_chunking: bool = False
     normalized: bool = True
     truncate: bool = True
-    retry: InstanceOf[RetryPolicy] | None = None
-    limits: InstanceOf[BatchLimits] | None = None
-    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
-    batch_size: int | None = None
-    max_concurrency: int | None = None
-    max_retries: int | None = None
 
     def _build_client(self) -> JinaClient:
         return JinaClient(
@@ -167,16 +183,11 @@ class JinaEmbeddings(_ClientEmbeddings):
             late_chunking=self.late_chunking,
             normalized=self.normalized,
             truncate=self.truncate,
-            retry=self.retry,
-            limits=self.limits,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            max_batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
+            **self._http_options(),
         )
 
 
-class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
+class HuggingFaceEndpointEmbeddings(_HTTPEmbeddings):
     """Hugging Face embeddings: a model id on the Inference Providers router, or a TEI URL.
 
     >>> HuggingFaceEndpointEmbeddings(model="intfloat/multilingual-e5-large")  # router
@@ -200,12 +211,6 @@ class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
     passage_prompt_name: str | None = None
     query_prefix: str | None = None
     passage_prefix: str | None = None
-    retry: InstanceOf[RetryPolicy] | None = None
-    limits: InstanceOf[BatchLimits] | None = None
-    timeout: float | InstanceOf[Timeouts] | InstanceOf[httpx.Timeout] | None = None
-    batch_size: int | None = None
-    max_concurrency: int | None = None
-    max_retries: int | None = None
 
     def _build_client(self) -> HuggingFaceClient:
         model, base_url = self.model, self.base_url
@@ -223,12 +228,7 @@ class HuggingFaceEndpointEmbeddings(_ClientEmbeddings):
             passage_prompt_name=self.passage_prompt_name,
             query_prefix=self.query_prefix,
             passage_prefix=self.passage_prefix,
-            retry=self.retry,
-            limits=self.limits,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            max_batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
+            **self._http_options(),
             **options,
         )
 
