@@ -221,9 +221,8 @@ class VectorTable(TableBase):
         return self._backend.search(table, Query(text=text), options)
 
     def _vector_search(self, vector: Any, options: SearchOptions) -> list[SearchResult]:
-        self._load()  # an existing table's dimension outranks a declared one in errors
+        table = self._load()  # first: an existing table's dimension outranks a declared one
         query = _vector.as_vector(vector, self.dimension)
-        table = self._load()
         if table is None or options.ids == []:
             return []
         return self._backend.search(table, Query(vector=query), options)
