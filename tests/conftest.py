@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tidb_jina.store import VectorTable, connect
+from tidb_jina.store import VectorTable, _filter_tree, connect
 from tidb_jina.testing import MySQLRecorder
 
 TIDB_URL = os.environ.get("TIDB_DATABASE_URL", "")
@@ -155,3 +155,17 @@ def make_stub_table(stub: MySQLRecorder) -> Iterator[Callable[..., VectorTable]]
     yield factory
     for table in created:
         table.close()
+
+
+@pytest.fixture
+def filter_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The location of every dict the parser reads (its recursive entry point, spied)."""
+    seen: list[str] = []
+    real = _filter_tree._parse_filter
+
+    def spy(filter: Any, where: str) -> Any:
+        seen.append(where)
+        return real(filter, where)
+
+    monkeypatch.setattr(_filter_tree, "_parse_filter", spy)
+    return seen

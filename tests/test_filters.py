@@ -22,7 +22,6 @@ from sqlalchemy.dialects.mysql import pymysql
 
 from tests._filter_reference import matches
 from tidb_jina._errors import InvalidFilterError, InvalidIdentifierError
-from tidb_jina.store import _filter_tree
 from tidb_jina.store._filter_numpy import supported
 from tidb_jina.store._filter_sql import compile_filter, json_path
 from tidb_jina.store._filter_tree import (
@@ -606,21 +605,8 @@ def test_a_filter_carries_its_keys_and_whether_numpy_can_run_it() -> None:
         assert flt is not None and not supported(flt), sql_only
 
 
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The location of every dict the parser reads (its recursive entry point, spied)."""
-    seen: list[str] = []
-    real = _filter_tree._parse_filter
-
-    def spy(filter: Any, where: str) -> Any:
-        seen.append(where)
-        return real(filter, where)
-
-    monkeypatch.setattr(_filter_tree, "_parse_filter", spy)
-    return seen
-
-
-def test_a_filter_is_parsed_once_and_never_by_the_compiler(parses: list[str]) -> None:
+def test_a_filter_is_parsed_once_and_never_by_the_compiler(filter_parses: list[str]) -> None:
+    parses = filter_parses
     flt = {"$or": [{"a": 1}, {"b": {"$in": [1, 2]}}], "c": {"$exists": True}}
     parsed = parse_filter(flt)
     assert parses == ["filter", "$or[0]", "$or[1]"]
