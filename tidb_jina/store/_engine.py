@@ -6,8 +6,8 @@ no I/O: SQLAlchemy connects on first use.
 
 TiDB: a plain ``mysql://`` URL gets the PyMySQL driver; connections are recycled after
 300 s and pinged before use (TiDB Cloud closes idle connections), ``utf8mb4`` is the
-charset, and TiDB Cloud hosts get verified TLS against the system CA store (Cloud
-accepts only TLS).
+charset, and TLS follows one policy for both drivers (``_tls``): TiDB Cloud hosts, and
+URLs that ask for it, get required, verified TLS with host-name checking.
 
 Embedded: file databases use WAL and a busy timeout; every transaction starts with an
 explicit ``BEGIN`` (``BEGIN IMMEDIATE`` for writes, so two writers queue on the busy
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import ssl
 import threading
 import weakref
@@ -35,6 +34,13 @@ from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import _sqlite
+from tidb_jina.store._tls import (
+    connect_requiring_tls,
+    is_tidb_cloud_host,
+    normalize_host,
+    tls_policy,
+    url_mentions_tls,
+)
 
 logger = logging.getLogger("tidb_jina")
 
@@ -43,7 +49,6 @@ POOL_RECYCLE_S = 300
 MAX_STATEMENT_BYTES = 16 * 1024 * 1024
 WRITE_OPTION = "tidb_jina_write"
 
-_TIDB_CLOUD_HOST = re.compile(r"(^|\.)tidbcloud\.com$", re.IGNORECASE)
 _MEMORY_LOCKS: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _NO_URL_HELP = (
     "no database given: pass connection='mysql+pymysql://USER:PASSWORD@HOST:4000/DB' for "
@@ -60,7 +65,8 @@ def connect(
 ) -> sa.Engine:
     """Return an engine for ``connection`` (URL or Engine) or ``$TIDB_DATABASE_URL``.
 
-    ``verify_tls=False`` turns off certificate verification for TiDB Cloud hosts (still
+    TLS: see :mod:`tidb_jina.store._tls` (required and verified for TiDB Cloud hosts and
+    whenever the URL asks). ``verify_tls=False`` turns off certificate verification (still
     encrypted); it logs a warning, since it lets a man in the middle read everything.
     """
     if isinstance(connection, sa.Engine):
@@ -77,14 +83,7 @@ def connect(
         connection = os.environ.get(ENV_DATABASE_URL) or None
         if connection is None:
             raise ConfigurationError(_NO_URL_HELP)
-    try:
-        url = make_url(connection)
-        url.port  # noqa: B018  (a non-numeric port raises ValueError here)
-    except (sa.exc.ArgumentError, ValueError) as exc:
-        raise ConfigurationError(
-            f"cannot parse the connection URL ({exc.__class__.__name__}); expected "
-            "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'"
-        ) from None
+    url = parse_url(connection)
     backend = url.get_backend_name()
     check_dialect(backend)
     if backend == "mysql":
@@ -99,7 +98,7 @@ def connect_async(
     verify_tls: bool = True,
 ) -> AsyncEngine:
     """The async twin of :func:`connect` for a URL: aiomysql for TiDB, aiosqlite embedded."""
-    url = make_url(connection)
+    url = parse_url(connection)
     args = dict(engine_args or {})
     if url.get_backend_name() == "mysql":
         url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args, verify_tls)
@@ -124,7 +123,7 @@ def async_source(
     """What an async twin needs to reach the same database natively, or None if it can't."""
     if isinstance(connection, sa.Engine):
         return None
-    url = make_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
+    url = parse_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
     if url.get_backend_name() == "sqlite" and not _sqlite_file_backed(url):
         return None
     return url, dict(engine_args or {}), verify_tls
@@ -138,8 +137,47 @@ def check_dialect(name: str) -> None:
         )
 
 
-def is_tidb_cloud_host(host: str | None) -> bool:
-    return bool(host) and bool(_TIDB_CLOUD_HOST.search(host or ""))
+def parse_url(connection: str | URL) -> URL:
+    """Parse a connection URL; every problem is a ConfigurationError without the password.
+
+    A password given as ``?password=`` (or ``?passwd=``) moves into the URL's password,
+    so SQLAlchemy masks it everywhere the URL is shown.
+    """
+    try:
+        url = make_url(connection)
+        url.port  # noqa: B018  (a non-numeric port raises ValueError here)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot parse the connection URL ({exc.__class__.__name__}); expected "
+            "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'. If the "
+            "password contains @ : / ? or #, percent-encode it (urllib.parse.quote_plus)"
+        ) from None
+    if "@" in (url.host or ""):
+        # SQLAlchemy split at the first "@": the rest of the password became the host.
+        raise ConfigurationError(
+            "the connection URL has more than one '@': the password must not contain a raw "
+            "'@'; percent-encode it (urllib.parse.quote_plus(password), '@' becomes '%40')"
+        )
+    given = [k for k in ("password", "passwd") if k in url.query]
+    if given:
+        if url.password is not None or len(given) > 1:
+            raise ConfigurationError(
+                "the connection URL gives the password twice (before the '@' and as "
+                "?password=); keep one"
+            )
+        value = url.query[given[0]]
+        if not isinstance(value, str):
+            raise ConfigurationError("?password= is given more than once in the connection URL")
+        url = url.difference_update_query(given).set(password=value)
+    return url
+
+
+def safe_url(url: URL) -> str:
+    """The URL as text with the password masked, however it was given."""
+    masked = url.difference_update_query([k for k in ("password", "passwd") if k in url.query])
+    if masked is not url:
+        masked = masked.update_query_dict({"password": "***"})
+    return masked.render_as_string(hide_password=True)
 
 
 def _tidb_engine(url: URL, args: dict[str, Any], *, verify_tls: bool) -> sa.Engine:
@@ -166,43 +204,33 @@ def _whole_batches(
 def _tidb_settings(
     url: URL, args: dict[str, Any], verify_tls: bool = True
 ) -> tuple[URL, dict[str, Any]]:
-    """URL and engine arguments every TiDB engine gets (sync or async)."""
+    """URL and engine arguments every TiDB engine gets (sync or async).
+
+    TLS follows :func:`tidb_jina.store._tls.tls_policy`, the same for both drivers; an
+    ``ssl`` the caller put in ``connect_args`` is used as given.
+    """
+    driver = "aiomysql" if url.drivername.endswith("aiomysql") else "pymysql"
     if "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     args.setdefault("pool_recycle", POOL_RECYCLE_S)
     args.setdefault("pool_pre_ping", True)
     connect_args = dict(args.pop("connect_args", {}) or {})
-    tls_in_url = any(k.startswith("ssl") for k in url.query)
-    if tls_in_url and is_tidb_cloud_host(url.host) and _url_disables_verification(url):
-        logger.warning(
-            "TLS certificate verification is OFF for %s (set in the URL): the connection "
-            "is encrypted but not authenticated",
-            url.host,
-        )
-    if is_tidb_cloud_host(url.host) and "ssl" not in connect_args and not tls_in_url:
-        # TiDB Cloud accepts only TLS; verify the certificate and host name.
-        context = ssl.create_default_context()
-        if not verify_tls:
-            logger.warning(
-                "TLS certificate verification is OFF for %s (verify_tls=False): the "
-                "connection is encrypted but not authenticated",
-                url.host,
+    if "ssl" in connect_args:
+        if url_mentions_tls(url):
+            raise ConfigurationError(
+                "TLS is configured twice: in the URL (ssl_* options) and in "
+                "engine_args['connect_args']['ssl']; keep one"
             )
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        connect_args["ssl"] = context
+        if driver == "aiomysql" and isinstance(connect_args["ssl"], ssl.SSLContext):
+            connect_args.setdefault("async_creator_fn", connect_requiring_tls)
+    else:
+        url, policy = tls_policy(url, verify_tls)
+        connect_args.update(policy.connect_args(driver))
+        if policy.context is not None and is_tidb_cloud_host(url.host):
+            url = url.set(host=normalize_host(url.host))  # the name the certificate carries
     if connect_args:
         args["connect_args"] = connect_args
     return url, args
-
-
-def _url_disables_verification(url: URL) -> bool:
-    off = ("false", "0", "no", "off")
-    return any(
-        str(url.query.get(name, "")).lower() in off
-        for name in ("ssl_verify_cert", "ssl_check_hostname", "ssl_verify_identity")
-        if name in url.query
-    )
 
 
 def _sqlite_file_backed(url: URL) -> bool:

@@ -27,9 +27,11 @@ from tidb_jina.store._metrics import DistanceMetric
 
 FULLTEXT_PARSERS = ("MULTILINGUAL", "STANDARD")
 
-# TiDB Cloud Starter (serverless) gateway hosts, as pytidb recognises them.
+# TiDB Cloud Starter (serverless) gateway hosts, as pytidb recognises them, plus their
+# private-link endpoints (gateway01-privatelink.<region>...).
 _STARTER_HOST = re.compile(
-    r"gateway\d{2}\.(.+)\.(prod|dev|staging)\.(shared\.)?(aws|alicloud)\.tidbcloud\.com$",
+    r"(^|\.)gateway\d{2}(-privatelink)?\.(.+)\.(prod|dev|staging)\.(shared\.)?"
+    r"(aws|alicloud)\.tidbcloud\.com$",
     re.IGNORECASE,
 )
 # Error texts differ across versions ("vector index" vs "columnar index"): match loosely.
@@ -37,7 +39,8 @@ _NO_TIFLASH = re.compile(r"tiflash|columnar replica|replica is nil|store count i
 
 
 def is_starter_host(host: str | None) -> bool:
-    return bool(host) and bool(_STARTER_HOST.search(host or ""))
+    """A Starter gateway, public or private-link, any case, with or without a trailing dot."""
+    return bool(host) and bool(_STARTER_HOST.search((host or "").rstrip(".")))
 
 
 def is_missing_tiflash(error: BaseException) -> bool:
