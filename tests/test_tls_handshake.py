@@ -1,0 +1,305 @@
+"""Issue 13.3: the TLS policy on a real handshake, for PyMySQL (sync) and aiomysql (async).
+
+A MySQL-protocol server on 127.0.0.1 (``MySQLWireServer``) performs the SSL-request
+upgrade with certificates from a test CA (``trustme``). No DNS and no system files: TiDB
+Cloud host names resolve to 127.0.0.1 through a patched ``socket.getaddrinfo``, and "the
+system CA store" is the test CA through ``SSL_CERT_FILE`` (OpenSSL's own override).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tidb_jina import DatabaseError
+from tidb_jina.store import VectorTable
+from tidb_jina.store import _tls
+from tidb_jina.store._engine import connect, connect_async
+from tidb_jina.testing._wire_server import MySQLWireServer
+
+CLOUD_HOST = "gateway01.us-east-1.prod.aws.tidbcloud.com"
+USER = "prefix123.root"
+PASSWORD = "wire-Secret-pw"
+DRIVERS = ["pymysql", "aiomysql"]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def unknown_ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("other") / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_context(ca: trustme.CA, *hosts: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*hosts).configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def good_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A certificate for 127.0.0.1 (IP SAN) and the TiDB Cloud gateway name."""
+    return server_context(ca, "127.0.0.1", CLOUD_HOST)
+
+
+@pytest.fixture(autouse=True)
+def cloud_resolves_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and _tls.is_tidb_cloud_host(host):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(_tls, "_WARNED", set())
+
+
+@pytest.fixture
+def system_store_is(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def use(path: str) -> None:
+        monkeypatch.setenv("SSL_CERT_FILE", path)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    yield use
+
+
+def run(driver: str, url: str, **options: Any) -> str:
+    """Connect with ``driver`` and run one statement; returns the server version."""
+    if driver == "pymysql":
+        engine = connect(url, **options)
+        try:
+            with engine.connect() as conn:
+                return str(conn.exec_driver_sql("SELECT VERSION()").scalar_one())
+        finally:
+            engine.dispose()
+
+    async def go() -> str:
+        engine = connect_async(url, **options)
+        try:
+            async with engine.connect() as conn:
+                return str((await conn.exec_driver_sql("SELECT VERSION()")).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+async def aio_count(table: VectorTable) -> int:
+    try:
+        return await table.aio.count()
+    finally:
+        await table.aio.dispose()  # in this event loop, before it closes
+
+
+def url(server: MySQLWireServer, host: str = "127.0.0.1", query: str = "") -> str:
+    return server.url(user=USER, password=PASSWORD, host=host, query=query)
+
+
+def assert_secure_session(server: MySQLWireServer) -> None:
+    assert server.sessions, "the client never connected"
+    assert all(s.tls for s in server.sessions), server.sessions
+    assert server.users and set(server.users) == {USER}
+    assert USER.encode() not in server.plaintext  # the user name went only inside TLS
+
+
+def assert_refused_before_user_name(server: MySQLWireServer) -> None:
+    assert server.sessions, "the client never connected"
+    assert server.users == [], f"the server received a user name: {server.sessions}"
+    assert USER.encode() not in server.plaintext
+    assert b"prefix123" not in server.plaintext
+
+
+# --- the right CA and host name connect --------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_right_ca_and_host_connect_on_an_ip_certificate(driver, good_tls, ca_file):
+    with MySQLWireServer(tls=good_tls) as server:
+        assert run(driver, url(server, query=f"?ssl_ca={ca_file}")) == "8.0.11-TiDB-v8.5.0"
+    assert_secure_session(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_console_url_connects_to_a_cloud_host(driver, good_tls, ca_file):
+    query = f"?ssl_ca={ca_file}&ssl_verify_cert=true&ssl_verify_identity=true"
+    with MySQLWireServer(tls=good_tls) as server:
+        run(driver, url(server, CLOUD_HOST, query))
+    assert_secure_session(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("host", [CLOUD_HOST, CLOUD_HOST + ".", CLOUD_HOST.upper()])
+def test_a_cloud_host_without_options_verifies_against_the_system_store(
+    driver, host, good_tls, ca_file, system_store_is
+):
+    system_store_is(ca_file)
+    with MySQLWireServer(tls=good_tls) as server:
+        run(driver, url(server, host))
+    assert_secure_session(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_vector_table_counts_over_verified_tls(driver, good_tls, ca_file):
+    with MySQLWireServer(tls=good_tls) as server:
+        table = VectorTable(url(server, query=f"?ssl_ca={ca_file}"), table_name="docs")
+        try:
+            count = table.count() if driver == "pymysql" else asyncio.run(aio_count(table))
+        finally:
+            table.close()
+    assert count == 0
+    assert_secure_session(server)
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_unknown_ca_is_refused(driver, good_tls, unknown_ca_file):
+    with MySQLWireServer(tls=good_tls) as server, pytest.raises(Exception) as info:
+        run(driver, url(server, query=f"?ssl_ca={unknown_ca_file}"))
+    assert "certificate" in repr(_root(info.value)).lower()
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_cloud_host_refuses_a_certificate_the_system_store_does_not_trust(
+    driver, good_tls, unknown_ca_file, system_store_is
+):
+    system_store_is(unknown_ca_file)
+    with MySQLWireServer(tls=good_tls) as server, pytest.raises(Exception):
+        run(driver, url(server, CLOUD_HOST))
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("host", ["127.0.0.1", CLOUD_HOST])
+def test_a_certificate_for_another_host_is_refused(driver, host, ca, ca_file):
+    wrong = server_context(ca, "wrong.example")
+    with MySQLWireServer(tls=wrong) as server, pytest.raises(Exception) as info:
+        run(driver, url(server, host, f"?ssl_ca={ca_file}"))
+    assert "match" in repr(_root(info.value)).lower() or "hostname" in repr(
+        _root(info.value)
+    ).lower()
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "host, query",
+    [
+        (CLOUD_HOST, ""),
+        (CLOUD_HOST, "?ssl_verify_cert=true"),
+        ("127.0.0.1", "?ssl_verify_identity=true"),
+        ("127.0.0.1", "?ssl_mode=REQUIRED"),
+    ],
+    ids=["cloud", "cloud-verify-cert", "ip-verify-identity", "ip-ssl-mode-required"],
+)
+def test_a_server_that_does_not_offer_tls_never_receives_the_user_name(
+    driver, host, query, good_tls, ca_file, system_store_is
+):
+    system_store_is(ca_file)
+    # The server could do TLS, but its greeting clears the bit (a man in the middle).
+    with MySQLWireServer(tls=good_tls, offer_tls=False) as server:
+        with pytest.raises(Exception) as info:
+            run(driver, url(server, host, query))
+        assert "SSL is required" in str(info.value)
+    assert_refused_before_user_name(server)
+    assert server.sessions[0].outcome == "closed before auth"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_refusal_is_a_clear_database_error_on_a_table(driver, good_tls):
+    with MySQLWireServer(tls=good_tls, offer_tls=False) as server:
+        table = VectorTable(url(server, CLOUD_HOST), table_name="docs")
+        with pytest.raises(DatabaseError) as info:
+            table.count() if driver == "pymysql" else asyncio.run(aio_count(table))
+        table.close()
+    assert "SSL is required" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    assert_refused_before_user_name(server)
+
+
+# --- opt-outs and self-managed hosts -----------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "query, options",
+    [("", {"verify_tls": False}), ("?ssl_verify_cert=false", {})],
+    ids=["verify_tls=False", "ssl_verify_cert=false"],
+)
+def test_turning_verification_off_still_encrypts_and_warns(
+    driver, query, options, good_tls, unknown_ca_file, system_store_is, caplog
+):
+    system_store_is(unknown_ca_file)  # nothing would verify
+    caplog.set_level(logging.WARNING, logger="tidb_jina")
+    with MySQLWireServer(tls=good_tls) as server:
+        run(driver, url(server, CLOUD_HOST, query), **options)
+    assert_secure_session(server)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "verification is OFF" in warned[0]
+    assert "man in the middle" in warned[0] and PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_turning_the_host_name_check_off_accepts_another_hosts_certificate(
+    driver, ca, ca_file, caplog
+):
+    caplog.set_level(logging.WARNING, logger="tidb_jina")
+    wrong = server_context(ca, "wrong.example")
+    with MySQLWireServer(tls=wrong) as server:
+        run(driver, url(server, query=f"?ssl_ca={ca_file}&ssl_verify_identity=false"))
+    assert_secure_session(server)
+    assert "host-name checking is OFF" in caplog.text
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("query", ["?ssl_disabled=true", "?ssl_mode=DISABLED"])
+def test_disabling_tls_sends_plain_text_and_warns(driver, query, good_tls, caplog):
+    caplog.set_level(logging.WARNING, logger="tidb_jina")
+    with MySQLWireServer(tls=good_tls) as server:
+        run(driver, url(server, query=query))
+    assert not server.sessions[0].tls and server.users == [USER]
+    assert "TLS is DISABLED" in caplog.text
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_self_managed_host_without_options_connects_in_plain_text(driver, caplog):
+    caplog.set_level(logging.WARNING, logger="tidb_jina")
+    with MySQLWireServer() as server:  # no TLS at all, as a default self-managed TiDB
+        run(driver, url(server))
+    assert server.users == [USER]
+    assert not caplog.records
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause (aiomysql wraps the certificate error in OperationalError)."""
+    seen = exc
+    while seen.__cause__ is not None or getattr(seen, "orig", None) is not None:
+        seen = seen.__cause__ or seen.orig  # type: ignore[attr-defined]
+    return seen
+
+
+def test_the_ca_fixture_is_a_real_pem(ca_file):
+    assert Path(ca_file).read_text().startswith("-----BEGIN CERTIFICATE-----")
