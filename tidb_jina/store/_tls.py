@@ -132,7 +132,9 @@ def tls_policy(
     disabled = bool(_flag(options, "ssl_disabled")) or mode == "DISABLED"
     verify_cert = _flag(options, "ssl_verify_cert")
     host_check = _host_check(options, mode)
-    files = {k: options[k] for k in ("ssl_ca", "ssl_capath", "ssl_cert", "ssl_key") if k in options}
+    files: dict[str, str] = {
+        k: options[k] for k in ("ssl_ca", "ssl_capath", "ssl_cert", "ssl_key") if k in options
+    }
     asks = bool(files) or verify_cert is not None or host_check is not None
     asks = asks or mode in ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
     if disabled:

@@ -141,7 +141,7 @@ class MySQLWireServer:
         while not self._stopping.is_set():
             try:
                 sock, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
