@@ -30,6 +30,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from llama_index_tidb_jina._filters import and_filters, to_core_filter
 from tidb_jina import InvalidInputError, UnsupportedFeatureError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
+from tidb_jina.store._engine import safe_url
 
 __all__ = ["DEFAULT_VECTOR_TABLE_NAME", "TiDBVectorStore"]
 
@@ -102,7 +103,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
             table_name=table.table_name,
             distance_strategy=DistanceMetric.parse(distance_strategy).value,
             vector_dimension=vector_dimension,
-            database_url=table.engine.url.render_as_string(hide_password=True),
+            database_url=safe_url(table.engine.url),
             flat_metadata=flat_metadata,
             auto_embedding_model=auto.model if auto else None,
             # Retrievers then pass the question's text and let the table embed it.

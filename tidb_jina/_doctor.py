@@ -57,18 +57,49 @@ def doctor(
     jina_api_key: str | None = None,
     hf_token: str | None = None,
 ) -> DoctorReport:
-    """Run every check and return the report (``print(report)`` shows the fixes)."""
+    """Run every check and return the report (``print(report)`` shows the fixes).
+
+    It never raises: an error no check expected becomes a failed check of its own, and
+    no result contains the database password, however the URL gave it.
+    """
     report = DoctorReport()
-    engine = _check_connection(report, connection)
+    engine = _guard(report, "connection", lambda: _check_connection(report, connection))
     if engine is not None:
-        _check_vectors(report, engine)
+        _guard(report, "vector functions", lambda: _check_vectors(report, engine))
         if engine.dialect.name == "mysql":
-            _check_tiflash(report, engine)
+            _guard(report, "TiFlash", lambda: _check_tiflash(report, engine))
         if table_name:
-            _check_table(report, engine, table_name)
+            _guard(report, f"table {table_name}", lambda: _check_table(report, engine, table_name))
     if check_keys:
-        _check_keys(report, jina_api_key, hf_token)
-    return report
+        _guard(report, "API keys", lambda: _check_keys(report, jina_api_key, hf_token))
+    return _scrubbed(report, connection)
+
+
+def _guard(report: DoctorReport, name: str, check: Callable[[], Any]) -> Any:
+    """Run one check; an exception it did not expect becomes a failed check."""
+    try:
+        return check()
+    except Exception as exc:  # doctor() promises never to raise
+        report.add(
+            name,
+            FAIL,
+            f"unexpected {exc.__class__.__name__}: {exc}",
+            "check the connection URL's options and the files it names; if they are "
+            "right, this is a bug in tidb-jina: please report it with this line",
+        )
+        return None
+
+
+def _scrubbed(report: DoctorReport, connection: Any) -> DoctorReport:
+    from tidb_jina._redact import connection_secrets, redact
+
+    secrets = connection_secrets(connection or os.environ.get("TIDB_DATABASE_URL"))
+    if not secrets:
+        return report
+    clean = DoctorReport()
+    for c in report.checks:
+        clean.add(c.name, c.status, redact(c.detail, secrets), redact(c.fix, secrets))
+    return clean
 
 
 def _check_connection(report: DoctorReport, connection: Any) -> sa.Engine | None:
@@ -82,7 +113,9 @@ def _check_connection(report: DoctorReport, connection: Any) -> sa.Engine | None
             else:
                 version = "SQLite " + conn.exec_driver_sql("SELECT sqlite_version()").scalar_one()
     except TiDBJinaError as exc:
-        report.add("connection", FAIL, str(exc), "pass a URL or set TIDB_DATABASE_URL")
+        given = connection is not None or os.environ.get("TIDB_DATABASE_URL")
+        fix = "correct the connection URL as the message says" if given else ""
+        report.add("connection", FAIL, str(exc), fix or "pass a URL or set TIDB_DATABASE_URL")
         return None
     except sa.exc.SQLAlchemyError as exc:
         report.add(

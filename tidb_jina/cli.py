@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         if args.debug:
             raise
-        _error(str(exc))
+        _error(_masked(str(exc), args))
         return 1
     except Exception as exc:  # one line for the user, the traceback only with --debug
         if args.debug:
@@ -154,10 +154,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tidb_jina import TiDBJinaError
 
         if isinstance(exc, (TiDBJinaError, OSError)):
-            _error(str(exc) or type(exc).__name__)
+            _error(_masked(str(exc), args) or type(exc).__name__)
         else:
-            _error(f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for details)")
+            text = _masked(str(exc), args)
+            _error(f"unexpected {type(exc).__name__}: {text} (re-run with --debug for details)")
         return 1
+
+
+def _masked(message: str, args: argparse.Namespace) -> str:
+    """``message`` without the database password (should anything have quoted it)."""
+    import os
+
+    from tidb_jina._redact import connection_secrets, redact
+
+    url = getattr(args, "database_url", None) or os.environ.get("TIDB_DATABASE_URL")
+    return redact(message, connection_secrets(url)) if url else message
 
 
 def _error(message: str) -> None:

@@ -363,3 +363,110 @@ def test_a_failure_sending_the_provider_key_is_a_clear_database_error():
     assert_error_clean(info.value)
     assert "SET GLOBAL" in str(info.value)
     table.close()
+
+
+# --- every way a password can be written (issue 13.4) ------------------------------------
+
+_RAW_AT = f"Lead@{DB_PASSWORD}"  # an unencoded "@": SQLAlchemy would take the tail as host
+
+
+def _password_url(form: str) -> str:
+    from urllib.parse import quote_plus
+
+    base = "127.0.0.1:9/appdb"
+    return {
+        "userinfo": f"mysql+pymysql://app_user:{DB_PASSWORD}@{base}",
+        "query-password": f"mysql+pymysql://app_user@{base}?password={DB_PASSWORD}",
+        "query-passwd": f"mysql+pymysql://app_user@{base}?charset=utf8mb4&passwd={DB_PASSWORD}",
+        "encoded-specials": f"mysql+pymysql://app_user:{quote_plus(DB_PASSWORD + '@:/')}@{base}",
+        "raw-colon-slash": f"mysql+pymysql://app_user:{DB_PASSWORD}:x/y@{base}",
+        "raw-at": f"mysql+pymysql://app_user:{_RAW_AT}@{base}",
+    }[form]
+
+
+PASSWORD_FORMS = [
+    "userinfo",
+    "query-password",
+    "query-passwd",
+    "encoded-specials",
+    "raw-colon-slash",
+]
+
+
+@pytest.mark.parametrize("form", PASSWORD_FORMS)
+def test_every_password_form_is_masked_in_repr_and_the_engine_url(form):
+    table = VectorTable(_password_url(form), table_name="docs")
+    engine_url = table.engine.url
+    for text in (repr(table), str(table), repr(table.engine), str(engine_url), repr(engine_url)):
+        assert_clean(text, f"{form} table text")
+    assert engine_url.password is not None and "password" not in engine_url.query
+    table.engine.dispose()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("form", PASSWORD_FORMS)
+def test_every_password_form_is_masked_in_database_errors_and_logs(form, mode, all_logs):
+    table = VectorTable(_password_url(form), table_name="docs")
+    with pytest.raises(DatabaseError) as info:
+        if mode == "sync":
+            table.count()
+        else:
+            asyncio.run(table.aio.count())
+    assert "127.0.0.1" in str(info.value)
+    assert_error_clean(info.value)
+    assert_logs_clean(all_logs)
+    table.engine.dispose()
+
+
+@pytest.mark.parametrize("form", PASSWORD_FORMS)
+def test_every_password_form_is_masked_in_the_llama_index_store(form):
+    li = _import("llama_index_tidb_jina")
+    store = li.TiDBVectorStore(_password_url(form), table_name="docs", vector_dimension=8)
+    for text in (repr(store), str(store), repr(store.to_dict()), store.to_json()):
+        assert_clean(text, f"{form} llama-index store")
+    assert "***" in store.to_json() and "app_user" in store.to_json()
+
+
+def test_a_password_with_a_raw_at_is_refused_without_its_tail():
+    with pytest.raises(ConfigurationError, match="percent-encode") as info:
+        VectorTable(_password_url("raw-at"), table_name="docs")
+    assert_error_clean(info.value)
+    assert "Lead" not in str(info.value)
+    li = _import("llama_index_tidb_jina")
+    with pytest.raises(ConfigurationError) as info:
+        li.TiDBVectorStore(_password_url("raw-at"), table_name="docs", vector_dimension=8)
+    assert_error_clean(info.value)
+
+
+@pytest.mark.parametrize("form", [*PASSWORD_FORMS, "raw-at"])
+def test_doctor_reports_never_show_the_password(form, monkeypatch):
+    from tidb_jina import doctor
+
+    monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
+    report = doctor(_password_url(form), table_name="docs", check_keys=False)
+    assert not report.ok
+    assert_clean(str(report), f"{form} doctor")
+    assert_clean(repr(report.checks), f"{form} doctor checks")
+
+
+@pytest.mark.parametrize("form", [*PASSWORD_FORMS, "raw-at"])
+@pytest.mark.parametrize("command", [["info"], ["doctor"], ["search", "hello"]])
+def test_cli_output_never_shows_the_password(form, command, capsys, monkeypatch):
+    from tidb_jina.cli import main
+
+    monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
+    code = main([command[0], "--database-url", _password_url(form), *command[1:]])
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert_clean(out + err, f"{form} cli {command[0]}")
+    assert "Lead@" not in out + err
+
+
+def test_the_redaction_helper_finds_every_piece_of_a_password():
+    from tidb_jina._redact import connection_secrets, redact
+
+    secrets = connection_secrets(_password_url("raw-at"))
+    assert DB_PASSWORD in secrets and _RAW_AT in secrets
+    text = f"host '{DB_PASSWORD}@127.0.0.1' and {_RAW_AT}"
+    assert_clean(redact(text, secrets), "redacted text")
+    assert connection_secrets("sqlite:///x.db") == []

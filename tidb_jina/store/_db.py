@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tidb_jina._errors import DatabaseError, TiDBJinaError
+from tidb_jina._redact import connection_secrets, redact
 from tidb_jina.store._engine import WRITE_OPTION, describe, engine_lock
 
 
@@ -113,20 +114,22 @@ class Database:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise DatabaseError(
-                f"{self.describe()} failed: {driver_message(exc)}. Check that the server is "
-                "reachable and the URL, user and password are right"
+                f"{self.describe()} failed: {driver_message(exc, self.engine)}. Check that "
+                "the server is reachable and the URL, user and password are right"
             ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(
                 f"{self.describe()} refused a statement on table "
-                f"{self.table_name!r}: {driver_message(exc)}"
+                f"{self.table_name!r}: {driver_message(exc, self.engine)}"
             ) from exc
 
 
-def driver_message(exc: sa.exc.SQLAlchemyError) -> str:
-    """The driver's message without SQLAlchemy's statement and parameter dump."""
+def driver_message(exc: sa.exc.SQLAlchemyError, engine: sa.Engine | None = None) -> str:
+    """The driver's message without SQLAlchemy's statement and parameter dump, and
+    without the engine's password should a driver quote it."""
     orig = getattr(exc, "orig", None)
-    return str(orig) if orig is not None else exc.__class__.__name__
+    text = str(orig) if orig is not None else exc.__class__.__name__
+    return redact(text, connection_secrets(engine)) if engine is not None else text
 
 
 def batch_slices(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:
