@@ -237,7 +237,24 @@ def test_the_refusal_is_a_clear_database_error_on_a_table(driver, good_tls):
             table.count() if driver == "pymysql" else asyncio.run(aio_count(table))
         table.close()
     assert "SSL is required" in str(info.value)
+    assert "did not offer TLS, so the user name and password were not sent" in str(info.value)
     assert PASSWORD not in str(info.value)
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_untrusted_certificate_is_a_database_error_that_says_what_to_do(
+    driver, good_tls, unknown_ca_file
+):
+    with MySQLWireServer(tls=good_tls) as server:
+        table = VectorTable(url(server, query=f"?ssl_ca={unknown_ca_file}"), table_name="d")
+        with pytest.raises(DatabaseError) as info:
+            table.count() if driver == "pymysql" else asyncio.run(aio_count(table))
+        table.close()
+    message = str(info.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message  # aiomysql's cause is kept too
+    assert "?ssl_ca=" in message and "certificate was refused" in message
+    assert PASSWORD not in message
     assert_refused_before_user_name(server)
 
 

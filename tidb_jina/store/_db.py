@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from tidb_jina._errors import DatabaseError, TiDBJinaError
 from tidb_jina._redact import connection_secrets, redact
 from tidb_jina.store._engine import WRITE_OPTION, describe, engine_lock
+from tidb_jina.store._tls import tls_hint
 
 
 class Database:
@@ -113,9 +114,13 @@ class Database:
         except TiDBJinaError:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            message = driver_message(exc, self.engine)
             raise DatabaseError(
-                f"{self.describe()} failed: {driver_message(exc, self.engine)}. Check that "
-                "the server is reachable and the URL, user and password are right"
+                f"{self.describe()} failed: {message}. "
+                + (
+                    tls_hint(message)
+                    or "Check that the server is reachable and the URL, user and password are right"
+                )
             ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(
@@ -129,6 +134,9 @@ def driver_message(exc: sa.exc.SQLAlchemyError, engine: sa.Engine | None = None)
     without the engine's password should a driver quote it."""
     orig = getattr(exc, "orig", None)
     text = str(orig) if orig is not None else exc.__class__.__name__
+    cause = getattr(orig, "__cause__", None)  # aiomysql keeps the TLS error only here
+    if cause is not None and str(cause) not in text:
+        text += f" ({cause})"
     return redact(text, connection_secrets(engine)) if engine is not None else text
 
 

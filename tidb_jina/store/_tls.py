@@ -179,6 +179,25 @@ def tls_policy(
     return stripped, TLSPolicy(context, True, False, reason, warnings)
 
 
+def tls_hint(message: str) -> str:
+    """How to fix a connection that failed on TLS ("" when ``message`` is about something
+    else)."""
+    if "SSL is required" in message:
+        return (
+            "The server did not offer TLS, so the user name and password were not sent. "
+            "TiDB Cloud always offers it: check that the host and port are right and "
+            "that nothing between you and the server strips TLS"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        return (
+            "The server's TLS certificate was refused: for a certificate signed by your own "
+            "CA add ?ssl_ca=/path/to/ca.pem to the URL; for a name mismatch connect with the "
+            "host name the certificate carries (verify_tls=False turns verification off, "
+            "which lets a man in the middle read everything)"
+        )
+    return ""
+
+
 def url_mentions_tls(url: URL) -> bool:
     return any(key.lower().startswith("ssl") for key in url.query)
 
