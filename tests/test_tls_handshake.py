@@ -346,9 +346,7 @@ def test_the_readme_tidb_cloud_snippet_runs_sync_and_async_over_verified_tls(
         exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "doc-0" in printed  # both searches answered (the stub's made-up rows)
-    assert len(server.sessions) >= 2 and {s.outcome for s in server.sessions} == {
-        "authenticated"
-    }
+    assert len(server.sessions) >= 2 and {s.outcome for s in server.sessions} == {"authenticated"}
     assert_secure_session(server)
     inserts = server.recorder.sql("INSERT")
     assert len(inserts) == 2 and "'b'" in inserts[1]  # the async upsert went over the wire
