@@ -350,3 +350,22 @@ def test_the_readme_tidb_cloud_snippet_runs_sync_and_async_over_verified_tls(
     assert_secure_session(server)
     inserts = server.recorder.sql("INSERT")
     assert len(inserts) == 2 and "'b'" in inserts[1]  # the async upsert went over the wire
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_client_certificate_in_the_url_is_presented(driver, ca, ca_file, tmp_path):
+    """``ssl_cert`` / ``ssl_key``: a server that demands a client certificate accepts ours
+    and refuses a client without one."""
+    demanding = server_context(ca, "127.0.0.1")
+    demanding.verify_mode = ssl.CERT_REQUIRED
+    demanding.load_verify_locations(cafile=ca_file)
+    client = ca.issue_cert("wire-client")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    client.private_key_pem.write_to_path(str(key))
+    with MySQLWireServer(tls=demanding) as server:
+        run(driver, url(server, query=f"?ssl_ca={ca_file}&ssl_cert={cert}&ssl_key={key}"))
+        with pytest.raises(sa.exc.OperationalError):
+            run(driver, url(server, query=f"?ssl_ca={ca_file}"))
+    assert server.sessions[0].tls and server.sessions[0].user == USER
+    assert server.sessions[1].user is None and "tls failed" in server.sessions[1].outcome

@@ -303,7 +303,10 @@ def _ca_file(path: str) -> str | None:
     if path in SYSTEM_CA_BUNDLES:
         # The console's URL names the macOS bundle: on Linux the same trust roots live
         # elsewhere, and the system store is what the URL means.
-        logger.info("ssl_ca=%s is not on this machine: using the system CA store", path)
+        message = f"ssl_ca={path} is not on this machine: using the system CA store"
+        if message not in _WARNED:
+            _WARNED.add(message)
+            logger.info(message)
         return None
     raise ConfigurationError(
         f"ssl_ca={path!r}: no such file. The system CA bundle is /etc/ssl/cert.pem on "
