@@ -427,6 +427,26 @@ def test_every_password_form_is_masked_in_the_llama_index_store(form):
     assert "***" in store.to_json() and "app_user" in store.to_json()
 
 
+@pytest.mark.parametrize("form", PASSWORD_FORMS)
+def test_every_password_form_is_masked_in_the_langchain_store(form):
+    lc = _import("langchain_tidb_jina")
+    from langchain_core.load import dumps
+
+    from tidb_jina.testing import LexicalEmbedder
+
+    class Lexical(lc.JinaEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return LexicalEmbedder(dimension=8).embed_documents(texts).tolist()
+
+    emb = Lexical(api_key=KEY, base_url="http://jina.test")
+    store = lc.TiDBVectorStore(_password_url(form), emb, table_name="docs", vector_dimension=8)
+    for text in (repr(store), str(store), dumps(store), repr(store.vector_table)):
+        assert_clean(text, f"{form} langchain store")
+    with pytest.raises(TiDBJinaError) as info:
+        store.add_texts(["hello"])
+    assert_error_clean(info.value)
+
+
 def test_a_password_with_a_raw_at_is_refused_without_its_tail():
     with pytest.raises(ConfigurationError, match="percent-encode") as info:
         VectorTable(_password_url("raw-at"), table_name="docs")
