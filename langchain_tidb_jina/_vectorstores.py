@@ -2,9 +2,10 @@
 
 Translation only: LangChain ``Document`` objects and keyword arguments become
 ``VectorTable`` calls, ``Record`` / ``SearchResult`` objects become ``Document`` objects
-with ``id`` set. Distances and relevance scores come from the core (per metric, scores in
-[0, 1]); nothing here touches SQL or computes a score. Ids, metadata, lengths and vectors
-are validated by the core, which also generates missing ids.
+with ``id`` set. Distances come from the core; LangChain relevance scores are
+langchain-core's own functions of them (``_relevance``); nothing here touches SQL.
+Ids, metadata, lengths and vectors are validated by the core, which also generates
+missing ids.
 
 Vectors stay NumPy: with tidb-jina's own embeddings (not a subclass overriding their
 methods) the core client's float32 matrix reaches the table as it is; another
@@ -33,12 +34,15 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
+from langchain_tidb_jina._batches import pop_batch_size, split_rows
 from langchain_tidb_jina._embeddings import (
     HuggingFaceEndpointEmbeddings,
     JinaEmbeddings,
     ProviderEmbeddings,
     _ClientEmbeddings,
 )
+from langchain_tidb_jina._relevance import relevance_fn
+from langchain_tidb_jina._sql_client import TiDBVectorClient
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
@@ -129,9 +133,10 @@ class TiDBVectorStore(VectorStore):
         return self._table
 
     @property
-    def tidb_vector_client(self) -> VectorTable:
-        """The underlying table client (langchain-community's name for it)."""
-        return self._table
+    def tidb_vector_client(self) -> TiDBVectorClient:
+        """langchain-community's raw-SQL client: ``execute(sql, params)`` with tidb-vector's
+        result shape; every other attribute is the core ``VectorTable``'s."""
+        return TiDBVectorClient(self._table)
 
     @property
     def table_name(self) -> str:
@@ -143,8 +148,10 @@ class TiDBVectorStore(VectorStore):
         return self._table.metric.value
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        """The core's per-metric distance -> [0, 1] score function."""
-        return self._table.metric.score
+        """langchain-core's own distance -> relevance function for this metric (as PGVector
+        and Chroma use), so a ``score_threshold`` carries over between stores; L1, which
+        LangChain has none for, keeps the core's ``1 / (1 + d)``."""
+        return relevance_fn(self._table.metric)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -161,8 +168,20 @@ class TiDBVectorStore(VectorStore):
         Missing ids (``None`` entries or no ``ids``) get UUID4s; an existing id is
         replaced. Texts are checked (no ``None``, empty or whitespace-only text) before
         anything is embedded. ``texts`` may be any iterable, including a generator.
+        ``batch_size=n`` (LangChain's indexing API passes it) writes at most ``n`` rows
+        per embedding call and transaction; every row is checked before the first.
         """
+        batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "add_texts")
+        if batch_size is not None:
+            self._table.exists()  # the shape bounds the ids checked before any write
+            return [
+                id_
+                for b in split_rows(self._table, texts, metadatas, ids, batch_size)
+                for id_ in self._table.add_texts(
+                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._embed()
+                )
+            ]
         return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
 
     async def aadd_texts(
@@ -174,7 +193,16 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts`."""
+        batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "aadd_texts")
+        if batch_size is not None:
+            await self._table.aio.exists()
+            written: list[str] = []
+            for b in split_rows(self._table, texts, metadatas, ids, batch_size):
+                written += await self._table.aio.add_texts(
+                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._aembed()
+                )
+            return written
         return await self._table.aio.add_texts(
             texts, ids=ids, metadatas=metadatas, embed=self._aembed()
         )
@@ -323,15 +351,19 @@ class TiDBVectorStore(VectorStore):
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """``(document, relevance)`` pairs; the score is the core's, in [0, 1]."""
+        """``(document, relevance)``: LangChain's relevance function of the distance."""
         filter = kwargs.pop("filter", None)
-        return _with_score(self._search_query(query, k, filter, kwargs))
+        return self._relevance(self._search_query(query, k, filter, kwargs))
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        return _with_score(await self._asearch_query(query, k, filter, kwargs))
+        return self._relevance(await self._asearch_query(query, k, filter, kwargs))
+
+    def _relevance(self, results: list[SearchResult]) -> list[tuple[Document, float]]:
+        fn = self._select_relevance_score_fn()
+        return [(_result_document(r), fn(r.distance)) for r in results]
 
     def max_marginal_relevance_search(
         self,
