@@ -159,6 +159,30 @@ def test_relevance_scores_follow_langchain_conventions(
     assert all(0.0 <= h.score <= 1.0 for h in core)
 
 
+@pytest.mark.parametrize("strategy", ["l2", "inner_product"])
+async def test_retriever_score_threshold_uses_the_langchain_scores(
+    make_store: MakeStore, jina: JinaEmbeddings, strategy: str
+) -> None:
+    """A threshold tuned on PGVector / Chroma keeps the same hits here (not the core's
+    ``1 / (1 + d)`` for L2, which would keep more)."""
+    store = make_store(jina, distance_strategy=strategy)
+    store.add_texts(TEXTS, METAS, ids=IDS)
+    query = "TiDB stores SQL rows"
+    distances = {h.id: h.distance for h in store.vector_table.search(jina.embed_query(query))}
+    threshold = 0.4
+    expected = {i for i, d in distances.items() if LANGCHAIN_RELEVANCE[strategy](d) >= threshold}
+    core_would_keep = {i for i, d in distances.items() if 1 / (1 + d) >= threshold}
+    retriever = store.as_retriever(
+        search_type="similarity_score_threshold",
+        search_kwargs={"k": 4, "score_threshold": threshold},
+    )
+    assert {d.id for d in retriever.invoke(query)} == expected
+    assert {d.id for d in await retriever.ainvoke(query)} == expected
+    assert expected and expected != set(IDS)
+    if strategy == "l2":
+        assert core_would_keep != expected
+
+
 def test_score_threshold_keeps_only_relevant(store: TiDBVectorStore) -> None:
     hits = store.similarity_search_with_relevance_scores(
         "TiDB stores vectors", k=4, score_threshold=0.5
