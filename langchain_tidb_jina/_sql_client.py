@@ -39,6 +39,8 @@ class TiDBVectorClient:
         self._table = table
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_table":  # copy / pickle probes, half-built
+            raise AttributeError(name)
         return getattr(self._table, name)
 
     def __repr__(self) -> str:
