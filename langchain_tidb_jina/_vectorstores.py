@@ -42,8 +42,10 @@ from langchain_tidb_jina._embeddings import (
     _ClientEmbeddings,
 )
 from langchain_tidb_jina._relevance import relevance_fn
+from langchain_tidb_jina._setup import check_wrapped, known_dimension, one_embedding, require_table
+from langchain_tidb_jina._setup import no_extra as _no_extra
 from langchain_tidb_jina._sql_client import TiDBVectorClient
-from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
+from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
@@ -95,11 +97,11 @@ class TiDBVectorStore(VectorStore):
         drop_existing_table: bool = False,
         auto_embedding: AutoEmbedding | str | None = None,
     ) -> None:
-        self._embedding = _one_embedding(
+        self._embedding = one_embedding(
             embedding_function, embedding, optional=auto_embedding is not None
         )
         if vector_table is not None:
-            _check_wrapped(vector_table, connection_string, engine, engine_args)
+            check_wrapped(vector_table, connection_string, engine, engine_args)
             self._table = vector_table
             return
         if connection_string is not None and engine is not None:
@@ -107,7 +109,7 @@ class TiDBVectorStore(VectorStore):
         self._table = VectorTable(
             engine if engine is not None else connection_string,
             table_name=table_name,
-            dimension=vector_dimension or _known_dimension(self._embedding),
+            dimension=vector_dimension or known_dimension(self._embedding),
             metric=DistanceMetric.parse(distance_strategy),
             engine_args=engine_args,
             drop_existing=drop_existing_table,
@@ -584,7 +586,7 @@ class TiDBVectorStore(VectorStore):
     ) -> Self:
         """Open a table that exists (raises ``SchemaError`` if it does not)."""
         store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
-        _require_table(store._table, store._table.exists())
+        require_table(store._table, store._table.exists())
         return store
 
     @classmethod
@@ -598,7 +600,7 @@ class TiDBVectorStore(VectorStore):
     ) -> Self:
         """Async :meth:`from_existing_vector_table`."""
         store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
-        _require_table(store._table, await store._table.aio.exists())
+        require_table(store._table, await store._table.aio.exists())
         return store
 
 
@@ -692,67 +694,3 @@ def _with_distance(results: list[SearchResult]) -> list[tuple[Document, float]]:
 
 def _with_score(results: list[SearchResult]) -> list[tuple[Document, float]]:
     return [(_result_document(r), r.score) for r in results]
-
-
-def _one_embedding(
-    embedding_function: Embeddings | None, embedding: Embeddings | None, *, optional: bool = False
-) -> Embeddings | None:
-    if (
-        embedding_function is not None
-        and embedding is not None
-        and embedding_function is not embedding
-    ):
-        raise ConfigurationError("pass embedding= or embedding_function=, not both")
-    chosen = embedding if embedding is not None else embedding_function
-    if chosen is None and optional:
-        return None  # the table embeds (auto-embedding)
-    if chosen is None:
-        raise ConfigurationError(
-            "TiDBVectorStore needs embeddings: pass embedding=JinaEmbeddings(...) (or "
-            "embedding_function=, langchain-community's name), or let the table embed "
-            "with auto_embedding='jina_ai/jina-embeddings-v3'"
-        )
-    if not isinstance(chosen, Embeddings):
-        raise ConfigurationError(
-            f"embedding must be a langchain_core Embeddings, not {type(chosen).__name__}"
-        )
-    return chosen
-
-
-def _known_dimension(embedding: Embeddings | None) -> int | None:
-    """The model's output size when the embeddings know it without a call (ours do)."""
-    dimension = getattr(embedding, "dimension", None)
-    return dimension if isinstance(dimension, int) and not isinstance(dimension, bool) else None
-
-
-def _check_wrapped(
-    table: VectorTable,
-    connection_string: Any,
-    engine: Any,
-    engine_args: Any,
-) -> None:
-    if not isinstance(table, VectorTable):
-        raise ConfigurationError(
-            f"vector_table must be a tidb_jina.store.VectorTable, not {type(table).__name__}"
-        )
-    if connection_string is not None or engine is not None or engine_args:
-        raise ConfigurationError(
-            "vector_table= already has its connection; drop connection_string, engine and "
-            "engine_args"
-        )
-
-
-def _require_table(table: VectorTable, exists: bool) -> None:
-    if not exists:
-        raise SchemaError(
-            f"table {table.table_name!r} does not exist in this database; create it with "
-            "TiDBVectorStore.from_texts(...) / from_documents(...), or check table_name "
-            "and the connection string"
-        )
-
-
-def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
-    """Unknown keyword arguments are errors, never silently ignored."""
-    if kwargs:
-        names = ", ".join(sorted(kwargs))
-        raise InvalidInputError(f"{method}() got unsupported keyword arguments: {names}")

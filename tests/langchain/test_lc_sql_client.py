@@ -10,6 +10,7 @@ review second where OpenAI ranks the LAX one).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,5 +221,6 @@ def test_the_client_is_the_table_too(vector_store: TiDBVectorStore) -> None:
     assert client.vector_table is vector_store.vector_table
     assert client.count() == 1  # VectorTable's API, forwarded
     assert "TiDBVectorClient(" in repr(client)
+    assert copy.copy(client).vector_table is vector_store.vector_table
     rows = client.execute(f"SELECT document FROM {vector_store.table_name}")["result"]
     assert [r[0] for r in rows] == ["TiDB is a distributed SQL database"]
