@@ -9,6 +9,8 @@ from langchain_tidb_jina._embeddings import (
     ProviderEmbeddings,
 )
 from langchain_tidb_jina._rerank import JinaRerank
+from langchain_tidb_jina._sql_client import TiDBVectorClient
+from langchain_tidb_jina._translator import TiDBTranslator
 from langchain_tidb_jina._vectorstores import TiDBVectorStore, TiDBVectorStoreRetriever
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "JinaEmbeddings",
     "JinaRerank",
     "ProviderEmbeddings",
+    "TiDBTranslator",
+    "TiDBVectorClient",
     "TiDBVectorStore",
     "TiDBVectorStoreRetriever",
 ]

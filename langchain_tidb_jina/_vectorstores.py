@@ -2,9 +2,10 @@
 
 Translation only: LangChain ``Document`` objects and keyword arguments become
 ``VectorTable`` calls, ``Record`` / ``SearchResult`` objects become ``Document`` objects
-with ``id`` set. Distances and relevance scores come from the core (per metric, scores in
-[0, 1]); nothing here touches SQL or computes a score. Ids, metadata, lengths and vectors
-are validated by the core, which also generates missing ids.
+with ``id`` set. Distances come from the core; LangChain relevance scores are
+langchain-core's own functions of them (``_relevance``); nothing here touches SQL.
+Ids, metadata, lengths and vectors are validated by the core, which also generates
+missing ids.
 
 Vectors stay NumPy: with tidb-jina's own embeddings (not a subclass overriding their
 methods) the core client's float32 matrix reaches the table as it is; another
@@ -33,13 +34,18 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
+from langchain_tidb_jina._batches import pop_batch_size, split_rows
 from langchain_tidb_jina._embeddings import (
     HuggingFaceEndpointEmbeddings,
     JinaEmbeddings,
     ProviderEmbeddings,
     _ClientEmbeddings,
 )
-from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
+from langchain_tidb_jina._relevance import relevance_fn
+from langchain_tidb_jina._setup import check_wrapped, known_dimension, one_embedding, require_table
+from langchain_tidb_jina._setup import no_extra as _no_extra
+from langchain_tidb_jina._sql_client import TiDBVectorClient
+from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
@@ -91,11 +97,11 @@ class TiDBVectorStore(VectorStore):
         drop_existing_table: bool = False,
         auto_embedding: AutoEmbedding | str | None = None,
     ) -> None:
-        self._embedding = _one_embedding(
+        self._embedding = one_embedding(
             embedding_function, embedding, optional=auto_embedding is not None
         )
         if vector_table is not None:
-            _check_wrapped(vector_table, connection_string, engine, engine_args)
+            check_wrapped(vector_table, connection_string, engine, engine_args)
             self._table = vector_table
             return
         if connection_string is not None and engine is not None:
@@ -103,7 +109,7 @@ class TiDBVectorStore(VectorStore):
         self._table = VectorTable(
             engine if engine is not None else connection_string,
             table_name=table_name,
-            dimension=vector_dimension or _known_dimension(self._embedding),
+            dimension=vector_dimension or known_dimension(self._embedding),
             metric=DistanceMetric.parse(distance_strategy),
             engine_args=engine_args,
             drop_existing=drop_existing_table,
@@ -129,9 +135,10 @@ class TiDBVectorStore(VectorStore):
         return self._table
 
     @property
-    def tidb_vector_client(self) -> VectorTable:
-        """The underlying table client (langchain-community's name for it)."""
-        return self._table
+    def tidb_vector_client(self) -> TiDBVectorClient:
+        """langchain-community's raw-SQL client: ``execute(sql, params)`` with tidb-vector's
+        result shape; every other attribute is the core ``VectorTable``'s."""
+        return TiDBVectorClient(self._table)
 
     @property
     def table_name(self) -> str:
@@ -143,8 +150,10 @@ class TiDBVectorStore(VectorStore):
         return self._table.metric.value
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        """The core's per-metric distance -> [0, 1] score function."""
-        return self._table.metric.score
+        """langchain-core's own distance -> relevance function for this metric (as PGVector
+        and Chroma use), so a ``score_threshold`` carries over between stores; L1, which
+        LangChain has none for, keeps the core's ``1 / (1 + d)``."""
+        return relevance_fn(self._table.metric)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -161,8 +170,20 @@ class TiDBVectorStore(VectorStore):
         Missing ids (``None`` entries or no ``ids``) get UUID4s; an existing id is
         replaced. Texts are checked (no ``None``, empty or whitespace-only text) before
         anything is embedded. ``texts`` may be any iterable, including a generator.
+        ``batch_size=n`` (LangChain's indexing API passes it) writes at most ``n`` rows
+        per embedding call and transaction; every row is checked before the first.
         """
+        batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "add_texts")
+        if batch_size is not None:
+            self._table.exists()  # the shape bounds the ids checked before any write
+            return [
+                id_
+                for b in split_rows(self._table, texts, metadatas, ids, batch_size)
+                for id_ in self._table.add_texts(
+                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._embed()
+                )
+            ]
         return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
 
     async def aadd_texts(
@@ -174,7 +195,16 @@ class TiDBVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Async :meth:`add_texts`."""
+        batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "aadd_texts")
+        if batch_size is not None:
+            await self._table.aio.exists()
+            written: list[str] = []
+            for b in split_rows(self._table, texts, metadatas, ids, batch_size):
+                written += await self._table.aio.add_texts(
+                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._aembed()
+                )
+            return written
         return await self._table.aio.add_texts(
             texts, ids=ids, metadatas=metadatas, embed=self._aembed()
         )
@@ -323,15 +353,19 @@ class TiDBVectorStore(VectorStore):
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """``(document, relevance)`` pairs; the score is the core's, in [0, 1]."""
+        """``(document, relevance)``: LangChain's relevance function of the distance."""
         filter = kwargs.pop("filter", None)
-        return _with_score(self._search_query(query, k, filter, kwargs))
+        return self._relevance(self._search_query(query, k, filter, kwargs))
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        return _with_score(await self._asearch_query(query, k, filter, kwargs))
+        return self._relevance(await self._asearch_query(query, k, filter, kwargs))
+
+    def _relevance(self, results: list[SearchResult]) -> list[tuple[Document, float]]:
+        fn = self._select_relevance_score_fn()
+        return [(_result_document(r), fn(r.distance)) for r in results]
 
     def max_marginal_relevance_search(
         self,
@@ -552,7 +586,7 @@ class TiDBVectorStore(VectorStore):
     ) -> Self:
         """Open a table that exists (raises ``SchemaError`` if it does not)."""
         store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
-        _require_table(store._table, store._table.exists())
+        require_table(store._table, store._table.exists())
         return store
 
     @classmethod
@@ -566,7 +600,7 @@ class TiDBVectorStore(VectorStore):
     ) -> Self:
         """Async :meth:`from_existing_vector_table`."""
         store = cls(connection_string, embedding, table_name, distance_strategy, **kwargs)
-        _require_table(store._table, await store._table.aio.exists())
+        require_table(store._table, await store._table.aio.exists())
         return store
 
 
@@ -660,67 +694,3 @@ def _with_distance(results: list[SearchResult]) -> list[tuple[Document, float]]:
 
 def _with_score(results: list[SearchResult]) -> list[tuple[Document, float]]:
     return [(_result_document(r), r.score) for r in results]
-
-
-def _one_embedding(
-    embedding_function: Embeddings | None, embedding: Embeddings | None, *, optional: bool = False
-) -> Embeddings | None:
-    if (
-        embedding_function is not None
-        and embedding is not None
-        and embedding_function is not embedding
-    ):
-        raise ConfigurationError("pass embedding= or embedding_function=, not both")
-    chosen = embedding if embedding is not None else embedding_function
-    if chosen is None and optional:
-        return None  # the table embeds (auto-embedding)
-    if chosen is None:
-        raise ConfigurationError(
-            "TiDBVectorStore needs embeddings: pass embedding=JinaEmbeddings(...) (or "
-            "embedding_function=, langchain-community's name), or let the table embed "
-            "with auto_embedding='jina_ai/jina-embeddings-v3'"
-        )
-    if not isinstance(chosen, Embeddings):
-        raise ConfigurationError(
-            f"embedding must be a langchain_core Embeddings, not {type(chosen).__name__}"
-        )
-    return chosen
-
-
-def _known_dimension(embedding: Embeddings | None) -> int | None:
-    """The model's output size when the embeddings know it without a call (ours do)."""
-    dimension = getattr(embedding, "dimension", None)
-    return dimension if isinstance(dimension, int) and not isinstance(dimension, bool) else None
-
-
-def _check_wrapped(
-    table: VectorTable,
-    connection_string: Any,
-    engine: Any,
-    engine_args: Any,
-) -> None:
-    if not isinstance(table, VectorTable):
-        raise ConfigurationError(
-            f"vector_table must be a tidb_jina.store.VectorTable, not {type(table).__name__}"
-        )
-    if connection_string is not None or engine is not None or engine_args:
-        raise ConfigurationError(
-            "vector_table= already has its connection; drop connection_string, engine and "
-            "engine_args"
-        )
-
-
-def _require_table(table: VectorTable, exists: bool) -> None:
-    if not exists:
-        raise SchemaError(
-            f"table {table.table_name!r} does not exist in this database; create it with "
-            "TiDBVectorStore.from_texts(...) / from_documents(...), or check table_name "
-            "and the connection string"
-        )
-
-
-def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
-    """Unknown keyword arguments are errors, never silently ignored."""
-    if kwargs:
-        names = ", ".join(sorted(kwargs))
-        raise InvalidInputError(f"{method}() got unsupported keyword arguments: {names}")

@@ -333,7 +333,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
         if vector is None:
             raise InvalidInputError(
                 f"VectorStoreQuery.query_embedding is required for mode={mode.value!r}; "
-                "pass an embed_model to the index or set query_embedding"
+                "pass an embed_model to the index or set query_embedding (for the "
+                "filter-only questions of VectorIndexAutoRetriever, pass it "
+                "default_empty_query_vector=[0.0] * dimension)"
             )
         args = {"vector": vector, **self._common_args(query)}
         if mode is VectorStoreQueryMode.DEFAULT:

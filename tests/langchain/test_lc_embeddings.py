@@ -19,6 +19,8 @@ def test_exported_members_are_pinned() -> None:
         "JinaEmbeddings",
         "JinaRerank",
         "ProviderEmbeddings",
+        "TiDBTranslator",
+        "TiDBVectorClient",
         "TiDBVectorStore",
         "TiDBVectorStoreRetriever",
     ]

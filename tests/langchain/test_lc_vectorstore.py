@@ -6,6 +6,7 @@ sharing words are near each other), so rankings can be asserted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -128,8 +129,19 @@ def test_unknown_filter_operator_is_an_error(store: TiDBVectorStore) -> None:
 # --- scores ------------------------------------------------------------------------------
 
 
+# LangChain's own conventions (langchain-core's VectorStore._*_relevance_score_fn, as
+# PGVector and Chroma use them); L1 has none, so it keeps the core's score.
+LANGCHAIN_RELEVANCE = {
+    "cosine": lambda d: 1.0 - d,
+    "l2": lambda d: 1.0 - d / math.sqrt(2),
+    "euclidean": lambda d: 1.0 - d / math.sqrt(2),
+    "inner_product": lambda d: -d if d <= 0 else 1.0 - d,
+    "l1": lambda d: 1.0 / (1.0 + d),
+}
+
+
 @pytest.mark.parametrize("strategy", ["cosine", "l2", "euclidean", "inner_product", "l1"])
-def test_relevance_scores_come_from_the_core(
+def test_relevance_scores_follow_langchain_conventions(
     make_store: MakeStore, jina: JinaEmbeddings, strategy: str
 ) -> None:
     store = make_store(jina, distance_strategy=strategy)
@@ -138,11 +150,37 @@ def test_relevance_scores_come_from_the_core(
     core = store.vector_table.search(jina.embed_query(query), k=4)
     with_relevance = store.similarity_search_with_relevance_scores(query, k=4)
     with_distance = store.similarity_search_with_score(query, k=4)
-    assert [(d.id, s) for d, s in with_relevance] == [(h.id, h.score) for h in core]
+    expected = LANGCHAIN_RELEVANCE[strategy]
+    assert [d.id for d, _ in with_relevance] == [h.id for h in core]
+    assert [s for _, s in with_relevance] == pytest.approx([expected(h.distance) for h in core])
     assert [(d.id, s) for d, s in with_distance] == [(h.id, h.distance) for h in core]
-    assert all(0.0 <= s <= 1.0 for _, s in with_relevance)
     assert {d.id for d, _ in with_relevance[:2]} == {"food1", "food2"}
-    assert store._select_relevance_score_fn() == store.vector_table.metric.score
+    # the core's own score is unchanged (and is what hybrid / full-text report)
+    assert all(0.0 <= h.score <= 1.0 for h in core)
+
+
+@pytest.mark.parametrize("strategy", ["l2", "inner_product"])
+async def test_retriever_score_threshold_uses_the_langchain_scores(
+    make_store: MakeStore, jina: JinaEmbeddings, strategy: str
+) -> None:
+    """A threshold tuned on PGVector / Chroma keeps the same hits here (not the core's
+    ``1 / (1 + d)`` for L2, which would keep more)."""
+    store = make_store(jina, distance_strategy=strategy)
+    store.add_texts(TEXTS, METAS, ids=IDS)
+    query = "TiDB stores SQL rows"
+    distances = {h.id: h.distance for h in store.vector_table.search(jina.embed_query(query))}
+    threshold = 0.4
+    expected = {i for i, d in distances.items() if LANGCHAIN_RELEVANCE[strategy](d) >= threshold}
+    core_would_keep = {i for i, d in distances.items() if 1 / (1 + d) >= threshold}
+    retriever = store.as_retriever(
+        search_type="similarity_score_threshold",
+        search_kwargs={"k": 4, "score_threshold": threshold},
+    )
+    assert {d.id for d in retriever.invoke(query)} == expected
+    assert {d.id for d in await retriever.ainvoke(query)} == expected
+    assert expected and expected != set(IDS)
+    if strategy == "l2":
+        assert core_would_keep != expected
 
 
 def test_score_threshold_keeps_only_relevant(store: TiDBVectorStore) -> None:
@@ -431,7 +469,8 @@ def test_constructor_does_no_io_and_hides_the_password(jina: JinaEmbeddings) -> 
     store = TiDBVectorStore(url, jina, "docs", "l2")
     assert "s3cret-pw" not in repr(store)
     assert store.distance_strategy == "l2"
-    assert store.tidb_vector_client is store.vector_table
+    assert store.tidb_vector_client.vector_table is store.vector_table
+    assert store.tidb_vector_client.table_name == "docs"  # the table's API, forwarded
 
 
 # --- full-text and hybrid ---------------------------------------------------------------

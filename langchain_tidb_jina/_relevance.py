@@ -1,0 +1,41 @@
+"""Which relevance function LangChain's ``similarity_search_with_relevance_scores`` uses.
+
+The core scores every hit in [0, 1] its own way (``SearchResult.score``). LangChain has
+its own conventions per metric, which PGVector and Chroma follow, and a
+``score_threshold`` tuned on one of them should mean the same here. So the LangChain
+store maps the raw distance with langchain-core's own functions (nothing is recomputed
+here):
+
+============== ================================ =====================================
+metric         distance (core)                  LangChain relevance
+============== ================================ =====================================
+cosine         1 - cos                          ``1 - d`` (the cosine similarity)
+l2             Euclidean distance               ``1 - d / sqrt(2)`` (negative beyond
+                                                sqrt(2): meant for unit vectors)
+inner_product  -(a . b)                         ``-d`` (the dot product) when d <= 0,
+                                                else ``1 - d``
+l1             Manhattan distance               the core's ``1 / (1 + d)``: LangChain
+                                                has no L1 convention
+============== ================================ =====================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from langchain_core.vectorstores import VectorStore
+
+from tidb_jina.store import DistanceMetric
+
+__all__ = ["relevance_fn"]
+
+
+def relevance_fn(metric: DistanceMetric) -> Callable[[float], float]:
+    """langchain-core's distance -> relevance function for ``metric``."""
+    if metric is DistanceMetric.COSINE:
+        return VectorStore._cosine_relevance_score_fn
+    if metric is DistanceMetric.L2:
+        return VectorStore._euclidean_relevance_score_fn
+    if metric is DistanceMetric.INNER_PRODUCT:
+        return VectorStore._max_inner_product_relevance_score_fn
+    return metric.score

@@ -1,0 +1,121 @@
+"""``TiDBTranslator``: LangChain's structured queries in tidb-jina's filter language.
+
+``SelfQueryRetriever`` (langchain-classic) asks an LLM to write a ``StructuredQuery``
+(``and(eq("genre", "scifi"), gt("year", 2000))``) and hands it to a translator, which
+turns it into the store's search arguments. Every ``Comparator`` and ``Operator`` that
+langchain-core defines has a counterpart here:
+
+=============== ==================================================================
+LangChain       tidb-jina filter
+=============== ==================================================================
+eq ne gt gte    ``$eq $ne $gt $gte $lt $lte`` (numbers with numbers, strings with
+lt lte          strings, as everywhere in the filter language)
+in / nin        ``$in`` / ``$nin`` (a single value becomes a one-element list)
+like            ``$like``: a value with ``%`` is a LIKE pattern as written; any other
+                value matches as a substring (``%value%``, its ``%`` / ``_`` escaped)
+contain         an array field holding the value (``$contains``; a list value:
+                ``$all``), or a string field containing it as a substring
+and / or        ``$and`` / ``$or``
+not             ``$not`` (several arguments: ``$nor``, none of them matches)
+=============== ==================================================================
+
+Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``)
+become their ISO text, which compares correctly with ISO dates stored as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.structured_query import (
+    Comparator,
+    Comparison,
+    Operation,
+    Operator,
+    StructuredQuery,
+    Visitor,
+)
+
+from tidb_jina._errors import InvalidFilterError
+from tidb_jina.store import escape_like
+
+__all__ = ["TiDBTranslator"]
+
+_SIMPLE = {
+    Comparator.EQ: "$eq",
+    Comparator.NE: "$ne",
+    Comparator.GT: "$gt",
+    Comparator.GTE: "$gte",
+    Comparator.LT: "$lt",
+    Comparator.LTE: "$lte",
+}
+
+
+class TiDBTranslator(Visitor):
+    """Translate ``langchain_core.structured_query`` objects into ``TiDBVectorStore``
+    search arguments (``(query, {"filter": {...}})``).
+
+    Use it with langchain-classic's ``SelfQueryRetriever.from_llm(...,
+    structured_query_translator=TiDBTranslator())``.
+    """
+
+    allowed_comparators = tuple(Comparator)
+    """Every comparator langchain-core defines."""
+    allowed_operators = tuple(Operator)
+    """Every logical operator langchain-core defines."""
+
+    def visit_operation(self, operation: Operation) -> dict[str, Any]:
+        self._validate_func(operation.operator)
+        args = [arg.accept(self) for arg in operation.arguments]
+        if not args:
+            raise InvalidFilterError(f"{operation.operator.value}() needs at least one condition")
+        if operation.operator is Operator.NOT:
+            return {"$not": args[0]} if len(args) == 1 else {"$nor": args}
+        return {f"${operation.operator.value}": args}
+
+    def visit_comparison(self, comparison: Comparison) -> dict[str, Any]:
+        comparator = comparison.comparator
+        self._validate_func(comparator)
+        field = comparison.attribute
+        value = _plain(comparison.value)
+        if comparator in _SIMPLE:
+            return {field: {_SIMPLE[comparator]: value}}
+        if comparator in (Comparator.IN, Comparator.NIN):
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            return {field: {f"${comparator.value}": values}}
+        if comparator is Comparator.LIKE:
+            return {field: {"$like": _like_pattern(value)}}
+        # CONTAIN: an array holding the value, or a string containing it.
+        if isinstance(value, (list, tuple)):
+            return {field: {"$all": list(value)}}
+        if isinstance(value, str):
+            return {
+                "$or": [
+                    {field: {"$contains": value}},
+                    {field: {"$like": f"%{escape_like(value)}%"}},
+                ]
+            }
+        return {field: {"$contains": value}}
+
+    def visit_structured_query(
+        self, structured_query: StructuredQuery
+    ) -> tuple[str, dict[str, Any]]:
+        if structured_query.filter is None:
+            return structured_query.query, {}
+        return structured_query.query, {"filter": structured_query.filter.accept(self)}
+
+
+def _plain(value: Any) -> Any:
+    """The query constructor's typed values (dates) as plain JSON values."""
+    if isinstance(value, Mapping) and value.get("type") in ("date", "datetime"):
+        return value.get(value["type"])
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _like_pattern(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidFilterError(f"like() compares text; got {value!r}, use eq() for other values")
+    return value if "%" in value else f"%{escape_like(value)}%"
