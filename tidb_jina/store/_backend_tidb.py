@@ -201,18 +201,26 @@ class TiDBBackend:
         distance = distance_expression(table, self.settings, query)
         key = self.settings.indexed_key
 
-        def statement(prefilter: bool) -> sa.Select[Any]:
-            return search_statement(table, distance, options, "mysql", key, prefilter=prefilter)
+        def statement(prefilter: bool, skip_null: bool = False) -> sa.Select[Any]:
+            return search_statement(
+                table, distance, options, "mysql", key, prefilter=prefilter, skip_null=skip_null
+            )
 
-        results = self._run(statement(prefilter=not post))
-        if post and options.prefilter is None and len(results) < options.k:
-            results = self._run(statement(prefilter=True))
+        results, undefined = self._run(statement(prefilter=not post))
+        if len(results) < options.k and (
+            (post and options.prefilter is None) or (not post and undefined)
+        ):
+            # Rows without a distance (NULL: zero or NULL vectors written by other tools)
+            # took slots, or the post-filter came up short: one exact query that skips them.
+            results, _ = self._run(statement(prefilter=True, skip_null=True))
         return results
 
-    def _run(self, stmt: sa.Select[Any]) -> list[SearchResult]:
+    def _run(self, stmt: sa.Select[Any]) -> tuple[list[SearchResult], int]:
+        """The results of ``stmt`` and how many rows had no distance (left out)."""
         with self.db.read() as conn:
             rows = conn.execute(stmt).all()
-        return results_from_rows(rows, self.settings.metric, stmt)
+        results = results_from_rows(rows, self.settings.metric, stmt)
+        return results, len(rows) - len(results)
 
     def full_text_rows(
         self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
@@ -246,11 +254,13 @@ def search_statement(
     indexed_key: str | None,
     *,
     prefilter: bool,
+    skip_null: bool = False,
 ) -> sa.Select[Any]:
     """Pre-filter: ``SELECT ..., VEC_<METRIC>_DISTANCE(embedding, :q) AS distance FROM t
     [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and with
     ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves), the
-    filter and the distance threshold outside it."""
+    filter and the distance threshold outside it. ``skip_null`` (pre-filter only) adds
+    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway."""
     columns = [table.c.id, table.c.document, table.c.meta]
     if options.include_embeddings:
         columns.append(table.c.embedding)
@@ -260,6 +270,8 @@ def search_statement(
         where = where_clause(table, options.filter, dialect, indexed_key, options.ids)
         if where is not None:
             stmt = stmt.where(where)
+        if skip_null:
+            stmt = stmt.where(distance.element.is_not(None))
         stmt = stmt.order_by(distance).limit(k)
         if max_distance is None:
             return stmt
@@ -285,7 +297,10 @@ def search_statement(
 
 
 def results_from_rows(rows: Any, metric: Any, stmt: sa.Select[Any]) -> list[SearchResult]:
-    """Search results from the rows of :func:`search_statement`."""
+    """Search results from the rows of :func:`search_statement`.
+
+    A row whose distance is NULL (TiDB's answer for an all-zero or NULL vector under
+    cosine, see :mod:`._zero_vectors`) is left out: it has no place in a ranking."""
     include_embeddings = "embedding" in stmt.selected_columns
     score = metric.score
     return [
@@ -298,4 +313,5 @@ def results_from_rows(rows: Any, metric: Any, stmt: sa.Select[Any]) -> list[Sear
             embedding=row.embedding if include_embeddings else None,
         )
         for row in rows
+        if row.distance is not None
     ]

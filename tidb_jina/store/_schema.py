@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from tidb_jina._errors import InvalidIdentifierError, SchemaError
+from tidb_jina.store._tidb_names import table_identifier
 from tidb_jina.store._types import VECTOR, MetadataJSON
 
 ID_LENGTH = 512
@@ -78,7 +79,7 @@ def build_table(
     if indexed_key is not None:
         extra = _indexed_key_items(name, indexed_key, tidb)
     return sa.Table(
-        name,
+        table_identifier(name),  # quoted when TiDB's grammar reserves it
         sa.MetaData(),
         sa.Column("id", id_type, primary_key=True),
         sa.Column(

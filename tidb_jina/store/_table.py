@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
 from tidb_jina.embeddings._inputs import validate_texts
-from tidb_jina.store import _crud, _search, _vector
+from tidb_jina.store import _crud, _search, _vector, _zero_vectors
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive
 from tidb_jina.store._db import batch_slices
@@ -225,7 +225,8 @@ class VectorTable(TableBase):
         query = _vector.as_vector(vector, self.dimension)
         if table is None or options.ids == []:
             return []
-        return self._backend.search(table, Query(vector=query), options)
+        _zero_vectors.check_query(query, self.metric)
+        return _zero_vectors.defined(self._backend.search(table, Query(vector=query), options))
 
     def query_vector(self, text: str) -> np.ndarray:
         """The query vector of ``text`` (the query task of the table's embedder).

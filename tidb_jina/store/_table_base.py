@@ -31,7 +31,7 @@ from tidb_jina._errors import (
     RecordTooLargeError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _filter_tree, _tidb, _vector
+from tidb_jina.store import _filter_tree, _tidb, _vector, _zero_vectors
 from tidb_jina.store._async import AsyncRunner
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._backend import (
@@ -410,6 +410,7 @@ class TableBase:
             )
         if not id_list:
             return []
+        _zero_vectors.check_rows(matrix, self.metric)  # TiDB has no cosine for them
         keep = last_occurrences(id_list)
         vectors = self._backend.encode_vectors(matrix[keep])
         stored_vector = 4 * matrix.shape[1] + 4

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from tidb_jina.store import _tidb_names
 from tidb_jina.store._metrics import DistanceMetric
 
 FULLTEXT_PARSERS = ("MULTILINGUAL", "STANDARD")
@@ -53,7 +54,7 @@ def fulltext_index_name(table_name: str) -> str:
 
 
 def _quote(dialect: sa.Dialect, name: str) -> str:
-    return dialect.identifier_preparer.quote(name)
+    return _tidb_names.quote(dialect, name)  # TiDB reserves words MySQL does not
 
 
 def vector_index_ddl(
