@@ -41,6 +41,9 @@ DEFAULT_TIDB_BATCH_ROWS = 500
 DEFAULT_TIDB_BATCH_BYTES = 4 * 1024 * 1024
 # The server calls the provider for every auto-embedded row: keep statements small.
 AUTO_EMBED_BATCH_ROWS = 50
+# Rows per delete transaction: TiDB's "Delete Data" guide asks for batched deletes above
+# about ten thousand rows (txn-total-size-limit); 1,000 keys stay far below any limit.
+DELETE_BATCH_ROWS = 1_000
 
 
 class TiDBBackend:
@@ -49,6 +52,7 @@ class TiDBBackend:
     default_batch_rows = DEFAULT_TIDB_BATCH_ROWS
     default_batch_bytes = DEFAULT_TIDB_BATCH_BYTES
     text_batch_rows = AUTO_EMBED_BATCH_ROWS
+    delete_batch_rows: int | None = DELETE_BATCH_ROWS
     name = "tidb"
 
     def __init__(self, db: Database, settings: TableSettings, state: TableState) -> None:
@@ -84,15 +88,24 @@ class TiDBBackend:
     # --- schema -------------------------------------------------------------------------
 
     def after_create(self, table: sa.Table) -> None:
-        """Index a new table; without TiFlash (or an indexable metric) say so once."""
+        """Index a new table. Any refusal of the index DDL (no TiFlash, an unindexable
+        metric, or whatever else the server says) is handled one way: a warning, once per
+        table object; searches stay exact; :meth:`index_status` gives the reason. The write
+        that created the table goes on: the table itself is fine."""
         if not self.settings.vector_index:
             return
         try:
             self.create_vector_index(table)
-        except UnsupportedFeatureError as exc:
+        except DatabaseError as exc:  # UnsupportedFeatureError included
+            note = str(exc)
+            if not isinstance(exc, UnsupportedFeatureError):
+                note = (
+                    f"TiDB refused the vector index ({exc}); searches on this table are "
+                    "exact scans. Fix the cause, then call create_vector_index()"
+                )
             if self.state.index_note is None:
-                self.state.index_note = str(exc)
-                logger.warning("table %s: %s", self.settings.table_name, exc)
+                logger.warning("table %s: %s", self.settings.table_name, note)
+            self.state.index_note = note
 
     def drop_extras(self, conn: sa.Connection) -> None:
         # TiDB refuses DROP TABLE while a full-text index exists: drop it first.
@@ -227,7 +240,21 @@ class TiDBBackend:
     ) -> list[Any]:
         stmt = _tidb.fulltext_search_statement(table, text, k, where)
         with self.db.read() as conn:
+            if not self.state.fulltext_ready:
+                self._require_fulltext_index(conn)
             return list(conn.execute(stmt).all())
+
+    def _require_fulltext_index(self, conn: sa.Connection) -> None:
+        """Raise a clear error, not the server's, when ``document`` has no full-text
+        index (``FTS_MATCH_WORD`` needs one). Checked once per table object."""
+        name = self.settings.table_name
+        if not conn.execute(_tidb.FULLTEXT_INDEXES_SQL, {"table": name}).first():
+            raise ConfigurationError(
+                f"table {name!r} has no full-text index, which full-text and hybrid search "
+                "need on TiDB: call table.create_full_text_index() once (or create the "
+                "table with full_text=True); TiDB Cloud Starter builds it in the background"
+            )
+        self.state.fulltext_ready = True
 
     def close(self) -> None:
         return None
