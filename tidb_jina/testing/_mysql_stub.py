@@ -305,8 +305,10 @@ class MySQLRecorder:
                 c for c in found if c[0].startswith("vector")
             ]
         if "COLLATION_NAME" in sql:
-            found = [(n, t, table.collations.get(n)) for n, t in table.columns] if table else []
-            return ["COLUMN_NAME", "COLUMN_TYPE", "COLLATION_NAME"], found
+            with_collation: list[tuple[Any, ...]] = [
+                (n, t, table.collations.get(n)) for n, t in (table.columns if table else [])
+            ]
+            return ["COLUMN_NAME", "COLUMN_TYPE", "COLLATION_NAME"], with_collation
         return ["COLUMN_NAME", "COLUMN_TYPE"], list(table.columns) if table else []
 
     def _tiflash_indexes(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
