@@ -305,8 +305,9 @@ class MySQLRecorder:
                 c for c in found if c[0].startswith("vector")
             ]
         if "COLLATION_NAME" in sql:
+            collations = table.collations if table else {}
             with_collation: list[tuple[Any, ...]] = [
-                (n, t, table.collations.get(n)) for n, t in (table.columns if table else [])
+                (n, t, collations.get(n)) for n, t in (table.columns if table else [])
             ]
             return ["COLUMN_NAME", "COLUMN_TYPE", "COLLATION_NAME"], with_collation
         return ["COLUMN_NAME", "COLUMN_TYPE"], list(table.columns) if table else []
