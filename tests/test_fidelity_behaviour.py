@@ -182,3 +182,15 @@ def test_bad_ids_are_input_errors_not_database_errors(make_table):
     table = make_table(dimension=3)
     with pytest.raises(InvalidInputError):
         table.upsert([[1.0, 0.0, 0.0]], ids=[""])
+
+
+def test_a_new_tidb_table_reports_its_vector_index_or_why_it_has_none(make_table):
+    table = make_table(dimension=3)
+    if not table.is_tidb:
+        pytest.skip("the embedded engine always searches exactly")
+    _fill(table)
+    status = table.index_status()
+    assert status.kind == "hnsw" or (
+        status.kind == "exact" and "create_vector_index()" in status.note
+    ), status
+    assert [h.id for h in table.search([1.0, 0.0, 0.0], k=2)] == ["a", "b"]
