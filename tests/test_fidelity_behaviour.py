@@ -7,8 +7,6 @@ Runs on the embedded engine (memory and file) always, and on TiDB when
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -126,34 +124,36 @@ def test_batched_deletes_report_the_total_and_keep_what_does_not_match(make_tabl
 
 
 def test_a_key_order_delete_is_exact_while_others_insert(tmp_path):
-    """The batched walk under concurrent inserts, on real SQL (a file, two connections)."""
+    """The batched walk with commits from another connection before every batch (real SQL
+    on a file): rows present at the start go, rows past the walk stay, the total is
+    exact, and the walk ends however many rows keep arriving."""
     from tidb_jina.store import VectorTable
 
     url = f"sqlite:///{tmp_path / 'walk.db'}"
     table = VectorTable(url, table_name="walk", dimension=3)
     other = VectorTable(url, table_name="walk", dimension=3)
     try:
-        table.upsert(np.ones((300, 3)), ids=[f"m-{i:04}" for i in range(300)])
-        inserted: list[str] = []
-        stop = threading.Event()
+        table.upsert(np.ones((30, 3)), ids=[f"m-{i:04}" for i in range(30)])
+        inserted: list[list[str]] = []
+        write = table._db.write
 
-        def writer() -> None:
-            i = 0
-            while not stop.is_set() and i < 400:
-                batch = [f"{p}-{i:04}" for p in ("a", "z")]  # below and above the walk's end
-                other.upsert(np.ones((2, 3)), ids=batch)
-                inserted.extend(batch)
-                i += 1
+        def write_after_someone_else():  # another writer commits between our batches
+            batch = [f"{p}-{len(inserted):04}" for p in ("a", "n", "z")]
+            other.upsert(np.ones((3, 3)), ids=batch)
+            inserted.append(batch)
+            return write()
 
-        thread = threading.Thread(target=writer)
-        thread.start()
+        table._db.write = write_after_someone_else  # type: ignore[method-assign]
         assert table._load() is not None
-        deleted = _crud.delete_in_key_order(table._db, table.table, None, batch_rows=11)
-        stop.set()
-        thread.join()
+        deleted = _crud.delete_in_key_order(table._db, table.table, None, batch_rows=4)
+        table._db.write = write  # type: ignore[method-assign]
         remaining = {r.id for r in table.get()}
-        assert not {f"m-{i:04}" for i in range(300)} & remaining, "every old row is gone"
-        assert deleted == 300 + len(inserted) - len(remaining), "the total is exact"
+        assert len(inserted) == 8, "31 rows to walk (30 + the first 'a'), 4 a transaction"
+        assert not {f"m-{i:04}" for i in range(30)} & remaining, "every row of the start goes"
+        assert {i for b in inserted for i in b[1:]} <= remaining, "rows past the end stay"
+        assert inserted[0][0] not in remaining, "inserted ahead of the walk: deleted"
+        assert {b[0] for b in inserted[1:]} <= remaining, "inserted behind it: kept"
+        assert deleted == 30 + 3 * len(inserted) - len(remaining), "the total is exact"
     finally:
         table.close()
         other.close()
