@@ -213,6 +213,17 @@ def test_a_reserved_table_name_is_quoted_in_every_statement(make_stub_table, wor
 
 
 @pytest.mark.parametrize("word", AUDITED_WORDS)
+def test_reserved_table_names_are_quoted_by_any_mysql_dialect(word):
+    table = build_table(word, 3, "mysql", indexed_key="ref_doc_id")
+    create = _flat(str(sa.schema.CreateTable(table).compile(dialect=DIALECT)))
+    select = _flat(str(sa.select(table.c.id).where(table.c.id == "a").compile(dialect=DIALECT)))
+    assert create.startswith(f"CREATE TABLE `{word}` (")
+    assert select == f"SELECT `{word}`.id FROM `{word}` WHERE `{word}`.id = %s"
+    index = _flat(str(sa.schema.CreateIndex(next(iter(table.indexes))).compile(dialect=DIALECT)))
+    assert index == f"CREATE INDEX ix_{word}_ref_doc_id ON `{word}` (meta_ref_doc_id)"
+
+
+@pytest.mark.parametrize("word", AUDITED_WORDS)
 def test_a_reserved_metadata_key_is_a_json_path_string(stub, make_stub_table, word):
     stub.add_table("docs", 3)
     table = _loaded(make_stub_table())

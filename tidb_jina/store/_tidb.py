@@ -12,8 +12,9 @@ runs them in production):
   PARSER MULTILINGUAL ADD_COLUMNAR_REPLICA_ON_DEMAND``; a table with one cannot be dropped
   until the index is dropped.
 
-Identifiers are validated (ASCII letters, digits, underscores) and quoted by the dialect;
-no value is ever formatted into these statements.
+Identifiers are validated (ASCII letters, digits, underscores) and quoted by the dialect,
+and always when TiDB's grammar reserves them (:mod:`._tidb_names`); no value is ever
+formatted into these statements.
 """
 
 from __future__ import annotations
