@@ -386,3 +386,15 @@ def test_every_refused_vector_index_ddl_is_handled_one_way(stub, make_stub_table
     assert "create_vector_index()" in status.note
     with pytest.raises(DatabaseError, match="unsupported partition"):
         table.create_vector_index()  # asked for explicitly: the error itself
+
+
+def test_a_full_text_index_only_tiflash_reports_is_found_too(make_stub_table):
+    starter = MySQLRecorder(starter=True)
+    starter.add_table("docs", 3, indexes={"ft": "fulltext"})
+    starter.reply(r"INFORMATION_SCHEMA\.STATISTICS", columns=["INDEX_NAME"], rows=[])
+    table = _loaded(make_stub_table(starter))
+    starter.reset()
+    table.full_text_search("hello")
+    checks = [s for s in _sql(starter) if "INFORMATION_SCHEMA" in s]
+    assert len(checks) == 2 and "INDEX_KIND = 'FullText'" in checks[1]
+    assert [s for s in _sql(starter) if "FTS_MATCH_WORD" in s]

@@ -248,7 +248,10 @@ class TiDBBackend:
         """Raise a clear error, not the server's, when ``document`` has no full-text
         index (``FTS_MATCH_WORD`` needs one). Checked once per table object."""
         name = self.settings.table_name
-        if not conn.execute(_tidb.FULLTEXT_INDEXES_SQL, {"table": name}).first():
+        found = conn.execute(_tidb.FULLTEXT_INDEXES_SQL, {"table": name}).first()
+        if found is None:  # the catalogue TiFlash keeps, as pytidb asks it
+            found = conn.execute(_tidb.FULLTEXT_TIFLASH_INDEXES_SQL, {"table": name}).first()
+        if found is None:
             raise ConfigurationError(
                 f"table {name!r} has no full-text index, which full-text and hybrid search "
                 "need on TiDB: call table.create_full_text_index() once (or create the "

@@ -323,8 +323,10 @@ class MySQLRecorder:
             "ERROR_MESSAGE",
         ]
         table = self._named_table(sql)
-        built = [n for n, kind in table.indexes.items() if kind == "vector"] if table else []
-        return names, [(n, "Vector", 0, 0, 0, 0, None) for n in built]
+        kind = "fulltext" if "INDEX_KIND = 'FullText'" in sql else "vector"
+        built = [n for n, k in table.indexes.items() if k == kind] if table else []
+        label = "FullText" if kind == "fulltext" else "Vector"
+        return names, [(n, label, 0, 0, 0, 0, None) for n in built]
 
     def _select(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         names = _select_names(sql)
