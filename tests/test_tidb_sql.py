@@ -48,7 +48,8 @@ def test_create_table_matches_peer_schema_with_wider_id(stub, make_stub_table):
     make_stub_table().create(768)
     (ddl,) = [" ".join(s.split()) for s in stub.sql("CREATE") if "CREATE TABLE" in s]
     assert ddl == (
-        "CREATE TABLE IF NOT EXISTS docs ( id VARCHAR(512) NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS docs ( "
+        "id VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin NOT NULL, "
         "embedding VECTOR(768) NOT NULL, document MEDIUMTEXT, meta JSON, "
         "create_time DATETIME DEFAULT CURRENT_TIMESTAMP, "
         "update_time DATETIME DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "

@@ -130,6 +130,7 @@ class Backend(Protocol):
     default_batch_rows: int
     default_batch_bytes: int
     text_batch_rows: int  # rows per statement when the server embeds each row
+    delete_batch_rows: int | None  # rows per delete transaction (None: one transaction)
 
     def bind(self, db: Database) -> Backend:
         """This backend on another connection source (the async view's engine)."""

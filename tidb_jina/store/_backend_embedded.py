@@ -38,6 +38,7 @@ class EmbeddedBackend:
     default_batch_rows = DEFAULT_EMBEDDED_BATCH_ROWS
     default_batch_bytes = DEFAULT_EMBEDDED_BATCH_BYTES
     text_batch_rows = DEFAULT_EMBEDDED_BATCH_ROWS
+    delete_batch_rows: int | None = None  # SQLite: no transaction size limit, one delete
     name = "embedded"
     server_embeds = False
     full_text_error = None

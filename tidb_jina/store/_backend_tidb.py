@@ -41,6 +41,9 @@ DEFAULT_TIDB_BATCH_ROWS = 500
 DEFAULT_TIDB_BATCH_BYTES = 4 * 1024 * 1024
 # The server calls the provider for every auto-embedded row: keep statements small.
 AUTO_EMBED_BATCH_ROWS = 50
+# Rows per delete transaction: TiDB's "Delete Data" guide asks for batched deletes above
+# about ten thousand rows (txn-total-size-limit); 1,000 keys stay far below any limit.
+DELETE_BATCH_ROWS = 1_000
 
 
 class TiDBBackend:
@@ -49,6 +52,7 @@ class TiDBBackend:
     default_batch_rows = DEFAULT_TIDB_BATCH_ROWS
     default_batch_bytes = DEFAULT_TIDB_BATCH_BYTES
     text_batch_rows = AUTO_EMBED_BATCH_ROWS
+    delete_batch_rows: int | None = DELETE_BATCH_ROWS
     name = "tidb"
 
     def __init__(self, db: Database, settings: TableSettings, state: TableState) -> None:
@@ -84,15 +88,24 @@ class TiDBBackend:
     # --- schema -------------------------------------------------------------------------
 
     def after_create(self, table: sa.Table) -> None:
-        """Index a new table; without TiFlash (or an indexable metric) say so once."""
+        """Index a new table. Any refusal of the index DDL (no TiFlash, an unindexable
+        metric, or whatever else the server says) is handled one way: a warning, once per
+        table object; searches stay exact; :meth:`index_status` gives the reason. The write
+        that created the table goes on: the table itself is fine."""
         if not self.settings.vector_index:
             return
         try:
             self.create_vector_index(table)
-        except UnsupportedFeatureError as exc:
+        except DatabaseError as exc:  # UnsupportedFeatureError included
+            note = str(exc)
+            if not isinstance(exc, UnsupportedFeatureError):
+                note = (
+                    f"TiDB refused the vector index ({exc}); searches on this table are "
+                    "exact scans. Fix the cause, then call create_vector_index()"
+                )
             if self.state.index_note is None:
-                self.state.index_note = str(exc)
-                logger.warning("table %s: %s", self.settings.table_name, exc)
+                logger.warning("table %s: %s", self.settings.table_name, note)
+            self.state.index_note = note
 
     def drop_extras(self, conn: sa.Connection) -> None:
         # TiDB refuses DROP TABLE while a full-text index exists: drop it first.
@@ -201,25 +214,50 @@ class TiDBBackend:
         distance = distance_expression(table, self.settings, query)
         key = self.settings.indexed_key
 
-        def statement(prefilter: bool) -> sa.Select[Any]:
-            return search_statement(table, distance, options, "mysql", key, prefilter=prefilter)
+        def statement(prefilter: bool, skip_null: bool = False) -> sa.Select[Any]:
+            return search_statement(
+                table, distance, options, "mysql", key, prefilter=prefilter, skip_null=skip_null
+            )
 
-        results = self._run(statement(prefilter=not post))
-        if post and options.prefilter is None and len(results) < options.k:
-            results = self._run(statement(prefilter=True))
+        results, undefined = self._run(statement(prefilter=not post))
+        if len(results) < options.k and (
+            (post and options.prefilter is None) or (not post and undefined)
+        ):
+            # Rows without a distance (NULL: zero or NULL vectors written by other tools)
+            # took slots, or the post-filter came up short: one exact query that skips them.
+            results, _ = self._run(statement(prefilter=True, skip_null=True))
         return results
 
-    def _run(self, stmt: sa.Select[Any]) -> list[SearchResult]:
+    def _run(self, stmt: sa.Select[Any]) -> tuple[list[SearchResult], int]:
+        """The results of ``stmt`` and how many rows had no distance (left out)."""
         with self.db.read() as conn:
             rows = conn.execute(stmt).all()
-        return results_from_rows(rows, self.settings.metric, stmt)
+        results = results_from_rows(rows, self.settings.metric, stmt)
+        return results, len(rows) - len(results)
 
     def full_text_rows(
         self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
     ) -> list[Any]:
         stmt = _tidb.fulltext_search_statement(table, text, k, where)
         with self.db.read() as conn:
+            if not self.state.fulltext_ready:
+                self._require_fulltext_index(conn)
             return list(conn.execute(stmt).all())
+
+    def _require_fulltext_index(self, conn: sa.Connection) -> None:
+        """Raise a clear error, not the server's, when ``document`` has no full-text
+        index (``FTS_MATCH_WORD`` needs one). Checked once per table object."""
+        name = self.settings.table_name
+        found = conn.execute(_tidb.FULLTEXT_INDEXES_SQL, {"table": name}).first()
+        if found is None:  # the catalogue TiFlash keeps, as pytidb asks it
+            found = conn.execute(_tidb.FULLTEXT_TIFLASH_INDEXES_SQL, {"table": name}).first()
+        if found is None:
+            raise ConfigurationError(
+                f"table {name!r} has no full-text index, which full-text and hybrid search "
+                "need on TiDB: call table.create_full_text_index() once (or create the "
+                "table with full_text=True); TiDB Cloud Starter builds it in the background"
+            )
+        self.state.fulltext_ready = True
 
     def close(self) -> None:
         return None
@@ -246,11 +284,13 @@ def search_statement(
     indexed_key: str | None,
     *,
     prefilter: bool,
+    skip_null: bool = False,
 ) -> sa.Select[Any]:
     """Pre-filter: ``SELECT ..., VEC_<METRIC>_DISTANCE(embedding, :q) AS distance FROM t
     [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and with
     ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves), the
-    filter and the distance threshold outside it."""
+    filter and the distance threshold outside it. ``skip_null`` (pre-filter only) adds
+    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway."""
     columns = [table.c.id, table.c.document, table.c.meta]
     if options.include_embeddings:
         columns.append(table.c.embedding)
@@ -260,6 +300,8 @@ def search_statement(
         where = where_clause(table, options.filter, dialect, indexed_key, options.ids)
         if where is not None:
             stmt = stmt.where(where)
+        if skip_null:
+            stmt = stmt.where(distance.element.is_not(None))
         stmt = stmt.order_by(distance).limit(k)
         if max_distance is None:
             return stmt
@@ -285,7 +327,10 @@ def search_statement(
 
 
 def results_from_rows(rows: Any, metric: Any, stmt: sa.Select[Any]) -> list[SearchResult]:
-    """Search results from the rows of :func:`search_statement`."""
+    """Search results from the rows of :func:`search_statement`.
+
+    A row whose distance is NULL (TiDB's answer for an all-zero or NULL vector under
+    cosine, see :mod:`._zero_vectors`) is left out: it has no place in a ranking."""
     include_embeddings = "embedding" in stmt.selected_columns
     score = metric.score
     return [
@@ -298,4 +343,5 @@ def results_from_rows(rows: Any, metric: Any, stmt: sa.Select[Any]) -> list[Sear
             embedding=row.embedding if include_embeddings else None,
         )
         for row in rows
+        if row.distance is not None
     ]

@@ -17,7 +17,7 @@ from tidb_jina.store._filter_sql import compile_filter
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._results import Record
 from tidb_jina.store._rows import IN_CHUNK, chunks, record_from_row
-from tidb_jina.store._schema import indexed_key_column
+from tidb_jina.store._schema import check_ids, indexed_key_column
 
 
 def where_clause(
@@ -33,6 +33,7 @@ def where_clause(
         indexed[indexed_key] = table.c[indexed_key_column(indexed_key)]
     where = compile_filter(filter, table.c.meta, dialect, indexed)
     if ids is not None:
+        check_ids(table, ids)  # a PAD SPACE id column would match 'a' for 'a '
         in_ids = table.c.id.in_(list(ids))
         where = in_ids if where is None else sa.and_(where, in_ids)
     return where
@@ -69,6 +70,7 @@ def get(
             rows: list[Any] = list(conn.execute(stmt).all())
         else:
             found = {}
+            check_ids(table, ids)
             for chunk in chunks(ids, IN_CHUNK):
                 for row in conn.execute(base.where(table.c.id.in_(chunk))):
                     found[row[0]] = row
@@ -81,21 +83,81 @@ def delete(
     table: sa.Table,
     ids: list[str] | None,
     where: sa.ColumnElement[bool] | None,
+    batch_rows: int | None = None,
 ) -> int:
-    """Delete by ids (in chunks, each ANDed with ``where``) or by ``where`` alone."""
+    """Delete by ids (in chunks, each ANDed with ``where``) or by ``where`` alone.
+
+    ``batch_rows=None``: one transaction. Otherwise (TiDB: its transaction size limit)
+    at most ``batch_rows`` rows per transaction: id chunks, or for a filter the matching
+    rows in primary-key order (:func:`delete_in_key_order`). Returns the rows deleted.
+    """
+    if ids is not None:
+        check_ids(table, ids)
+    if batch_rows is not None:
+        if ids is None:
+            return delete_in_key_order(db, table, where, batch_rows)
+        deleted = 0
+        for chunk in chunks(ids, min(batch_rows, IN_CHUNK)):
+            with db.write() as conn:
+                deleted += _delete_ids(conn, table, chunk, where)
+        return deleted
     deleted = 0
     with db.write() as conn:
         if ids is None:
             assert where is not None  # the facade requires ids or a filter
             return int(conn.execute(sa.delete(table).where(where)).rowcount)
         for chunk in chunks(ids, IN_CHUNK):
-            stmt = sa.delete(table).where(table.c.id.in_(chunk))
-            if where is not None:
-                stmt = stmt.where(where)
-            deleted += int(conn.execute(stmt).rowcount)
+            deleted += _delete_ids(conn, table, chunk, where)
     return deleted
 
 
-def clear(db: Database, table: sa.Table) -> int:
+def clear(db: Database, table: sa.Table, batch_rows: int | None = None) -> int:
+    """Delete every row: one statement, or ``batch_rows`` per transaction (TiDB)."""
+    if batch_rows is not None:
+        return delete_in_key_order(db, table, None, batch_rows)
     with db.write() as conn:
         return int(conn.execute(sa.delete(table)).rowcount)
+
+
+def delete_in_key_order(
+    db: Database, table: sa.Table, where: sa.ColumnElement[bool] | None, batch_rows: int
+) -> int:
+    """Delete the rows matching ``where`` (all: None), ``batch_rows`` per transaction.
+
+    TiDB's docs ask for batched deletes above about ten thousand rows (the transaction
+    size limit). Each transaction reads the next ``batch_rows`` matching ids after the
+    last one handled (``SELECT id ... WHERE id > :last ... ORDER BY id LIMIT n``, a
+    primary-key range: deleted rows are never scanned again, unlike a repeated
+    ``DELETE ... LIMIT n``) and deletes those ids, with ``where`` checked again.
+    The walk stops at the largest id present when it started, so it ends even while
+    others keep inserting: rows written meanwhile may stay. Returns the rows deleted.
+    """
+    with db.read() as conn:
+        top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar()
+    deleted, last = 0, None
+    while top is not None:
+        stmt = sa.select(table.c.id).where(table.c.id <= top)
+        if last is not None:
+            stmt = stmt.where(table.c.id > last)
+        if where is not None:
+            stmt = stmt.where(where)
+        with db.write() as conn:
+            batch = list(conn.execute(stmt.order_by(table.c.id).limit(batch_rows)).scalars())
+            if batch:
+                deleted += _delete_ids(conn, table, batch, where)
+        if len(batch) < batch_rows:
+            break
+        last = batch[-1]
+    return deleted
+
+
+def _delete_ids(
+    conn: sa.Connection,
+    table: sa.Table,
+    ids: Sequence[str],
+    where: sa.ColumnElement[bool] | None,
+) -> int:
+    stmt = sa.delete(table).where(table.c.id.in_(list(ids)))
+    if where is not None:
+        stmt = stmt.where(where)
+    return int(conn.execute(stmt).rowcount)

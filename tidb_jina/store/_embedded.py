@@ -121,7 +121,7 @@ class VectorCache:
     def _prepare(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self.metric is DistanceMetric.COSINE:
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0  # zero vectors score 0 similarity, like TiDB's NULL-free path
+            norms[norms == 0] = np.nan  # no cosine distance: NaN, left out like TiDB's NULL
             return np.ascontiguousarray(matrix / norms, dtype=np.float32), None
         if self.metric is DistanceMetric.L2:
             return np.ascontiguousarray(matrix), np.einsum("ij,ij->i", matrix, matrix)

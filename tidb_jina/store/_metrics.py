@@ -71,7 +71,8 @@ class DistanceMetric(str, enum.Enum):
             norms = np.linalg.norm(matrix, axis=1) * np.float32(np.linalg.norm(query))
             dots = matrix @ query
             with np.errstate(divide="ignore", invalid="ignore"):
-                sims = np.where(norms > 0, dots / norms, np.float32(0.0))
+                # A zero vector has no cosine distance: NaN (TiDB returns NULL).
+                sims = np.where(norms > 0, dots / norms, np.float32(np.nan))
             return np.float32(1.0) - sims
         if self is DistanceMetric.INNER_PRODUCT:
             return -(matrix @ query)

@@ -9,15 +9,22 @@ and file-derived ids outgrow 36 characters) and ``document`` to MEDIUMTEXT on Ti
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from tidb_jina._errors import InvalidIdentifierError, SchemaError
+from tidb_jina._errors import InvalidIdentifierError, InvalidInputError, SchemaError
+from tidb_jina.store._tidb import FullTextIndexClause
+from tidb_jina.store._tidb_names import table_identifier
 from tidb_jina.store._types import VECTOR, MetadataJSON
 
 ID_LENGTH = 512
+# TiDB's NO PAD binary collation for utf8mb4 (pkg/util/collate: derivedBinCollator, since
+# v7.4): 'a' and 'a ' are different ids, as on the embedded engine. utf8mb4_bin, TiDB's
+# default, is PAD SPACE and would make them one row.
+ID_COLLATION = "utf8mb4_0900_bin"
 INDEXED_VALUE_LENGTH = 512
 MAX_IDENTIFIER_LENGTH = 64  # TiDB / MySQL identifier limit
 REQUIRED_COLUMNS = ("id", "embedding", "document", "meta")
@@ -49,6 +56,7 @@ class TableShape:
     dimension: int | None  # None for a bare VECTOR column (any dimension)
     id_length: int | None  # None when unbounded (TEXT ids)
     columns: frozenset[str]
+    id_collation: str | None = None  # TiDB: the id column's collation
 
     @property
     def has_update_time(self) -> bool:
@@ -63,22 +71,34 @@ def build_table(
     id_length: int | None = ID_LENGTH,
     generated: str | None = None,
     indexed_key: str | None = None,
+    full_text: bool = False,
+    id_collation: str | None = ID_COLLATION,
 ) -> sa.Table:
     """The SQLAlchemy ``Table`` for a vector table on the given engine.
 
     ``generated``: the SQL expression of a server-side generated (auto-embedding)
     ``embedding`` column, TiDB only. ``indexed_key``: a metadata key whose value gets a
     generated, indexed column ``meta_<key>`` (e.g. LlamaIndex's ``ref_doc_id``).
+    ``full_text``: TiDB only, the full-text index inside ``CREATE TABLE``.
+    ``id_collation``: TiDB only, the ``id`` column's collation (a new table's is the NO
+    PAD ``utf8mb4_0900_bin``; an existing table's is read and kept).
     """
     tidb = dialect_name == "mysql"
-    id_type = sa.String(id_length) if id_length else sa.Text()
+    if tidb and id_length and id_collation:
+        id_type: sa.types.TypeEngine[str] = mysql.VARCHAR(
+            id_length, charset="utf8mb4", collation=id_collation
+        )
+    else:
+        id_type = sa.String(id_length) if id_length else sa.Text()
     document_type = mysql.MEDIUMTEXT() if tidb else sa.Text()
     on_update = " ON UPDATE CURRENT_TIMESTAMP" if tidb else ""
     extra: list[sa.schema.SchemaItem] = []
     if indexed_key is not None:
         extra = _indexed_key_items(name, indexed_key, tidb)
+    if tidb and full_text:
+        extra.append(FullTextIndexClause(name))
     return sa.Table(
-        name,
+        table_identifier(name),  # quoted when TiDB's grammar reserves it
         sa.MetaData(),
         sa.Column("id", id_type, primary_key=True),
         sa.Column(
@@ -94,6 +114,7 @@ def build_table(
             "update_time", sa.DateTime, server_default=sa.text("CURRENT_TIMESTAMP" + on_update)
         ),
         *extra,
+        info={ID_PADS_SPACES: tidb and pads_spaces(id_collation)},
     )
 
 
@@ -130,7 +151,7 @@ def read_shape(conn: sa.Connection, name: str) -> TableShape | None:
     if conn.dialect.name == "mysql":
         rows = conn.execute(
             sa.text(
-                "SELECT COLUMN_NAME, COLUMN_TYPE FROM INFORMATION_SCHEMA.COLUMNS "
+                "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME FROM INFORMATION_SCHEMA.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
             ),
             {"name": name},
@@ -141,7 +162,8 @@ def read_shape(conn: sa.Connection, name: str) -> TableShape | None:
         ).all()
     if not rows:
         return None
-    types = {str(col).lower(): str(typ) for col, typ in rows}
+    types = {str(row[0]).lower(): str(row[1]) for row in rows}
+    collations = {str(row[0]).lower(): row[2] for row in rows if len(row) > 2}
     missing = [c for c in REQUIRED_COLUMNS if c not in types]
     if missing:
         raise SchemaError(
@@ -160,4 +182,36 @@ def read_shape(conn: sa.Connection, name: str) -> TableShape | None:
         dimension=dimension,
         id_length=int(id_match.group(1)) if id_match else None,
         columns=frozenset(types),
+        id_collation=collations.get("id"),
     )
+
+
+# --- ids and collations ------------------------------------------------------------------
+
+ID_PADS_SPACES = "tidb_jina_id_pads_spaces"  # Table.info key: True on PAD SPACE id columns
+# TiDB's NO PAD collations (pkg/util/collate IsPadSpaceCollation); every other is PAD SPACE.
+NO_PAD_COLLATIONS = frozenset({"binary", "utf8mb4_0900_bin", "utf8mb4_0900_ai_ci"})
+
+
+def pads_spaces(collation: str | None) -> bool:
+    """True when TiDB compares ``collation`` ignoring trailing spaces ('a' = 'a ')."""
+    return collation is not None and collation.lower() not in NO_PAD_COLLATIONS
+
+
+def check_ids(table: sa.Table | None, ids: Iterable[str]) -> None:
+    """Refuse ids ending in a space on a table whose ``id`` collation pads spaces.
+
+    There TiDB stores ``'a '`` as the row ``'a'`` and ``delete(['a '])`` deletes ``'a'``;
+    the embedded engine and new TiDB tables (``utf8mb4_0900_bin``) keep them apart. So ids
+    mean the same row everywhere, or are refused here before any statement is sent.
+    """
+    if table is None or not table.info.get(ID_PADS_SPACES):
+        return
+    for value in ids:
+        if isinstance(value, str) and value.endswith(" "):
+            raise InvalidInputError(
+                f"id {value[:40]!r} ends in a space, but table {table.name!r} compares ids "
+                "with a PAD SPACE collation (TiDB's utf8mb4_bin: 'a' and 'a ' are the same "
+                "row). Strip the trailing spaces, or use a new table (new tables use "
+                f"{ID_COLLATION}, which keeps them apart)"
+            )

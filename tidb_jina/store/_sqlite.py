@@ -40,14 +40,15 @@ def _distance(fn: Any) -> Any:
             return None
         if x.shape != y.shape:
             raise ValueError(f"vectors have different dimensions: {x.shape[0]} and {y.shape[0]}")
-        return float(fn(x.astype(np.float64), y.astype(np.float64)))
+        distance = float(fn(x.astype(np.float64), y.astype(np.float64)))
+        return None if np.isnan(distance) else distance  # NaN is NULL, as on TiDB
 
     return udf
 
 
 def _cosine(x: np.ndarray, y: np.ndarray) -> float:
     denom = float(np.linalg.norm(x) * np.linalg.norm(y))
-    return 1.0 - (float(x @ y) / denom if denom else 0.0)
+    return 1.0 - float(x @ y) / denom if denom else float("nan")
 
 
 _FUNCTIONS = {

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
 from tidb_jina.embeddings._inputs import validate_texts
-from tidb_jina.store import _crud, _search, _vector
+from tidb_jina.store import _crud, _search, _vector, _zero_vectors
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive
 from tidb_jina.store._db import batch_slices
@@ -119,12 +119,13 @@ class VectorTable(TableBase):
         table = self._load()
         if table is None or id_list == []:
             return 0
-        return _crud.delete(self._db, table, id_list, self._where(table, parsed))
+        where = self._where(table, parsed)
+        return _crud.delete(self._db, table, id_list, where, self._backend.delete_batch_rows)
 
     def clear(self) -> int:
         """Delete every row (the table stays). Returns how many were deleted."""
         table = self._load()
-        return 0 if table is None else _crud.clear(self._db, table)
+        return 0 if table is None else _crud.clear(self._db, table, self._backend.delete_batch_rows)
 
     def _where(self, table: sa.Table, filter: Filter | None) -> sa.ColumnElement[bool] | None:
         return _crud.where_clause(table, filter, self.engine.dialect.name, self.indexed_key)
@@ -225,7 +226,8 @@ class VectorTable(TableBase):
         query = _vector.as_vector(vector, self.dimension)
         if table is None or options.ids == []:
             return []
-        return self._backend.search(table, Query(vector=query), options)
+        _zero_vectors.check_query(query, self.metric)
+        return _zero_vectors.defined(self._backend.search(table, Query(vector=query), options))
 
     def query_vector(self, text: str) -> np.ndarray:
         """The query vector of ``text`` (the query task of the table's embedder).

@@ -31,7 +31,7 @@ from tidb_jina._errors import (
     RecordTooLargeError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _filter_tree, _tidb, _vector
+from tidb_jina.store import _filter_tree, _tidb, _vector, _zero_vectors
 from tidb_jina.store._async import AsyncRunner
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._backend import (
@@ -53,6 +53,7 @@ from tidb_jina.store._schema import (
     ID_LENGTH,
     TableShape,
     build_table,
+    check_ids,
     check_indexed_key,
     check_table_name,
     indexed_key_column,
@@ -286,6 +287,7 @@ class TableBase:
                 shape.dimension,
                 self.engine.dialect.name,
                 id_length=shape.id_length,
+                id_collation=shape.id_collation,
                 generated=self._backend.generated_sql(),
                 indexed_key=indexed
                 if indexed and indexed_key_column(indexed) in shape.columns
@@ -305,6 +307,7 @@ class TableBase:
                 self.engine.dialect.name,
                 generated=self._backend.generated_sql(),
                 indexed_key=self.indexed_key,
+                full_text=self.full_text,  # TiDB: in CREATE TABLE, so both exist or neither
             )
             with self._db.write() as conn:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
@@ -410,6 +413,7 @@ class TableBase:
             )
         if not id_list:
             return []
+        _zero_vectors.check_rows(matrix, self.metric)  # TiDB has no cosine for them
         keep = last_occurrences(id_list)
         vectors = self._backend.encode_vectors(matrix[keep])
         stored_vector = 4 * matrix.shape[1] + 4
@@ -459,6 +463,7 @@ class TableBase:
                     f"{self.table_name!r} stores ids of at most {limit}; use shorter ids "
                     "(e.g. a hash) or a new table"
                 )
+        check_ids(self._state.table, id_list)  # type: ignore[arg-type]
         return id_list  # type: ignore[return-value]
 
     def _search_options(

@@ -12,8 +12,9 @@ runs them in production):
   PARSER MULTILINGUAL ADD_COLUMNAR_REPLICA_ON_DEMAND``; a table with one cannot be dropped
   until the index is dropped.
 
-Identifiers are validated (ASCII letters, digits, underscores) and quoted by the dialect;
-no value is ever formatted into these statements.
+Identifiers are validated (ASCII letters, digits, underscores) and quoted by the dialect,
+and always when TiDB's grammar reserves them (:mod:`._tidb_names`); no value is ever
+formatted into these statements.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
+from tidb_jina.store import _tidb_names
 from tidb_jina.store._metrics import DistanceMetric
 
 FULLTEXT_PARSERS = ("MULTILINGUAL", "STANDARD")
@@ -56,7 +59,7 @@ def fulltext_index_name(table_name: str) -> str:
 
 
 def _quote(dialect: sa.Dialect, name: str) -> str:
-    return dialect.identifier_preparer.quote(name)
+    return _tidb_names.quote(dialect, name)  # TiDB reserves words MySQL does not
 
 
 def vector_index_ddl(
@@ -86,6 +89,35 @@ def fulltext_index_ddl(dialect: sa.Dialect, table_name: str, parser: str = "MULT
     )
 
 
+class FullTextIndexClause(sa.schema.Constraint):
+    """``FULLTEXT INDEX <name> (document) WITH PARSER <parser>`` inside ``CREATE TABLE``.
+
+    Created with the table in one statement, a full-text index that the server cannot
+    build fails the ``CREATE TABLE`` itself: no table is left without its index (the
+    form is the docs' own, ``CREATE TABLE t (..., FULLTEXT INDEX (title) WITH PARSER
+    MULTILINGUAL)``; reference 3.7).
+    """
+
+    __visit_name__ = "tidb_fulltext_index"
+
+    def __init__(self, table_name: str, parser: str = "MULTILINGUAL") -> None:
+        super().__init__(name=fulltext_index_name(table_name))
+        self.parser = _check_parser(parser)
+
+
+@compiles(FullTextIndexClause, "mysql")
+def _compile_fulltext_clause(clause: FullTextIndexClause, compiler: object, **kw: object) -> str:
+    name = _tidb_names.quote(compiler.dialect, str(clause.name))  # type: ignore[attr-defined]
+    return f"FULLTEXT INDEX {name} (document) WITH PARSER {clause.parser}"
+
+
+def _check_parser(parser: str) -> str:
+    parser = parser.upper()
+    if parser not in FULLTEXT_PARSERS:
+        raise ValueError(f"parser must be one of {FULLTEXT_PARSERS}, got {parser!r}")
+    return parser
+
+
 def drop_index_ddl(dialect: sa.Dialect, table_name: str, index_name: str) -> str:
     return f"ALTER TABLE {_quote(dialect, table_name)} DROP INDEX {_quote(dialect, index_name)}"
 
@@ -95,6 +127,20 @@ INDEX_STATUS_SQL = sa.text(
     "ROWS_DELTA_INDEXED, ROWS_DELTA_NOT_INDEXED, ERROR_MESSAGE "
     "FROM INFORMATION_SCHEMA.TIFLASH_INDEXES "
     "WHERE TIDB_DATABASE = DATABASE() AND TIDB_TABLE = :table"
+)
+
+# Indexes on ``document``: only a full-text index can be one (TEXT takes no B-tree index
+# without a prefix length, and neither we nor the peers create one).
+FULLTEXT_INDEXES_SQL = sa.text(
+    "SELECT DISTINCT INDEX_NAME FROM INFORMATION_SCHEMA.STATISTICS "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table AND COLUMN_NAME = 'document'"
+)
+
+# pytidb's check (``Table.has_fts_index``): TiFlash's view of the full-text indexes.
+FULLTEXT_TIFLASH_INDEXES_SQL = sa.text(
+    "SELECT INDEX_NAME FROM INFORMATION_SCHEMA.TIFLASH_INDEXES "
+    "WHERE TIDB_DATABASE = DATABASE() AND TIDB_TABLE = :table "
+    "AND COLUMN_NAME = 'document' AND INDEX_KIND = 'FullText'"
 )
 
 TABLE_INDEXES_SQL = sa.text(

@@ -67,6 +67,7 @@ _CREATE_INDEX = re.compile(
 _DROP_INDEX = re.compile(r"ALTER TABLE `?(\w+)`? DROP INDEX `?(\w+)`?", re.IGNORECASE)
 _FROM = re.compile(r"\s+FROM\s", re.IGNORECASE)
 _COMMENT = re.compile(r"\bCOMMENT\s+['\"]([^'\"]*)['\"]", re.IGNORECASE)
+_COLLATE = re.compile(r"\bCOLLATE\s+`?(\w+)`?", re.IGNORECASE)
 _FROM_TABLE = re.compile(r"\bFROM `?(\w+)`?", re.IGNORECASE)
 _VECTOR_FUNCTION = re.compile(r"\bVEC_\w*(DISTANCE|PRODUCT)\s*\(", re.IGNORECASE)
 _LIMIT = re.compile(r"LIMIT (\d+)\s*$", re.IGNORECASE)
@@ -107,6 +108,7 @@ class _Table:
     columns: list[tuple[str, str]]  # (name, lower-case type), as INFORMATION_SCHEMA says
     comments: dict[str, str] = field(default_factory=dict)  # column -> COMMENT '...'
     indexes: dict[str, str] = field(default_factory=dict)  # name -> kind
+    collations: dict[str, str] = field(default_factory=dict)  # column -> COLLATE ...
 
 
 class MySQLRecorder:
@@ -148,8 +150,19 @@ class MySQLRecorder:
 
     # --- scripting answers --------------------------------------------------------------
 
-    def add_table(self, name: str, dimension: int | None, *, id_length: int = 512) -> None:
-        """Declare a vector table that exists before the test starts."""
+    def add_table(
+        self,
+        name: str,
+        dimension: int | None,
+        *,
+        id_length: int = 512,
+        id_collation: str = "utf8mb4_bin",
+        indexes: dict[str, str] | None = None,
+    ) -> None:
+        """Declare a vector table that exists before the test starts. Its ``id`` has
+        TiDB's default collation unless told (``utf8mb4_bin``, PAD SPACE, as the peers'
+        tables have); ``indexes`` maps index names to kinds (``"vector"``,
+        ``"fulltext"``)."""
         vector = f"vector({dimension})" if dimension else "vector"
         self.tables[name] = _Table(
             [
@@ -159,7 +172,9 @@ class MySQLRecorder:
                 ("meta", "json"),
                 ("create_time", "datetime"),
                 ("update_time", "datetime"),
-            ]
+            ],
+            indexes=dict(indexes or {}),
+            collations={"id": id_collation},
         )
 
     def reply(
@@ -262,7 +277,10 @@ class MySQLRecorder:
             return self._columns(sql)
         if "INFORMATION_SCHEMA.STATISTICS" in head:
             table = self._named_table(sql)
-            return ["INDEX_NAME"], [(name,) for name in table.indexes] if table else []
+            indexes = table.indexes if table else {}
+            if "COLUMN_NAME = 'document'" in sql:  # only a full-text index covers it
+                indexes = {n: kind for n, kind in indexes.items() if kind == "fulltext"}
+            return ["INDEX_NAME"], [(name,) for name in indexes]
         if "INFORMATION_SCHEMA.TIFLASH_INDEXES" in head:
             return self._tiflash_indexes(sql)
         if head.startswith("DESCRIBE"):
@@ -286,6 +304,12 @@ class MySQLRecorder:
             return ["COLUMN_TYPE", "COLUMN_COMMENT"], [
                 c for c in found if c[0].startswith("vector")
             ]
+        if "COLLATION_NAME" in sql:
+            collations = table.collations if table else {}
+            with_collation: list[tuple[Any, ...]] = [
+                (n, t, collations.get(n)) for n, t in (table.columns if table else [])
+            ]
+            return ["COLUMN_NAME", "COLUMN_TYPE", "COLLATION_NAME"], with_collation
         return ["COLUMN_NAME", "COLUMN_TYPE"], list(table.columns) if table else []
 
     def _tiflash_indexes(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -299,8 +323,10 @@ class MySQLRecorder:
             "ERROR_MESSAGE",
         ]
         table = self._named_table(sql)
-        built = [n for n, kind in table.indexes.items() if kind == "vector"] if table else []
-        return names, [(n, "Vector", 0, 0, 0, 0, None) for n in built]
+        kind = "fulltext" if "INDEX_KIND = 'FullText'" in sql else "vector"
+        built = [n for n, k in table.indexes.items() if k == kind] if table else []
+        label = "FullText" if kind == "fulltext" else "Vector"
+        return names, [(n, label, 0, 0, 0, 0, None) for n in built]
 
     def _select(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         names = _select_names(sql)
@@ -371,15 +397,21 @@ def _top_level_items(body: str) -> tuple[list[str], int]:
 
 
 def _table_of(body: str) -> _Table:
-    """Columns (name, type) and their comments, from a CREATE TABLE body."""
+    """Columns (name, type), their comments and collations, and the inline ``FULLTEXT`` /
+    ``VECTOR`` indexes, from a CREATE TABLE body."""
     table = _Table([])
     for item in _top_level_items(body)[0]:
         words = item.split()
-        if len(words) >= 2 and words[0].upper() not in _NOT_COLUMNS:
+        if len(words) >= 3 and words[0].upper() in ("FULLTEXT", "VECTOR"):
+            if words[1].upper() in ("INDEX", "KEY"):
+                table.indexes[words[2].split("(")[0].strip("`")] = words[0].lower()
+        elif len(words) >= 2 and words[0].upper() not in _NOT_COLUMNS:
             name = words[0].strip("`")
             table.columns.append((name, words[1].lower()))
             if comment := _COMMENT.search(item):
                 table.comments[name] = comment.group(1)
+            if collation := _COLLATE.search(item):
+                table.collations[name] = collation.group(1)
     return table
 
 
