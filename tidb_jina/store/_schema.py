@@ -63,12 +63,14 @@ def build_table(
     id_length: int | None = ID_LENGTH,
     generated: str | None = None,
     indexed_key: str | None = None,
+    comment: str | None = None,
 ) -> sa.Table:
     """The SQLAlchemy ``Table`` for a vector table on the given engine.
 
     ``generated``: the SQL expression of a server-side generated (auto-embedding)
     ``embedding`` column, TiDB only. ``indexed_key``: a metadata key whose value gets a
     generated, indexed column ``meta_<key>`` (e.g. LlamaIndex's ``ref_doc_id``).
+    ``comment``: the table comment (TiDB; what filled the table, see ``_table_meta``).
     """
     tidb = dialect_name == "mysql"
     id_type = sa.String(id_length) if id_length else sa.Text()
@@ -94,6 +96,7 @@ def build_table(
             "update_time", sa.DateTime, server_default=sa.text("CURRENT_TIMESTAMP" + on_update)
         ),
         *extra,
+        comment=comment,
     )
 
 

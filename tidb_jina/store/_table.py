@@ -38,6 +38,7 @@ from tidb_jina.store._table_base import (
     _ids,
     _parse,
 )
+from tidb_jina.store._table_meta import model_name
 
 __all__ = ["DEFAULT_TABLE_NAME", "AsyncVectorTable", "VectorTable"]
 
@@ -277,8 +278,11 @@ class VectorTable(TableBase):
         prepared = self._prepare(len(text_list), ids, text_list, metadatas)
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
-        vectors = (embed or self.text_embedder().embed_documents)(text_list)
-        return self._write(_vector.as_matrix(vectors, self.dimension), prepared)
+        embed = embed or self.text_embedder().embed_documents
+        model = model_name(embed)
+        self._check_model(model)  # before paying for the embeddings
+        vectors = embed(text_list)
+        return self._write(_vector.as_matrix(vectors, self.dimension), prepared, model)
 
     def _insert_texts(self, prepared: PreparedRows) -> list[str]:
         """Rows whose vectors TiDB computes (auto-embedding on TiDB Cloud Starter)."""
