@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import _sqlite
+from tidb_jina.store._urls import embedded_url
 
 logger = logging.getLogger("tidb_jina")
 
@@ -78,7 +79,7 @@ def connect(
         if connection is None:
             raise ConfigurationError(_NO_URL_HELP)
     try:
-        url = make_url(connection)
+        url = make_url(embedded_url(connection))  # a bare "kb.db" is the embedded engine
         url.port  # noqa: B018  (a non-numeric port raises ValueError here)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise ConfigurationError(
@@ -124,7 +125,7 @@ def async_source(
     """What an async twin needs to reach the same database natively, or None if it can't."""
     if isinstance(connection, sa.Engine):
         return None
-    url = make_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
+    url = make_url(embedded_url(connection or os.environ.get(ENV_DATABASE_URL, "")))
     if url.get_backend_name() == "sqlite" and not _sqlite_file_backed(url):
         return None
     return url, dict(engine_args or {}), verify_tls

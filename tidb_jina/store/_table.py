@@ -254,6 +254,7 @@ class VectorTable(TableBase):
                 "EmbeddingProvider) or auto_embedding='jina_ai/jina-embeddings-v3', or "
                 "embed the texts yourself and call upsert()"
             )
+        self._check_model(model_name(self.embedder))  # set after construction, perhaps
         return self.embedder
 
     def add_texts(
