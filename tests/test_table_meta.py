@@ -191,3 +191,14 @@ def test_helpers():
     assert TableMeta.from_json("a plain comment") is None
     assert TableMeta.from_json('{"other": 1}') is None
     assert TableMeta.from_json("{not json") is None
+
+
+async def test_async_add_texts_records_and_checks_the_model(url):
+    table = VectorTable(url, table_name="docs", embedder=LexicalEmbedder(dimension=8))
+    await table.aio.add_texts(["first"], ids=["a"])
+    assert table.recorded is not None and table.recorded.model == "lexical"
+    other = LexicalEmbedder(dimension=8, model="another-model")
+    with pytest.raises(SchemaError, match="another-model"):
+        await table.aio.add_texts(["second"], ids=["b"], embed=other.aembed_documents)
+    assert table.count() == 1
+    await table.aclose()

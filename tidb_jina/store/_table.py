@@ -452,9 +452,13 @@ class AsyncVectorTable:
             return []
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
-        vectors = await (embed or table.text_embedder().aembed_documents)(text_list)
+        embed = embed or table.text_embedder().aembed_documents
+        model = model_name(embed)
+        if table._state.loaded:  # an existing table: its record is in memory (no I/O)
+            table._check_model(model)
+        vectors = await embed(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
-        return await self._runner.run("_write", matrix, prepared)  # type: ignore[no-any-return]
+        return await self._runner.run("_write", matrix, prepared, model)  # type: ignore[no-any-return]
 
     async def query_vector(self, text: str) -> np.ndarray:
         """Async :meth:`VectorTable.query_vector`: the provider's async API."""

@@ -333,9 +333,10 @@ class TableBase:
         if self._metric_given and recorded.metric not in (None, ours):
             raise SchemaError(
                 f"table {self.table_name!r} was made for {recorded.metric.value} distance "  # type: ignore[union-attr]
-                f"({recorded.describe()}) but metric={ours.value!r} was given; leave metric "
-                "out to use the table's, use a new table_name, or pass check_metadata=False "
-                "to search it by another metric anyway"
+                f"({recorded.describe()}) but metric={ours.value!r} was given; pass "
+                f"metric={recorded.metric.value!r} (distance_strategy= in the framework "  # type: ignore[union-attr]
+                "stores) or leave it out, use a new table_name, or pass "
+                "check_metadata=False to search it by another metric anyway"
             )
         self._check_model(self._model, recorded)
         auto = self.auto_embedding
