@@ -82,7 +82,7 @@ class EmbeddedBackend:
                 if conn.execute(_fulltext.old_index_exists_statement(name)).scalar_one():
                     _fulltext.run(conn, _fulltext.old_index_ddl(dialect, name))
                 _fulltext.run(conn, _fulltext.ddl(dialect, name))
-                _fulltext.sync(conn, name)
+                _fulltext.build(conn, name)
 
     # --- writes -------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ _CJK = (
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _TERMS = re.compile(f"[{_CJK}]+|[^\\W{_CJK}]+", re.UNICODE)
 SYNC_BATCH = 500
+BUILD_BATCH = 5_000
 
 
 def fts_name(table_name: str) -> str:
@@ -80,8 +81,16 @@ def analyse(document: str | None) -> str:
     bigrams (separated by spaces); other text stays for ``unicode61`` to split."""
     if not document:
         return ""
-    text = _normalise(document)
-    return _CJK_RUN.sub(lambda m: " " + " ".join([*m.group(), *cjk_terms(m.group())]) + " ", text)
+    if document.isascii():  # nothing to normalise or split: unicode61 does the rest
+        return document
+    return _CJK_RUN.sub(_expand, _normalise(document))
+
+
+def _expand(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(run) == 1:
+        return f" {run} "
+    return f" {' '.join(run)} {' '.join(map(str.__add__, run, run[1:]))} "
 
 
 def query_terms(text: str) -> list[str]:
@@ -107,7 +116,7 @@ def match_expression(text: str) -> str | None:
 
 
 def ddl(dialect: sa.Dialect, table_name: str) -> list[str]:
-    """CREATE statements for the index, its queue and triggers, every row queued.
+    """CREATE statements for the index, its queue and its triggers (then :func:`build`).
 
     DDL cannot bind identifiers; they are validated table names quoted by the dialect,
     and no value ever enters these strings (hence the S608 exemptions).
@@ -128,8 +137,6 @@ def ddl(dialect: sa.Dialect, table_name: str) -> list[str]:
         f"BEGIN {unindex} {dequeue} END",
         f"CREATE TRIGGER IF NOT EXISTS {q(trigger + 'au')} AFTER UPDATE OF document "
         f"ON {table} BEGIN {unindex} {enqueue} END",
-        f"DELETE FROM {fts}",  # noqa: S608
-        f"INSERT OR IGNORE INTO {pending}(rowid) SELECT rowid FROM {table}",  # noqa: S608
     ]
 
 
@@ -195,6 +202,22 @@ def sync(conn: sa.Connection, table_name: str) -> int:
         conn.execute(dequeue, ids)
         done += len(rows)
     return done
+
+
+def build(conn: sa.Connection, table_name: str) -> int:
+    """Index every row from scratch (inside the caller's write transaction)."""
+    q = conn.dialect.identifier_preparer.quote
+    table, fts, pending = q(table_name), q(index_name(table_name)), q(pending_name(table_name))
+    conn.exec_driver_sql(f"DELETE FROM {fts}")  # noqa: S608
+    conn.exec_driver_sql(f"DELETE FROM {pending}")  # noqa: S608
+    rows = conn.exec_driver_sql(
+        f"SELECT rowid, document FROM {table} WHERE document IS NOT NULL"  # noqa: S608
+    ).all()
+    index = f"INSERT INTO {fts}(rowid, terms) VALUES (?, ?)"  # noqa: S608
+    for start in range(0, len(rows), BUILD_BATCH):
+        batch = [(r[0], analyse(r[1])) for r in rows[start : start + BUILD_BATCH]]
+        conn.exec_driver_sql(index, batch)  # type: ignore[arg-type]
+    return len(rows)
 
 
 def search_statement(
