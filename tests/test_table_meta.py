@@ -202,3 +202,23 @@ async def test_async_add_texts_records_and_checks_the_model(url):
         await table.aio.add_texts(["second"], ids=["b"], embed=other.aembed_documents)
     assert table.count() == 1
     await table.aclose()
+
+
+def test_the_langchain_store_follows_a_peer_tables_metric(stub):
+    """langchain-community users switch with their arguments unchanged (no strategy)."""
+    from langchain_tidb_jina import ProviderEmbeddings, TiDBVectorStore
+
+    with stub.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE langchain_vector (id VARCHAR(36) PRIMARY KEY, "
+            "embedding VECTOR(3) NOT NULL COMMENT 'hnsw(distance=l2)', document TEXT, "
+            "meta JSON, create_time DATETIME, update_time DATETIME)"
+        )
+    store = TiDBVectorStore(
+        embedding=ProviderEmbeddings(provider=LexicalEmbedder(dimension=3)),
+        engine=stub.engine(),
+    )
+    stub.reset()
+    store.similarity_search_by_vector([1.0, 0.0, 0.0], k=1)
+    assert any("VEC_L2_DISTANCE(" in s for s in stub.sql("SELECT"))
+    assert store.distance_strategy == "l2"

@@ -161,7 +161,7 @@ class TableBase:
             if self._declared_dimension is None:
                 self._declared_dimension = auto_embedding.resolved_dimension()
             if self.server_embeds:
-                auto_embedding.distance_function(self.metric)  # cosine or l2 only
+                auto_embedding.distance_function(self._settings.metric)  # cosine or l2 only
         self._runner = AsyncRunner(
             self, async_source(connection, engine_args, verify_tls), self._on_engine
         )
