@@ -222,3 +222,22 @@ def test_the_langchain_store_follows_a_peer_tables_metric(stub):
     store.similarity_search_by_vector([1.0, 0.0, 0.0], k=1)
     assert any("VEC_L2_DISTANCE(" in s for s in stub.sql("SELECT"))
     assert store.distance_strategy == "l2"
+
+
+def test_the_llamaindex_store_follows_a_peer_tables_metric(stub):
+    from llama_index.core.vector_stores import VectorStoreQuery
+
+    from llama_index_tidb_jina import TiDBVectorStore
+
+    with stub.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE llama_vectors (id VARCHAR(36) PRIMARY KEY, "
+            "embedding VECTOR(3) NOT NULL COMMENT 'hnsw(distance=l2)', document TEXT, "
+            "meta JSON, create_time DATETIME, update_time DATETIME)"
+        )
+    store = TiDBVectorStore(stub.engine(), table_name="llama_vectors")
+    assert store.distance_strategy is None  # not given: the table decides
+    stub.reset()
+    store.query(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=1))
+    assert any("VEC_L2_DISTANCE(" in s for s in stub.sql("SELECT"))
+    assert store.client.metric.value == "l2"
