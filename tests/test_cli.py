@@ -604,3 +604,14 @@ def test_doctor_advice_matches_the_engine_and_shows_the_model(ingested, workdir)
     assert "folder exists" in out and "port" not in out
     code, out, _ = ingested("doctor")
     assert "filled by lexical" in out and "cosine" in out
+
+
+def test_source_counts_on_tidb_group_by_the_unquoted_source(stub):
+    from tidb_jina._cli import _catalog
+
+    stub.add_table("docs", 3)
+    table = VectorTable(stub.url, table_name="docs", engine_args=stub.engine_args())
+    stub.reply("GROUP BY", columns=["s", "n"], rows=[("notes/a.md", 3), (None, 1)])
+    assert _catalog.source_counts(table) == {"(no source)": 1, "notes/a.md": 3}
+    (sql,) = [s for s in stub.sql("SELECT") if "GROUP BY" in s]
+    assert "JSON_UNQUOTE(JSON_EXTRACT(docs.meta" in sql and "count(*)" in sql
