@@ -38,7 +38,6 @@ from tidb_jina.store._table_base import (
     _ids,
     _parse,
 )
-from tidb_jina.store._table_meta import model_name
 
 __all__ = ["DEFAULT_TABLE_NAME", "AsyncVectorTable", "VectorTable"]
 
@@ -254,7 +253,7 @@ class VectorTable(TableBase):
                 "EmbeddingProvider) or auto_embedding='jina_ai/jina-embeddings-v3', or "
                 "embed the texts yourself and call upsert()"
             )
-        self._check_model(model_name(self.embedder))  # set after construction, perhaps
+        self._check_embedder(self.embedder)  # it may have been set after construction
         return self.embedder
 
     def add_texts(
@@ -280,10 +279,9 @@ class VectorTable(TableBase):
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
         embed = embed or self.text_embedder().embed_documents
-        model = model_name(embed)
-        self._check_model(model)  # before paying for the embeddings
+        self._check_embedder(embed)  # before paying for the embeddings
         vectors = embed(text_list)
-        return self._write(_vector.as_matrix(vectors, self.dimension), prepared, model)
+        return self._write(_vector.as_matrix(vectors, self.dimension), prepared, embed)
 
     def _insert_texts(self, prepared: PreparedRows) -> list[str]:
         """Rows whose vectors TiDB computes (auto-embedding on TiDB Cloud Starter)."""
@@ -453,12 +451,10 @@ class AsyncVectorTable:
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
         embed = embed or table.text_embedder().aembed_documents
-        model = model_name(embed)
-        if table._state.loaded:  # an existing table: its record is in memory (no I/O)
-            table._check_model(model)
+        table._check_embedder(embed, load=False)  # no sync I/O on the event loop
         vectors = await embed(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
-        return await self._runner.run("_write", matrix, prepared, model)  # type: ignore[no-any-return]
+        return await self._runner.run("_write", matrix, prepared, embed)  # type: ignore[no-any-return]
 
     async def query_vector(self, text: str) -> np.ndarray:
         """Async :meth:`VectorTable.query_vector`: the provider's async API."""

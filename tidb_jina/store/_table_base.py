@@ -511,11 +511,17 @@ class TableBase:
             prepare_metadatas(metadatas, n, self.indexed_key),
         )
 
-    def _write(
-        self, matrix: np.ndarray, prepared: PreparedRows, model: str | None = None
-    ) -> list[str]:
-        """Upsert ``prepared`` rows with ``matrix``'s vectors (made by ``model``, when
-        known: checked against the table's record, recorded in a new table)."""
+    def _check_embedder(self, embedder: Any, *, load: bool = True) -> None:
+        """Raise when ``embedder`` (or its bound method) names another model than the
+        table's record; ``load=False`` checks only a record already read."""
+        if load or self._state.loaded:
+            self._check_model(_table_meta.model_name(embedder))
+
+    def _write(self, matrix: np.ndarray, prepared: PreparedRows, embed: Any = None) -> list[str]:
+        """Upsert ``prepared`` rows with ``matrix``'s vectors, made by ``embed`` (its model,
+        when it names one: checked against the table's record, recorded in a new table;
+        read after embedding, when a TEI server's model is known)."""
+        model = None if embed is None else _table_meta.model_name(embed)
         id_list, doc_list, meta_list = prepared
         if len(matrix) != len(id_list):
             raise InvalidInputError(
