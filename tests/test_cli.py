@@ -514,8 +514,10 @@ def test_a_changed_model_re_embeds_instead_of_skipping(cli, monkeypatch):
         CORPUS_CHUNKS,
     )
     monkeypatch.delenv("JINA_API_KEY")  # back to the lexical embedder: refused, not mixed
-    code, _, err = cli("search", "what is TiDB?")
-    assert_one_line_error(code, err, "jina-embeddings-v3", "lexical")
+    for mode in ("vector", "hybrid"):
+        code, _, err = cli("search", "what is TiDB?", "--mode", mode)
+        assert_one_line_error(code, err, "jina-embeddings-v3", "lexical")
+    assert cli("search", "TiDB", "--mode", "fulltext")[0] == 0  # words need no model
 
 
 def test_a_model_change_never_drops_rows_from_other_paths(cli, monkeypatch):

@@ -77,7 +77,7 @@ def search(args: argparse.Namespace) -> int:
         if args.mode == "vector":
             hits = table.search_text(args.query, k=args.k, filter=flt)
         else:
-            vector = table.embedder.embed_query(args.query)
+            vector = table.query_vector(args.query)  # checks the model against the table
             hits = table.hybrid_search(vector, args.query, k=args.k, filter=flt)
     if args.json:
         print(json.dumps([hit_json(h) for h in hits], indent=2, ensure_ascii=False))
