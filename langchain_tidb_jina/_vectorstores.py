@@ -66,9 +66,11 @@ class TiDBVectorStore(VectorStore):
             connection is given at all, ``$TIDB_DATABASE_URL`` is used.
         embedding_function: the LangChain ``Embeddings`` (langchain-community's name).
         table_name: the table (default ``"langchain_vector"``, as langchain-community).
-        distance_strategy: ``"cosine"`` (default), ``"l2"`` / ``"euclidean"``,
+        distance_strategy: ``"cosine"``, ``"l2"`` / ``"euclidean"``,
             ``"inner_product"`` / ``"max_inner_product"``, ``"l1"``, or a
-            ``DistanceStrategy`` member of another library.
+            ``DistanceStrategy`` member of another library. Omitted: the table's own
+            metric (its record, or a langchain-community table's ``hnsw(distance=...)``
+            comment), cosine for a new table. A different one than the table's raises.
         embedding: the same as ``embedding_function`` (LangChain's usual name).
         engine: an existing SQLAlchemy ``Engine`` instead of a connection string.
         vector_table: an existing core ``VectorTable`` to wrap (then no other
@@ -87,7 +89,7 @@ class TiDBVectorStore(VectorStore):
         connection_string: str | sa.URL | None = None,
         embedding_function: Embeddings | None = None,
         table_name: str = DEFAULT_TABLE_NAME,
-        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        distance_strategy: Any = None,
         *,
         embedding: Embeddings | None = None,
         engine: sa.Engine | None = None,
@@ -110,7 +112,7 @@ class TiDBVectorStore(VectorStore):
             engine if engine is not None else connection_string,
             table_name=table_name,
             dimension=vector_dimension or known_dimension(self._embedding),
-            metric=DistanceMetric.parse(distance_strategy),
+            metric=None if distance_strategy is None else DistanceMetric.parse(distance_strategy),
             engine_args=engine_args,
             drop_existing=drop_existing_table,
             auto_embedding=auto_embedding,
@@ -581,7 +583,7 @@ class TiDBVectorStore(VectorStore):
         embedding: Embeddings,
         connection_string: str | sa.URL | None = None,
         table_name: str = DEFAULT_TABLE_NAME,
-        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        distance_strategy: Any = None,
         **kwargs: Any,
     ) -> Self:
         """Open a table that exists (raises ``SchemaError`` if it does not)."""
@@ -595,7 +597,7 @@ class TiDBVectorStore(VectorStore):
         embedding: Embeddings,
         connection_string: str | sa.URL | None = None,
         table_name: str = DEFAULT_TABLE_NAME,
-        distance_strategy: Any = DEFAULT_DISTANCE_STRATEGY,
+        distance_strategy: Any = None,
         **kwargs: Any,
     ) -> Self:
         """Async :meth:`from_existing_vector_table`."""

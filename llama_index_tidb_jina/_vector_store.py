@@ -54,7 +54,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
             ``sqlite:///path.db`` / ``sqlite://`` for the embedded engine, or a SQLAlchemy
             ``Engine``. Omitted: ``$TIDB_DATABASE_URL``.
         table_name: the table (created on the first ``add``).
-        distance_strategy: ``"cosine"`` (default), ``"l2"``, ``"inner_product"``, ``"l1"``.
+        distance_strategy: ``"cosine"``, ``"l2"``, ``"inner_product"``, ``"l1"``. Omitted:
+            the table's own metric (its record, or the ``hnsw(distance=...)`` comment of a
+            llama-index-vector-stores-tidbvector table), cosine for a new table.
         vector_dimension: the embedding size; optional (read from the table or the
             first vectors).
         engine_args: extra ``sqlalchemy.create_engine`` arguments.
@@ -68,7 +70,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
     stores_text: bool = True
     flat_metadata: bool = False
     table_name: str = DEFAULT_VECTOR_TABLE_NAME
-    distance_strategy: str = DEFAULT_DISTANCE_STRATEGY
+    distance_strategy: str | None = None  # None: the table's own (cosine for a new one)
     vector_dimension: int | None = None
     database_url: str = Field(default="", description="Connection URL, password masked.")
     auto_embedding_model: str | None = None
@@ -79,7 +81,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
         self,
         connection_string: str | sa.URL | sa.Engine | None = None,
         table_name: str = DEFAULT_VECTOR_TABLE_NAME,
-        distance_strategy: str = DEFAULT_DISTANCE_STRATEGY,
+        distance_strategy: str | None = None,
         vector_dimension: int | None = None,
         *,
         engine_args: Mapping[str, Any] | None = None,
@@ -101,7 +103,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
         auto = table.auto_embedding
         super().__init__(  # type: ignore[call-arg]  # pydantic fields (no mypy plugin)
             table_name=table.table_name,
-            distance_strategy=DistanceMetric.parse(distance_strategy).value,
+            distance_strategy=None
+            if distance_strategy is None
+            else DistanceMetric.parse(distance_strategy).value,
             vector_dimension=vector_dimension,
             database_url=safe_url(table.engine.url),
             flat_metadata=flat_metadata,

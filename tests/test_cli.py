@@ -102,9 +102,10 @@ def test_ingest_twice_adds_no_duplicates(cli):
 def test_ids_are_deterministic_and_metadata_says_where_text_came_from(cli):
     assert cli("ingest", "corpus/docs/rag-guide.md", "corpus/faq.jsonl")[0] == 0
     table = VectorTable("sqlite:///tidb_jina.db", table_name="tidb_jina_vectors")
-    guide = table.get([_sources.chunk_id("corpus/docs/rag-guide.md", 0)])[0]
+    # A file given alone is named inside its folder: docs/..., as `ingest corpus/docs` names it.
+    guide = table.get([_sources.chunk_id("docs/rag-guide.md", 0)])[0]
     assert guide.metadata == {
-        "source": "corpus/docs/rag-guide.md",
+        "source": "docs/rag-guide.md",
         "chunk": 0,
         "title": "Retrieval-augmented generation",
     }
@@ -289,11 +290,12 @@ def test_bad_files_are_reported_with_their_place(cli, workdir):
     assert_one_line_error(code, err, "image.png: unsupported file type")
 
     (workdir / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
-    code, _, err = cli("ingest", "bad.jsonl")
-    assert_one_line_error(code, err, "bad.jsonl:2", '"text"')
+    code, _, err = cli("ingest", "bad.jsonl", "--strict")
+    assert_one_line_error(code, err, "bad.jsonl:2", '"text"', "--strict")
+    assert not Path("tidb_jina.db").exists() or rows() == 0  # stopped before writing
 
     (workdir / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
-    code, _, err = cli("ingest", "latin1.txt")
+    code, _, err = cli("ingest", "latin1.txt", "--strict")
     assert_one_line_error(code, err, "not UTF-8")
 
 
@@ -441,3 +443,177 @@ def test_ingest_and_search_with_a_provider_chosen_by_its_key(cli, monkeypatch, e
         assert server.api_requests()
     code, out, _ = cli("info", "--json")
     assert json.loads(out)["dimension"] == dimension
+
+
+# --- ingest keeps the table in step with the files -------------------------------------------
+
+
+def listed(cli: Cli) -> dict[str, int]:
+    code, out, err = cli("sources", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_ingest_from_two_working_directories_stores_one_copy(cli, workdir, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    elsewhere = workdir / "corpus" / "docs"
+    monkeypatch.chdir(elsewhere)  # the same folder, named from inside it
+    code, out, err = cli("ingest", "..", "--no-progress", "--database-url", "../../tidb_jina.db")
+    assert code == 0, err
+    assert f"0 new, 0 updated, {CORPUS_CHUNKS} unchanged (skipped)" in out
+    monkeypatch.chdir(workdir.parent)  # and from the parent of the project
+    code, out, err = cli(
+        "ingest", f"{workdir.name}/corpus", "--no-progress",
+        "--database-url", f"{workdir.name}/tidb_jina.db",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"{CORPUS_CHUNKS} unchanged" in out
+    monkeypatch.chdir(workdir)
+    assert rows() == CORPUS_CHUNKS
+    assert "corpus/docs/rag-guide.md" in listed(cli)
+
+
+def test_prune_removes_the_rows_of_deleted_files(cli, workdir):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    guide_rows = listed(cli)["corpus/docs/rag-guide.md"]
+    (workdir / "corpus" / "docs" / "rag-guide.md").unlink()
+
+    code, out, _ = cli("ingest", "corpus", "--no-progress")  # without --prune: kept
+    assert code == 0 and rows() == CORPUS_CHUNKS
+
+    code, out, _ = cli("ingest", "corpus", "--prune", "--dry-run")
+    assert code == 0
+    assert f"{guide_rows} row(s) of 1 deleted file(s) would be pruned" in out
+    assert rows() == CORPUS_CHUNKS  # a dry run writes nothing
+
+    code, out, err = cli("ingest", "corpus", "--prune", "--no-progress")
+    assert code == 0, err
+    assert f"{guide_rows} rows of 1 deleted file(s) pruned" in out
+    assert rows() == CORPUS_CHUNKS - guide_rows
+    assert "corpus/docs/rag-guide.md" not in listed(cli)
+
+
+def test_a_changed_model_re_embeds_instead_of_skipping(cli, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0  # offline lexical embedder
+    assert json.loads(cli("info", "--json")[1])["model"] == "lexical"
+    with FakeEmbeddingServer() as server:
+        monkeypatch.setenv("JINA_API_BASE_URL", server.url)
+        monkeypatch.setenv("JINA_API_KEY", "jina_fake")
+        code, out, _ = cli("ingest", "corpus", "--dry-run")
+        assert "model changed from lexical to jina-embeddings-v3" in out
+        assert f"embedding: {CORPUS_CHUNKS} text(s)" in out
+        code, out, err = cli("ingest", "corpus", "--no-progress")
+        assert code == 0, err
+        assert "re-embedding everything with jina-embeddings-v3" in err
+        assert f"{CORPUS_CHUNKS} new" in out and "unchanged (skipped)" in out
+        assert server.api_requests()
+    info = json.loads(cli("info", "--json")[1])
+    assert (info["model"], info["dimension"], info["rows"]) == (
+        "jina-embeddings-v3",
+        1024,
+        CORPUS_CHUNKS,
+    )
+    monkeypatch.delenv("JINA_API_KEY")  # back to the lexical embedder: refused, not mixed
+    for mode in ("vector", "hybrid"):
+        code, _, err = cli("search", "what is TiDB?", "--mode", mode)
+        assert_one_line_error(code, err, "jina-embeddings-v3", "lexical")
+    assert cli("search", "TiDB", "--mode", "fulltext")[0] == 0  # words need no model
+
+
+def test_a_model_change_never_drops_rows_from_other_paths(cli, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    monkeypatch.setenv("TIDB_JINA_PROVIDER", "lexical")
+    monkeypatch.setenv("TIDB_JINA_MODEL", "lexical-v2")
+    code, _, err = cli("ingest", "corpus/faq.jsonl", "--no-progress")
+    assert_one_line_error(code, err, "lexical-v2", "--table NEW")
+    assert rows() == CORPUS_CHUNKS
+
+
+def test_a_bad_file_is_skipped_and_the_rest_ingested(cli, workdir):
+    (workdir / "corpus" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (workdir / "corpus" / "empty.md").write_text("  \n")
+    (workdir / "corpus" / "more.jsonl").write_text('{"text": "kept"}\n{"text": ""}\n')
+    (workdir / "corpus" / "logo.png").write_bytes(b"\x89PNG")
+    code, out, err = cli("ingest", "corpus", "--no-progress")
+    assert code == 1
+    assert f"{CORPUS_CHUNKS + 1} chunks" in out  # everything else, and the good line
+    assert rows() == CORPUS_CHUNKS + 1
+    assert "skipped: corpus/latin1.txt: not UTF-8" in err
+    assert "skipped: corpus/empty.md: empty file" in err
+    assert "skipped: corpus/more.jsonl:2:" in err
+    assert "skipped 1 file(s) of other types: .png (1)" in err
+    assert err.strip().splitlines()[-1].startswith("tidb-jina: error: 3 problem(s)")
+    assert "Traceback" not in err
+
+
+def test_glob_and_dry_run(cli, workdir):
+    code, out, err = cli("ingest", "corpus", "--glob", "*.md", "--dry-run")
+    assert code == 0, err
+    assert not (workdir / "tidb_jina.db").exists()  # a dry run creates no database
+    assert "3 file(s)" in out and "new, 0 changed, 0 unchanged" in out
+    assert cli("ingest", "corpus", "--glob", "docs/*.md", "--no-progress")[0] == 0
+    assert set(listed(cli)) == {
+        "corpus/docs/jina-embeddings.md",
+        "corpus/docs/rag-guide.md",
+        "corpus/docs/tidb-vector-search.md",
+    }
+    code, _, err = cli("ingest", "corpus", "--glob", "*.pdf")
+    assert_one_line_error(code, err, "matching --glob")
+
+
+def test_sources_and_delete_with_confirmation(ingested, monkeypatch):
+    before = listed(ingested)
+    assert sum(before.values()) == CORPUS_CHUNKS
+    code, out, _ = ingested("sources")
+    assert code == 0 and f"{CORPUS_CHUNKS} rows from {len(before)} source(s)" in out
+
+    code, _, err = ingested("delete", "--source", "corpus/faq.jsonl")  # no terminal: no
+    assert_one_line_error(code, err, "3 row(s)", "--yes")
+    assert rows() == CORPUS_CHUNKS
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: "y")
+    code, out, _ = ingested("delete", "--source", "corpus/faq.jsonl")
+    assert code == 0 and "Deleted 3 row(s)" in out
+    assert "corpus/faq.jsonl" not in listed(ingested)
+
+    code, out, _ = ingested("delete", "--filter", '{"topic": "cooking"}', "--yes")
+    assert code == 0 and "Deleted 2 row(s)" in out
+    assert rows() == CORPUS_CHUNKS - 5
+
+    code, _, err = ingested("delete", "--source", "rag-guide.md", "--yes")
+    assert_one_line_error(code, err, "corpus/docs/rag-guide.md")  # did you mean ...?
+    code, _, err = ingested("delete", "--yes")
+    assert_one_line_error(code, err, "--source", "--filter")
+
+
+def test_library_and_cli_accept_the_same_connection_forms(cli, workdir):
+    table = VectorTable("kb.db", table_name="t")  # a bare *.db path: the embedded engine
+    table.upsert([[1.0, 0.0]], ids=["a"])
+    table.close()
+    assert (workdir / "kb.db").exists()
+    assert cli("info", "--database-url", "kb.db", "--table", "t")[0] == 0
+    from tidb_jina import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="neither a database URL"):
+        VectorTable("kb", table_name="t")
+    code, _, err = cli("info", "--database-url", "kb")
+    assert_one_line_error(code, err, "neither a database URL", ".db")
+
+
+def test_doctor_advice_matches_the_engine_and_shows_the_model(ingested, workdir):
+    code, out, _ = ingested("doctor", "--database-url", "missing/dir/kb.db")
+    assert code == 1
+    assert "folder exists" in out and "port" not in out
+    code, out, _ = ingested("doctor")
+    assert "filled by lexical" in out and "cosine" in out
+
+
+def test_source_counts_on_tidb_group_by_the_unquoted_source(stub):
+    from tidb_jina._cli import _catalog
+
+    stub.add_table("docs", 3)
+    table = VectorTable(stub.url, table_name="docs", engine_args=stub.engine_args())
+    stub.reply("GROUP BY", columns=["s", "n"], rows=[("notes/a.md", 3), (None, 1)])
+    assert _catalog.source_counts(table) == {"(no source)": 1, "notes/a.md": 3}
+    (sql,) = [s for s in stub.sql("SELECT") if "GROUP BY" in s]
+    assert "JSON_UNQUOTE(JSON_EXTRACT(docs.meta" in sql and "count(*)" in sql

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +181,126 @@ def test_tidb_full_text_needs_starter_and_compiles_to_fts_match_word():
         "text_score FROM docs WHERE FTS_MATCH_WORD(%s, docs.document) "
         "ORDER BY text_score DESC LIMIT %s"
     )
+
+
+# --- Chinese and Japanese on the embedded engine ----------------------------------------
+
+SEEDS = Path(__file__).parent.parent / "examples" / "seeds" / "multilingual.jsonl"
+# Which seed documents TiDB's MULTILINGUAL parser matches for each query: it segments
+# Chinese and Japanese into words and ORs the query's terms (reference/protocols.md 3.7;
+# docs.pingcap.com "Full-text search with SQL"). The embedded engine must agree.
+MULTILINGUAL_MATCHES = {
+    "首都": {"capital-zh", "capital-ja"},  # "capital", inside both sentences
+    "東京": {"capital-ja"},  # a two-character word at the start of a sentence
+    "北京": {"capital-zh"},
+    "博物馆": {"capital-zh"},
+    "公園": {"capital-ja"},
+    "日本": {"capital-ja"},
+    "寺": {"capital-ja"},  # one character
+    "capital": {"capital-en"},
+    "TOKYO": {"capital-en"},  # case-insensitive
+    "東京 capital": {"capital-en", "capital-ja"},  # terms are OR-ed
+    "大阪": set(),
+}
+
+
+def test_one_cjk_character_matches_wherever_it_appears(seeds):
+    """The one known difference: TiDB's segmenter keeps 首都 whole, so 首 alone finds
+    nothing there; the embedded engine (no dictionary) finds the character anywhere."""
+    assert {h.id for h in seeds.full_text_search("首", k=10)} == {"capital-zh", "capital-ja"}
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    records = [json.loads(line) for line in SEEDS.read_text(encoding="utf-8").splitlines()]
+    t = VectorTable(f"sqlite:///{tmp_path / 'cjk.db'}", table_name="seeds")
+    t.upsert(
+        np.eye(len(records), dtype=np.float32),
+        ids=[r["id"] for r in records],
+        documents=[r["text"] for r in records],
+        metadatas=[{"lang": r["lang"]} for r in records],
+    )
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize(("query", "expected"), MULTILINGUAL_MATCHES.items())
+def test_cjk_words_match_inside_sentences_as_tidb_multilingual_does(seeds, query, expected):
+    assert {h.id for h in seeds.full_text_search(query, k=10)} == expected
+
+
+def test_cjk_ranking_prefers_more_matched_terms(seeds):
+    seeds.upsert([[0.0, 0.0, 1.0]], ids=["tokyo-2"], documents=["東京の首都機能と東京タワー"])
+    hits = seeds.full_text_search("東京 首都", k=10)
+    assert hits[0].id == "tokyo-2"  # 東京 twice and 首都
+    assert {h.id for h in hits} == {"tokyo-2", "capital-ja", "capital-zh"}
+    assert hits[0].score == 1.0 and all(0 < h.score <= 1 for h in hits)
+
+
+def test_cjk_index_follows_updates_deletes_and_plain_sql_writes(seeds, tmp_path):
+    seeds.full_text_search("首都")  # index built
+    seeds.upsert([[1.0, 0.0, 0.0]], ids=["capital-ja"], documents=["大阪は食べ物がおいしい。"])
+    assert {h.id for h in seeds.full_text_search("首都")} == {"capital-zh"}
+    assert [h.id for h in seeds.full_text_search("大阪")] == ["capital-ja"]
+    seeds.delete(["capital-zh"])
+    assert seeds.full_text_search("北京") == []
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'cjk.db'}")
+    with engine.begin() as conn:  # another tool, with none of our SQL functions
+        conn.exec_driver_sql(
+            "INSERT INTO seeds (id, embedding, document, meta) "
+            "VALUES ('plain', x'0000803f0000000000000000', '上海也是一座大城市', '{}')"
+        )
+        conn.exec_driver_sql("UPDATE seeds SET document = 'Osaka' WHERE id = 'capital-ja'")
+    engine.dispose()
+    assert [h.id for h in seeds.full_text_search("上海")] == ["plain"]
+    assert seeds.full_text_search("大阪") == []
+    assert [h.id for h in seeds.full_text_search("osaka")] == ["capital-ja"]
+
+
+def test_a_pre_cjk_index_migrates_on_first_search(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    t = VectorTable(url, table_name="docs")
+    t.upsert([[1.0, 0.0], [0.0, 1.0]], ids=["ja", "en"], documents=["東京は首都です", "Tokyo"])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the index and triggers tidb-jina 0.x created
+        for statement in _old_fulltext_ddl("docs"):
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    fresh = VectorTable(url, table_name="docs")
+    assert [h.id for h in fresh.full_text_search("首都")] == ["ja"]
+    assert [h.id for h in fresh.full_text_search("tokyo")] == ["en"]
+    with fresh.engine.connect() as conn:
+        names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+    assert "docs__fts" not in names and "docs__fts_ai" not in names
+    assert {"docs__fts2", "docs__fts2_pending", "docs__fts2_ai"} <= names
+    fresh.upsert([[1.0, 1.0]], ids=["new"], documents=["首都圏"])  # no old trigger fires
+    assert {h.id for h in fresh.full_text_search("首都")} == {"ja", "new"}
+    t.close()
+    fresh.close()
+
+
+def _old_fulltext_ddl(table: str) -> list[str]:
+    insert = f"INSERT INTO {table}__fts(rowid, document) VALUES (new.rowid, new.document);"
+    delete = (
+        f"INSERT INTO {table}__fts({table}__fts, rowid, document) "
+        "VALUES ('delete', old.rowid, old.document);"
+    )
+    return [
+        f"CREATE VIRTUAL TABLE {table}__fts USING fts5(document, content={table}, "
+        "content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')",
+        f"CREATE TRIGGER {table}__fts_ai AFTER INSERT ON {table} BEGIN {insert} END",
+        f"CREATE TRIGGER {table}__fts_ad AFTER DELETE ON {table} BEGIN {delete} END",
+        f"CREATE TRIGGER {table}__fts_au AFTER UPDATE OF document ON {table} "
+        f"BEGIN {delete} {insert} END",
+        f"INSERT INTO {table}__fts({table}__fts) VALUES ('rebuild')",
+    ]
+
+
+def test_query_analysis():
+    from tidb_jina.store._fulltext import analyse, match_expression, query_terms
+
+    assert query_terms("東京タワー, Tokyo!") == ["東京", "京タ", "タワ", "ワー", "tokyo"]
+    assert query_terms("寺") == ["寺"]
+    assert analyse("ＴｉＤＢの首都").split() == ["tidb", "の", "首", "都", "の首", "首都"]
+    assert match_expression('"x" OR') == '"x" OR "or"'
+    assert match_expression("\u3002\u3001\uff01") is None

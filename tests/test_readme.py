@@ -15,8 +15,14 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
 
 
-def test_readme_starts_with_the_demo_and_test_commands():
-    commands = [b.strip() for b in _blocks("bash")[:2]]
+def test_readme_starts_with_the_install_lines_then_the_demo_and_test_commands():
+    install = _blocks("bash")[0].strip().splitlines()
+    assert [line.split("#")[0].strip() for line in install] == [
+        'pip install "tidb-jina[langchain]"',
+        'pip install "tidb-jina[llama-index]"',
+        'pip install "tidb-jina[all]"',
+    ]
+    commands = [b.strip() for b in _blocks("bash")[1:3]]
     assert commands[0].endswith("examples/quickstart.py")
     assert commands[1].endswith("-m pytest")
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
@@ -55,3 +61,7 @@ def test_readme_cli_commands_run(tmp_path):
     hits = json.loads(outputs[2])
     assert hits and all(h["metadata"]["source"].endswith(".md") for h in hits)
     assert re.search(r"^rows:\s+7$", outputs[3], flags=re.MULTILINE)
+    assert "nothing written" in outputs[5] and "0 new, 0 changed, 4 unchanged" in outputs[5]
+    assert "0 row(s) of 0 deleted file(s) would be pruned" in outputs[5]
+    assert "docs/rag-guide.md" in outputs[6] and "data/faq.jsonl" in outputs[6]
+    assert outputs[7].startswith("Deleted 1 row(s)")

@@ -53,7 +53,8 @@ def test_create_table_matches_peer_schema_with_wider_id(stub, make_stub_table):
         "embedding VECTOR(768) NOT NULL, document MEDIUMTEXT, meta JSON, "
         "create_time DATETIME DEFAULT CURRENT_TIMESTAMP, "
         "update_time DATETIME DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "
-        "PRIMARY KEY (id) )"
+        'PRIMARY KEY (id) )COMMENT=\'{"tidb_jina":1,"model":null,"dimension":768,'
+        '"metric":"cosine","server_model":null}\''
     )
     assert "hnsw(distance" not in ddl, "the 2024 beta index comment builds no index today"
 

@@ -122,8 +122,7 @@ def _check_connection(report: DoctorReport, connection: Any) -> sa.Engine | None
             "connection",
             FAIL,
             f"cannot connect: {getattr(exc, 'orig', exc)}",
-            "check host, port (TiDB: 4000), user, password and that TLS is allowed; "
-            "TiDB Cloud users are '<prefix>.root'",
+            _connection_fix(connection),
         )
         return None
     report.add("connection", OK, f"{describe(engine)}, server {version}")
@@ -185,6 +184,7 @@ def _check_table(report: DoctorReport, engine: sa.Engine, table_name: str) -> No
             return
         status = table.index_status()
         detail = f"VECTOR({table.dimension}), {table.count()} rows, search: {status.kind}"
+        detail += f"; {_recorded(table)}"
         if status.kind == "hnsw":
             detail += f" ({status.rows_indexed} indexed, {status.rows_pending} pending)"
         level = (
@@ -200,6 +200,33 @@ def _check_table(report: DoctorReport, engine: sa.Engine, table_name: str) -> No
         )
     except TiDBJinaError as exc:
         report.add(f"table {table_name}", FAIL, str(exc))
+
+
+def _connection_fix(connection: Any) -> str:
+    """Advice for the engine the connection names (a file path, or a TiDB server)."""
+    from tidb_jina.store._urls import embedded_url
+
+    try:
+        text = str(embedded_url(connection or os.environ.get("TIDB_DATABASE_URL", "")))
+    except TiDBJinaError:
+        text = ""
+    if text.startswith("sqlite"):
+        return (
+            "the embedded engine could not open its file: check that the folder exists "
+            "and is writable, and that the file is an SQLite database"
+        )
+    return (
+        "check host, port (TiDB: 4000), user, password and that TLS is allowed; "
+        "TiDB Cloud users are '<prefix>.root'"
+    )
+
+
+def _recorded(table: Any) -> str:
+    """The model and metric the table records (tables remember what filled them)."""
+    recorded = table.recorded
+    if recorded is None or recorded.origin == "peer":
+        return f"metric {table.metric.value}, embedding model not recorded"
+    return f"filled by {recorded.describe()}"
 
 
 def _check_keys(report: DoctorReport, jina_api_key: str | None, hf_token: str | None) -> None:

@@ -1,7 +1,9 @@
 """tidb-jina: ingest files into a TiDB vector table and search them from the shell.
 
     tidb-jina ingest docs/ notes.jsonl        # chunk, embed, upsert (re-runs skip stored chunks)
+    tidb-jina ingest docs/ --prune --dry-run  # what would change, and the embedding work
     tidb-jina search "what is TiDB?" -k 3     # --mode vector|fulltext|hybrid, --filter, --json
+    tidb-jina sources | tidb-jina delete --source docs/old.md --yes
     tidb-jina info | tidb-jina doctor | tidb-jina drop --yes
 
 Connection: ``--database-url`` or ``TIDB_DATABASE_URL`` (default: the embedded engine in
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest",
         _commands.ingest,
         "chunk text/markdown files and JSONL records, embed them and upsert them "
-        "(deterministic ids: re-running skips what is stored)",
+        "(ids from the path inside each folder given: re-running, from any directory, "
+        "skips what is stored; a table of another model is re-embedded)",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument(
@@ -101,6 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=64, metavar="N", help="chunks per upsert (%(default)s)"
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.add_argument(
+        "--glob",
+        action="append",
+        metavar="PATTERN",
+        help="only files whose name or path matches (e.g. '*.md', 'docs/*'); repeatable",
+    )
+    ingest.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete the rows of files that are gone from the folders given",
+    )
+    ingest.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be added, changed and removed, and the embedding work; write nothing",
+    )
+    ingest.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad file or line (default: report it, skip it, exit 1)",
+    )
 
     search = add(
         "search",
@@ -122,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = add("info", _commands.info, "show the table: rows, dimension, metric, index state")
     info.add_argument("--json", action="store_true", help="print as JSON")
+    sources = add("sources", _commands.sources, "list the source files and their row counts")
+    sources.add_argument("--json", action="store_true", help="print as JSON")
+    delete = add(
+        "delete",
+        _commands.delete,
+        "delete the rows of one source file, or the rows a metadata filter matches",
+    )
+    delete.add_argument("--source", metavar="NAME", help="a source as `sources` lists it")
+    delete.add_argument("--filter", metavar="JSON", help="metadata filter, e.g. '{\"year\": 2023}'")
+    delete.add_argument("--yes", action="store_true", help="delete without asking")
     add("doctor", _commands.doctor, "check the database, the table and the API keys")
     drop = add("drop", _commands.drop, "drop the table and all its rows")
     drop.add_argument("--yes", action="store_true", help="confirm the drop")

@@ -3,7 +3,9 @@
 - ``_sources``: files and folders to chunks with deterministic ids;
 - ``_progress``: a dependency-free progress bar for stderr;
 - ``_settings``: the database URL, table and embedding provider from flags and env vars;
-- ``_commands``: ingest, search, info, doctor and drop.
+- ``_ingest``: ingest (skip, re-embed, prune, dry run, problems skipped and reported);
+- ``_catalog``: rows per source (``sources``, ``--prune``, ``delete --source``);
+- ``_commands``: search, info, sources, delete, doctor and drop.
 """
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import sys
 from typing import Any
 
-from tidb_jina._cli import CLIError, _settings, _sources
-from tidb_jina._cli._progress import Progress
+from tidb_jina._cli import CLIError, _catalog, _settings
+from tidb_jina._cli._ingest import ingest
 from tidb_jina.store import SearchResult, VectorTable, validate_filter
+
+__all__ = ["delete", "doctor", "drop", "info", "ingest", "search", "sources"]
 
 SEARCH_MODES = ("vector", "fulltext", "hybrid")
 SNIPPET_CHARS = 240
@@ -41,81 +42,6 @@ def open_table(
 def describe(table: VectorTable) -> str:
     """The database, without its password."""
     return table.database
-
-
-# --- ingest ------------------------------------------------------------------------------
-
-
-@dataclass
-class IngestStats:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    stale_deleted: int = 0
-
-
-def ingest(args: argparse.Namespace) -> int:
-    """Chunk, embed and upsert files; rows already stored unchanged are skipped."""
-    _sources.check_chunking(args.chunk_size, args.chunk_overlap)
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    files = _sources.find_files(args.paths)
-    if not files:
-        raise CLIError("no .txt, .md, .rst or .jsonl files found under the given paths")
-    sources = [_sources.load(f, args.chunk_size, args.chunk_overlap) for f in files]
-    chunks = [c for s in sources for c in s.chunks]
-    table = open_table(args, embedder=_settings.embedder(args.provider, args.model))
-    progress = Progress(len(chunks), enabled=not args.no_progress)
-    stats = IngestStats()
-    try:
-        for batch in _batches(chunks, args.batch_size):
-            _ingest_batch(table, batch, stats)
-            progress.advance(len(batch))
-    finally:  # end the bar's line, also when a batch fails (the error goes below it)
-        progress.close()
-    stats.stale_deleted = _delete_stale(table, sources)
-    print(
-        f"Ingested {len(files)} file(s), {len(chunks)} chunks into table "
-        f"{table.table_name!r} ({describe(table)}): {stats.new} new, {stats.updated} "
-        f"updated, {stats.unchanged} unchanged (skipped), {stats.stale_deleted} stale "
-        f"removed; {table.count()} rows in the table."
-    )
-    return 0
-
-
-def _batches(chunks: Sequence[_sources.Chunk], size: int) -> Iterator[Sequence[_sources.Chunk]]:
-    for start in range(0, len(chunks), size):
-        yield chunks[start : start + size]
-
-
-def _ingest_batch(table: VectorTable, batch: Sequence[_sources.Chunk], stats: IngestStats) -> None:
-    """Embed and upsert the chunks of ``batch`` that are not stored as they are."""
-    stored = {r.id: (r.document, r.metadata) for r in table.get([c.id for c in batch])}
-    todo = [c for c in batch if stored.get(c.id) != (c.text, c.metadata)]
-    stats.unchanged += len(batch) - len(todo)
-    stats.updated += sum(1 for c in todo if c.id in stored)
-    stats.new += sum(1 for c in todo if c.id not in stored)
-    if todo:
-        table.add_texts(
-            [c.text for c in todo], ids=[c.id for c in todo], metadatas=[c.metadata for c in todo]
-        )
-
-
-def _delete_stale(table: VectorTable, sources: list[_sources.Source]) -> int:
-    """Remove chunks of files that became shorter since they were last ingested.
-
-    A file's chunks are numbered 0..n-1, so it has stale rows exactly when the row of
-    chunk n exists: one primary-key lookup for all files finds them, and only those
-    files pay for a delete by metadata filter.
-    """
-    first_stale = {_sources.chunk_id(s.name, len(s.chunks)): s for s in sources if s.chunked_file}
-    deleted = 0
-    for record in table.get(list(first_stale)):
-        source = first_stale[record.id]
-        deleted += table.delete(
-            filter={"source": source.name, "chunk": {"$gte": len(source.chunks)}}
-        )
-    return deleted
 
 
 # --- search ------------------------------------------------------------------------------
@@ -151,7 +77,7 @@ def search(args: argparse.Namespace) -> int:
         if args.mode == "vector":
             hits = table.search_text(args.query, k=args.k, filter=flt)
         else:
-            vector = table.embedder.embed_query(args.query)
+            vector = table.query_vector(args.query)  # checks the model against the table
             hits = table.hybrid_search(vector, args.query, k=args.k, filter=flt)
     if args.json:
         print(json.dumps([hit_json(h) for h in hits], indent=2, ensure_ascii=False))
@@ -203,12 +129,15 @@ def info(args: argparse.Namespace) -> int:
     """Table, rows, dimension, metric and the state of the vector index."""
     table = open_table(args, must_exist=True)
     status = table.index_status()
+    recorded = table.recorded
     details = {
         "database": describe(table),
         "table": table.table_name,
         "rows": table.count(),
         "dimension": table.dimension,
         "metric": table.metric.value,
+        "model": recorded.model if recorded else None,
+        "server_model": recorded.server_model if recorded else None,
         "index": status.kind,
         "index_ready": status.ready,
         "rows_indexed": status.rows_indexed,
@@ -233,10 +162,101 @@ def info(args: argparse.Namespace) -> int:
         ("rows", details["rows"]),
         ("dimension", details["dimension"]),
         ("metric", details["metric"]),
+        ("model", _model_line(recorded)),
         ("index", index),
     ):
         print(f"{key + ':':11s}{value}")
     return 0
+
+
+def _model_line(recorded: Any) -> str:
+    if recorded is None:
+        return "not recorded (a table made before tidb-jina recorded it, or by another tool)"
+    if recorded.origin == "peer":
+        return "not recorded (a langchain-community / llama-index table: metric from its comment)"
+    model = recorded.model or "not recorded (vectors written by upsert() without embedding_model=)"
+    if recorded.server_model:
+        model += f" (TiDB embeds with {recorded.server_model})"
+    return str(model)
+
+
+# --- sources and delete -------------------------------------------------------------------
+
+
+def sources(args: argparse.Namespace) -> int:
+    """Rows per source file, as ingest stored them."""
+    table = open_table(args, must_exist=True)
+    counts = _catalog.source_counts(table)
+    if args.json:
+        print(json.dumps(counts, indent=2, ensure_ascii=False))
+        return 0
+    if not counts:
+        print(f"Table {table.table_name!r} is empty.")
+        return 0
+    width = max(len(str(n)) for n in counts.values())
+    for name, count in counts.items():
+        print(f"{count:>{width}}  {name}")
+    print(f"{sum(counts.values())} rows from {len(counts)} source(s) in {table.table_name!r}.")
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    """Delete the rows of one source, or the rows a filter matches, after confirmation."""
+    if (args.source is None) == (args.filter is None):
+        raise CLIError(
+            "pass --source NAME (as `tidb-jina sources` lists it) or --filter JSON, "
+            'e.g. --filter \'{"topic": "old"}\''
+        )
+    table = open_table(args, must_exist=True)
+    if args.source is not None:
+        flt: dict[str, Any] = {"source": _source_name(table, args.source)}
+        what = f"source {flt['source']!r}"
+    else:
+        flt = parse_filter(args.filter) or {}
+        what = f"filter {args.filter}"
+    count = table.count(flt)
+    if count == 0:
+        print(f"No rows match {what} in {table.table_name!r}; nothing deleted.")
+        return 0
+    if not args.yes and not _confirm(
+        f"Delete {count} row(s) matching {what} from {table.table_name!r}? [y/N] "
+    ):
+        raise CLIError(
+            f"{count} row(s) match {what}; nothing deleted. Re-run with --yes to delete "
+            "them without asking"
+        )
+    deleted = table.delete(filter=flt)
+    print(f"Deleted {deleted} row(s) matching {what} from {table.table_name!r}.")
+    return 0
+
+
+def _source_name(table: VectorTable, given: str) -> str:
+    """``given`` as stored; a path on disk is named as ingest names it (root/relative)."""
+    from pathlib import Path
+
+    from tidb_jina._cli._sources import root_name
+
+    counts = _catalog.source_counts(table)
+    if given in counts:
+        return given
+    path = Path(given)
+    if path.is_file():
+        candidate = root_name(path.resolve().parent, path)
+        if candidate in counts:
+            return candidate
+    near = [n for n in counts if n.endswith("/" + given.lstrip("./")) or n.endswith(given)]
+    hint = f"; did you mean {near[0]!r}?" if near else "; `tidb-jina sources` lists them"
+    raise CLIError(f"no rows come from source {given!r} in {table.table_name!r}{hint}")
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; without one (a script), the answer is no."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def doctor(args: argparse.Namespace) -> int:

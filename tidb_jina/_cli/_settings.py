@@ -1,7 +1,8 @@
 """Where the command line connects and how it embeds: flags first, then env vars.
 
 - database: ``--database-url``, else ``TIDB_DATABASE_URL``, else the embedded engine in
-  ``./tidb_jina.db`` (a bare path is taken as an embedded database file);
+  ``./tidb_jina.db`` (a bare ``*.db`` / ``*.sqlite`` path is an embedded database file,
+  as in the library);
 - table: ``--table``, else ``TIDB_JINA_TABLE``, else ``tidb_jina_vectors``;
 - provider: ``--provider``, else ``TIDB_JINA_PROVIDER``, else ``jina`` when a Jina key is
   set, ``hf`` when a Hugging Face token is set, else the offline ``lexical`` embedder;
@@ -36,9 +37,16 @@ def _env(*names: str) -> str | None:
 
 
 def database_url(flag: str | None) -> str:
-    """The connection URL; a bare path means an embedded database file."""
+    """The connection URL; a bare ``*.db`` path means an embedded database file, as in
+    the library (``tidb_jina.store._urls``: other bare strings are refused in both)."""
+    from tidb_jina import TiDBJinaError
+    from tidb_jina.store._urls import embedded_url
+
     value = flag or _env("TIDB_DATABASE_URL") or DEFAULT_DATABASE_FILE
-    return value if "://" in value else f"sqlite:///{value}"
+    try:
+        return str(embedded_url(value))
+    except TiDBJinaError as exc:
+        raise CLIError(f"--database-url / TIDB_DATABASE_URL: {exc}") from None
 
 
 def table_name(flag: str | None) -> str:
@@ -89,4 +97,4 @@ def embedder(provider_flag: str | None, model_flag: str | None) -> Any:
 
     if automatic:
         print(LEXICAL_NOTE, file=sys.stderr)
-    return LexicalEmbedder()
+    return LexicalEmbedder(model=model or "lexical")

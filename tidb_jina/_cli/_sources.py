@@ -1,15 +1,23 @@
 """Turn paths into chunks: text/markdown files split with overlap, JSONL records.
 
-Ids are deterministic (sha256 of the source path and the chunk's position), so ingesting
-the same files again replaces rows instead of adding duplicates.
+A file's ``source`` name is its path inside the ingest root, led by the root's own name:
+``tidb-jina ingest notes`` names ``notes/a.md`` so from any working directory (a file
+given alone has its folder as root: ``notes/a.md`` too). Ids are deterministic (sha256
+of the source name and the chunk's position), so ingesting the same files again, from
+anywhere, replaces rows instead of adding duplicates.
+
+A file that cannot be read (not UTF-8, empty) or a JSONL line that is not a record with
+text is a *problem*: reported with its place and skipped, while the rest is ingested.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,32 +43,67 @@ class Chunk:
 
 @dataclass
 class Source:
-    """One file's chunks. ``chunked_file``: text file whose rows carry ``chunk`` indexes."""
+    """One file's chunks. ``chunked_file``: text file whose rows carry ``chunk`` indexes.
+    ``problems``: what was skipped, each with its place (``file`` or ``file:line``)."""
 
     name: str
     chunks: list[Chunk] = field(default_factory=list)
     chunked_file: bool = False
+    problems: list[str] = field(default_factory=list)
 
 
-def find_files(paths: Iterable[str]) -> list[Path]:
-    """Every supported file under ``paths`` (folders recursively, hidden ones skipped)."""
-    found: dict[Path, None] = {}
+@dataclass
+class Found:
+    """The files to ingest, with their source names, and what was left out."""
+
+    files: dict[Path, str] = field(default_factory=dict)  # path -> source name
+    roots: list[str] = field(default_factory=list)  # folder roots' names ("notes/")
+    skipped: Counter[str] = field(default_factory=Counter)  # other file types, by suffix
+
+
+def find_files(paths: Iterable[str], globs: Sequence[str] = ()) -> Found:
+    """Every supported file under ``paths`` (folders recursively, hidden ones skipped),
+    restricted to those whose source name matches one of ``globs`` (when given)."""
+    found = Found()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise CLIError(f"{raw}: no such file or directory")
         if path.is_dir():
+            root = path.resolve()
+            found.roots.append(root.name + "/")
             for child in sorted(path.rglob("*")):
-                if child.is_file() and _supported(child) and not _hidden(child, path):
-                    found[child] = None
+                if not child.is_file() or _hidden(child, path):
+                    continue
+                name = root_name(root, child)
+                if not _supported(child):
+                    found.skipped[child.suffix.lower() or "(no extension)"] += 1
+                elif _selected(name, globs):
+                    found.files.setdefault(child, name)
         elif _supported(path):
-            found[path] = None
+            name = root_name(path.resolve().parent, path)
+            if _selected(name, globs):
+                found.files.setdefault(path, name)
         else:
             raise CLIError(
                 f"{raw}: unsupported file type; tidb-jina ingests "
                 f"{', '.join(sorted(TEXT_SUFFIXES | JSONL_SUFFIXES))} files"
             )
-    return list(found)
+    return found
+
+
+def root_name(root: Path, path: Path) -> str:
+    """``path``'s source name: the root folder's name, then the path inside it."""
+    return (Path(root.name) / path.resolve().relative_to(root)).as_posix()
+
+
+def _selected(name: str, globs: Sequence[str]) -> bool:
+    """``--glob`` patterns match the source name, the path inside the ingest root, or the
+    file name (``*`` spans folders): ``*.md``, ``docs/*``, ``notes/docs/*.md``."""
+    if not globs:
+        return True
+    forms = {name, name.split("/", 1)[-1], name.rsplit("/", 1)[-1]}
+    return any(fnmatch.fnmatchcase(form, g) for form in forms for g in globs)
 
 
 def _supported(path: Path) -> bool:
@@ -71,27 +114,24 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def source_name(path: Path) -> str:
-    """The path stored as ``source``: relative to the working directory when inside it."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return resolved.as_posix()
-
-
 def chunk_id(*parts: object) -> str:
     """A stable id from the source and the chunk's position."""
     key = "\x1f".join(str(p) for p in parts)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:ID_HEX_CHARS]
 
 
-def load(path: Path, size: int, overlap: int) -> Source:
-    """The chunks of one file."""
-    name = source_name(path)
-    text = _read(path)
+def load(path: Path, name: str, size: int, overlap: int) -> Source:
+    """The chunks of one file, stored under source ``name``; problems are collected."""
+    try:
+        text = _read(path)
+    except CLIError as exc:
+        return Source(name, problems=[f"{name}: {exc}"])
+    if not text.strip():
+        return Source(name, problems=[f"{name}: empty file (no text to embed)"])
     if path.suffix.lower() in JSONL_SUFFIXES:
-        return Source(name, list(_jsonl_chunks(name, text, size, overlap)))
+        source = Source(name)
+        source.chunks = list(_jsonl_chunks(name, text, size, overlap, source.problems))
+        return source
     title = _title(text, path)
     chunks = [
         Chunk(chunk_id(name, i), piece, {"source": name, "chunk": i, "title": title})
@@ -103,8 +143,12 @@ def load(path: Path, size: int, overlap: int) -> Source:
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(
+            f"not UTF-8 text (byte {exc.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    except OSError as exc:
+        raise CLIError(f"cannot read it ({exc.strerror or exc})") from None
 
 
 def _title(text: str, path: Path) -> str:
@@ -112,13 +156,19 @@ def _title(text: str, path: Path) -> str:
     return match.group(1) if match else path.stem
 
 
-def _jsonl_chunks(name: str, text: str, size: int, overlap: int) -> Iterator[Chunk]:
+def _jsonl_chunks(
+    name: str, text: str, size: int, overlap: int, problems: list[str]
+) -> Iterator[Chunk]:
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        record = _record(name, lineno, line)
+        try:
+            record = _record(name, lineno, line)
+            metadata = _record_metadata(record, name, lineno)
+        except CLIError as exc:
+            problems.append(str(exc))
+            continue
         base = str(record["id"]) if record.get("id") not in (None, "") else None
-        metadata = _record_metadata(record, name, lineno)
         pieces = split_text(record["text"], size, overlap)
         for part, piece in enumerate(pieces):
             if base is not None:

@@ -58,11 +58,14 @@ class TableState:
     index_note: str | None = None  # why a TiDB table has no vector index, told once
     fulltext_ready: bool = False
     key_sent: bool = False  # auto-embedding provider key stored on the server
+    recorded: Any = None  # the table's _table_meta.TableMeta (None: nothing recorded)
+    metric: DistanceMetric | None = None  # the table's metric, when the caller gave none
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def reset(self) -> None:
         self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
         self.fulltext_ready = False
+        self.recorded, self.metric = None, None
 
 
 @dataclass(frozen=True)

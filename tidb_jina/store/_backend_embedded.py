@@ -63,7 +63,7 @@ class EmbeddedBackend:
         return None  # every search is exact: no vector index to build
 
     def drop_extras(self, conn: sa.Connection) -> None:
-        conn.exec_driver_sql(_fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
+        _fulltext.run(conn, _fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
         self.cache.invalidate()
 
     def create_vector_index(self, table: sa.Table | None) -> None:
@@ -75,11 +75,15 @@ class EmbeddedBackend:
         )
 
     def create_full_text_index(self, parser: str) -> None:
-        name = self.settings.table_name
+        """The FTS5 index with CJK bigrams (:mod:`._fulltext`); a table indexed before
+        that existed migrates here (old index dropped, new one built from the rows)."""
+        name, dialect = self.settings.table_name, self.db.dialect
         with self.db.write() as conn:
             if not conn.execute(_fulltext.exists_statement(name)).scalar_one():
-                for statement in _fulltext.ddl(self.db.dialect, name):
-                    conn.exec_driver_sql(statement)
+                if conn.execute(_fulltext.old_index_exists_statement(name)).scalar_one():
+                    _fulltext.run(conn, _fulltext.old_index_ddl(dialect, name))
+                _fulltext.run(conn, _fulltext.ddl(dialect, name))
+                _fulltext.build(conn, name)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -194,7 +198,15 @@ class EmbeddedBackend:
                     self.create_full_text_index("")
                     self.state.fulltext_ready = True
         stmt = _fulltext.search_statement(self.db.dialect, table, match, k, where)
-        with self.db.read() as conn:
+        probe = _fulltext.pending_probe(self.db.dialect, self.settings.table_name)
+        for _ in range(3):
+            with self.db.read() as conn:
+                if conn.exec_driver_sql(probe).first() is None:  # the index is up to date
+                    return list(conn.execute(stmt).all())
+            with self.db.write() as conn:  # index the rows written since the last search
+                _fulltext.sync(conn, self.settings.table_name)
+        with self.db.write() as conn:  # writers keep coming: index and search in one go
+            _fulltext.sync(conn, self.settings.table_name)
             return list(conn.execute(stmt).all())
 
     def close(self) -> None:

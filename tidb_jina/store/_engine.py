@@ -41,6 +41,7 @@ from tidb_jina.store._tls import (
     tls_policy,
     url_mentions_tls,
 )
+from tidb_jina.store._urls import embedded_url
 
 logger = logging.getLogger("tidb_jina")
 
@@ -83,7 +84,7 @@ def connect(
         connection = os.environ.get(ENV_DATABASE_URL) or None
         if connection is None:
             raise ConfigurationError(_NO_URL_HELP)
-    url = parse_url(connection)
+    url = parse_url(embedded_url(connection))  # a bare "kb.db" is the embedded engine
     backend = url.get_backend_name()
     check_dialect(backend)
     if backend == "mysql":
@@ -123,7 +124,7 @@ def async_source(
     """What an async twin needs to reach the same database natively, or None if it can't."""
     if isinstance(connection, sa.Engine):
         return None
-    url = parse_url(connection or os.environ.get(ENV_DATABASE_URL, ""))
+    url = parse_url(embedded_url(connection or os.environ.get(ENV_DATABASE_URL, "")))
     if url.get_backend_name() == "sqlite" and not _sqlite_file_backed(url):
         return None
     return url, dict(engine_args or {}), verify_tls

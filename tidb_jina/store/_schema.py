@@ -73,6 +73,7 @@ def build_table(
     indexed_key: str | None = None,
     full_text: bool = False,
     id_collation: str | None = ID_COLLATION,
+    comment: str | None = None,
 ) -> sa.Table:
     """The SQLAlchemy ``Table`` for a vector table on the given engine.
 
@@ -82,6 +83,7 @@ def build_table(
     ``full_text``: TiDB only, the full-text index inside ``CREATE TABLE``.
     ``id_collation``: TiDB only, the ``id`` column's collation (a new table's is the NO
     PAD ``utf8mb4_0900_bin``; an existing table's is read and kept).
+    ``comment``: the table comment (TiDB; what filled the table, see ``_table_meta``).
     """
     tidb = dialect_name == "mysql"
     if tidb and id_length and id_collation:
@@ -115,6 +117,7 @@ def build_table(
         ),
         *extra,
         info={ID_PADS_SPACES: tidb and pads_spaces(id_collation)},
+        comment=comment,
     )
 
 

@@ -255,6 +255,7 @@ class VectorTable(TableBase):
                 "EmbeddingProvider) or auto_embedding='jina_ai/jina-embeddings-v3', or "
                 "embed the texts yourself and call upsert()"
             )
+        self._check_embedder(self.embedder)  # it may have been set after construction
         return self.embedder
 
     def add_texts(
@@ -279,8 +280,10 @@ class VectorTable(TableBase):
         prepared = self._prepare(len(text_list), ids, text_list, metadatas)
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
-        vectors = (embed or self.text_embedder().embed_documents)(text_list)
-        return self._write(_vector.as_matrix(vectors, self.dimension), prepared)
+        embed = embed or self.text_embedder().embed_documents
+        self._check_embedder(embed)  # before paying for the embeddings
+        vectors = embed(text_list)
+        return self._write(_vector.as_matrix(vectors, self.dimension), prepared, embed)
 
     def _insert_texts(self, prepared: PreparedRows) -> list[str]:
         """Rows whose vectors TiDB computes (auto-embedding on TiDB Cloud Starter)."""
@@ -449,9 +452,11 @@ class AsyncVectorTable:
             return []
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
-        vectors = await (embed or table.text_embedder().aembed_documents)(text_list)
+        embed = embed or table.text_embedder().aembed_documents
+        table._check_embedder(embed, load=False)  # no sync I/O on the event loop
+        vectors = await embed(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
-        return await self._runner.run("_write", matrix, prepared)  # type: ignore[no-any-return]
+        return await self._runner.run("_write", matrix, prepared, embed)  # type: ignore[no-any-return]
 
     async def query_vector(self, text: str) -> np.ndarray:
         """Async :meth:`VectorTable.query_vector`: the provider's async API."""

@@ -16,6 +16,7 @@ occurrence.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -29,9 +30,10 @@ from tidb_jina._errors import (
     InvalidIdentifierError,
     InvalidInputError,
     RecordTooLargeError,
+    SchemaError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _filter_tree, _tidb, _vector, _zero_vectors
+from tidb_jina.store import _filter_tree, _table_meta, _tidb, _vector, _zero_vectors
 from tidb_jina.store._async import AsyncRunner
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._backend import (
@@ -89,6 +91,21 @@ def _ids(ids: Iterable[str] | None) -> list[str] | None:
     return None if ids is None else unique(ids)
 
 
+def _model_of(given: str | None, embedder: Any, auto: AutoEmbedding | str | None) -> str | None:
+    """The model a table object embeds with: given, the embedder's, or auto-embedding's."""
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise ConfigurationError(
+                f"embedding_model must be a model id such as 'jina-embeddings-v3', got {given!r}"
+            )
+        return given.strip()
+    if embedder is not None:
+        return _table_meta.model_name(embedder)
+    if isinstance(auto, AutoEmbedding):
+        return auto.provider_model
+    return AutoEmbedding(auto).provider_model if isinstance(auto, str) else None
+
+
 class TableBase:
     """The table's engine, shape, lifecycle and writes (see ``VectorTable``)."""
 
@@ -98,7 +115,7 @@ class TableBase:
         *,
         table_name: str = DEFAULT_TABLE_NAME,
         dimension: int | None = None,
-        metric: DistanceMetric | str = DistanceMetric.COSINE,
+        metric: DistanceMetric | str | None = None,
         engine_args: Mapping[str, Any] | None = None,
         drop_existing: bool = False,
         batch_rows: int | None = None,
@@ -110,6 +127,8 @@ class TableBase:
         embedder: Any | None = None,
         auto_embedding: AutoEmbedding | str | None = None,
         indexed_key: str | None = None,
+        embedding_model: str | None = None,
+        check_metadata: bool = True,
     ) -> None:
         table_name = check_table_name(table_name)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
@@ -119,11 +138,14 @@ class TableBase:
             auto_embedding = AutoEmbedding(auto_embedding)
         self.embedder = embedder
         self.full_text = full_text
+        self._metric_given = metric is not None
+        self._check_metadata = bool(check_metadata)
+        self._model = _model_of(embedding_model, embedder, auto_embedding)
         self._state = TableState(drop_pending=drop_existing)
         self._db = Database(self.engine, table_name)
         settings = TableSettings(
             table_name,
-            DistanceMetric.parse(metric),
+            DistanceMetric.parse(metric or DistanceMetric.COSINE),
             None if indexed_key is None else check_indexed_key(indexed_key),
             vector_index,
             search_cache,
@@ -140,7 +162,7 @@ class TableBase:
             if self._declared_dimension is None:
                 self._declared_dimension = auto_embedding.resolved_dimension()
             if self.server_embeds:
-                auto_embedding.distance_function(self.metric)  # cosine or l2 only
+                auto_embedding.distance_function(self._settings.metric)  # cosine or l2 only
         self._runner = AsyncRunner(
             self, async_source(connection, engine_args, verify_tls), self._on_engine
         )
@@ -160,7 +182,25 @@ class TableBase:
 
     @property
     def metric(self) -> DistanceMetric:
+        """The distance metric: as given, else the table's recorded one (cosine for a
+        new table, or a peer table without an ``hnsw(distance=...)`` comment)."""
+        if not self._metric_given:
+            self._load()
         return self._settings.metric
+
+    @property
+    def recorded(self) -> _table_meta.TableMeta | None:
+        """What the table records about its vectors: embedding model, dimension, metric
+        and auto-embedding server model (None for a missing table, or one made before
+        tables recorded it; a peer table's ``TableMeta`` knows only its metric)."""
+        self._load()
+        return self._state.recorded
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model this table object embeds with (``embedding_model=``, else the
+        embedder's ``model``, else the auto-embedding model), or None if unknown."""
+        return self._model
 
     @property
     def indexed_key(self) -> str | None:
@@ -182,7 +222,7 @@ class TableBase:
         shape = self._state.shape
         dimension = self._declared_dimension or (shape.dimension if shape else None)
         return (
-            f"VectorTable(table_name={self.table_name!r}, metric={self.metric.value!r}, "
+            f"VectorTable(table_name={self.table_name!r}, metric={self._settings.metric.value!r}, "
             f"dimension={dimension!r}, database={self.database!r})"
         )
 
@@ -256,24 +296,89 @@ class TableBase:
         with self._state.lock, self._db.write() as conn:
             self._backend.drop_extras(conn)
             table.drop(conn, checkfirst=True)
+            _table_meta.forget(conn, self.table_name)
             self._state.reset()
 
     def _load(self) -> sa.Table | None:
         state = self._state
-        if state.loaded:
-            return state.table
-        with state.lock:
-            if state.loaded:
-                return state.table
-            if state.drop_pending:
-                self.drop()
-            with self._db.read() as conn:
-                shape = read_shape(conn, self.table_name)
-            self._adopt(shape)
-            return state.table
+        if not state.loaded:
+            with state.lock:
+                if not state.loaded:
+                    if state.drop_pending:
+                        self.drop()
+                    with self._db.read() as conn:
+                        shape = read_shape(conn, self.table_name)
+                        recorded = _table_meta.read(conn, self.table_name) if shape else None
+                    self._adopt(shape, recorded)
+        if state.metric is not None and state.metric is not self._settings.metric:
+            self._use_metric(state.metric)
+        return state.table
 
-    def _adopt(self, shape: TableShape | None) -> None:
+    def _use_metric(self, metric: DistanceMetric) -> None:
+        """Search by the table's recorded metric (the caller gave none)."""
+        old = self._backend
+        self._settings = dataclasses.replace(self._settings, metric=metric)
+        self._backend = backend_for(self._db, self._settings, self._state)
+        old.close()
+
+    def _check_recorded(self, recorded: _table_meta.TableMeta | None) -> None:
+        """Refuse a table filled by another model or metric (unless told not to check)."""
+        self._state.recorded = recorded
+        if recorded is None:
+            return
+        if recorded.metric is not None and not self._metric_given:
+            self._state.metric = recorded.metric
+        if not self._check_metadata:
+            return
+        ours = self._settings.metric
+        if self._metric_given and recorded.metric not in (None, ours):
+            raise SchemaError(
+                f"table {self.table_name!r} was made for {recorded.metric.value} distance "  # type: ignore[union-attr]
+                f"({recorded.describe()}) but metric={ours.value!r} was given; pass "
+                f"metric={recorded.metric.value!r} (distance_strategy= in the framework "  # type: ignore[union-attr]
+                "stores) or leave it out, use a new table_name, or pass "
+                "check_metadata=False to search it by another metric anyway"
+            )
+        self._check_model(self._model, recorded)
+        auto = self.auto_embedding
+        if auto is not None and recorded.server_model not in (None, auto.model):
+            raise SchemaError(
+                f"table {self.table_name!r} is embedded by {recorded.server_model} but "
+                f"auto_embedding={auto.model!r} was given; use the same model or a new "
+                "table_name (or check_metadata=False)"
+            )
+
+    def _check_model(
+        self, model: str | None, recorded: _table_meta.TableMeta | None = None
+    ) -> None:
+        """Raise when ``model`` is not the model the table's vectors came from."""
+        if model is None or not self._check_metadata:
+            return
+        if recorded is None:
+            self._load()
+            recorded = self._state.recorded
+        if recorded is not None and recorded.model not in (None, model):
+            raise SchemaError(
+                f"table {self.table_name!r} holds vectors of {recorded.model} "
+                f"({recorded.describe()}), but this table embeds with {model}: vectors of "
+                "two models cannot be compared. Use the same model, a new table_name, or "
+                "re-embed (the CLI's ingest does); check_metadata=False opens it anyway"
+            )
+
+    def _new_meta(self, dimension: int, model: str | None) -> _table_meta.TableMeta:
+        auto = self.auto_embedding
+        return _table_meta.TableMeta(
+            model=model or self._model,
+            dimension=dimension,
+            metric=self._settings.metric,
+            server_model=auto.model if auto is not None and self.server_embeds else None,
+        )
+
+    def _adopt(
+        self, shape: TableShape | None, recorded: _table_meta.TableMeta | None = None
+    ) -> None:
         if shape is not None:
+            self._check_recorded(recorded)
             declared = self._declared_dimension
             if declared is not None and shape.dimension not in (None, declared):
                 raise DimensionMismatchError(
@@ -297,10 +402,11 @@ class TableBase:
         # A missing table is looked up again next time: someone may create it meanwhile.
         self._state.loaded = shape is not None
 
-    def _create(self, dimension: int) -> sa.Table:
+    def _create(self, dimension: int, model: str | None = None) -> sa.Table:
         with self._state.lock:
             if self._state.table is not None:
                 return self._state.table
+            meta = self._new_meta(dimension, model)
             table = build_table(
                 self.table_name,
                 dimension,
@@ -308,13 +414,16 @@ class TableBase:
                 generated=self._backend.generated_sql(),
                 indexed_key=self.indexed_key,
                 full_text=self.full_text,  # TiDB: in CREATE TABLE, so both exist or neither
+                comment=_table_meta.table_comment(meta),
             )
             with self._db.write() as conn:
+                _table_meta.write(conn, self.table_name, meta)  # only if the table is new
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
                 for index in table.indexes:
                     conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
                 shape = read_shape(conn, self.table_name)
-            self._adopt(shape)  # someone else may have created it first, with another size
+                recorded = _table_meta.read(conn, self.table_name)
+            self._adopt(shape, recorded)  # someone else may have created it first (size, model)
             self._check_dimension(dimension)
             self._backend.after_create(self._state.table)  # type: ignore[arg-type]
             if self.full_text:
@@ -345,7 +454,8 @@ class TableBase:
         first; TiDB Cloud Starter creates it on demand. Raises ``UnsupportedFeatureError``
         when the metric cannot be indexed or the cluster has no TiFlash. The index builds
         in the background: see :meth:`index_status`."""
-        self._backend.create_vector_index(self._load())
+        table = self._load()  # first: it may settle the metric (and so the backend)
+        self._backend.create_vector_index(table)
 
     def index_status(self) -> _tidb.IndexStatus:
         """How far TiDB has built the vector index (exact search on the embedded engine)."""
@@ -404,8 +514,17 @@ class TableBase:
             prepare_metadatas(metadatas, n, self.indexed_key),
         )
 
-    def _write(self, matrix: np.ndarray, prepared: PreparedRows) -> list[str]:
-        """Upsert ``prepared`` rows with ``matrix``'s vectors, in batches."""
+    def _check_embedder(self, embedder: Any, *, load: bool = True) -> None:
+        """Raise when ``embedder`` (or its bound method) names another model than the
+        table's record; ``load=False`` checks only a record already read."""
+        if load or self._state.loaded:
+            self._check_model(_table_meta.model_name(embedder))
+
+    def _write(self, matrix: np.ndarray, prepared: PreparedRows, embed: Any = None) -> list[str]:
+        """Upsert ``prepared`` rows with ``matrix``'s vectors, made by ``embed`` (its model,
+        when it names one: checked against the table's record, recorded in a new table;
+        read after embedding, when a TEI server's model is known)."""
+        model = None if embed is None else _table_meta.model_name(embed)
         id_list, doc_list, meta_list = prepared
         if len(matrix) != len(id_list):
             raise InvalidInputError(
@@ -424,7 +543,9 @@ class TableBase:
             sizes.append(size + len(vector))
         table = self._state.table
         if table is None:
-            table = self._create(matrix.shape[1])
+            table = self._create(matrix.shape[1], model)
+        else:
+            self._check_model(model)
         self._check_dimension(matrix.shape[1])
         self._backend.upsert(table, rows, batch_slices(sizes, self.batch_rows, self.batch_bytes))
         return id_list
