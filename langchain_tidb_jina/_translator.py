@@ -19,12 +19,14 @@ and / or        ``$and`` / ``$or``
 not             ``$not`` (several arguments: ``$nor``, none of them matches)
 =============== ==================================================================
 
-Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``)
-become their ISO text, which compares correctly with ISO dates stored as strings.
+Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``),
+and Python ``date`` / ``datetime`` objects, become their ISO text, which compares
+correctly with ISO dates stored as strings (in the same format).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,7 +79,7 @@ class TiDBTranslator(Visitor):
     def visit_comparison(self, comparison: Comparison) -> dict[str, Any]:
         comparator = comparison.comparator
         self._validate_func(comparator)
-        field = comparison.attribute
+        field = _field(comparison.attribute)
         value = _plain(comparison.value)
         if comparator in _SIMPLE:
             return {field: {_SIMPLE[comparator]: value}}
@@ -107,12 +109,34 @@ class TiDBTranslator(Visitor):
 
 
 def _plain(value: Any) -> Any:
-    """The query constructor's typed values (dates) as plain JSON values."""
+    """The query constructor's typed values (dates) and Python dates as ISO text.
+
+    A typed value without its text (``{"type": "date"}``) is an error: read as None it
+    would become ``$eq None``, which matches every record lacking the field.
+    """
     if isinstance(value, Mapping) and value.get("type") in ("date", "datetime"):
-        return value.get(value["type"])
+        kind = value["type"]
+        text = value.get(kind)
+        if not isinstance(text, str):
+            raise InvalidFilterError(
+                f"a {kind} value needs its ISO text, e.g. {{'type': '{kind}', '{kind}': "
+                f"'2024-01-31'}}; got {dict(value)!r}"
+            )
+        return text
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _field(attribute: str) -> str:
+    if attribute.startswith("$"):
+        raise InvalidFilterError(
+            f"attribute {attribute!r}: names starting with '$' are filter operators, not "
+            "metadata fields; rename the metadata key (self-query cannot filter on it)"
+        )
+    return attribute
 
 
 def _like_pattern(value: Any) -> str:

@@ -8,6 +8,7 @@ that answers with the structured query JSON, as a real model would.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from typing import Any
@@ -169,6 +170,16 @@ CASES: list[tuple[str, Any, Callable[[dict[str, Any]], bool]]] = [
         lambda m: m["released"] >= "2006-01-01",
     ),
     (
+        "date-object",
+        _cmp(Comparator.LT, "released", datetime.date(1995, 11, 22)),
+        lambda m: m["released"] < "1995-11-22",
+    ),
+    (
+        "datetime-typed",
+        _cmp(Comparator.GT, "released", {"datetime": "2010-07-16T00:00:00", "type": "datetime"}),
+        lambda m: m["released"] > "2010-07-16T00:00:00",
+    ),
+    (
         "and",
         Operation(
             operator=Operator.AND,
@@ -257,6 +268,23 @@ def test_untranslatable_values_are_clear_errors() -> None:
         _cmp(Comparator.LIKE, "year", 1999).accept(TiDBTranslator())
     with pytest.raises(InvalidFilterError, match="at least one condition"):
         Operation(operator=Operator.AND, arguments=[]).accept(TiDBTranslator())
+
+
+@pytest.mark.parametrize("value", [{"type": "date"}, {"type": "datetime", "datetime": None}])
+def test_a_typed_value_without_its_text_is_an_error_not_a_match_on_missing_fields(
+    movies: TiDBVectorStore, value: Any
+) -> None:
+    """Read as None it would be ``$eq None``, which selects every row lacking the field:
+    a filter wider than the query."""
+    query = StructuredQuery(query="movie", filter=_cmp(Comparator.EQ, "rating", value), limit=None)
+    with pytest.raises(InvalidFilterError, match="needs its ISO text"):
+        _matching(movies, query)
+
+
+@pytest.mark.parametrize("attribute", ["$or", "$not", "$and"])
+def test_operator_names_as_attributes_are_refused_with_a_clear_error(attribute: str) -> None:
+    with pytest.raises(InvalidFilterError, match="starting with '\\$' are filter operators"):
+        _cmp(Comparator.EQ, attribute, 1).accept(TiDBTranslator())
 
 
 # --- end to end: SelfQueryRetriever driven by a fake LLM -----------------------------------
