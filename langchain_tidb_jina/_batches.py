@@ -21,6 +21,7 @@ What a failure leaves:
 
 from __future__ import annotations
 
+import numbers
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -43,9 +44,9 @@ def pop_batch_size(kwargs: dict[str, Any]) -> int | None:
     size = kwargs.pop("batch_size", None)
     if size is None:
         return None
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, got {size!r}")
-    return size
+    return int(size)  # a NumPy integer too
 
 
 def split_rows(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from langchain_core.documents import Document
@@ -225,7 +226,15 @@ def test_a_bad_row_in_a_later_batch_writes_nothing(store: TiDBVectorStore) -> No
     assert not store.vector_table.exists() or store.vector_table.count() == 0
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
+def test_batch_size_may_be_a_numpy_integer(store: TiDBVectorStore) -> None:
+    assert store.add_texts(["x", "y", "z"], ids=["1", "2", "3"], batch_size=np.int64(2)) == [
+        "1",
+        "2",
+        "3",
+    ]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True, np.float64(2.0), np.int64(0)])
 def test_batch_size_must_be_a_positive_integer(store: TiDBVectorStore, bad: Any) -> None:
     with pytest.raises(InvalidInputError, match="batch_size must be a positive integer"):
         store.add_texts(["x"], batch_size=bad)
