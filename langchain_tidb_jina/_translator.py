@@ -19,6 +19,11 @@ and / or        ``$and`` / ``$or``
 not             ``$not`` (several arguments: ``$nor``, none of them matches)
 =============== ==================================================================
 
+``SelfQueryRetriever`` *replaces* a ``filter`` in its ``search_kwargs`` with the generated
+one, so a restriction put there (a tenant, an owner) silently stops applying whenever
+the LLM writes a filter. ``TiDBTranslator(base_filter={...})`` ANDs the restriction with
+every generated filter instead, and applies it alone when there is none.
+
 Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``),
 and Python ``date`` / ``datetime`` objects, become their ISO text, which compares
 correctly with ISO dates stored as strings (in the same format).
@@ -40,7 +45,7 @@ from langchain_core.structured_query import (
 )
 
 from tidb_jina._errors import InvalidFilterError
-from tidb_jina.store import escape_like
+from tidb_jina.store import escape_like, validate_filter
 
 __all__ = ["TiDBTranslator"]
 
@@ -66,6 +71,14 @@ class TiDBTranslator(Visitor):
     """Every comparator langchain-core defines."""
     allowed_operators = tuple(Operator)
     """Every logical operator langchain-core defines."""
+
+    def __init__(self, base_filter: Mapping[str, Any] | None = None) -> None:
+        """``base_filter``: a filter ANDed with every generated one (and used alone when
+        the LLM writes none), e.g. ``{"tenant": "acme"}``. Put restrictions here, not in
+        ``SelfQueryRetriever(search_kwargs={"filter": ...})``: LangChain replaces that
+        filter with the generated one whenever the LLM writes a filter."""
+        validate_filter(base_filter)
+        self.base_filter = dict(base_filter) if base_filter else None
 
     def visit_operation(self, operation: Operation) -> dict[str, Any]:
         self._validate_func(operation.operator)
@@ -103,9 +116,14 @@ class TiDBTranslator(Visitor):
     def visit_structured_query(
         self, structured_query: StructuredQuery
     ) -> tuple[str, dict[str, Any]]:
-        if structured_query.filter is None:
-            return structured_query.query, {}
-        return structured_query.query, {"filter": structured_query.filter.accept(self)}
+        query = structured_query.query
+        generated = (
+            None if structured_query.filter is None else structured_query.filter.accept(self)
+        )
+        filters = [f for f in (self.base_filter, generated) if f]
+        if not filters:
+            return query, {}
+        return query, {"filter": filters[0] if len(filters) == 1 else {"$and": filters}}
 
 
 def _plain(value: Any) -> Any:

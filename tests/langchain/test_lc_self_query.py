@@ -350,3 +350,61 @@ def test_self_query_without_a_filter_searches_everything(movies: TiDBVectorStore
     retriever = _retriever(movies, [_llm_answer("dinosaurs", "NO_FILTER")])
     docs = retriever.invoke("dinosaurs")
     assert len(docs) == len(MOVIES) and docs[0].id == "m1"
+
+
+# --- restrictions: base_filter survives the generated filter --------------------------------
+
+SCI_FI = {"genre": "science fiction"}
+
+
+def test_search_kwargs_filter_is_replaced_by_the_generated_one_in_langchain(
+    movies: TiDBVectorStore,
+) -> None:
+    """LangChain's SelfQueryRetriever merges ``{**search_kwargs, **generated}``: a
+    restriction in ``search_kwargs["filter"]`` stops applying (why ``base_filter`` exists;
+    this test notices if LangChain changes that)."""
+    retriever = SelfQueryRetriever.from_llm(
+        FakeListLLM(responses=[_llm_answer("movie", 'gte("year", 2000)')]),
+        movies,
+        "Brief summary of a movie",
+        FIELDS,
+        structured_query_translator=TiDBTranslator(),
+        search_kwargs={"k": len(MOVIES), "filter": SCI_FI},
+    )
+    assert {d.id for d in retriever.invoke("recent movies")} == {"m2", "m3", "m4"}
+
+
+@pytest.mark.parametrize(
+    ("generated", "expected"),
+    [
+        ('gte("year", 1990)', {"m1"}),  # sci-fi AND since 1990
+        ('or(eq("genre", "anime"), eq("genre", "drama"))', set()),  # cannot widen past it
+        ('not(eq("genre", "science fiction"))', set()),
+        ("NO_FILTER", {"m1", "m6"}),  # the restriction alone
+    ],
+)
+async def test_base_filter_is_anded_with_every_generated_filter(
+    movies: TiDBVectorStore, generated: str, expected: set[str]
+) -> None:
+    translator = TiDBTranslator(base_filter=SCI_FI)
+    answers = [_llm_answer("movie", generated)] * 2
+    retriever = SelfQueryRetriever.from_llm(
+        FakeListLLM(responses=answers),
+        movies,
+        "Brief summary of a movie",
+        FIELDS,
+        structured_query_translator=translator,
+        search_kwargs={"k": len(MOVIES)},
+    )
+    assert {d.id for d in retriever.invoke("movies")} == expected
+    assert {d.id for d in await retriever.ainvoke("movies")} == expected
+
+
+def test_base_filter_is_checked_when_the_translator_is_built() -> None:
+    with pytest.raises(InvalidFilterError, match=r"\$bogus"):
+        TiDBTranslator(base_filter={"genre": {"$bogus": 1}})
+    plain = StructuredQuery(query="q", filter=_cmp(Comparator.EQ, "a", 1), limit=None)
+    assert TiDBTranslator(base_filter={"t": "x"}).visit_structured_query(plain) == (
+        "q",
+        {"filter": {"$and": [{"t": "x"}, {"a": {"$eq": 1}}]}},
+    )
