@@ -152,7 +152,8 @@ class TiDBVectorStore(VectorStore):
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """langchain-core's own distance -> relevance function for this metric (as PGVector
         and Chroma use), so a ``score_threshold`` carries over between stores; L1, which
-        LangChain has none for, keeps the core's ``1 / (1 + d)``."""
+        LangChain has none for, keeps the core's ``1 / (1 + d)``, and a negative inner
+        product scores 0 (see ``_relevance``)."""
         return relevance_fn(self._table.metric)
 
     # --- writes -------------------------------------------------------------------------
