@@ -226,6 +226,17 @@ def test_a_bad_row_in_a_later_batch_writes_nothing(store: TiDBVectorStore) -> No
     assert not store.vector_table.exists() or store.vector_table.count() == 0
 
 
+async def test_async_a_bad_row_in_a_later_batch_writes_nothing(store: TiDBVectorStore) -> None:
+    with pytest.raises(InvalidInputError, match=r"empty|whitespace"):
+        await store.aadd_texts(["fine one", "fine two", "fine three", "   "], batch_size=2)
+    metas: list[Any] = [{"n": 1}, {"n": 2}, {"n": float("nan")}]
+    with pytest.raises(InvalidInputError):
+        await store.aadd_texts(["a", "b", "c"], metas, batch_size=1)
+    with pytest.raises(InvalidInputError, match="ids"):
+        await store.aadd_texts(["a", "b", "c"], ids=["1", "2"], batch_size=1)
+    assert not await store.vector_table.aio.exists() or await store.vector_table.aio.count() == 0
+
+
 def test_batch_size_may_be_a_numpy_integer(store: TiDBVectorStore) -> None:
     assert store.add_texts(["x", "y", "z"], ids=["1", "2", "3"], batch_size=np.int64(2)) == [
         "1",
