@@ -12,11 +12,18 @@ metric         distance (core)                  LangChain relevance
 cosine         1 - cos                          ``1 - d`` (the cosine similarity)
 l2             Euclidean distance               ``1 - d / sqrt(2)`` (negative beyond
                                                 sqrt(2): meant for unit vectors)
-inner_product  -(a . b)                         ``-d`` (the dot product) when d <= 0,
-                                                else ``1 - d``
+inner_product  -(a . b)                         ``max(-d, 0)``: the dot product, 0 when
+                                                it is negative (see below)
 l1             Manhattan distance               the core's ``1 / (1 + d)``: LangChain
                                                 has no L1 convention
 ============== ================================ =====================================
+
+Inner product: langchain-core's ``_max_inner_product_relevance_score_fn`` returns ``-d``
+(the dot product) when ``d <= 0`` and ``1 - d`` otherwise. With a distance of ``-(a . b)``
+(ours, and PGVector's) the second branch gives an *opposed* vector (dot product -0.3) the
+relevance 0.7, above a matching one with dot product 0.5, so a ``score_threshold`` of 0.6
+would keep the opposed document and drop the matching one. Here a negative dot product
+scores 0 instead; wherever the dot product is >= 0 the number is langchain-core's.
 """
 
 from __future__ import annotations
@@ -37,5 +44,10 @@ def relevance_fn(metric: DistanceMetric) -> Callable[[float], float]:
     if metric is DistanceMetric.L2:
         return VectorStore._euclidean_relevance_score_fn
     if metric is DistanceMetric.INNER_PRODUCT:
-        return VectorStore._max_inner_product_relevance_score_fn
+        return _inner_product_relevance
     return metric.score
+
+
+def _inner_product_relevance(distance: float) -> float:
+    """langchain-core's function where it is monotonic (dot product >= 0), else 0."""
+    return VectorStore._max_inner_product_relevance_score_fn(distance) if distance <= 0 else 0.0

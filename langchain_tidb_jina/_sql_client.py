@@ -25,6 +25,12 @@ import sqlalchemy as sa
 
 from tidb_jina._errors import InvalidInputError
 from tidb_jina.store import VectorTable
+
+# Internal core API, on purpose: raw SQL must take the same per-engine lock (the shared
+# in-memory SQLite connection) and the same write marker (BEGIN IMMEDIATE on SQLite) as the
+# table's own writes. A public ``VectorTable`` connection method would mean editing
+# ``_table_base.py``; until one exists, these two names are the contract (tested by
+# tests/langchain/test_lc_sql_client.py on every engine).
 from tidb_jina.store._engine import WRITE_OPTION, engine_lock
 
 __all__ = ["TiDBVectorClient"]

@@ -19,12 +19,19 @@ and / or        ``$and`` / ``$or``
 not             ``$not`` (several arguments: ``$nor``, none of them matches)
 =============== ==================================================================
 
-Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``)
-become their ISO text, which compares correctly with ISO dates stored as strings.
+``SelfQueryRetriever`` *replaces* a ``filter`` in its ``search_kwargs`` with the generated
+one, so a restriction put there (a tenant, an owner) silently stops applying whenever
+the LLM writes a filter. ``TiDBTranslator(base_filter={...})`` ANDs the restriction with
+every generated filter instead, and applies it alone when there is none.
+
+Date values the query constructor writes (``{"date": "2024-01-31", "type": "date"}``),
+and Python ``date`` / ``datetime`` objects, become their ISO text, which compares
+correctly with ISO dates stored as strings (in the same format).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,7 +45,7 @@ from langchain_core.structured_query import (
 )
 
 from tidb_jina._errors import InvalidFilterError
-from tidb_jina.store import escape_like
+from tidb_jina.store import escape_like, validate_filter
 
 __all__ = ["TiDBTranslator"]
 
@@ -65,6 +72,14 @@ class TiDBTranslator(Visitor):
     allowed_operators = tuple(Operator)
     """Every logical operator langchain-core defines."""
 
+    def __init__(self, base_filter: Mapping[str, Any] | None = None) -> None:
+        """``base_filter``: a filter ANDed with every generated one (and used alone when
+        the LLM writes none), e.g. ``{"tenant": "acme"}``. Put restrictions here, not in
+        ``SelfQueryRetriever(search_kwargs={"filter": ...})``: LangChain replaces that
+        filter with the generated one whenever the LLM writes a filter."""
+        validate_filter(base_filter)
+        self.base_filter = dict(base_filter) if base_filter else None
+
     def visit_operation(self, operation: Operation) -> dict[str, Any]:
         self._validate_func(operation.operator)
         args = [arg.accept(self) for arg in operation.arguments]
@@ -77,7 +92,7 @@ class TiDBTranslator(Visitor):
     def visit_comparison(self, comparison: Comparison) -> dict[str, Any]:
         comparator = comparison.comparator
         self._validate_func(comparator)
-        field = comparison.attribute
+        field = _field(comparison.attribute)
         value = _plain(comparison.value)
         if comparator in _SIMPLE:
             return {field: {_SIMPLE[comparator]: value}}
@@ -101,18 +116,45 @@ class TiDBTranslator(Visitor):
     def visit_structured_query(
         self, structured_query: StructuredQuery
     ) -> tuple[str, dict[str, Any]]:
-        if structured_query.filter is None:
-            return structured_query.query, {}
-        return structured_query.query, {"filter": structured_query.filter.accept(self)}
+        query = structured_query.query
+        generated = (
+            None if structured_query.filter is None else structured_query.filter.accept(self)
+        )
+        filters = [f for f in (self.base_filter, generated) if f]
+        if not filters:
+            return query, {}
+        return query, {"filter": filters[0] if len(filters) == 1 else {"$and": filters}}
 
 
 def _plain(value: Any) -> Any:
-    """The query constructor's typed values (dates) as plain JSON values."""
+    """The query constructor's typed values (dates) and Python dates as ISO text.
+
+    A typed value without its text (``{"type": "date"}``) is an error: read as None it
+    would become ``$eq None``, which matches every record lacking the field.
+    """
     if isinstance(value, Mapping) and value.get("type") in ("date", "datetime"):
-        return value.get(value["type"])
+        kind = value["type"]
+        text = value.get(kind)
+        if not isinstance(text, str):
+            raise InvalidFilterError(
+                f"a {kind} value needs its ISO text, e.g. {{'type': '{kind}', '{kind}': "
+                f"'2024-01-31'}}; got {dict(value)!r}"
+            )
+        return text
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _field(attribute: str) -> str:
+    if attribute.startswith("$"):
+        raise InvalidFilterError(
+            f"attribute {attribute!r}: names starting with '$' are filter operators, not "
+            "metadata fields; rename the metadata key (self-query cannot filter on it)"
+        )
+    return attribute
 
 
 def _like_pattern(value: Any) -> str:

@@ -34,7 +34,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
-from langchain_tidb_jina._batches import pop_batch_size, split_rows
+from langchain_tidb_jina._batches import aadd_in_batches, add_in_batches, pop_batch_size
 from langchain_tidb_jina._embeddings import (
     HuggingFaceEndpointEmbeddings,
     JinaEmbeddings,
@@ -154,7 +154,8 @@ class TiDBVectorStore(VectorStore):
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """langchain-core's own distance -> relevance function for this metric (as PGVector
         and Chroma use), so a ``score_threshold`` carries over between stores; L1, which
-        LangChain has none for, keeps the core's ``1 / (1 + d)``."""
+        LangChain has none for, keeps the core's ``1 / (1 + d)``, and a negative inner
+        product scores 0 (see ``_relevance``)."""
         return relevance_fn(self._table.metric)
 
     # --- writes -------------------------------------------------------------------------
@@ -173,19 +174,15 @@ class TiDBVectorStore(VectorStore):
         replaced. Texts are checked (no ``None``, empty or whitespace-only text) before
         anything is embedded. ``texts`` may be any iterable, including a generator.
         ``batch_size=n`` (LangChain's indexing API passes it) writes at most ``n`` rows
-        per embedding call and transaction; every row is checked before the first.
+        per embedding call and write, in order; every row is checked before the first.
+        If a later group fails (provider or database error), the groups before it stay
+        written and the error's note lists them; calling again with the same ids
+        completes the set (see ``langchain_tidb_jina._batches``).
         """
         batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "add_texts")
         if batch_size is not None:
-            self._table.exists()  # the shape bounds the ids checked before any write
-            return [
-                id_
-                for b in split_rows(self._table, texts, metadatas, ids, batch_size)
-                for id_ in self._table.add_texts(
-                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._embed()
-                )
-            ]
+            return add_in_batches(self._table, texts, metadatas, ids, batch_size, self._embed())
         return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
 
     async def aadd_texts(
@@ -200,13 +197,8 @@ class TiDBVectorStore(VectorStore):
         batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "aadd_texts")
         if batch_size is not None:
-            await self._table.aio.exists()
-            written: list[str] = []
-            for b in split_rows(self._table, texts, metadatas, ids, batch_size):
-                written += await self._table.aio.add_texts(
-                    b.texts, ids=b.ids, metadatas=b.metadatas, embed=self._aembed()
-                )
-            return written
+            embed = self._aembed()
+            return await aadd_in_batches(self._table, texts, metadatas, ids, batch_size, embed)
         return await self._table.aio.add_texts(
             texts, ids=ids, metadatas=metadatas, embed=self._aembed()
         )

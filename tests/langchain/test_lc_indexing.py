@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.indexing import InMemoryRecordManager, RecordManager, aindex, index
 
 from langchain_tidb_jina import ProviderEmbeddings, TiDBVectorStore
-from tidb_jina import InvalidInputError
+from tidb_jina import DatabaseError, InvalidInputError
 from tidb_jina.testing import LexicalEmbedder
 
 pytest.importorskip("langchain_classic")
@@ -224,7 +226,26 @@ def test_a_bad_row_in_a_later_batch_writes_nothing(store: TiDBVectorStore) -> No
     assert not store.vector_table.exists() or store.vector_table.count() == 0
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
+async def test_async_a_bad_row_in_a_later_batch_writes_nothing(store: TiDBVectorStore) -> None:
+    with pytest.raises(InvalidInputError, match=r"empty|whitespace"):
+        await store.aadd_texts(["fine one", "fine two", "fine three", "   "], batch_size=2)
+    metas: list[Any] = [{"n": 1}, {"n": 2}, {"n": float("nan")}]
+    with pytest.raises(InvalidInputError):
+        await store.aadd_texts(["a", "b", "c"], metas, batch_size=1)
+    with pytest.raises(InvalidInputError, match="ids"):
+        await store.aadd_texts(["a", "b", "c"], ids=["1", "2"], batch_size=1)
+    assert not await store.vector_table.aio.exists() or await store.vector_table.aio.count() == 0
+
+
+def test_batch_size_may_be_a_numpy_integer(store: TiDBVectorStore) -> None:
+    assert store.add_texts(["x", "y", "z"], ids=["1", "2", "3"], batch_size=np.int64(2)) == [
+        "1",
+        "2",
+        "3",
+    ]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True, np.float64(2.0), np.int64(0)])
 def test_batch_size_must_be_a_positive_integer(store: TiDBVectorStore, bad: Any) -> None:
     with pytest.raises(InvalidInputError, match="batch_size must be a positive integer"):
         store.add_texts(["x"], batch_size=bad)
@@ -238,3 +259,128 @@ def test_unknown_keywords_are_still_errors(
     with pytest.raises(InvalidInputError, match="vector_field"):
         _run(_docs(SOURCES), record_manager, store, upsert_kwargs={"vector_field": "v"})
     assert not store.vector_table.exists() or store.vector_table.count() == 0
+
+
+# --- a failure half-way: the exact state it leaves -------------------------------------------
+
+
+def _fail_on_insert_of(store: TiDBVectorStore, row_id: str) -> None:
+    """A real driver error: a SQLite trigger refuses the row ``row_id`` (embedded only;
+    TiDB has no triggers)."""
+    if store.vector_table.is_tidb:
+        pytest.skip("TiDB has no triggers to make a real write fail on one row")
+    if not store.vector_table.exists():
+        store.add_texts(["warm-up"], ids=["w"])
+    name = store.vector_table.table_name
+    with store.vector_table.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER refuse_{name} BEFORE INSERT ON {name} WHEN NEW.id = '{row_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"
+        )
+
+
+def _stop_failing(store: TiDBVectorStore) -> None:
+    name = store.vector_table.table_name
+    with store.vector_table.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TRIGGER refuse_{name}")
+
+
+def _ids(store: TiDBVectorStore) -> list[str]:
+    return sorted(r.id for r in store.vector_table.get())
+
+
+def test_a_database_error_in_a_later_batch_keeps_earlier_batches_and_says_so(
+    store: TiDBVectorStore,
+) -> None:
+    _fail_on_insert_of(store, "r4")
+    texts = [f"text number {i}" for i in range(7)]
+    ids = [f"r{i}" for i in range(7)]
+    with pytest.raises(DatabaseError, match="refused by trigger") as caught:
+        store.add_texts(texts, ids=ids, batch_size=2)
+    # batches 1-2 (r0..r3) committed whole; batch 3 (r4, r5) and batch 4 (r6) not written
+    assert _ids(store) == ["r0", "r1", "r2", "r3", "w"]
+    (note,) = caught.value.__notes__
+    assert "batch 3 of 4 (rows 5-6) failed" in note
+    assert "batches 1-2 were written and committed (4 of 7 rows, ids 'r0' to 'r3')" in note
+    _stop_failing(store)
+    assert store.add_texts(texts, ids=ids, batch_size=2) == ids  # the same call completes
+    assert _ids(store) == [*ids, "w"] and store.vector_table.count() == 8
+
+
+async def test_async_database_error_in_a_later_batch_leaves_the_same_state(
+    store: TiDBVectorStore,
+) -> None:
+    _fail_on_insert_of(store, "r2")
+    texts = [f"text number {i}" for i in range(5)]
+    ids = [f"r{i}" for i in range(5)]
+    with pytest.raises(DatabaseError, match="refused by trigger") as caught:
+        await store.aadd_texts(texts, ids=ids, batch_size=2)
+    assert _ids(store) == ["r0", "r1", "w"]
+    assert "batch 1 was written and committed (2 of 5 rows" in caught.value.__notes__[0]
+    _stop_failing(store)
+    assert await store.aadd_texts(texts, ids=ids, batch_size=2) == ids
+    assert _ids(store) == [*ids, "w"]
+
+
+def test_a_failure_in_the_first_batch_writes_nothing(store: TiDBVectorStore) -> None:
+    _fail_on_insert_of(store, "r1")
+    with pytest.raises(DatabaseError) as caught:
+        store.add_texts(["a", "b", "c"], ids=["r0", "r1", "r2"], batch_size=2)
+    assert _ids(store) == ["w"]  # r0 shared the failing batch's transaction
+    assert (
+        "batch 1 of 2 (rows 1-2) failed; nothing was written before it"
+        in (caught.value.__notes__[0])
+    )
+
+
+class _FailingOnCall(Embeddings):
+    """LexicalEmbedder's vectors, except that call number ``fail_on`` raises."""
+
+    def __init__(self, fail_on: int) -> None:
+        self.inner = ProviderEmbeddings(provider=LexicalEmbedder(dimension=64))
+        self.fail_on, self.calls = fail_on, 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("provider went away")
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_embedding_error_in_a_later_batch_keeps_earlier_batches(
+    make_store: MakeStore, mode: str
+) -> None:
+    embedding = _FailingOnCall(fail_on=3)
+    store = make_store(embedding)
+    texts, ids = [f"text number {i}" for i in range(5)], [f"r{i}" for i in range(5)]
+    with pytest.raises(RuntimeError, match="provider went away") as caught:
+        if mode == "sync":
+            store.add_texts(texts, ids=ids, batch_size=2)
+        else:
+            await store.aadd_texts(texts, ids=ids, batch_size=2)
+    assert _ids(store) == ["r0", "r1", "r2", "r3"]
+    assert "batch 3 of 3 (rows 5-5) failed" in caught.value.__notes__[0]
+
+
+def test_index_rerun_after_a_failed_batch_completes_without_duplicates(
+    store: TiDBVectorStore, record_manager: RecordManager
+) -> None:
+    docs = _docs(SOURCES)
+    assert _run(docs, record_manager, store, cleanup="full", batch_size=2)["num_added"] == 6
+    # the id index() gives the 3rd chunk (a hash of the document): its batch will fail
+    (third,) = store.similarity_search("pesto", k=1, filter={"source": "b.md", "chunk": 0})
+    store.vector_table.clear()
+    record_manager.delete_keys(record_manager.list_keys())
+    _fail_on_insert_of(store, str(third.id))
+    with pytest.raises(DatabaseError, match="refused by trigger"):
+        _run(docs, record_manager, store, cleanup="full", batch_size=2)
+    assert store.vector_table.count() == 2  # index()'s first batch only
+    assert len(record_manager.list_keys()) == 2  # and the record manager agrees
+    _stop_failing(store)
+    again = _run(docs, record_manager, store, cleanup="full", batch_size=2)
+    assert again == {"num_added": 4, "num_updated": 0, "num_skipped": 2, "num_deleted": 0}
+    assert store.vector_table.count() == 6

@@ -8,6 +8,7 @@ that answers with the structured query JSON, as a real model would.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from typing import Any
@@ -169,6 +170,16 @@ CASES: list[tuple[str, Any, Callable[[dict[str, Any]], bool]]] = [
         lambda m: m["released"] >= "2006-01-01",
     ),
     (
+        "date-object",
+        _cmp(Comparator.LT, "released", datetime.date(1995, 11, 22)),
+        lambda m: m["released"] < "1995-11-22",
+    ),
+    (
+        "datetime-typed",
+        _cmp(Comparator.GT, "released", {"datetime": "2010-07-16T00:00:00", "type": "datetime"}),
+        lambda m: m["released"] > "2010-07-16T00:00:00",
+    ),
+    (
         "and",
         Operation(
             operator=Operator.AND,
@@ -259,6 +270,23 @@ def test_untranslatable_values_are_clear_errors() -> None:
         Operation(operator=Operator.AND, arguments=[]).accept(TiDBTranslator())
 
 
+@pytest.mark.parametrize("value", [{"type": "date"}, {"type": "datetime", "datetime": None}])
+def test_a_typed_value_without_its_text_is_an_error_not_a_match_on_missing_fields(
+    movies: TiDBVectorStore, value: Any
+) -> None:
+    """Read as None it would be ``$eq None``, which selects every row lacking the field:
+    a filter wider than the query."""
+    query = StructuredQuery(query="movie", filter=_cmp(Comparator.EQ, "rating", value), limit=None)
+    with pytest.raises(InvalidFilterError, match="needs its ISO text"):
+        _matching(movies, query)
+
+
+@pytest.mark.parametrize("attribute", ["$or", "$not", "$and"])
+def test_operator_names_as_attributes_are_refused_with_a_clear_error(attribute: str) -> None:
+    with pytest.raises(InvalidFilterError, match="starting with '\\$' are filter operators"):
+        _cmp(Comparator.EQ, attribute, 1).accept(TiDBTranslator())
+
+
 # --- end to end: SelfQueryRetriever driven by a fake LLM -----------------------------------
 
 FIELDS = [
@@ -322,3 +350,61 @@ def test_self_query_without_a_filter_searches_everything(movies: TiDBVectorStore
     retriever = _retriever(movies, [_llm_answer("dinosaurs", "NO_FILTER")])
     docs = retriever.invoke("dinosaurs")
     assert len(docs) == len(MOVIES) and docs[0].id == "m1"
+
+
+# --- restrictions: base_filter survives the generated filter --------------------------------
+
+SCI_FI = {"genre": "science fiction"}
+
+
+def test_search_kwargs_filter_is_replaced_by_the_generated_one_in_langchain(
+    movies: TiDBVectorStore,
+) -> None:
+    """LangChain's SelfQueryRetriever merges ``{**search_kwargs, **generated}``: a
+    restriction in ``search_kwargs["filter"]`` stops applying (why ``base_filter`` exists;
+    this test notices if LangChain changes that)."""
+    retriever = SelfQueryRetriever.from_llm(
+        FakeListLLM(responses=[_llm_answer("movie", 'gte("year", 2000)')]),
+        movies,
+        "Brief summary of a movie",
+        FIELDS,
+        structured_query_translator=TiDBTranslator(),
+        search_kwargs={"k": len(MOVIES), "filter": SCI_FI},
+    )
+    assert {d.id for d in retriever.invoke("recent movies")} == {"m2", "m3", "m4"}
+
+
+@pytest.mark.parametrize(
+    ("generated", "expected"),
+    [
+        ('gte("year", 1990)', {"m1"}),  # sci-fi AND since 1990
+        ('or(eq("genre", "anime"), eq("genre", "drama"))', set()),  # cannot widen past it
+        ('not(eq("genre", "science fiction"))', set()),
+        ("NO_FILTER", {"m1", "m6"}),  # the restriction alone
+    ],
+)
+async def test_base_filter_is_anded_with_every_generated_filter(
+    movies: TiDBVectorStore, generated: str, expected: set[str]
+) -> None:
+    translator = TiDBTranslator(base_filter=SCI_FI)
+    answers = [_llm_answer("movie", generated)] * 2
+    retriever = SelfQueryRetriever.from_llm(
+        FakeListLLM(responses=answers),
+        movies,
+        "Brief summary of a movie",
+        FIELDS,
+        structured_query_translator=translator,
+        search_kwargs={"k": len(MOVIES)},
+    )
+    assert {d.id for d in retriever.invoke("movies")} == expected
+    assert {d.id for d in await retriever.ainvoke("movies")} == expected
+
+
+def test_base_filter_is_checked_when_the_translator_is_built() -> None:
+    with pytest.raises(InvalidFilterError, match=r"\$bogus"):
+        TiDBTranslator(base_filter={"genre": {"$bogus": 1}})
+    plain = StructuredQuery(query="q", filter=_cmp(Comparator.EQ, "a", 1), limit=None)
+    assert TiDBTranslator(base_filter={"t": "x"}).visit_structured_query(plain) == (
+        "q",
+        {"filter": {"$and": [{"t": "x"}, {"a": {"$eq": 1}}]}},
+    )

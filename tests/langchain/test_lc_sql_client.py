@@ -224,3 +224,22 @@ def test_the_client_is_the_table_too(vector_store: TiDBVectorStore) -> None:
     assert copy.copy(client).vector_table is vector_store.vector_table
     rows = client.execute(f"SELECT document FROM {vector_store.table_name}")["result"]
     assert [r[0] for r in rows] == ["TiDB is a distributed SQL database"]
+
+
+def test_raw_changes_to_the_vector_table_are_seen_by_the_next_search(
+    vector_store: TiDBVectorStore,
+) -> None:
+    """The embedded engine's in-memory copy of the vectors must not serve rows deleted or
+    changed through ``execute`` (it is checked against the database's change token)."""
+    vector_store.add_texts(["TiDB vectors", "TiDB rows"], [{"k": 1}, {"k": 2}], ids=["a", "b"])
+    client, table = vector_store.tidb_vector_client, vector_store.table_name
+    before = {d.id for d in vector_store.similarity_search("TiDB", k=5)}
+    assert {"a", "b"} <= before  # the search has filled the copy
+    deleted = client.execute(f"DELETE FROM {table} WHERE id = :id", {"id": "a"})
+    assert deleted == {"success": True, "result": 1, "error": None}
+    changed = client.execute(
+        f"UPDATE {table} SET document = :d WHERE id = :id", {"d": "new", "id": "b"}
+    )
+    assert changed["result"] == 1
+    after = {d.id: d.page_content for d in vector_store.similarity_search("TiDB", k=5)}
+    assert "a" not in after and after["b"] == "new"

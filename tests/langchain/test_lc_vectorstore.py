@@ -135,7 +135,8 @@ LANGCHAIN_RELEVANCE = {
     "cosine": lambda d: 1.0 - d,
     "l2": lambda d: 1.0 - d / math.sqrt(2),
     "euclidean": lambda d: 1.0 - d / math.sqrt(2),
-    "inner_product": lambda d: -d if d <= 0 else 1.0 - d,
+    # langchain-core's own where the dot product is >= 0; see the opposed-vector test below
+    "inner_product": lambda d: -d if d <= 0 else 0.0,
     "l1": lambda d: 1.0 / (1.0 + d),
 }
 
@@ -181,6 +182,43 @@ async def test_retriever_score_threshold_uses_the_langchain_scores(
     assert expected and expected != set(IDS)
     if strategy == "l2":
         assert core_would_keep != expected
+
+
+class _FixedVectors(Embeddings):
+    """Unit vectors chosen by hand: the query is (1, 0), a text's dot product with it is
+    the number in its name."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        dot = 1.0 if text == "query" else float(text.split()[-1])
+        return [dot, math.sqrt(1.0 - dot * dot)]
+
+
+async def test_inner_product_threshold_never_keeps_an_opposed_document(
+    make_store: MakeStore,
+) -> None:
+    """langchain-core's inner-product function gives dot product -0.3 the relevance 0.7,
+    above dot product 0.5: a threshold of 0.6 would keep the opposed document only. Here
+    a negative dot product scores 0, and the scores agree with the core's order."""
+    store = make_store(_FixedVectors(), distance_strategy="inner_product")
+    store.add_texts(["match 0.5", "weak 0.2", "opposed -0.3"], ids=["match", "weak", "opp"])
+    scored = store.similarity_search_with_relevance_scores("query", k=3)
+    assert [(d.id, round(s, 6)) for d, s in scored] == [
+        ("match", 0.5),
+        ("weak", 0.2),
+        ("opp", 0.0),
+    ]
+    (opposed,) = store.vector_table.search(store.embeddings.embed_query("query"), k=3)[2:]
+    assert TiDBVectorStore._max_inner_product_relevance_score_fn(opposed.distance) > 0.6
+    for threshold, kept in [(0.4, ["match"]), (0.6, []), (0.1, ["match", "weak"])]:
+        retriever = store.as_retriever(
+            search_type="similarity_score_threshold",
+            search_kwargs={"k": 3, "score_threshold": threshold},
+        )
+        assert [d.id for d in retriever.invoke("query")] == kept
+        assert [d.id for d in await retriever.ainvoke("query")] == kept
 
 
 def test_score_threshold_keeps_only_relevant(store: TiDBVectorStore) -> None:

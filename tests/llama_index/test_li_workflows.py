@@ -230,6 +230,24 @@ async def test_auto_retriever_async(index: VectorStoreIndex) -> None:
     )
 
 
+def test_auto_retriever_extra_filters_restrict_every_generated_spec(
+    index: VectorStoreIndex,
+) -> None:
+    """A fixed restriction (``extra_filters``) is ANDed with what the LLM writes, and
+    applies alone when it writes no filter: the LLM cannot widen past it."""
+    restriction = MetadataFilters(filters=[MetadataFilter(key="genre", value="fantasy")])
+    wide = [
+        {"key": "genre", "value": "science fiction", "operator": "=="},
+        {"key": "year", "value": 0, "operator": ">"},
+    ]
+    answers = [_spec("books", wide), _spec("books", [])]
+    retriever = _auto(index, answers, extra_filters=restriction)
+    fantasy = _books(lambda m: m["genre"] == "fantasy")
+    assert fantasy and fantasy != _books(lambda m: True)
+    assert {h.node.node_id for h in retriever.retrieve("sci-fi")} == set()  # sci-fi AND fantasy
+    assert {h.node.node_id for h in retriever.retrieve("anything")} == fantasy
+
+
 # --- IngestionPipeline with a docstore ---------------------------------------------------------
 
 
