@@ -171,7 +171,6 @@ def test_sql_in_filter_values_and_keys_matches_literally_and_deletes_nothing(see
         {"$expr": {"lang": "en"}},
         {"lang": {"$in": "en"}},
         {"$or": {"lang": "en"}},
-        {"$and": []},
         {"n": {"$gt": [1]}},
         {"n": {"$gt": float("nan")}},
         {"n": {"$lt": math.inf}},
@@ -197,7 +196,15 @@ def test_malformed_filters_are_refused_for_every_operation(seeded, flt):
 
 def test_delete_without_ids_or_filter_is_refused(seeded):
     before = table_snapshot(seeded)
-    for kwargs in ({}, {"filter": {}}, {"filter": None}):
+    for kwargs in (
+        {},
+        {"filter": {}},
+        {"filter": None},
+        # issue 14: filters that set no condition are no condition, not "delete all"
+        {"filter": {"$and": []}},
+        {"filter": {"$nor": []}},
+        {"filter": {"$and": [{}, {"$and": []}]}},
+    ):
         with pytest.raises(InvalidInputError, match="clear"):
             seeded.delete(**kwargs)
     unchanged(seeded, before)

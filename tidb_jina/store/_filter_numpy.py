@@ -56,9 +56,11 @@ class KeyColumn:
         self.values = raw.copy()
         self.values[~scalar] = None
         # empty: missing, null, "" or [] (json_extract gives arrays as minified JSON text)
-        texts = (self.kind == STRING) | (self.kind == ARRAY)
+        # The string "[]" is not empty: only an ARRAY whose JSON text is [] is.
         self.empty = (self.kind == MISSING) | (self.kind == NULL)
-        self.empty[texts] = np.isin(raw[texts], ["", "[]"])
+        for kind, text in ((STRING, ""), (ARRAY, "[]")):
+            rows = self.kind == kind
+            self.empty[rows] = raw[rows] == text
 
 
 _KINDS = {
