@@ -169,8 +169,7 @@ def _leaf(key: str, operator: Any, value: Any) -> Node:
 def _field(key: str, op: str, value: Any) -> Node:
     """The core's tree for ``{key: {op: value}}``: its parser validates key and value."""
     parsed = parse_filter({key: {op: value}})
-    assert parsed is not None  # a one-entry dict always sets a condition
-    return parsed.node
+    return And(()) if parsed is None else parsed.node  # None: no condition ($nin: [])
 
 
 def _operator(operator: Any) -> FilterOperator:
