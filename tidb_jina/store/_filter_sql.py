@@ -123,6 +123,22 @@ def _compile_member_of(element: _MemberOf, compiler: SQLCompiler, **kw: Any) -> 
     return f"{value} MEMBER OF ({compiler.process(element.array, **kw)})"
 
 
+class _Parens(sa.sql.expression.ColumnElement[Any]):
+    """``(<expr>)`` always: SQLAlchemy flattens nested AND / OR and drops a Grouping."""
+
+    _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    inherit_cache = True
+    type = sa.types.NullType()  # as _MemberOf: no "= 1" appended inside AND / OR
+
+    def __init__(self, inner: sa.ColumnElement[Any]) -> None:
+        self.inner = inner
+
+
+@compiles(_Parens)
+def _compile_parens(element: _Parens, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.inner, **kw)})"
+
+
 def _const(name: str) -> sa.ColumnElement[Any]:
     # Fixed JSON type names and literals written by this module, never user input,
     # rendered inline so the SQL reads like the documentation.
@@ -358,8 +374,7 @@ def _balanced(
     if len(parts) <= _FAN_IN:
         return combine(*parts)
     groups = [
-        sa.sql.expression.Grouping(_balanced(combine, parts[i : i + _FAN_IN]))
-        for i in range(0, len(parts), _FAN_IN)
+        _Parens(_balanced(combine, parts[i : i + _FAN_IN])) for i in range(0, len(parts), _FAN_IN)
     ]
     return _balanced(combine, groups)
 
