@@ -75,9 +75,7 @@ def tidb_member_legs(path: str) -> list[Any]:
                 pos += 1
             else:
                 start = pos
-                while pos < len(data) and not (
-                    _is_go_space(data[pos]) or data[pos] in b".[*"
-                ):
+                while pos < len(data) and not (_is_go_space(data[pos]) or data[pos] in b".[*"):
                     pos += 1
                 raw = data[start:pos]
             key = json.loads(b'"' + raw + b'"')  # json.Valid + unquoteJSONString

@@ -561,3 +561,21 @@ def test_a_10000_value_in_list_works_on_every_path(seeded):
     assert seeded.count({"lang": {"$nin": wanted}}) == 1
     assert seeded.delete(filter={"lang": {"$in": wanted}}) == 2
     assert [r.id for r in seeded.get()] == ["b"]
+
+
+def test_empty_means_the_same_on_every_path(seeded):
+    """Issue 14: the string "[]" was empty for search (NumPy) but not for get/count/delete."""
+    seeded.upsert(
+        np.ones((4, DIM)),
+        ids=["str-brackets", "arr-empty", "str-empty", "arr-full"],
+        metadatas=[{"e": "[]"}, {"e": []}, {"e": ""}, {"e": ["x"]}],
+    )
+    flt = {"e": {"$empty": True}}
+    sql_search = VectorTable(seeded.engine, table_name=seeded.table_name, search_cache=False)
+    want = {"a", "b", "c", "arr-empty", "str-empty"}  # the seed rows lack "e"
+    assert {r.id for r in seeded.get(filter=flt)} == want
+    assert seeded.count(flt) == len(want)
+    assert {h.id for h in seeded.search(np.ones(DIM), k=10, filter=flt)} == want
+    assert {h.id for h in sql_search.search(np.ones(DIM), k=10, filter=flt)} == want
+    assert seeded.delete(filter=flt) == len(want)
+    assert {r.id for r in seeded.get()} == {"str-brackets", "arr-full"}
