@@ -154,3 +154,20 @@ def test_wide_and_or_lists_are_nested_in_groups() -> None:
     with engine.begin() as conn:
         conn.execute(table.insert(), [{"id": 1, "meta": {"k2999": 3000}}, {"id": 2, "meta": {}}])
         assert conn.execute(sa.select(table.c.id).where(where)).scalars().all() == [1]
+
+
+def test_a_filter_over_the_value_limit_is_refused() -> None:
+    from tidb_jina.store._filter_tree import MAX_FILTER_VALUES
+
+    assert parse_filter({"k": {"$in": list(range(MAX_FILTER_VALUES))}}) is not None
+    with pytest.raises(InvalidFilterError, match=f"more than {MAX_FILTER_VALUES} values"):
+        parse_filter({"k": {"$in": list(range(MAX_FILTER_VALUES + 1))}})
+
+
+def test_a_built_tree_that_sets_no_condition_is_no_condition() -> None:
+    from tidb_jina.store._filter_tree import And, Filter, Not, Or
+
+    for node in (And(()), And((And(()),)), Not(Or(())), And((Not(Or(())), And(())))):
+        assert parse_filter(Filter(node)) is None
+    kept = Filter(And((Or(()),)))
+    assert parse_filter(kept) is kept

@@ -579,3 +579,13 @@ def test_empty_means_the_same_on_every_path(seeded):
     assert {h.id for h in sql_search.search(np.ones(DIM), k=10, filter=flt)} == want
     assert seeded.delete(filter=flt) == len(want)
     assert {r.id for r in seeded.get()} == {"str-brackets", "arr-full"}
+
+
+def test_a_parsed_filter_that_sets_no_condition_deletes_nothing(seeded):
+    from tidb_jina.store import Filter
+    from tidb_jina.store._filter_tree import And
+
+    before = table_snapshot(seeded)
+    with pytest.raises(InvalidInputError, match="clear"):
+        seeded.delete(filter=Filter(And(())))
+    unchanged(seeded, before)

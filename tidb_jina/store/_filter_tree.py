@@ -255,8 +255,10 @@ def parse_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
     passed down is never parsed again. Raises InvalidFilterError (InvalidIdentifierError
     for a bad key) naming the place in the dict, before anything runs.
     """
-    if filter is None or isinstance(filter, Filter):
-        return filter
+    if filter is None:
+        return None
+    if isinstance(filter, Filter):  # built elsewhere (an adapter): still never "all rows"
+        return None if sets_no_condition(filter.node) else filter
     if not isinstance(filter, Mapping):
         raise _fail("filter", f"a filter must be a dict, got {type(filter).__name__} {filter!r}")
     if not filter:
