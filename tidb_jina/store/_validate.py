@@ -73,11 +73,51 @@ def _check_string(value: str, where: str, *, key: bool) -> None:
         )
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
+def _bad_string(text: str) -> bool:
+    return "\x00" in text or _has_surrogate(text)
+
+
+def _needs_explaining(meta: Mapping[str, Any]) -> bool:
+    """Fast scan (no paths built): True when ``meta`` breaks a rule somewhere."""
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "OU":
+                continue
+            value = value.tolist()
+        if isinstance(value, Mapping):
+            items: Any = value.items()
+        elif isinstance(value, (list, tuple)):
+            items = enumerate(value)
+        else:
+            continue
+        if depth > MAX_METADATA_DEPTH:
+            return True
+        keyed = isinstance(value, Mapping)
+        for key, item in items:
+            if keyed and (type(key) is not str or _bad_string(key)):
+                return True
+            kind = type(item)
+            if kind is str or isinstance(item, str):  # NumPy's str_ too
+                if _bad_string(item):
+                    return True
+            elif kind not in _SCALARS:
+                stack.append((item, depth + 1))
+    return False
+
+
 def check_metadata_values(meta: Mapping[str, Any], i: int) -> None:
     """Raise InvalidInputError for a bad string, key or nesting anywhere in ``meta``.
 
-    Iterative, so no depth of input makes it raise ``RecursionError``.
+    Iterative, so no depth of input makes it raise ``RecursionError``. The common case
+    (nothing wrong) builds no path strings; only a failure is walked again to name it.
     """
+    if not _needs_explaining(meta):
+        return
     stack: list[tuple[Any, str, int]] = [(meta, f"metadata {i}", 1)]
     while stack:
         value, where, depth = stack.pop()
