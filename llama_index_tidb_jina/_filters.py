@@ -21,6 +21,13 @@ NOT                        ``$nor`` (none of the filters match, as llama-index-c
 nested MetadataFilters     nested ``$and`` / ``$or`` / ``$nor``
 =========================  =====================================
 
+Empty groups follow the logical identities, never "match everything" by accident: an
+empty OR group matches nothing (an empty tenant allow-list nested in a filter selects,
+and deletes, no row), an empty AND group adds no condition, an empty NOT group (none of
+nothing) excludes nothing. At the top level, ``MetadataFilters(filters=[])`` with the
+default AND (what llama-index-core's auto-retriever and memory blocks build) sets no
+condition; with OR it matches nothing. Groups nest at most ``MAX_FILTER_DEPTH`` deep.
+
 Differences from llama-index-core's reference (``build_metadata_filter_fn``), all on
 ill-typed data, chosen because they are what a database can index and never widen
 results: values of another JSON type never match (``True != 1``; ``GT 5`` does not match
@@ -44,7 +51,16 @@ from llama_index.core.vector_stores.types import (
 
 from tidb_jina import InvalidFilterError
 from tidb_jina.store import escape_like
-from tidb_jina.store._filter_tree import And, Filter, Node, Not, Or, parse_filter
+from tidb_jina.store._filter_tree import (
+    MAX_FILTER_DEPTH,
+    And,
+    Filter,
+    Node,
+    Not,
+    Or,
+    parse_filter,
+    sets_no_condition,
+)
 
 __all__ = ["SUPPORTED_OPERATORS", "and_filters", "to_core_filter"]
 
@@ -85,9 +101,12 @@ def to_core_filter(filters: MetadataFilters | None) -> Filter | None:
     ``tidb_jina.InvalidFilterError`` for an unknown operator or condition, or a value the
     core operator does not take.
     """
-    if filters is None or not filters.filters:
+    if filters is None:
         return None
-    return Filter(_group(filters))
+    node = _group(filters, 1)
+    if sets_no_condition(node):
+        return None  # an empty AND (or only empty AND / NOT groups): no condition
+    return Filter(node)
 
 
 def and_filters(*filters: Filter | Mapping[str, Any] | None) -> Filter | None:
@@ -101,7 +120,11 @@ def and_filters(*filters: Filter | Mapping[str, Any] | None) -> Filter | None:
     return parts[0] if len(parts) == 1 else Filter(And(tuple(p.node for p in parts)))
 
 
-def _group(filters: MetadataFilters) -> Node:
+def _group(filters: MetadataFilters, depth: int) -> Node:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidFilterError(
+            f"MetadataFilters nest more than {MAX_FILTER_DEPTH} groups deep; flatten them"
+        )
     condition = filters.condition or FilterCondition.AND
     try:
         combine = _CONDITIONS[FilterCondition(condition)]
@@ -109,17 +132,15 @@ def _group(filters: MetadataFilters) -> Node:
         raise InvalidFilterError(
             f"unknown filter condition {condition!r}; use one of: and, or, not"
         ) from None
-    parts = tuple(_item(item) for item in filters.filters)
-    if not parts:
-        # An empty nested group restricts nothing (AND of nothing); under NOT it
-        # means "match nothing", as the filter {"$nor": [{}]} does.
-        parts = (And(()),)
-    return combine(parts)
+    # An empty group is its condition's identity: And(()) holds, Or(()) matches
+    # nothing, Not(Or(())) holds. Never And(()) for every condition: under OR that
+    # would turn an empty allow-list into "every row".
+    return combine(tuple(_item(item, depth) for item in filters.filters))
 
 
-def _item(item: Any) -> Node:
+def _item(item: Any, depth: int) -> Node:
     if isinstance(item, MetadataFilters):
-        return _group(item)
+        return _group(item, depth + 1)
     if isinstance(item, MetadataFilter):
         return _leaf(item.key, item.operator, item.value)
     # ExactMatchFilter (legacy) and look-alikes: key/value, equality.
@@ -148,8 +169,7 @@ def _leaf(key: str, operator: Any, value: Any) -> Node:
 def _field(key: str, op: str, value: Any) -> Node:
     """The core's tree for ``{key: {op: value}}``: its parser validates key and value."""
     parsed = parse_filter({key: {op: value}})
-    assert parsed is not None  # a one-entry dict always sets a condition
-    return parsed.node
+    return And(()) if parsed is None else parsed.node  # None: no condition ($nin: [])
 
 
 def _operator(operator: Any) -> FilterOperator:

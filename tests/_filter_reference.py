@@ -126,3 +126,50 @@ _OPS: dict[str, Any] = {
     "$empty": lambda a, v: _empty(a) == v,
     "$not": lambda a, v: not _operators(v, a),
 }
+
+
+# --- LlamaIndex MetadataFilters -------------------------------------------------------
+# Written from LlamaIndex's group semantics (AND: all, OR: any, NOT: none of the items)
+# and the operator table in llama_index_tidb_jina._filters, with the empty groups
+# following the same identities: an empty OR matches nothing, an empty AND or NOT
+# matches everything.
+
+_LI_OPS = {
+    "==": "$eq",
+    "!=": "$ne",
+    ">": "$gt",
+    ">=": "$gte",
+    "<": "$lt",
+    "<=": "$lte",
+    "in": "$in",
+    "nin": "$nin",
+    "any": "$any",
+    "all": "$all",
+    "contains": "$contains",
+}
+
+
+def li_matches(filters: Any, metadata: dict[str, Any]) -> bool:
+    """True if ``metadata`` matches a LlamaIndex ``MetadataFilters`` (duck-typed)."""
+    results = [_li_item(item, metadata) for item in filters.filters]
+    condition = str(getattr(filters.condition, "value", filters.condition) or "and")
+    if condition == "and":
+        return all(results)
+    if condition == "or":
+        return any(results)
+    assert condition == "not", condition
+    return not any(results)
+
+
+def _li_item(item: Any, metadata: dict[str, Any]) -> bool:
+    if hasattr(item, "filters"):
+        return li_matches(item, metadata)
+    op = str(getattr(item.operator, "value", item.operator))
+    actual = metadata.get(item.key, _MISSING)
+    if op == "text_match":
+        return isinstance(actual, str) and item.value in actual
+    if op == "text_match_insensitive":
+        return isinstance(actual, str) and item.value.lower() in actual.lower()
+    if op == "is_empty":
+        return _empty(actual)
+    return bool(_OPS[_LI_OPS[op]](actual, item.value))

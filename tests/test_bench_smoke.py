@@ -26,6 +26,7 @@ CASES = [
     ("langchain_add_texts.py", ["--n", "200", "--dim", "16", "--repeat", "1"], ["langchain_core"]),
     ("scaling.py", ["--sizes", "500x32,1000x16", "--queries", "2"], []),
     ("fulltext_embedded.py", ["--n", "300", "--queries", "2"], []),
+    ("filter_in_lists.py", ["--n", "2000", "--values", "300", "--repeat", "1"], []),
     (
         "tidb_round_trips.py",
         ["--n", "50", "--dim", "8"],

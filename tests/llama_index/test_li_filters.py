@@ -239,17 +239,35 @@ def test_unknown_operator_and_condition_raise() -> None:
         to_core_filter(filters)
 
 
-def test_an_empty_nested_group_is_an_empty_and() -> None:
-    # AND / OR of it restricts nothing; NOT of it matches nothing (issue 14 may revisit).
-    for condition, key, node in [
-        (FilterCondition.AND, "$and", And((And(()),))),
-        (FilterCondition.OR, "$or", Or((And(()),))),
-        (FilterCondition.NOT, "$nor", Not(Or((And(()),)))),
+def test_an_empty_nested_group_is_its_conditions_identity() -> None:
+    # Issue 14: an empty OR group (an empty allow-list) matches nothing; it must never
+    # become "every row". An empty AND adds no condition, an empty NOT excludes nothing.
+    # Groups that can only be true set no condition (None, like {}): delete refuses them.
+    for condition, key, want in [
+        (FilterCondition.AND, "$and", None),
+        (FilterCondition.OR, "$or", Filter(And((Or(()),)))),
+        (FilterCondition.NOT, "$nor", None),
     ]:
         empty = MetadataFilters(filters=[], condition=condition)
         group = MetadataFilters(filters=[empty])
-        assert to_core_filter(group) == Filter(And((node,)))
-        assert to_core_filter(group) == parse_filter({"$and": [{key: [{}]}]})
+        assert to_core_filter(group) == want
+        assert to_core_filter(group) == parse_filter({"$and": [{key: []}]})
+    tenant = MetadataFilters(filters=[F(key="lang", value="en"), MetadataFilters(filters=[])])
+    assert to_core_filter(tenant) == Filter(And((Pred("lang", "eq", "en"), And(()))))
+
+
+def test_top_level_empty_filters_follow_the_same_identities() -> None:
+    assert to_core_filter(MetadataFilters(filters=[])) is None  # llama-index-core's default
+    nothing = to_core_filter(MetadataFilters(filters=[], condition=FilterCondition.OR))
+    assert nothing == Filter(Or(()))
+
+
+def test_groups_nested_too_deep_are_a_clear_error() -> None:
+    group = MetadataFilters(filters=[F(key="a", value=1)])
+    for _ in range(40):
+        group = MetadataFilters(filters=[group])
+    with pytest.raises(InvalidFilterError, match="nest more than 32"):
+        to_core_filter(group)
 
 
 def test_and_filters_combines_parsed_parts() -> None:

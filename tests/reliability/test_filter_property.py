@@ -1,87 +1,345 @@
-"""Issue 9.4 (property): random metadata x random filters on the embedded engine agree with
-the pure-Python reference evaluator (``tests/_filter_reference.py``), for ``get``,
-``count``, ``search`` and ``delete``.
+"""Issue 14 (property): no filter ever matches more than it should, on any path.
 
-Keys include quotes, dots, brackets and non-ASCII; string values include LIKE wildcards,
-quotes and backslashes, so quoting and escaping are exercised along with the semantics.
+Random metadata x random filters, on both embedded engines (in-memory and a file),
+checked against the pure-Python reference evaluator (``tests/_filter_reference.py``):
+
+* every path that selects rows: ``get``, ``count``, ``search`` on the NumPy snapshot
+  and in SQL (a second table object with ``search_cache=False``), the LangChain store's
+  ``similarity_search_by_vector`` and ``delete(filter=)``, the core ``delete``;
+* LlamaIndex ``MetadataFilters`` (every operator, AND / OR / NOT, nested and *empty*
+  groups) through ``query``, ``get_nodes`` and ``delete_nodes``, against an independent
+  reference of LlamaIndex's group logic;
+* metadata holding ``""``, ``"[]"``, ``[]``, ``{}``, nested objects, unicode, ``1`` vs
+  ``1.0`` vs ``true``, missing keys, odd keys (``*``, quotes, dots), the indexed key
+  ``ref_doc_id``; and NUL, which must be refused at write time with the table unchanged
+  (a NUL in a filter value is refused too);
+* filters with empty groups, ``$in`` / ``$nin`` / ``$or`` lists of thousands of values
+  (10,000 in some), and every operator.
+
+The bounded tests run in CI; the ``slow`` ones run many more examples.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+)
 
-from tests._filter_reference import matches
-from tidb_jina import InvalidFilterError
+from langchain_tidb_jina import TiDBVectorStore as LCStore
+from llama_index_tidb_jina import TiDBVectorStore as LIStore
+from llama_index_tidb_jina._filters import to_core_filter
+from tests._filter_reference import li_matches, matches
+from tidb_jina import InvalidFilterError, InvalidInputError
 from tidb_jina.store import VectorTable, connect
-from tidb_jina.store._filter_tree import validate_filter
+from tidb_jina.store._filter_tree import parse_filter
 
-KEYS = ["a", "b", "tag s", 'q"k', "d.o.t", "[0]", "ü"]
-CHARS = st.sampled_from(list("aAbZ%_'\"\\ é"))
-
-strings = st.text(CHARS, max_size=4)
-numbers = st.one_of(st.integers(-5, 5), st.sampled_from([0.5, -1.5, 2.0, 1e-3]))
+DIM = 3
+KEYS = ["a", "b", "ref_doc_id", 'q"k', "d.o.t", "ü", "*", "n"]
+CHARS = st.sampled_from([*"aA%_'\"\\ é", "\x00"])
+strings = st.one_of(
+    st.text(CHARS, max_size=3),
+    st.sampled_from(["", "[]", "1", "true", "acme", "acme\x00evil", "ключ", "a "]),
+)
+clean_strings = strings.filter(lambda s: "\x00" not in s)
+numbers = st.one_of(st.integers(-3, 3), st.sampled_from([1.0, 0.5, -1.5, 2.0, 2**53 + 1]))
 scalars = st.one_of(strings, numbers, st.booleans(), st.none())
-values = st.one_of(scalars, st.lists(st.one_of(strings, numbers, st.booleans()), max_size=3))
-metadata = st.dictionaries(st.sampled_from(KEYS), values, max_size=4)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["x", "y"]), inner, max_size=2),
+    ),
+    max_leaves=4,
+)
+metadata = st.fixed_dictionaries(
+    {},
+    optional={
+        **{key: values for key in KEYS if key != "ref_doc_id"},
+        "ref_doc_id": st.one_of(strings, numbers, st.none()),  # indexed: scalars only
+    },
+)
 
+# Big lists: thousands of values that never match, plus the generated ones.
+PAD = [f"pad{i}" for i in range(5_000)] + list(range(10**6, 10**6 + 5_000))
+
+
+def _padded(vs: list[Any], size: int) -> list[Any]:
+    return vs + PAD[:size] if size else vs
+
+
+pad_size = st.sampled_from([0, 0, 0, 0, 20, 20, 3_000, 10_000])
 comparable = st.one_of(strings, numbers)
 field_ops = st.one_of(
     st.builds(lambda v: {"$eq": v}, scalars),
     st.builds(lambda v: {"$ne": v}, scalars),
     st.builds(lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), comparable),
-    st.builds(lambda vs: {"$in": vs}, st.lists(scalars, max_size=3)),
-    st.builds(lambda vs: {"$nin": vs}, st.lists(scalars, max_size=3)),
+    st.builds(lambda vs, n: {"$in": _padded(vs, n)}, st.lists(scalars, max_size=4), pad_size),
+    st.builds(lambda vs, n: {"$nin": _padded(vs, n)}, st.lists(scalars, max_size=4), pad_size),
     st.builds(lambda b: {"$exists": b}, st.booleans()),
     st.builds(lambda b: {"$empty": b}, st.booleans()),
     st.builds(lambda p: {"$like": p}, strings),
     st.builds(lambda p: {"$ilike": p}, strings),
     st.builds(lambda v: {"$contains": v}, st.one_of(strings, numbers, st.booleans())),
-    st.builds(lambda vs: {"$any": vs}, st.lists(st.one_of(strings, numbers), max_size=3)),
-    st.builds(lambda vs: {"$all": vs}, st.lists(st.one_of(strings, numbers), max_size=3)),
+    st.builds(lambda vs, n: {"$any": _padded(vs, n)}, st.lists(comparable, max_size=3), pad_size),
+    st.builds(lambda vs: {"$all": vs}, st.lists(comparable, max_size=3)),
     st.builds(lambda lo, hi: {"$between": [lo, hi]}, numbers, numbers),
 )
 field_value = st.one_of(scalars, field_ops, st.builds(lambda o: {"$not": o}, field_ops))
-leaf = st.dictionaries(st.sampled_from(KEYS), field_value, min_size=1, max_size=2)
+leaf = st.one_of(
+    st.dictionaries(st.sampled_from(KEYS), field_value, min_size=1, max_size=2),
+    # an $or of equalities on one key (a LlamaIndex/LangChain allow-list)
+    st.builds(
+        lambda key, vs, n: {"$or": [{key: v} for v in _padded(vs, min(n, 1_000))]},
+        st.sampled_from(KEYS),
+        st.lists(scalars, max_size=4),
+        pad_size,
+    ),
+    st.just({}),
+)
 filters = st.recursive(
     leaf,
     lambda inner: st.one_of(
-        st.builds(lambda fs: {"$and": fs}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda fs: {"$or": fs}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda fs: {"$nor": fs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda fs: {"$and": fs}, st.lists(inner, max_size=3)),  # [] included
+        st.builds(lambda fs: {"$or": fs}, st.lists(inner, max_size=3)),
+        st.builds(lambda fs: {"$nor": fs}, st.lists(inner, max_size=3)),
         st.builds(lambda f: {"$not": f}, inner),
     ),
     max_leaves=6,
 )
 
-_ENGINE = connect("sqlite://")
-_TABLE = VectorTable(_ENGINE, table_name="prop", dimension=3)
+
+# --- the stores, one set per engine (hypothesis runs many examples on each) -----------
+
+_STORES: dict[str, tuple[VectorTable, VectorTable, LCStore, LIStore]] = {}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(metadata, min_size=1, max_size=10), st.lists(filters, min_size=1, max_size=4))
-@pytest.mark.slow
-def test_store_filters_agree_with_the_reference_evaluator(metas: list[dict[str, Any]], flts):
-    _TABLE.clear()
+def _stores(engine: str) -> tuple[VectorTable, VectorTable, LCStore, LIStore]:
+    if engine not in _STORES:
+        if engine == "memory":
+            url: Any = connect("sqlite://")
+        else:
+            url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'prop.db'}"
+        li = LIStore(url, table_name="prop", vector_dimension=DIM)
+        table = li.client  # the core table, with the LlamaIndex indexed key ref_doc_id
+        sql_search = VectorTable(table.engine, table_name="prop", search_cache=False)
+        lc = LCStore(embedding=DeterministicFakeEmbedding(size=DIM), vector_table=table)
+        _STORES[engine] = (table, sql_search, lc, li)
+    return _STORES[engine]
+
+
+def _write(table: VectorTable, metas: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
+    """Write the rows; rows with NUL in metadata must be refused, table unchanged."""
+    table.clear()
     ids = [f"r{i}" for i in range(len(metas))]
-    vectors = np.random.default_rng(len(metas)).normal(size=(len(metas), 3)) + 3
-    _TABLE.upsert(vectors, ids=ids, metadatas=metas)
+    vectors = np.random.default_rng(len(metas)).normal(size=(len(metas), DIM)) + 3
+    if any(_has_nul(m) for m in metas):
+        with pytest.raises(InvalidInputError, match="NUL"):
+            table.upsert(vectors, ids=ids, metadatas=metas)
+        assert table.count() == 0  # nothing from any batch
+        keep = [i for i, m in enumerate(metas) if not _has_nul(m)]
+        ids, metas, vectors = [ids[i] for i in keep], [metas[i] for i in keep], vectors[keep]
+    if ids:
+        table.upsert(vectors, ids=ids, metadatas=metas)
+    return ids, metas
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _want(flt: Any, ids: list[str], metas: list[dict[str, Any]]) -> list[str]:
+    return sorted(i for i, m in zip(ids, metas, strict=True) if matches(flt, m))
+
+
+def check_core(engine: str, metas: list[dict[str, Any]], flts: list[dict[str, Any]]) -> None:
+    table, sql_search, lc, _ = _stores(engine)
+    ids, metas = _write(table, metas)
+    q = [1.0, 1.0, 1.0]
+    k = max(len(ids), 1)
+    checked = []
     for flt in flts:
         try:
-            validate_filter(flt)
-        except InvalidFilterError:
-            assume(False)
-        want = sorted(i for i, m in zip(ids, metas, strict=True) if matches(flt, m))
-        assert sorted(r.id for r in _TABLE.get(filter=flt)) == want, flt
-        assert _TABLE.count(flt) == len(want), flt
-        hits = _TABLE.search([1.0, 1.0, 1.0], k=len(ids), filter=flt)
-        assert sorted(h.id for h in hits) == want, flt
-    # delete removes exactly the matching rows of the first filter, nothing else
+            parse_filter(flt)
+        except InvalidFilterError as exc:
+            if _has_nul(flt):  # refused on every path, whatever else it holds
+                assert "NUL" in str(exc) or "invalid filter" in str(exc)
+                with pytest.raises(InvalidFilterError):
+                    table.count(flt)
+            continue
+        want = _want(flt, ids, metas)
+        assert sorted(r.id for r in table.get(filter=flt)) == want, flt
+        assert table.count(flt) == len(want), flt
+        assert sorted(h.id for h in table.search(q, k=k, filter=flt)) == want, flt
+        assert sorted(h.id for h in sql_search.search(q, k=k, filter=flt)) == want, flt
+        docs = lc.similarity_search_by_vector(q, k=k, filter=flt)
+        assert sorted(d.id for d in docs) == want, flt  # type: ignore[type-var]
+        checked.append(flt)
+    assume(checked)
+    # delete removes exactly the matching rows, nothing else; a filter that sets no
+    # condition ({"$and": []}, {"$nin": []}) is refused, never "delete everything".
+    for n, flt in enumerate(checked[:2]):
+        before = {r.id for r in table.get()}
+        want_deleted = set(_want(flt, ids, metas)) & before
+        delete = table.delete if n == 0 else lc.delete
+        if parse_filter(flt) is None:
+            with pytest.raises(InvalidInputError, match="ids or a filter"):
+                delete(filter=flt)
+            want_deleted = set()
+        else:
+            delete(filter=flt)
+        assert {r.id for r in table.get()} == before - want_deleted, flt
+
+
+# --- LlamaIndex MetadataFilters ---------------------------------------------------------
+
+li_strings = clean_strings
+li_numbers = st.one_of(st.integers(-3, 3), st.sampled_from([1.0, 0.5, -1.5]))
+li_scalar = st.one_of(li_strings, li_numbers)
+
+
+def _li_leaf(key: str, op: FilterOperator, value: Any) -> MetadataFilter:
+    return MetadataFilter(key=key, operator=op, value=value)
+
+
+li_leaf = st.one_of(
+    st.builds(
+        _li_leaf,
+        st.sampled_from(KEYS),
+        st.sampled_from(
+            [FilterOperator.EQ, FilterOperator.NE, FilterOperator.GT, FilterOperator.LTE]
+        ),
+        li_scalar,
+    ),
+    st.builds(
+        lambda key, op, vs, n: _li_leaf(key, op, vs + [f"pad{i}" for i in range(n)]),
+        st.sampled_from(KEYS),
+        st.sampled_from([FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY]),
+        st.lists(li_strings, max_size=3),
+        st.sampled_from([0, 50, 10_000]),
+    ),
+    st.builds(
+        _li_leaf,
+        st.sampled_from(KEYS),
+        st.sampled_from([FilterOperator.IN, FilterOperator.ALL]),
+        st.lists(st.integers(-3, 3), max_size=3),
+    ),
+    st.builds(
+        _li_leaf,
+        st.sampled_from(KEYS),
+        st.sampled_from(
+            [
+                FilterOperator.CONTAINS,
+                FilterOperator.TEXT_MATCH,
+                FilterOperator.TEXT_MATCH_INSENSITIVE,
+            ]
+        ),
+        li_strings,
+    ),
+    st.builds(lambda key: _li_leaf(key, FilterOperator.IS_EMPTY, None), st.sampled_from(KEYS)),
+)
+conditions = st.sampled_from([FilterCondition.AND, FilterCondition.OR, FilterCondition.NOT])
+li_filters = st.recursive(
+    st.builds(
+        lambda fs, c: MetadataFilters(filters=fs, condition=c),
+        st.lists(li_leaf, max_size=2),
+        conditions,
+    ),
+    lambda inner: st.builds(
+        lambda fs, c: MetadataFilters(filters=fs, condition=c),
+        st.lists(st.one_of(li_leaf, inner), max_size=3),  # [] included: empty groups
+        conditions,
+    ),
+    max_leaves=5,
+)
+
+
+def check_llama(engine: str, metas: list[dict[str, Any]], flts: list[MetadataFilters]) -> None:
+    table, _, _, li = _stores(engine)
+    ids, metas = _write(table, metas)
+    k = max(len(ids), 1)
+    for flt in flts:
+        want = sorted(i for i, m in zip(ids, metas, strict=True) if li_matches(flt, m))
+        got = li.query(
+            VectorStoreQuery(query_embedding=[1.0, 1.0, 1.0], similarity_top_k=k, filters=flt)
+        )
+        assert sorted(got.ids or []) == want, flt
+        assert sorted(n.node_id for n in li.get_nodes(filters=flt)) == want, flt
     flt = flts[0]
-    want = {i for i, m in zip(ids, metas, strict=True) if matches(flt, m)}
-    assert _TABLE.delete(filter=flt) == len(want)
-    assert {r.id for r in _TABLE.get()} == set(ids) - want
+    want = {i for i, m in zip(ids, metas, strict=True) if li_matches(flt, m)}
+    if to_core_filter(flt) is None:
+        want = set()  # no condition: delete_nodes deletes nothing rather than everything
+    li.delete_nodes(filters=flt)
+    assert {r.id for r in table.get()} == set(ids) - want, flt
+
+
+ENGINES = ["memory", "file"]
+_FEW = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+_MANY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+core_args = (st.lists(metadata, min_size=1, max_size=8), st.lists(filters, min_size=1, max_size=4))
+llama_args = (
+    st.lists(metadata, min_size=1, max_size=8),
+    st.lists(li_filters, min_size=1, max_size=3),
+)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@_FEW
+@given(*core_args)
+def test_filters_agree_with_the_reference_on_every_path(engine, metas, flts):
+    check_core(engine, metas, flts)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@_FEW
+@given(*llama_args)
+def test_llama_index_filters_agree_with_the_reference(engine, metas, flts):
+    check_llama(engine, metas, flts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+@_MANY
+@given(*core_args)
+def test_filters_agree_with_the_reference_on_every_path_many(engine, metas, flts):
+    check_core(engine, metas, flts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+@_MANY
+@given(*llama_args)
+def test_llama_index_filters_agree_with_the_reference_many(engine, metas, flts):
+    check_llama(engine, metas, flts)
+
+
+def test_an_empty_llama_index_allow_list_deletes_nothing():
+    """The issue's case: an empty OR group nested in a filter selected and deleted all."""
+    table, _, _, li = _stores("memory")
+    _write(table, [{"tenant": "acme"}, {"tenant": "evil"}, {}])
+    allow_list = MetadataFilters(filters=[], condition=FilterCondition.OR)
+    flt = MetadataFilters(filters=[allow_list])
+    got = li.query(
+        VectorStoreQuery(query_embedding=[1.0, 1.0, 1.0], similarity_top_k=5, filters=flt)
+    )
+    assert got.ids == [] and li.get_nodes(filters=flt) == []
+    li.delete_nodes(filters=flt)
+    assert table.count() == 3

@@ -171,7 +171,6 @@ def test_sql_in_filter_values_and_keys_matches_literally_and_deletes_nothing(see
         {"$expr": {"lang": "en"}},
         {"lang": {"$in": "en"}},
         {"$or": {"lang": "en"}},
-        {"$and": []},
         {"n": {"$gt": [1]}},
         {"n": {"$gt": float("nan")}},
         {"n": {"$lt": math.inf}},
@@ -197,7 +196,15 @@ def test_malformed_filters_are_refused_for_every_operation(seeded, flt):
 
 def test_delete_without_ids_or_filter_is_refused(seeded):
     before = table_snapshot(seeded)
-    for kwargs in ({}, {"filter": {}}, {"filter": None}):
+    for kwargs in (
+        {},
+        {"filter": {}},
+        {"filter": None},
+        # issue 14: filters that set no condition are no condition, not "delete all"
+        {"filter": {"$and": []}},
+        {"filter": {"$nor": []}},
+        {"filter": {"$and": [{}, {"$and": []}]}},
+    ):
         with pytest.raises(InvalidInputError, match="clear"):
             seeded.delete(**kwargs)
     unchanged(seeded, before)
@@ -369,3 +376,216 @@ def test_every_refusal_is_a_tidb_jina_error_and_a_value_error():
         RecordTooLargeError,
     ):
         assert issubclass(error, TiDBJinaError) and issubclass(error, ValueError)
+
+
+# --- issue 14: everything validated before the first write ---------------------------------
+# Each case: a clear error naming the problem, and the table byte-for-byte unchanged. The
+# bad row is the last of five with batch_rows=2, so a late failure would have committed
+# two batches already.
+
+
+def _five_rows_last_bad(**last: Any) -> dict[str, Any]:
+    rows: dict[str, Any] = {
+        "ids": ["n1", "n2", "n3", "n4", "n5"],
+        "documents": ["d1", "d2", "d3", "d4", "d5"],
+        "metadatas": [{"k": i} for i in range(5)],
+    }
+    for column, value in last.items():
+        rows[column][-1] = value
+    return rows
+
+
+BAD_LATE_ROWS = [
+    pytest.param({"metadatas": {"tenant": "acme\x00evil"}}, "NUL", id="nul-value"),
+    pytest.param({"metadatas": {"t": {"x": ["a\x00"]}}}, "NUL", id="nul-nested-value"),
+    pytest.param({"metadatas": {"t": {"a\x00b": 1}}}, "NUL", id="nul-nested-key"),
+    pytest.param({"metadatas": {"tenant": "\ud800"}}, "lone surrogate", id="surrogate-value"),
+    pytest.param({"metadatas": {"t": {"\udfff": 1}}}, "lone surrogate", id="surrogate-key"),
+    pytest.param({"metadatas": {"t": [["x\ud800"]]}}, "lone surrogate", id="surrogate-deep"),
+    pytest.param({"ids": "n\ud800"}, "lone surrogate", id="surrogate-id"),
+    pytest.param({"documents": "text \udc80"}, "lone surrogate", id="surrogate-document"),
+    pytest.param(
+        {"metadatas": {"arr": np.array([{1: "x"}], dtype=object)}},
+        "key 1 \\(int\\)",
+        id="int-key-in-numpy-object-array",
+    ),
+    pytest.param({"metadatas": {"t": {(1, 2): "x"}}}, "JSON keys must be strings", id="tuple-key"),
+]
+
+
+@pytest.mark.parametrize(("last", "message"), BAD_LATE_ROWS)
+def test_a_bad_late_row_is_refused_before_any_batch_is_written(seeded, last, message):
+    before = table_snapshot(seeded)
+    with pytest.raises(InvalidInputError, match=message):
+        seeded.upsert(np.ones((5, DIM)), **_five_rows_last_bad(**last))
+    unchanged(seeded, before)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for i in range(depth):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+def test_deep_metadata_is_a_clear_error_not_a_recursion_error(seeded):
+    before = table_snapshot(seeded)
+    for depth in (65, 1_000, 100_000):
+        with pytest.raises(InvalidInputError, match="nests more than 64 levels"):
+            seeded.upsert(np.ones((5, DIM)), **_five_rows_last_bad(metadatas={"d": _nested(depth)}))
+    unchanged(seeded, before)
+    seeded.upsert(np.ones((1, DIM)), ids=["deep-ok"], metadatas=[{"d": _nested(62)}])
+    assert seeded.get(["deep-ok"])[0].metadata == {"d": _nested(62)}
+
+
+def _deep_filter(depth: int) -> dict[str, Any]:
+    flt: dict[str, Any] = {"lang": "en"}
+    for i in range(depth):
+        flt = {"$not": flt} if i % 2 else {"$and": [flt]}
+    return flt
+
+
+def test_deep_filters_are_a_clear_error_not_a_recursion_error(seeded):
+    before = table_snapshot(seeded)
+    for depth in (40, 400, 5_000):
+        flt = _deep_filter(depth)
+        for op in (
+            lambda f: seeded.count(f),
+            lambda f: seeded.get(filter=f),
+            lambda f: seeded.search(np.ones(DIM), filter=f),
+            lambda f: seeded.delete(filter=f),
+        ):
+            with pytest.raises(InvalidFilterError, match="nests more than 32 levels"):
+                op(flt)
+    unchanged(seeded, before)
+    assert seeded.count(_deep_filter(20)) == 2  # an even number of $not: lang == "en"
+
+
+def test_a_nul_in_a_filter_value_is_refused_not_truncated(seeded):
+    before = table_snapshot(seeded)
+    for flt in ({"lang": "en\x00"}, {"lang": {"$in": ["en\x00x"]}}, {"lang": {"$like": "e\x00%"}}):
+        with pytest.raises(InvalidFilterError, match="NUL"):
+            seeded.delete(filter=flt)
+        with pytest.raises(InvalidFilterError, match="NUL"):
+            seeded.search(np.ones(DIM), filter=flt)
+    unchanged(seeded, before)
+
+
+def test_row_size_counts_utf8_bytes_of_metadata_and_ids(seeded):
+    before = table_snapshot(seeded)
+    # 3.3 million characters, 6.6 MB in UTF-8: over TiDB's 6 MiB, though under in chars.
+    meta = {"blob": "é" * 3_300_000}
+    with pytest.raises(RecordTooLargeError, match="6 MiB"):
+        seeded.upsert(np.ones((5, DIM)), **_five_rows_last_bad(metadatas=meta))
+    unchanged(seeded, before)
+
+
+BAD_COMPONENTS = [
+    pytest.param([[0.1, True, 0.0, 0.0]], "True \\(bool\\)", id="bool-in-list"),
+    pytest.param([[0.1, "0.5", 0.0, 0.0]], "'0.5' \\(str\\)", id="numeric-string"),
+    pytest.param([[0.1, 1 + 2j, 0.0, 0.0]], "complex", id="python-complex"),
+    pytest.param(np.ones((1, DIM), dtype=np.complex64), "complex", id="numpy-complex"),
+    pytest.param(np.ones((1, DIM), dtype=bool), "bool", id="numpy-bool"),
+    pytest.param([np.array([1, 2, 3, True], dtype=object)], "True", id="object-array-bool"),
+]
+
+
+@pytest.mark.parametrize(("vectors", "message"), BAD_COMPONENTS)
+def test_vector_components_must_be_real_numbers(seeded, vectors, message):
+    before = table_snapshot(seeded)
+    with pytest.raises(InvalidVectorError, match=message):
+        seeded.upsert(vectors, ids=["v"])
+    one = vectors[0]
+    with pytest.raises(InvalidVectorError):
+        seeded.search(one)
+    unchanged(seeded, before)
+
+
+@pytest.mark.parametrize("component", [True, "0.5"], ids=["json-true", "json-string"])
+def test_a_providers_non_numeric_component_is_refused_and_nothing_is_written(seeded, component):
+    """A provider answering ``true`` or ``"0.5"`` (real HTTP on loopback)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tidb_jina import ResponseFormatError
+    from tidb_jina.embeddings import JinaClient
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            data = [
+                {"index": i, "embedding": [0.5, component, 0.1, 0.2]}
+                for i in range(len(body["input"]))
+            ]
+            payload = json.dumps({"data": data, "usage": {"total_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    before = table_snapshot(seeded)
+    try:
+        client = JinaClient(
+            api_key=KEY, base_url=f"http://127.0.0.1:{server.server_port}", dimensions=DIM
+        )
+        with pytest.raises(ResponseFormatError, match="components must be numbers"):
+            seeded.add_texts(["one", "two"], ids=["p1", "p2"], embed=client.embed_documents)
+    finally:
+        server.shutdown()
+        server.server_close()
+    unchanged(seeded, before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_max_distance_must_be_finite(seeded, bad):
+    with pytest.raises(InvalidInputError, match="finite"):
+        seeded.search(np.ones(DIM), max_distance=bad)
+
+
+def test_a_10000_value_in_list_works_on_every_path(seeded):
+    """Issue 14: it used to fail with "Expression tree is too large" after seconds."""
+    wanted = ["en", *(f"pad{i}" for i in range(10_000))]
+    numbers = [1, *range(10**6, 10**6 + 10_000)]
+    assert seeded.count({"lang": {"$in": wanted}}) == 2
+    assert {r.id for r in seeded.get(filter={"lang": {"$in": wanted}})} == {"a", "c"}
+    assert len(seeded.search(np.ones(DIM), k=5, filter={"n": {"$in": numbers}})) == 1
+    assert seeded.count({"$or": [{"n": v} for v in numbers]}) == 1
+    assert seeded.count({"lang": {"$nin": wanted}}) == 1
+    assert seeded.delete(filter={"lang": {"$in": wanted}}) == 2
+    assert [r.id for r in seeded.get()] == ["b"]
+
+
+def test_empty_means_the_same_on_every_path(seeded):
+    """Issue 14: the string "[]" was empty for search (NumPy) but not for get/count/delete."""
+    seeded.upsert(
+        np.ones((4, DIM)),
+        ids=["str-brackets", "arr-empty", "str-empty", "arr-full"],
+        metadatas=[{"e": "[]"}, {"e": []}, {"e": ""}, {"e": ["x"]}],
+    )
+    flt = {"e": {"$empty": True}}
+    sql_search = VectorTable(seeded.engine, table_name=seeded.table_name, search_cache=False)
+    want = {"a", "b", "c", "arr-empty", "str-empty"}  # the seed rows lack "e"
+    assert {r.id for r in seeded.get(filter=flt)} == want
+    assert seeded.count(flt) == len(want)
+    assert {h.id for h in seeded.search(np.ones(DIM), k=10, filter=flt)} == want
+    assert {h.id for h in sql_search.search(np.ones(DIM), k=10, filter=flt)} == want
+    assert seeded.delete(filter=flt) == len(want)
+    assert {r.id for r in seeded.get()} == {"str-brackets", "arr-full"}
+
+
+def test_a_parsed_filter_that_sets_no_condition_deletes_nothing(seeded):
+    from tidb_jina.store import Filter
+    from tidb_jina.store._filter_tree import And
+
+    before = table_snapshot(seeded)
+    with pytest.raises(InvalidInputError, match="clear"):
+        seeded.delete(filter=Filter(And(())))
+    unchanged(seeded, before)

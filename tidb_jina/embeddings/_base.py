@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 import orjson
 
+from tidb_jina._components import first_non_number
 from tidb_jina._errors import (
     AuthenticationError,
     EmbeddingError,
@@ -643,6 +644,12 @@ class BaseEmbeddingClient:
 
 def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     """A float32 ``(n, d)`` matrix from equal-length numeric rows, or ResponseFormatError."""
+    bad = first_non_number(rows)
+    if bad is not None:  # NumPy would read true as 1.0 and "0.5" as 0.5
+        raise ResponseFormatError(
+            f"{provider} returned an embedding component {bad[1]!r} "
+            f"({type(bad[1]).__name__}) in row {bad[0]}; components must be numbers"
+        )
     try:
         matrix = np.asarray(rows, dtype=np.float32)
     except (TypeError, ValueError) as exc:

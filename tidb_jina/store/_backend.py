@@ -16,6 +16,7 @@ A new engine is one more module implementing :class:`Backend`, chosen in
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,6 +104,11 @@ class SearchOptions:
                     f"max_distance must be a number, got {type(max_distance).__name__}"
                 )
             max_distance = float(max_distance)
+            if not math.isfinite(max_distance):
+                raise InvalidInputError(
+                    f"max_distance must be a finite number, got {max_distance!r}; pass "
+                    "None for no threshold"
+                )
         return cls(
             k=positive(k, "k"),
             filter=filter,

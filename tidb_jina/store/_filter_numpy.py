@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tidb_jina.store._filter_tree import And, Filter, Node, Not, Or, Pred
+from tidb_jina.store._filter_tree import Filter, Node, Not, Or, Pred
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
 _SUPPORTED = frozenset({"eq", "gt", "gte", "lt", "lte", "exists", "empty"})
@@ -56,9 +56,11 @@ class KeyColumn:
         self.values = raw.copy()
         self.values[~scalar] = None
         # empty: missing, null, "" or [] (json_extract gives arrays as minified JSON text)
-        texts = (self.kind == STRING) | (self.kind == ARRAY)
+        # The string "[]" is not empty: only an ARRAY whose JSON text is [] is.
         self.empty = (self.kind == MISSING) | (self.kind == NULL)
-        self.empty[texts] = np.isin(raw[texts], ["", "[]"])
+        for kind, text in ((STRING, ""), (ARRAY, "[]")):
+            rows = self.kind == kind
+            self.empty[rows] = raw[rows] == text
 
 
 _KINDS = {
@@ -100,11 +102,42 @@ def mask(node: Filter | Node, column: Callable[[str], KeyColumn], n: int) -> np.
         return _leaf(node, column(node.key))
     if isinstance(node, Not):
         return ~mask(node.item, column, n)
+    if isinstance(node, Or):
+        return _or_mask(node, column, n)
     parts = [mask(child, column, n) for child in node.items]
-    if isinstance(node, And):
-        return np.logical_and.reduce(parts) if parts else np.ones(n, dtype=bool)
-    assert isinstance(node, Or)
-    return np.logical_or.reduce(parts) if parts else np.zeros(n, dtype=bool)
+    return np.logical_and.reduce(parts) if parts else np.ones(n, dtype=bool)
+
+
+def _or_mask(node: Or, column: Callable[[str], KeyColumn], n: int) -> np.ndarray:
+    """Equalities on one key (``$in``) are one set lookup per row, not one pass per value."""
+    by_key: dict[str, list[Any]] = {}
+    others: list[Node] = []
+    for child in node.items:
+        if isinstance(child, Pred) and child.op == "eq" and child.value is not None:
+            by_key.setdefault(child.key, []).append(child.value)
+        else:
+            others.append(child)
+    out = np.zeros(n, dtype=bool)
+    for key, values in by_key.items():
+        out |= _member(column(key), values)
+    for child in others:
+        out |= mask(child, column, n)
+    return out
+
+
+def _member(col: KeyColumn, values: list[Any]) -> np.ndarray:
+    """Same rule as ``eq`` per value: one JSON type, ``1 == 1.0``, ``True != 1``."""
+    out = np.zeros(col.kind.shape[0], dtype=bool)
+    for flag in {v for v in values if isinstance(v, bool)}:
+        out |= col.kind == (TRUE if flag else FALSE)
+    numbers = {v for v in values if not isinstance(v, (bool, str))}
+    strings = {v for v in values if isinstance(v, str)}
+    for kind, wanted in ((NUMBER, numbers), (STRING, strings)):
+        rows = np.flatnonzero(col.kind == kind) if wanted else np.empty(0, dtype=np.intp)
+        if rows.size:
+            found = [value in wanted for value in col.values[rows]]
+            out[rows] = np.asarray(found, dtype=bool)
+    return out
 
 
 def _leaf(node: Pred, col: KeyColumn) -> np.ndarray:

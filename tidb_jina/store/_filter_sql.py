@@ -17,6 +17,16 @@ differently:
 * SQLite: a correlated ``json_each(meta)`` row selected by ``key = :key``. SQLite's JSON
   paths compare the raw, still-escaped key text, so ``$."q\\"x"`` or a key stored as
   ``\\u00fc`` cannot be addressed by path at all; ``json_each`` compares decoded keys.
+
+Large lists stay one small statement. An ``Or`` of equalities on one key (``$in``, an
+``$or`` of ``{key: value}``, LlamaIndex ``IN``) of :data:`MEMBERSHIP_MIN` values or more
+is one membership test per JSON type, with the values bound as *one* JSON array: SQLite
+``kv.value IN (SELECT value FROM json_each(:array))`` (SQLite builds a lookup table once
+per statement), TiDB ``doc MEMBER OF (CAST(:array AS JSON))``. The type guard keeps
+``1 == 1.0`` and ``true != 1`` exactly as the single comparisons do. Other wide
+``AND`` / ``OR`` lists are nested in parenthesised groups of :data:`_FAN_IN`, so the
+parsed expression stays far below SQLite's depth limit of 1000 ("Expression tree is too
+large").
 """
 
 from __future__ import annotations
@@ -30,26 +40,45 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from tidb_jina._errors import InvalidFilterError
 from tidb_jina.store._filter_tree import (
     And,
     Filter,
     Node,
     Not,
+    Or,
     Pred,
     check_metadata_key,
     is_number,
 )
 
-__all__ = ["compile_filter", "json_path"]
+__all__ = ["MEMBERSHIP_MIN", "compile_filter", "json_path"]
 
 _LIKE_ESCAPE = "\\"
+# An Or of at least this many equalities on one key becomes one membership test.
+MEMBERSHIP_MIN = 8
+# Children per parenthesised AND / OR group (SQLite parses "a OR b OR ..." left-deep).
+_FAN_IN = 64
 
 
 def json_path(key: str) -> str:
-    """The MySQL/TiDB JSON path ``$."<key>"`` addressing the literal top-level ``key``."""
-    # A JSON string literal is exactly the quoted member syntax of MySQL paths: it
-    # escapes '"', '\\' and control characters.
-    return "$." + json.dumps(check_metadata_key(key), ensure_ascii=False)
+    """The MySQL/TiDB JSON path ``$."<key>"`` addressing the literal top-level ``key``.
+
+    TiDB's path parser (``pkg/types/json_path_expr.go``, ``parseJSONPathMember``) reads
+    a double-quoted member as a JSON string literal: ``json.dumps`` escapes ``"``, ``\\``
+    and control characters, and ``*``, ``**``, ``.``, ``[``, spaces and non-ASCII are
+    literal inside the quotes. The one exception is a member named exactly ``*``: TiDB
+    keeps only the unquoted name and treats ``"*"`` as the wildcard ``.*`` (it would test
+    every member), so that key is refused with InvalidFilterError.
+    """
+    key = check_metadata_key(key)
+    if key == "*":
+        raise InvalidFilterError(
+            "invalid filter: the metadata key '*' cannot be filtered on TiDB: its JSON path "
+            'syntax reads the member "*" as a wildcard over every key; rename the key'
+        )
+    # A JSON string literal is exactly the quoted member syntax of MySQL paths.
+    return "$." + json.dumps(key, ensure_ascii=False)
 
 
 # ------------------------------------------------------------------ SQL constructs
@@ -92,6 +121,22 @@ class _MemberOf(sa.sql.expression.ColumnElement[Any]):
 def _compile_member_of(element: _MemberOf, compiler: SQLCompiler, **kw: Any) -> str:
     value = compiler.process(element.value, **kw)
     return f"{value} MEMBER OF ({compiler.process(element.array, **kw)})"
+
+
+class _Parens(sa.sql.expression.ColumnElement[Any]):
+    """``(<expr>)`` always: SQLAlchemy flattens nested AND / OR and drops a Grouping."""
+
+    _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    inherit_cache = True
+    type = sa.types.NullType()  # as _MemberOf: no "= 1" appended inside AND / OR
+
+    def __init__(self, inner: sa.ColumnElement[Any]) -> None:
+        self.inner = inner
+
+
+@compiles(_Parens)
+def _compile_parens(element: _Parens, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.inner, **kw)})"
 
 
 def _const(name: str) -> sa.ColumnElement[Any]:
@@ -186,14 +231,39 @@ class _SQLiteField:
     def array_pred(self, row: Any, op: str, values: tuple[Any, ...]) -> sa.ColumnElement[bool]:
         is_array = self.is_type(row, "array")
         if op == "all":
-            return sa.and_(is_array, *(self.has_element(row, [v]) for v in values))
+            return sa.and_(
+                is_array, _balanced(sa.and_, [self.has_element(row, [v]) for v in values])
+            )
         return sa.and_(is_array, self.has_element(row, values)) if values else sa.false()
 
     def has_element(self, row: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
         # CASE keeps json_each from parsing a non-array value (a plain string is not JSON).
         array = sa.case((self.is_type(row, "array"), row.value), else_=_const("[]"))
         element = sa.func.json_each(array).table_valued("value", "type").alias("el")
-        return _exists_in(element, sa.or_(*(self.equals(element.c, v) for v in values)))
+        return _exists_in(element, self.one_of(element.c, values))
+
+    def one_of(self, row: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``row`` equals one of the non-null ``values`` (same JSON type)."""
+        if len(values) < MEMBERSHIP_MIN:
+            return _balanced(sa.or_, [self.equals(row, v) for v in values])
+        numbers, strings, flags = _split_by_kind(values)
+        parts = [self.is_type(row, "true" if flag else "false") for flag in flags]
+        for kind, group in (("number", numbers), ("string", strings)):
+            if group:
+                listed = sa.select(_json_each_values(group)).scalar_subquery()
+                parts.append(sa.and_(self.is_type(row, kind), row.value.in_(listed)))
+        return sa.or_(*parts)
+
+    def member(self, values: Sequence[Any], column: Any) -> sa.ColumnElement[bool]:
+        """The key's value equals one of ``values`` (no None), in one EXISTS."""
+        condition = self.where(lambda r: self.one_of(r, values))
+        strings = [v for v in values if isinstance(v, str)]
+        if column is None or len(strings) != len(values):
+            return condition
+        # All strings on an indexed key: the column narrows first (the index is used).
+        return sa.and_(
+            column.in_(sa.select(_json_each_values(strings)).scalar_subquery()), condition
+        )
 
 
 class _MySQLField:
@@ -245,8 +315,22 @@ class _MySQLField:
     def array_pred(self, op: str, values: tuple[Any, ...]) -> sa.ColumnElement[bool]:
         members = [_MemberOf(_CastJSON(v), self.doc) for v in values]
         if op == "all":
-            return sa.and_(self.is_type("array"), *members)
-        return sa.and_(self.is_type("array"), sa.or_(*members)) if members else sa.false()
+            return sa.and_(self.is_type("array"), _balanced(sa.and_, members))
+        if not members:
+            return sa.false()
+        return sa.and_(self.is_type("array"), _balanced(sa.or_, members))
+
+    def member(self, values: Sequence[Any], column: Any) -> sa.ColumnElement[bool]:
+        """The key's value equals one of ``values`` (no None): one ``MEMBER OF`` per type."""
+        numbers, strings, flags = _split_by_kind(values)
+        parts = []
+        for kind, group in (("number", numbers), ("string", strings), ("boolean", flags)):
+            if group:
+                parts.append(sa.and_(self.is_type(kind), _MemberOf(self.doc, _CastJSON(group))))
+        condition = sa.or_(*parts)
+        if column is None or len(strings) != len(values):
+            return condition
+        return sa.and_(column.in_(strings), condition)
 
 
 _COMPARATORS: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
@@ -265,6 +349,34 @@ def _like(text: sa.ColumnElement[Any], pattern: str, op: str) -> sa.ColumnElemen
         # replaced by a Unicode-aware one in _sqlite.configure_connection).
         return sa.func.lower(text).like(sa.func.lower(param), escape=_LIKE_ESCAPE)
     return text.like(param, escape=_LIKE_ESCAPE)
+
+
+def _split_by_kind(values: Sequence[Any]) -> tuple[list[Any], list[str], list[bool]]:
+    """Numbers, strings and booleans (each once; bool is not a number here)."""
+    numbers = [v for v in values if is_number(v)]
+    strings = [v for v in values if isinstance(v, str)]
+    flags = sorted({v for v in values if isinstance(v, bool)})
+    return list(dict.fromkeys(numbers)), list(dict.fromkeys(strings)), flags
+
+
+def _json_each_values(values: Sequence[Any]) -> sa.ColumnElement[Any]:
+    """SQLite: the ``value`` column of ``json_each(:array)`` over ``values`` bound once."""
+    array = sa.bindparam(None, json.dumps(list(values), ensure_ascii=False), sa.String)
+    return sa.func.json_each(array).table_valued("value").alias("lst").c.value
+
+
+def _balanced(
+    combine: Callable[..., sa.ColumnElement[bool]], parts: Sequence[sa.ColumnElement[bool]]
+) -> sa.ColumnElement[bool]:
+    """``combine(*parts)`` nested in parenthesised groups of at most ``_FAN_IN`` terms."""
+    if not parts:  # the identities: AND of nothing holds, OR of nothing does not
+        return sa.true() if combine is sa.and_ else sa.false()
+    if len(parts) <= _FAN_IN:
+        return combine(*parts)
+    groups = [
+        _Parens(_balanced(combine, parts[i : i + _FAN_IN])) for i in range(0, len(parts), _FAN_IN)
+    ]
+    return _balanced(combine, groups)
 
 
 _BACKENDS: dict[str, type[_SQLiteField] | type[_MySQLField]] = {
@@ -288,11 +400,37 @@ def _to_sql(
         return expr
     if isinstance(node, Not):
         return _negate(_to_sql(node.item, meta, dialect_name, indexed))
-    children = [_to_sql(child, meta, dialect_name, indexed) for child in node.items]
     if isinstance(node, And):
-        return sa.and_(*children) if children else sa.true()
+        children = [_to_sql(child, meta, dialect_name, indexed) for child in node.items]
+        return _balanced(sa.and_, children) if children else sa.true()
     # An empty OR ($in: []) matches nothing, as in MongoDB.
-    return sa.or_(*children) if children else sa.false()
+    return _or_to_sql(node, meta, dialect_name, indexed)
+
+
+def _or_to_sql(
+    node: Or,
+    meta: sa.ColumnElement[Any],
+    dialect_name: str,
+    indexed: Mapping[str, sa.ColumnElement[Any]],
+) -> sa.ColumnElement[bool]:
+    """Equalities on one key, from ``MEMBERSHIP_MIN`` up, become one membership test."""
+    by_key: dict[str, list[Any]] = {}
+    for child in node.items:
+        if isinstance(child, Pred) and child.op == "eq" and child.value is not None:
+            by_key.setdefault(child.key, []).append(child.value)
+    grouped = [key for key, values in by_key.items() if len(values) >= MEMBERSHIP_MIN]
+    parts = [
+        _BACKENDS[dialect_name](meta, key).member(by_key[key], indexed.get(key)) for key in grouped
+    ]
+    for child in node.items:
+        if not (
+            isinstance(child, Pred)
+            and child.key in grouped
+            and child.op == "eq"
+            and child.value is not None
+        ):
+            parts.append(_to_sql(child, meta, dialect_name, indexed))
+    return _balanced(sa.or_, parts) if parts else sa.false()
 
 
 def compile_filter(

@@ -6,8 +6,18 @@ logical operator or a metadata field name. Field names are *literal* top-level k
 
 Logical operators (top level, or inside one another)::
 
-    $and / $or / $nor   non-empty list of filter dicts
+    $and / $or / $nor   list of filter dicts (``$and: []`` sets no condition,
+                        ``$or: []`` matches nothing, ``$nor: []`` matches everything)
     $not                one filter dict
+
+``{}`` sets no condition, also when nested (``{"$or": [{}]}`` matches everything, as in
+MongoDB); an adapter that builds an *empty group* must build the group's identity
+(an empty ``$or`` matches nothing), which is what the LlamaIndex translator does.
+
+Limits: a filter nests at most :data:`MAX_FILTER_DEPTH` dicts/lists deep and holds at
+most :data:`MAX_FILTER_VALUES` values (a ``$in`` list of 10,000 is fine); beyond them
+``InvalidFilterError`` says so. String values must not contain NUL (metadata strings
+cannot hold it either, see ``_validate``), so a filter never compares a truncated text.
 
 A field's value is a scalar (``$eq``) or a dict of operators, ANDed together:
 
@@ -66,7 +76,7 @@ or several entries in one dict, are an ``And`` (a single one is its own node).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +85,8 @@ from tidb_jina._errors import InvalidFilterError, InvalidIdentifierError
 __all__ = [
     "FIELD_OPERATORS",
     "LOGICAL_OPERATORS",
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_VALUES",
     "OPERATORS",
     "And",
     "Filter",
@@ -86,6 +98,7 @@ __all__ = [
     "escape_like",
     "is_number",
     "parse_filter",
+    "sets_no_condition",
     "validate_filter",
 ]
 
@@ -110,6 +123,12 @@ FIELD_OPERATORS: tuple[str, ...] = (
     "$not",
 )
 OPERATORS: tuple[str, ...] = tuple(sorted(set(LOGICAL_OPERATORS) | set(FIELD_OPERATORS)))
+# Nesting of dicts/lists in one filter (LlamaIndex groups count one level each). Far
+# beyond any real filter, far below Python's recursion limit and SQLite's expression
+# depth (1000) once compiled.
+MAX_FILTER_DEPTH = 32
+# Scalars in one filter, all operators together: ten $in lists of 10,000 values.
+MAX_FILTER_VALUES = 100_000
 
 # SQLite binds integers as signed 64-bit; larger ones would fail at execution time.
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -236,13 +255,54 @@ def parse_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
     passed down is never parsed again. Raises InvalidFilterError (InvalidIdentifierError
     for a bad key) naming the place in the dict, before anything runs.
     """
-    if filter is None or isinstance(filter, Filter):
-        return filter
+    if filter is None:
+        return None
+    if isinstance(filter, Filter):  # built elsewhere (an adapter): still never "all rows"
+        return None if sets_no_condition(filter.node) else filter
     if not isinstance(filter, Mapping):
         raise _fail("filter", f"a filter must be a dict, got {type(filter).__name__} {filter!r}")
     if not filter:
         return None
-    return Filter(_parse_filter(filter, "filter"))
+    check_filter_size(filter)
+    node = _parse_filter(filter, "filter")
+    # A filter that can only be true ({"$and": []}, {"$nor": []}, nested {} in $and)
+    # sets no condition, exactly like {}: delete() refuses it instead of emptying the
+    # table because an adapter built an empty list of conditions.
+    return None if sets_no_condition(node) else Filter(node)
+
+
+def sets_no_condition(node: Node) -> bool:
+    """True when ``node`` holds for every record by construction (an empty AND, NOR)."""
+    if isinstance(node, And):
+        return all(sets_no_condition(child) for child in node.items)
+    return isinstance(node, Not) and isinstance(node.item, Or) and not node.item.items
+
+
+def check_filter_size(filter: Any) -> None:
+    """Raise InvalidFilterError if ``filter`` nests deeper than :data:`MAX_FILTER_DEPTH`
+    or holds more than :data:`MAX_FILTER_VALUES` values (iterative: no RecursionError)."""
+    stack: list[tuple[Any, int]] = [(filter, 1)]
+    values = 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            values += 1
+            if values > MAX_FILTER_VALUES:
+                raise InvalidFilterError(
+                    f"invalid filter: it holds more than {MAX_FILTER_VALUES} values; split "
+                    "the operation into several calls"
+                )
+            continue
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidFilterError(
+                f"invalid filter: it nests more than {MAX_FILTER_DEPTH} levels deep; "
+                "flatten it (a list of alternatives is one $in or one $or)"
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def validate_filter(filter: Mapping[str, Any] | Filter | None) -> None:
@@ -262,7 +322,8 @@ def _parse_filter(filter: Any, where: str) -> Node:
             items.append(_parse_logical(key, value, where))
         else:
             items.append(_parse_field(key, value, where))
-    # {} nested inside $and/$or/$not matches everything, as in MongoDB.
+    # {} nested inside $and/$or/$not sets no condition (it matches everything), as in
+    # MongoDB; empty *groups* are $and: [] / $or: [] (see the module docstring).
     return items[0] if len(items) == 1 else And(tuple(items))
 
 
@@ -271,8 +332,8 @@ def _parse_logical(op: str, value: Any, where: str) -> Node:
     if op == "$not":
         return Not(_parse_filter(value, at))
     if op in ("$and", "$or", "$nor"):
-        if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-            raise _fail(at, f"{op} takes a non-empty list of filter dicts, got {value!r}")
+        if not isinstance(value, (list, tuple)):
+            raise _fail(at, f"{op} takes a list of filter dicts, got {value!r}")
         children = tuple(_parse_filter(v, f"{at}[{i}]") for i, v in enumerate(value))
         if op == "$and":
             return And(children)
@@ -349,6 +410,12 @@ def _scalar(value: Any, at: str) -> Any:
         raise _fail(at, f"integer {value} is outside the signed 64-bit range")
     if isinstance(value, str) and not _is_utf8(value):
         raise _fail(at, f"{value!r} is not valid Unicode (it holds a lone surrogate)")
+    if isinstance(value, str) and "\x00" in value:
+        raise _fail(
+            at,
+            f"{value!r} contains a NUL character; metadata strings cannot hold NUL (it is "
+            "refused at write time), so this can never match",
+        )
     return value
 
 

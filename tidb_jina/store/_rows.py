@@ -14,6 +14,7 @@ from tidb_jina.store._filter_tree import check_metadata_key
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._schema import INDEXED_VALUE_LENGTH
 from tidb_jina.store._types import dumps_metadata
+from tidb_jina.store._validate import check_metadata_values, check_text
 
 IN_CHUNK = 900  # ids per IN (...) list: below SQLite's oldest bound-parameter limit (999)
 
@@ -48,6 +49,8 @@ def prepare_documents(documents: Iterable[str | None] | None, n: int) -> list[st
             raise InvalidInputError(
                 f"document {i} is {type(doc).__name__}; documents must be str (or None)"
             )
+        if doc is not None:
+            check_text(doc, f"document {i}")
     return docs
 
 
@@ -69,6 +72,7 @@ def prepare_metadatas(
             )
         for key in meta:
             check_metadata_key(key)
+        check_metadata_values(meta, i)  # nested keys, NUL, surrogates, depth
         if indexed_key is not None and indexed_key in meta:
             check_indexed_value(indexed_key, meta[indexed_key], i)
         out.append(dumps_metadata(dict(meta)))

@@ -29,11 +29,10 @@ from tidb_jina._errors import (
     DimensionMismatchError,
     InvalidIdentifierError,
     InvalidInputError,
-    RecordTooLargeError,
     SchemaError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _filter_tree, _table_meta, _tidb, _vector, _zero_vectors
+from tidb_jina.store import _filter_tree, _table_meta, _tidb, _validate, _vector, _zero_vectors
 from tidb_jina.store._async import AsyncRunner
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._backend import (
@@ -63,8 +62,7 @@ from tidb_jina.store._schema import (
 )
 
 DEFAULT_TABLE_NAME = "tidb_jina_vectors"
-# TiDB's txn-entry-size-limit is 6 MiB per row; keep headroom for the row encoding.
-MAX_ROW_BYTES = 6 * 1024 * 1024 - 64 * 1024
+MAX_ROW_BYTES = _validate.MAX_ROW_BYTES  # TiDB's 6 MiB per row, less headroom
 FilterArg = Mapping[str, Any] | Filter | None
 
 
@@ -551,13 +549,7 @@ class TableBase:
         return id_list
 
     def _row_size(self, id: str, document: str | None, meta: str, stored_vector: int) -> int:
-        size = len(id) + len(meta) + (len(document.encode()) if document else 0)
-        if size + stored_vector > MAX_ROW_BYTES:
-            raise RecordTooLargeError(
-                f"record {id[:40]!r} is {(size + stored_vector) / 2**20:.1f} MiB; TiDB "
-                "stores at most 6 MiB per row: split the document into smaller chunks"
-            )
-        return size
+        return _validate.row_bytes(id, document, meta, stored_vector)  # UTF-8 bytes
 
     def _prepare_ids(self, ids: Iterable[str | None] | None, n: int) -> list[str]:
         if ids is None:
@@ -578,6 +570,7 @@ class TableBase:
                 )
             if "\x00" in value:
                 raise InvalidIdentifierError(f"id {i} contains a NUL character")
+            _validate.check_text(value, f"id {i}")
             if limit is not None and len(value) > limit:
                 raise InvalidInputError(
                     f"id {value[:40]!r}... is {len(value)} characters but table "

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from tidb_jina._components import first_non_number
 from tidb_jina._errors import DimensionMismatchError, InvalidVectorError
 
 MAX_DIMENSION = 16383  # TiDB's limit for VECTOR(D)
@@ -46,15 +47,20 @@ def as_matrix(vectors: Iterable[Any], dimension: int | None = None) -> np.ndarra
     """
     if isinstance(vectors, np.ndarray):
         rows: Any = vectors
+        if vectors.dtype.kind in "bc":
+            raise _not_real(0, vectors.flat[0] if vectors.size else None)
     else:
         rows = list(vectors)
         if not rows:
             return np.empty((0, dimension or 0), dtype=np.float32)
+        bad = first_non_number(rows)
+        if bad is not None:
+            raise _not_real(*bad)
     try:
         raw = rows if isinstance(rows, np.ndarray) else np.asarray(rows)
         if raw.dtype == np.float32:
             matrix = raw  # validated in place: no float64 copy (the common case)
-        elif raw.dtype.kind in "fiub":
+        elif raw.dtype.kind in "fiu":
             matrix = raw.astype(np.float64, copy=False)
         elif _has_non_numbers(raw):  # NumPy would quietly turn "2" into 2.0
             raise ValueError("not numbers")
@@ -112,12 +118,21 @@ def _check_values(matrix: np.ndarray, rows: Any) -> None:
         )
 
 
+def _not_real(row: int, value: Any) -> InvalidVectorError:
+    return InvalidVectorError(
+        f"vector {row} holds {value!r} ({type(value).__name__}), not a number: every component "
+        "must be a real number (int or float; not bool, str or complex); check where it "
+        'came from (a provider answering true or "0.5" is refused the same way)'
+    )
+
+
 def _has_non_numbers(raw: np.ndarray) -> bool:
     """True if an object/str array holds anything but numbers (None counts: reported as such)."""
     if raw.dtype.kind in "US":
         return True
     return any(
-        isinstance(x, (str, bytes)) or not (x is None or isinstance(x, (int, float, np.number)))
+        isinstance(x, (str, bytes, bool, np.bool_, complex, np.complexfloating))
+        or not (x is None or isinstance(x, (int, float, np.number)))
         for x in raw.flat
     )
 
@@ -129,7 +144,7 @@ def _explain_bad_rows(rows: Sequence[Any], dimension: int | None) -> Exception:
             return InvalidVectorError(f"vector {i} is {type(row).__name__}, not a list of numbers")
         try:
             raw = np.asarray(row)
-            if raw.dtype.kind not in "fiub" and _has_non_numbers(raw):
+            if raw.dtype.kind not in "fiu" and _has_non_numbers(raw):
                 raise ValueError("not numbers")
             arr = np.asarray(row, dtype=np.float64)
         except (TypeError, ValueError):
