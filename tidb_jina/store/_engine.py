@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 import weakref
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import _sqlite
+from tidb_jina.store._driver_args import check_driver_args, fold_tls_args
 from tidb_jina.store._tls import (
     connect_requiring_tls,
     is_tidb_cloud_host,
@@ -207,7 +207,9 @@ def _tidb_settings(
     """URL and engine arguments every TiDB engine gets (sync or async).
 
     TLS follows :func:`tidb_jina.store._tls.tls_policy`, the same for both drivers; an
-    ``ssl`` the caller put in ``connect_args`` is used as given.
+    ``ssl.SSLContext`` the caller put in ``connect_args`` is used as given, while
+    ``ssl_*`` keys and a PyMySQL ``ssl`` dict there join the URL's options
+    (:mod:`tidb_jina.store._driver_args`).
     """
     driver = "aiomysql" if url.drivername.endswith("aiomysql") else "pymysql"
     if "charset" not in url.query:
@@ -215,16 +217,19 @@ def _tidb_settings(
     args.setdefault("pool_recycle", POOL_RECYCLE_S)
     args.setdefault("pool_pre_ping", True)
     connect_args = dict(args.pop("connect_args", {}) or {})
+    url, connect_args = fold_tls_args(url, connect_args)  # ssl_* keys: the same policy
     if "ssl" in connect_args:
         if url_mentions_tls(url):
             raise ConfigurationError(
                 "TLS is configured twice: in the URL (ssl_* options) and in "
                 "engine_args['connect_args']['ssl']; keep one"
             )
-        if driver == "aiomysql" and isinstance(connect_args["ssl"], ssl.SSLContext):
+        check_driver_args(url, connect_args, driver)
+        if driver == "aiomysql":  # an SSLContext (fold_tls_args allows nothing else)
             connect_args.setdefault("async_creator_fn", connect_requiring_tls)
     else:
         url, policy = tls_policy(url, verify_tls)
+        check_driver_args(url, connect_args, driver)  # ?foo=1: a clear error, before any I/O
         connect_args.update(policy.connect_args(driver))
         if policy.context is not None and is_tidb_cloud_host(url.host):
             url = url.set(host=normalize_host(url.host))  # the name the certificate carries
