@@ -458,3 +458,42 @@ def test_an_empty_ssl_dict_in_connect_args_requires_tls(driver, good_tls, ca_fil
     with server, pytest.raises(sa.exc.OperationalError, match="SSL is required"):
         run(driver, url(server, CLOUD_HOST), engine_args={"connect_args": {"ssl": {}}})
     assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("offer_tls", [True, False], ids=["tls-offered", "tls-stripped"])
+def test_an_engine_the_user_built_for_tidb_cloud_never_falls_back_to_clear_text(
+    offer_tls, good_tls, ca_file, system_store_is
+):
+    """PyMySQL's default is "TLS if the server offers it": an Engine built without TLS
+    settings would send the user name in clear to a man in the middle that strips the
+    bit. Given to a VectorTable, it gets the policy's required, verified TLS."""
+    system_store_is(ca_file)
+    with MySQLWireServer(tls=good_tls, offer_tls=offer_tls) as server:
+        engine = sa.create_engine(url(server, CLOUD_HOST))
+        table = VectorTable(engine, table_name="docs")
+        try:
+            if offer_tls:
+                assert table.count() == 0
+            else:
+                with pytest.raises(DatabaseError, match="SSL is required"):
+                    table.count()
+        finally:
+            engine.dispose()
+    if offer_tls:
+        assert_secure_session(server)
+    else:
+        assert_refused_before_user_name(server)
+
+
+def test_an_engine_with_its_own_tls_settings_is_used_as_given(ca, ca_file):
+    """The caller's SSLContext wins (here: one that checks no host name)."""
+    mine = ssl.create_default_context(cafile=ca_file)
+    mine.check_hostname = False
+    with MySQLWireServer(tls=server_context(ca, "wrong.example")) as server:
+        engine = sa.create_engine(url(server, CLOUD_HOST), connect_args={"ssl": mine})
+        table = VectorTable(engine, table_name="docs")
+        try:
+            assert table.count() == 0
+        finally:
+            engine.dispose()
+    assert_secure_session(server)

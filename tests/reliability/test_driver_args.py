@@ -178,3 +178,31 @@ def test_tls_both_in_the_url_and_as_connect_args_keys_is_a_configuration_error()
             url_for(CLOUD, "?ssl_verify_cert=true"),
             engine_args={"connect_args": {"ssl_ca": "/etc/ssl/cert.pem"}},
         )
+
+
+# --- an Engine the caller built ----------------------------------------------------------
+
+
+def test_an_engine_for_tidb_cloud_without_tls_settings_gets_verified_required_tls():
+    import sqlalchemy as sa
+
+    engine = connect(sa.create_engine(url_for(CLOUD)))
+    assert_verified(connect_kwargs(engine)["ssl"])
+    assert connect(engine) is engine  # a second table on the same Engine: the same Engine
+    assert_verified(connect_kwargs(engine)["ssl"])
+
+
+def test_an_engine_for_a_self_managed_host_is_left_alone():
+    import sqlalchemy as sa
+
+    assert "ssl" not in connect_kwargs(connect(sa.create_engine(url_for("127.0.0.1"))))
+
+
+def test_an_engine_whose_url_sets_tls_options_is_warned_about(caplog):
+    import sqlalchemy as sa
+
+    caplog.set_level(logging.WARNING, logger="tidb_jina")
+    engine = sa.create_engine(url_for(CLOUD, "?ssl_verify_cert=true"))
+    connect(engine)
+    assert "applies by its own rules" in caplog.text and "pass the URL itself" in caplog.text
+    assert DB_PASSWORD not in caplog.text

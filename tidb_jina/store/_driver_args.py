@@ -150,3 +150,40 @@ def _from_ssl_dict(given: dict[str, Any], already: dict[str, str]) -> dict[str, 
             value = value.strip().lower() not in ("none", "0", "false", "no", "off")
         options[name] = _as_text(f"ssl']['{key}", value)
     return options or {"ssl_mode": "REQUIRED"}
+
+
+def guard_user_engine(engine: Any) -> None:
+    """Give an ``Engine`` the caller built the TLS floor of the policy.
+
+    A TiDB Cloud Engine with no TLS settings of its own would let PyMySQL fall back to
+    clear text when a man in the middle strips TLS from the greeting: such an Engine gets
+    required, verified TLS with host-name checking at each connect (a ``do_connect``
+    hook; nothing else of the Engine changes). TLS settings the caller gave are used as
+    given, by the driver's own rules, and a warning says so when they come from the URL.
+    """
+    if getattr(engine, "_tidb_jina_tls_guard", False):
+        return
+    from sqlalchemy import event
+
+    from tidb_jina.store._tls import is_tidb_cloud_host, logger, tls_policy
+
+    driver = "aiomysql" if engine.dialect.driver == "aiomysql" else "pymysql"
+    if url_mentions_tls(engine.url):
+        message = (
+            f"the Engine for {engine.url.host} sets TLS options in its URL, which "
+            f"{_DRIVER_NAMES[driver]} applies by its own rules (e.g. ssl_verify_cert=true "
+            "without ssl_ca checks no host name); pass the URL itself to tidb-jina to get "
+            "required, verified TLS with host-name checking"
+        )
+        logger.warning(message)
+
+    def on_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        host = cparams.get("host") or engine.url.host
+        configured = cparams.get("ssl") or any(k.startswith("ssl_") for k in cparams)
+        if configured or not is_tidb_cloud_host(host):
+            return
+        _, policy = tls_policy(engine.url.set(host=host, query={}))
+        cparams.update(policy.connect_args(driver))
+
+    event.listen(engine, "do_connect", on_connect)
+    engine._tidb_jina_tls_guard = True

@@ -33,7 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
 from tidb_jina.store import _sqlite
-from tidb_jina.store._driver_args import check_driver_args, fold_tls_args
+from tidb_jina.store._driver_args import check_driver_args, fold_tls_args, guard_user_engine
 from tidb_jina.store._tls import (
     connect_requiring_tls,
     is_tidb_cloud_host,
@@ -78,6 +78,8 @@ def connect(
         check_dialect(connection.dialect.name)
         if connection.dialect.name == "sqlite":
             _instrument_sqlite(connection, file_backed=_sqlite_file_backed(connection.url))
+        else:
+            guard_user_engine(connection)  # TiDB Cloud: never a clear-text fallback
         return connection
     if connection is None or (isinstance(connection, str) and not connection.strip()):
         connection = os.environ.get(ENV_DATABASE_URL) or None
