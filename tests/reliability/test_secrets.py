@@ -490,3 +490,46 @@ def test_the_redaction_helper_finds_every_piece_of_a_password():
     text = f"host '{DB_PASSWORD}@127.0.0.1' and {_RAW_AT}"
     assert_clean(redact(text, secrets), "redacted text")
     assert connection_secrets("sqlite:///x.db") == []
+
+
+# --- an Engine or a sqlalchemy URL the caller built (issue 13 review) --------------------
+
+
+def test_an_engine_built_from_a_password_with_a_raw_at_is_refused_without_its_tail():
+    """SQLAlchemy reads ``app_user:Lead@<pw>@host`` as host ``<pw>@host``: every message
+    naming the host, and the driver's own "Can't connect to ... on '<pw>@host'", would
+    carry the password's tail. A URL string was refused; an Engine is refused too."""
+    import sqlalchemy as sa
+
+    from tidb_jina import doctor
+
+    engine = sa.create_engine(_password_url("raw-at"))
+    with pytest.raises(ConfigurationError, match="percent-encode") as info:
+        VectorTable(engine, table_name="docs")
+    assert_error_clean(info.value)
+    report = doctor(engine, table_name="docs", check_keys=False)
+    assert not report.ok and "percent-encode" in str(report)
+    assert_clean(str(report), "doctor on a raw-@ Engine")
+
+
+@pytest.mark.parametrize("form", ["query-password", "userinfo"])
+@pytest.mark.parametrize("kind", ["engine", "url-object"])
+def test_an_engine_or_url_object_never_shows_the_password(form, kind, all_logs):
+    import sqlalchemy as sa
+
+    from tidb_jina import doctor
+
+    url = sa.engine.make_url(_password_url(form))
+    given: Any = sa.create_engine(url) if kind == "engine" else url
+    table = VectorTable(given, table_name="docs")
+    with pytest.raises(DatabaseError) as info:
+        table.count()
+    assert_error_clean(info.value)
+    texts = [repr(table), str(table), table.database, str(doctor(given, check_keys=False))]
+    li = _import("llama_index_tidb_jina")
+    store = li.TiDBVectorStore(given, table_name="docs", vector_dimension=8)
+    texts += [repr(store), store.to_json()]
+    for text in texts:
+        assert_clean(text, f"{kind} {form}")
+    assert_logs_clean(all_logs)
+    table.engine.dispose()

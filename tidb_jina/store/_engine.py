@@ -76,6 +76,7 @@ def connect(
                 "or create the Engine with those arguments yourself"
             )
         check_dialect(connection.dialect.name)
+        _check_host(connection.url)  # an Engine built from a password with a raw "@"
         if connection.dialect.name == "sqlite":
             _instrument_sqlite(connection, file_backed=_sqlite_file_backed(connection.url))
         else:
@@ -154,12 +155,7 @@ def parse_url(connection: str | URL) -> URL:
             "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'. If the "
             "password contains @ : / ? or #, percent-encode it (urllib.parse.quote_plus)"
         ) from None
-    if "@" in (url.host or ""):
-        # SQLAlchemy split at the first "@": the rest of the password became the host.
-        raise ConfigurationError(
-            "the connection URL has more than one '@': the password must not contain a raw "
-            "'@'; percent-encode it (urllib.parse.quote_plus(password), '@' becomes '%40')"
-        )
+    _check_host(url)
     given = [k for k in ("password", "passwd") if k in url.query]
     if given:
         if url.password is not None or len(given) > 1:
@@ -172,6 +168,16 @@ def parse_url(connection: str | URL) -> URL:
             raise ConfigurationError("?password= is given more than once in the connection URL")
         url = url.difference_update_query(given).set(password=value)
     return url
+
+
+def _check_host(url: URL) -> None:
+    if "@" in (url.host or ""):
+        # SQLAlchemy split at the first "@": the rest of the password became the host,
+        # which every message naming the host (and the driver's own errors) would show.
+        raise ConfigurationError(
+            "the connection URL has more than one '@': the password must not contain a raw "
+            "'@'; percent-encode it (urllib.parse.quote_plus(password), '@' becomes '%40')"
+        )
 
 
 def safe_url(url: URL) -> str:
