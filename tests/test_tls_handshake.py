@@ -497,3 +497,41 @@ def test_an_engine_with_its_own_tls_settings_is_used_as_given(ca, ca_file):
         finally:
             engine.dispose()
     assert_secure_session(server)
+
+
+# --- IP and IPv6 hosts, trailing dots ------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("cert_for, ok", [("::1", True), ("127.0.0.1", False)])
+def test_an_ipv6_host_is_checked_against_the_certificates_ip_address(
+    driver, cert_for, ok, ca, ca_file
+):
+    with MySQLWireServer(tls=server_context(ca, cert_for), bind="::1") as server:
+        target = url(server, "[::1]", f"?ssl_ca={ca_file}")
+        if ok:
+            run(driver, target)
+        else:
+            with pytest.raises(sa.exc.OperationalError):
+                run(driver, target)
+    if ok:
+        assert_secure_session(server)
+    else:
+        assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_self_managed_host_with_a_trailing_dot_is_checked_without_it(
+    driver, ca, ca_file, monkeypatch
+):
+    """``db.example.`` is the fully qualified ``db.example``: the certificate for
+    ``db.example`` matches it, as it does for TiDB Cloud hosts."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host in ("db.example", "db.example.") else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with MySQLWireServer(tls=server_context(ca, "db.example")) as server:
+        run(driver, url(server, "db.example.", f"?ssl_ca={ca_file}"))
+    assert_secure_session(server)

@@ -36,7 +36,6 @@ from tidb_jina.store import _sqlite
 from tidb_jina.store._driver_args import check_driver_args, fold_tls_args, guard_user_engine
 from tidb_jina.store._tls import (
     connect_requiring_tls,
-    is_tidb_cloud_host,
     normalize_host,
     tls_policy,
     url_mentions_tls,
@@ -239,8 +238,10 @@ def _tidb_settings(
         url, policy = tls_policy(url, verify_tls)
         check_driver_args(url, connect_args, driver)  # ?foo=1: a clear error, before any I/O
         connect_args.update(policy.connect_args(driver))
-        if policy.context is not None and is_tidb_cloud_host(url.host):
-            url = url.set(host=normalize_host(url.host))  # the name the certificate carries
+        if policy.context is not None and url.host:
+            # The name the certificate carries: "db.example." is "db.example" (OpenSSL's
+            # host-name check does not strip the dot), for TiDB Cloud and any other host.
+            url = url.set(host=normalize_host(url.host))
     if connect_args:
         args["connect_args"] = connect_args
     return url, args

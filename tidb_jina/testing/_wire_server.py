@@ -69,6 +69,7 @@ class MySQLWireServer:
         break_upgrade: answer the client's SSL request without TLS: ``"close"`` hangs
             up, ``"plaintext"`` sends a clear-text OK packet instead of a TLS handshake
             (a server that advertises TLS and then fails the upgrade).
+        bind: the loopback address to listen on (``"::1"`` for IPv6).
     """
 
     def __init__(
@@ -78,7 +79,9 @@ class MySQLWireServer:
         offer_tls: bool | None = None,
         recorder: MySQLRecorder | None = None,
         break_upgrade: str | None = None,
+        bind: str = "127.0.0.1",
     ) -> None:
+        self.bind = bind
         self.tls = tls
         self.break_upgrade = break_upgrade
         self.offer_tls = tls is not None if offer_tls is None else offer_tls
@@ -94,9 +97,10 @@ class MySQLWireServer:
     # --- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> MySQLWireServer:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
+        listener.bind((self.bind, 0))
         listener.listen(16)
         listener.settimeout(0.05)
         self._listener = listener
