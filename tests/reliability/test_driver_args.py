@@ -206,3 +206,40 @@ def test_an_engine_whose_url_sets_tls_options_is_warned_about(caplog):
     connect(engine)
     assert "applies by its own rules" in caplog.text and "pass the URL itself" in caplog.text
     assert DB_PASSWORD not in caplog.text
+
+
+# --- the driver named in the URL ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scheme", ["mysql+mysqldb", "mysql+mysqlconnector", "mysql+asyncmy", "mysql+cymysql"]
+)
+def test_another_mysql_driver_is_a_configuration_error_not_a_module_error(scheme, no_network):
+    """A driver other than PyMySQL/aiomysql would get the policy's arguments in a form it
+    does not read (or be missing: a raw ModuleNotFoundError)."""
+    target = url_for(CLOUD).replace("mysql+pymysql", scheme)
+    for make in (lambda: VectorTable(target, table_name="docs"), lambda: connect_async(target)):
+        with pytest.raises(ConfigurationError, match=r"mysql\+pymysql://") as info:
+            make()
+        assert scheme in str(info.value) and DB_PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_aiomysql_url_serves_sync_code_through_pymysql(mode):
+    """``mysql+aiomysql://`` given to a table: sync calls use PyMySQL (they failed with
+    MissingGreenlet), async calls aiomysql; both under the TLS policy."""
+    target = url_for(CLOUD).replace("mysql+pymysql", "mysql+aiomysql")
+    if mode == "sync":
+        engine = VectorTable(target, table_name="docs").engine
+        assert engine.dialect.driver == "pymysql"
+        assert_verified(connect_kwargs(engine)["ssl"])
+    else:
+        assert_verified(async_connect_kwargs(target)["ssl"])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_option_value_the_driver_cannot_use_is_a_configuration_error(mode, no_network):
+    target = url_for("127.0.0.1", "?connect_timeout=soon")
+    with pytest.raises(ConfigurationError, match="connect_timeout takes whole seconds") as info:
+        VectorTable(target, table_name="docs") if mode == "sync" else connect_async(target)
+    assert "'soon'" in str(info.value) and DB_PASSWORD not in str(info.value)

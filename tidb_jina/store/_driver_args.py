@@ -163,6 +163,8 @@ def guard_user_engine(engine: Any) -> None:
     """
     if getattr(engine, "_tidb_jina_tls_guard", False):
         return
+    if engine.dialect.driver not in _DRIVER_NAMES:
+        return  # another driver (mysqlclient, ...): its TLS settings are the caller's
     from sqlalchemy import event
 
     from tidb_jina.store._tls import is_tidb_cloud_host, logger, tls_policy

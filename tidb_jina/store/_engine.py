@@ -21,8 +21,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,8 +103,10 @@ def connect_async(
     url = parse_url(connection)
     args = dict(engine_args or {})
     if url.get_backend_name() == "mysql":
-        url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args, verify_tls)
-        return create_async_engine(url, **args)
+        url = url.set(drivername=mysql_driver(url, "mysql+aiomysql"))
+        url, args = _tidb_settings(url, args, verify_tls)
+        with _bad_option_values():
+            return create_async_engine(url, **args)
     file_backed = _sqlite_file_backed(url)
     if not file_backed:
         raise ConfigurationError("an in-memory database cannot be shared with an async engine")
@@ -169,6 +171,31 @@ def parse_url(connection: str | URL) -> URL:
     return url
 
 
+def mysql_driver(url: URL, wanted: str) -> str:
+    """``wanted`` (PyMySQL for sync, aiomysql for async) for a TiDB URL that names either
+    driver or none; another driver would escape the TLS policy: a ConfigurationError."""
+    if url.drivername not in ("mysql", "mysql+pymysql", "mysql+aiomysql"):
+        raise ConfigurationError(
+            f"the connection URL names the driver {url.drivername!r}; tidb-jina reaches "
+            "TiDB through PyMySQL (sync) and aiomysql (async) so that one TLS policy "
+            "covers both: write mysql+pymysql://USER:PASSWORD@HOST:4000/DB"
+        )
+    return wanted
+
+
+@contextmanager
+def _bad_option_values() -> Iterator[None]:
+    """SQLAlchemy converts URL options (``connect_timeout=soon``) when it builds the
+    engine: a value it cannot convert is a ConfigurationError, not a raw ValueError."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"an option in the connection URL has a value the driver cannot use "
+            f"({exc.__class__.__name__}: {exc}); e.g. connect_timeout takes whole seconds"
+        ) from None
+
+
 def _check_host(url: URL) -> None:
     if "@" in (url.host or ""):
         # SQLAlchemy split at the first "@": the rest of the password became the host,
@@ -188,10 +215,10 @@ def safe_url(url: URL) -> str:
 
 
 def _tidb_engine(url: URL, args: dict[str, Any], *, verify_tls: bool) -> sa.Engine:
-    if url.drivername == "mysql":
-        url = url.set(drivername="mysql+pymysql")
+    url = url.set(drivername=mysql_driver(url, "mysql+pymysql"))
     url, args = _tidb_settings(url, args, verify_tls)
-    engine = sa.create_engine(url, **args)
+    with _bad_option_values():
+        engine = sa.create_engine(url, **args)
     event.listen(engine, "before_cursor_execute", _whole_batches)
     return engine
 
