@@ -54,3 +54,22 @@ def _from_text(url: str) -> set[str]:
         if ":" in userinfo:
             found.add(userinfo.split(":", 1)[1])
     return {f for f in found if f}
+
+
+def chain_leaks(exc: BaseException, secrets: list[str]) -> bool:
+    """Whether ``exc`` or anything it wraps (``__cause__``, ``__context__``, a driver's
+    ``orig``) shows a secret; such an error must not be chained to one we raise."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = f"{current}{current!r}"
+        if any(secret in text for secret in secrets):
+            return True
+        for nxt in (current.__cause__, current.__context__, getattr(current, "orig", None)):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return False

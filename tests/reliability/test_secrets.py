@@ -533,3 +533,44 @@ def test_an_engine_or_url_object_never_shows_the_password(form, kind, all_logs):
         assert_clean(text, f"{kind} {form}")
     assert_logs_clean(all_logs)
     table.engine.dispose()
+
+
+# --- a server that quotes the password back (issue 13 review) ----------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_server_error_quoting_the_password_is_scrubbed_everywhere(mode, all_logs, monkeypatch):
+    """A proxy or server error that echoes the password (in a message about the login,
+    say) reaches the user scrubbed: in the DatabaseError, its chain, the logs and the
+    ``doctor()`` report. The two redaction layers (driver_message, doctor) are the only
+    thing between such a server and the user, so this is their test."""
+    from tidb_jina import doctor
+    from tidb_jina.testing._wire_server import MySQLWireServer
+
+    monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
+    with MySQLWireServer() as server:
+        server.recorder.fail(".", 1045, f"Access denied: password '{DB_PASSWORD}' expired")
+        target = server.url(user="app_user", password=DB_PASSWORD)
+        table = VectorTable(target, table_name="docs")
+        with pytest.raises(DatabaseError) as info:
+            table.count() if mode == "sync" else asyncio.run(_aio_count(table))
+        report = doctor(target, table_name="docs", check_keys=False)
+        table.close()
+    assert "Access denied: password '***' expired" in str(info.value)
+    assert_error_clean(info.value)
+    assert not report.ok and "***" in str(report)
+    assert_clean(str(report), "doctor")
+    # SQLAlchemy's pool quotes the driver's raw message at DEBUG ("Error on connect()"),
+    # which only its opt-in pool debugging shows; every other record is clean.
+    assert all_logs, "nothing was logged: the capture is not working"
+    pool_debug = [r for r in all_logs if r.name.startswith("sqlalchemy.pool") and r.levelno == 10]
+    for record in all_logs:
+        if record not in pool_debug:
+            assert_clean(record.getMessage() + repr(record.__dict__), f"log {record.name}")
+
+
+async def _aio_count(table: VectorTable) -> int:
+    try:
+        return await table.aio.count()
+    finally:
+        await table.aio.dispose()
