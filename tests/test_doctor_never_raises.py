@@ -18,7 +18,7 @@ HOST = "mysql+pymysql://u.root:pw-SECRET-1@127.0.0.1:9/db"
         (HOST + "?ssl_ca=/nowhere/ca.pem", "no such file"),
         (HOST + "?ssl_bogus=1", "unknown TLS option"),
         (HOST + "?ssl_verify_cert=perhaps", "not a boolean"),
-        (HOST + "?connect_timeout=soon", "value the driver cannot use"),
+        (HOST + "?connect_timeout=soon", "SQLAlchemy cannot use an option"),
         (HOST + "?no_such_driver_option=1", "does not accept the option 'no_such_driver_option'"),
         ("mysql+pymysql://u.root:pw-SECRET-1@127.0.0.1:port/db", "cannot parse"),
         ("postgresql://u:pw-SECRET-1@127.0.0.1/db", "unsupported database"),

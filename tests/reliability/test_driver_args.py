@@ -240,6 +240,16 @@ def test_an_aiomysql_url_serves_sync_code_through_pymysql(mode):
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_an_option_value_the_driver_cannot_use_is_a_configuration_error(mode, no_network):
     target = url_for("127.0.0.1", "?connect_timeout=soon")
-    with pytest.raises(ConfigurationError, match="connect_timeout takes whole seconds") as info:
+    with pytest.raises(ConfigurationError, match="connect_timeout= takes whole seconds") as info:
         VectorTable(target, table_name="docs") if mode == "sync" else connect_async(target)
     assert "'soon'" in str(info.value) and DB_PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_engine_argument_sqlalchemy_rejects_is_a_configuration_error(mode, no_network):
+    target, args = url_for("127.0.0.1"), {"no_such_engine_arg": 1}
+    with pytest.raises(ConfigurationError, match=r"engine_args.*no_such_engine_arg"):
+        if mode == "sync":
+            VectorTable(target, table_name="docs", engine_args=args)
+        else:
+            connect_async(target, engine_args=args)

@@ -185,14 +185,16 @@ def mysql_driver(url: URL, wanted: str) -> str:
 
 @contextmanager
 def _bad_option_values() -> Iterator[None]:
-    """SQLAlchemy converts URL options (``connect_timeout=soon``) when it builds the
-    engine: a value it cannot convert is a ConfigurationError, not a raw ValueError."""
+    """SQLAlchemy checks ``engine_args`` and converts URL options (``connect_timeout=
+    soon``) when it builds the engine: what it rejects is a ConfigurationError, not a raw
+    ValueError / TypeError."""
     try:
         yield
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(
-            f"an option in the connection URL has a value the driver cannot use "
-            f"({exc.__class__.__name__}: {exc}); e.g. connect_timeout takes whole seconds"
+            "SQLAlchemy cannot use an option in the connection URL or in engine_args "
+            f"({exc.__class__.__name__}: {exc}); correct or remove it (e.g. "
+            "?connect_timeout= takes whole seconds)"
         ) from None
 
 
