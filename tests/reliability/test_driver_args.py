@@ -253,3 +253,15 @@ def test_an_engine_argument_sqlalchemy_rejects_is_a_configuration_error(mode, no
             VectorTable(target, table_name="docs", engine_args=args)
         else:
             connect_async(target, engine_args=args)
+
+
+def test_an_async_engine_is_a_configuration_error_that_says_to_pass_the_url(no_network):
+    """It was "cannot parse the connection URL" (an AsyncEngine) or MissingGreenlet on the
+    first call (its sync_engine)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url_for(CLOUD).replace("pymysql", "aiomysql"))
+    for given in (engine, engine.sync_engine):
+        with pytest.raises(ConfigurationError, match="pass the connection URL") as info:
+            VectorTable(given, table_name="docs")
+        assert DB_PASSWORD not in str(info.value)

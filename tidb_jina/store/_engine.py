@@ -68,6 +68,14 @@ def connect(
     whenever the URL asks). ``verify_tls=False`` turns off certificate verification (still
     encrypted); it logs a warning, since it lets a man in the middle read everything.
     """
+    if isinstance(connection, AsyncEngine) or (
+        isinstance(connection, sa.Engine) and connection.dialect.is_async
+    ):
+        raise ConfigurationError(
+            "an async Engine cannot serve the table's sync calls: pass the connection URL "
+            "instead (the table makes its own async engine for .aio, under the same TLS "
+            "policy), or a sync Engine (mysql+pymysql://...)"
+        )
     if isinstance(connection, sa.Engine):
         if engine_args:
             raise ConfigurationError(
