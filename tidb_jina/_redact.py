@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 MASK = "***"
+_SECRETS_ATTR = "_tidb_jina_secrets"
 _MIN_SECRET = 3  # shorter pieces would mask ordinary words; such passwords are not secret
 _QUERY_PASSWORD = re.compile(r"[?&](?:password|passwd)=([^&#]*)", re.IGNORECASE)
 
@@ -21,7 +22,7 @@ _QUERY_PASSWORD = re.compile(r"[?&](?:password|passwd)=([^&#]*)", re.IGNORECASE)
 def connection_secrets(connection: Any) -> list[str]:
     """Every string in ``connection`` (URL text, ``sqlalchemy.URL`` or ``Engine``) that is
     a password or a piece of one, longest first."""
-    found: set[str] = set()
+    found: set[str] = set(getattr(connection, _SECRETS_ATTR, ()))
     url = getattr(connection, "url", connection)  # an Engine's URL
     if hasattr(url, "password") and hasattr(url, "query"):
         if url.password:
@@ -37,6 +38,16 @@ def connection_secrets(connection: Any) -> list[str]:
         pieces.update({secret, unquote(secret), unquote_plus(secret)})
         pieces.update(p for p in secret.split("@") if len(p) >= _MIN_SECRET + 1)
     return sorted((p for p in pieces if len(p) >= _MIN_SECRET), key=len, reverse=True)
+
+
+def remember_secrets(engine: Any, engine_args: dict[str, Any]) -> None:
+    """Keep on ``engine`` a password given in ``connect_args`` (not in its URL), so
+    :func:`connection_secrets` finds it."""
+    connect_args = engine_args.get("connect_args") or {}
+    given = [connect_args.get(k) for k in ("password", "passwd")]
+    secrets = tuple(str(v) for v in given if isinstance(v, str) and v)
+    if secrets:
+        setattr(engine, _SECRETS_ATTR, secrets)
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -574,3 +574,20 @@ async def _aio_count(table: VectorTable) -> int:
         return await table.aio.count()
     finally:
         await table.aio.dispose()
+
+
+def test_a_password_given_in_connect_args_is_scrubbed_too():
+    """``engine_args={"connect_args": {"password": ...}}`` keeps the password out of the
+    URL; a server quoting it back is scrubbed like one from the URL."""
+    from tidb_jina.testing._wire_server import MySQLWireServer
+
+    with MySQLWireServer() as server:
+        server.recorder.fail(".", 1045, f"Access denied: password '{DB_PASSWORD}' expired")
+        target = server.url(user="app_user", password="").replace("app_user:@", "app_user@")
+        args = {"connect_args": {"password": DB_PASSWORD}}
+        table = VectorTable(target, table_name="docs", engine_args=args)
+        with pytest.raises(DatabaseError) as info:
+            table.count()
+        table.close()
+    assert "password '***' expired" in str(info.value)
+    assert_error_clean(info.value)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
+from tidb_jina._redact import remember_secrets
 from tidb_jina.store import _sqlite
 from tidb_jina.store._driver_args import check_driver_args, fold_tls_args, guard_user_engine
 from tidb_jina.store._tls import (
@@ -114,7 +115,9 @@ def connect_async(
         url = url.set(drivername=mysql_driver(url, "mysql+aiomysql"))
         url, args = _tidb_settings(url, args, verify_tls)
         with _bad_option_values():
-            return create_async_engine(url, **args)
+            engine = create_async_engine(url, **args)
+        remember_secrets(engine.sync_engine, args)
+        return engine
     file_backed = _sqlite_file_backed(url)
     if not file_backed:
         raise ConfigurationError("an in-memory database cannot be shared with an async engine")
@@ -229,6 +232,7 @@ def _tidb_engine(url: URL, args: dict[str, Any], *, verify_tls: bool) -> sa.Engi
     url, args = _tidb_settings(url, args, verify_tls)
     with _bad_option_values():
         engine = sa.create_engine(url, **args)
+    remember_secrets(engine, args)
     event.listen(engine, "before_cursor_execute", _whole_batches)
     return engine
 
