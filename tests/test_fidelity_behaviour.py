@@ -66,6 +66,8 @@ def test_rows_without_a_cosine_distance_are_left_out_on_every_engine(make_table)
     assert [h.id for h in hits] == ["a", "b", "c", "d"], "k rows, none of them zero rows"
     assert all(np.isfinite(h.distance) for h in hits)
     assert [h.id for h in table.search([1.0, 0.0, 0.0], k=10)] == ["a", "b", "c", "d"]
+    within = table.search([1.0, 0.0, 0.0], k=3, max_distance=1.5)
+    assert [h.id for h in within] == ["a", "b", "c"], "a threshold keeps the k slots too"
     filtered = table.search([1.0, 0.0, 0.0], k=2, filter={"missing": {"$exists": False}})
     assert [h.id for h in filtered] == ["a", "b"]
     mmr = table.max_marginal_relevance_search([1.0, 0.0, 0.0], k=3, fetch_k=10)

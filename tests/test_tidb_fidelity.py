@@ -122,6 +122,35 @@ def test_null_distances_that_leave_k_rows_cost_no_second_query(stub, make_stub_t
     )
 
 
+def test_null_distances_under_a_threshold_are_counted_and_their_slots_refilled(
+    stub, make_stub_table
+):
+    stub.add_table("docs", 3)
+    table = _loaded(make_stub_table())
+    # The outer threshold must not hide the NULL rows that took slots of the inner LIMIT.
+    stub.reply(
+        SEARCH,
+        columns=["id", "document", "meta", "distance"],
+        rows=[("z1", "zero", "{}", None), ("a", "A", "{}", 0.25)],
+        times=1,
+    )
+    stub.reply(
+        "IS NOT NULL",
+        columns=["id", "document", "meta", "distance"],
+        rows=[("a", "A", "{}", 0.25), ("b", "B", "{}", 0.5)],
+    )
+    stub.reset()
+    hits = table.search([1.0, 0.0, 0.0], k=2, max_distance=0.5)
+    first, exact = _sql(stub, "SELECT")
+    assert first.endswith(
+        "LIMIT 2) AS candidates WHERE candidates.distance <= 0.5e0 "
+        "OR candidates.distance IS NULL ORDER BY candidates.distance"
+    )
+    assert "IS NOT NULL ORDER BY distance LIMIT 2) AS candidates" in exact
+    assert exact.endswith("WHERE candidates.distance <= 0.5e0 ORDER BY candidates.distance")
+    assert [(h.id, h.distance) for h in hits] == [("a", 0.25), ("b", 0.5)]
+
+
 def test_rows_without_a_distance_never_raise():
     stmt = sa.select(sa.literal_column("id"), sa.literal_column("distance"))
     rows = [

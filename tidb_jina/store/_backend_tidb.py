@@ -290,7 +290,9 @@ def search_statement(
     [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and with
     ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves), the
     filter and the distance threshold outside it. ``skip_null`` (pre-filter only) adds
-    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway."""
+    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway.
+    Without it, a pre-filter threshold also lets NULL distances through (``... OR distance
+    IS NULL``): they took slots of ``LIMIT k``, and the caller must see them to refill."""
     columns = [table.c.id, table.c.document, table.c.meta]
     if options.include_embeddings:
         columns.append(table.c.embedding)
@@ -306,11 +308,10 @@ def search_statement(
         if max_distance is None:
             return stmt
         nearest = stmt.subquery("candidates")
-        return (
-            sa.select(*nearest.c)
-            .where(nearest.c.distance <= max_distance)
-            .order_by(nearest.c.distance)
-        )
+        within = nearest.c.distance <= max_distance
+        if not skip_null:  # NULL rows took slots of LIMIT k: return them, to be counted
+            within = sa.or_(within, nearest.c.distance.is_(None))
+        return sa.select(*nearest.c).where(within).order_by(nearest.c.distance)
     knn = stmt.order_by(distance).limit(options.num_candidates or max(10 * k, 100))
     candidates = knn.subquery("candidates")
     conditions = [compile_filter(options.filter, candidates.c.meta, dialect)]
