@@ -27,7 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.mysql.reserved_words import RESERVED_WORDS_MYSQL
 
-from tidb_jina import ConfigurationError, DatabaseError, InvalidInputError, InvalidVectorError
+from tidb_jina import (
+    ConfigurationError,
+    DatabaseError,
+    InvalidInputError,
+    InvalidVectorError,
+    UnsupportedFeatureError,
+)
 from tidb_jina.store._backend_tidb import results_from_rows
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._schema import ID_COLLATION, build_table, pads_spaces
@@ -399,6 +405,50 @@ def test_full_text_true_where_the_server_cannot_fails_before_any_table_exists(ma
     assert starter.tables == {} and not table.exists()
     assert _sql(starter, "INSERT") == []
     assert not [s for s in _sql(starter) if s.startswith(("CREATE FULLTEXT", "CREATE VECTOR"))]
+
+
+SKIPPED_FULLTEXT = ("Warning", 1214, "The used table type doesn't support FULLTEXT indexes")
+
+
+def test_full_text_true_where_the_server_skips_the_index_takes_the_new_table_back(
+    make_stub_table,
+):
+    # TiDB builds without full-text search skip an inline FULLTEXT INDEX with warning 1214
+    # and create the table anyway (pkg/ddl buildTableInfo): no table may stay like that.
+    starter = MySQLRecorder(starter=True)
+    starter.reply(
+        r"^\s*SHOW WARNINGS", columns=["Level", "Code", "Message"], rows=[SKIPPED_FULLTEXT]
+    )
+    table = make_stub_table(starter, dimension=3, full_text=True)
+    with pytest.raises(UnsupportedFeatureError, match=r"warning 1214.*full_text=False"):
+        table.upsert([[1.0, 0.0, 0.0]], documents=["hello"])
+    sent = _sql(starter)
+    create = next(i for i, s in enumerate(sent) if s.startswith("CREATE TABLE"))
+    assert sent[create + 1] == "SHOW WARNINGS", "read at once, on the CREATE's connection"
+    assert sent[create + 2 :] == ["SELECT docs.id FROM docs LIMIT 1", "DROP TABLE docs"]
+    assert starter.tables == {} and _sql(starter, "INSERT") == []
+
+
+def test_a_skipped_full_text_index_on_a_table_someone_else_made_is_refused_not_dropped(
+    make_stub_table,
+):
+    starter = MySQLRecorder(starter=True)
+    exists = ("Note", 1050, "Table 'test.docs' already exists")
+    starter.reply(
+        r"^\s*SHOW WARNINGS",
+        columns=["Level", "Code", "Message"],
+        rows=[exists, SKIPPED_FULLTEXT],
+    )
+    table = make_stub_table(starter, dimension=3, full_text=True)
+    with pytest.raises(UnsupportedFeatureError, match="warning 1214"):
+        table.upsert([[1.0, 0.0, 0.0]], documents=["hello"])
+    assert not [s for s in _sql(starter) if s.startswith("DROP")]
+    assert list(starter.tables) == ["docs"] and _sql(starter, "INSERT") == []
+
+
+def test_a_table_without_full_text_never_reads_warnings(stub, make_stub_table):
+    make_stub_table(dimension=3).upsert([[1.0, 0.0, 0.0]], ids=["a"])
+    assert "SHOW WARNINGS" not in _sql(stub)
 
 
 def test_every_refused_vector_index_ddl_is_handled_one_way(stub, make_stub_table, caplog):
