@@ -167,6 +167,23 @@ def test_rows_without_a_distance_never_raise():
     assert [(r.id, r.score) for r in results] == [("a", 0.5)]
 
 
+def test_a_text_only_hybrid_hit_without_a_vector_keeps_its_rank_with_distance_nan():
+    # Peers' tables may hold NULL embeddings; zero ones have no cosine distance either.
+    from tidb_jina.store._results import Record
+    from tidb_jina.store._search import _distances_for
+
+    class Rows:
+        metric = DistanceMetric.COSINE
+
+        def get(self, ids, *, include_embeddings=False):
+            vectors = {"a": [1.0, 0.0, 0.0], "n": None, "z": [0.0, 0.0, 0.0]}
+            return [Record(i, "t", {}, vectors[i]) for i in ids]
+
+    found = _distances_for(Rows(), ["a", "n", "z"], np.array([1.0, 0.0, 0.0], np.float32))
+    assert found["a"] == pytest.approx(0.0)
+    assert np.isnan(found["n"]) and np.isnan(found["z"])
+
+
 # --- 2. ids and collations --------------------------------------------------------------
 
 
