@@ -25,28 +25,32 @@ from tidb_jina.store._results import SearchResult
 
 
 def _no_float32_norm(matrix: np.ndarray) -> np.ndarray:
-    """Rows whose squared length is 0 or infinite in float32, as TiDB sums it
-    (``pkg/types/vector.go`` ``CosineDistance``: ``norma += va[i] * va[i]`` in float32).
-    Such a row gets NULL, or a meaningless 0 or 1, from TiDB's cosine distance, while
-    numpy's scaled norm would still rank it: the engines would disagree."""
+    """Rows whose squared length is 0 in float32, as TiDB sums it (``pkg/types/vector.go``
+    ``CosineDistance``: ``norma += va[i] * va[i]`` in float32): all zeros, or every value
+    below about 1e-23. TiDB's cosine distance for such a row is NULL, or 0 (a clamped
+    ``x / 0``) for every query, while numpy's scaled norm would still rank it.
+
+    (A squared length that overflows, values above about 1e19, makes TiDB answer 1 or
+    NULL; such vectors stay storable, since round-tripping float32's whole range is
+    promised. Real embeddings are nowhere near either end.)"""
     m = matrix.astype(np.float32, copy=False)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         squares = np.einsum("ij,ij->i", m, m)
-    return (squares == 0) | ~np.isfinite(squares)
+    return squares == 0
 
 
 def _why(vector: np.ndarray) -> str:
     if not vector.any():
         return "is all zeros: it has no cosine distance to anything (TiDB returns NULL)"
     return (
-        "has a squared length of 0 or infinity in float32 (values below about 1e-23 or "
-        "above about 1e19): TiDB computes no usable cosine distance for it"
+        "has a squared length of 0 in float32 (every value below about 1e-23): TiDB "
+        "computes no usable cosine distance for it"
     )
 
 
 def check_rows(matrix: np.ndarray, metric: DistanceMetric) -> None:
     """Refuse rows of ``matrix`` without a cosine distance when the table compares by
-    cosine: all zeros, or a squared length that float32 cannot hold."""
+    cosine: all zeros, or a squared length that is 0 in float32."""
     if metric is not DistanceMetric.COSINE or matrix.size == 0:
         return
     bad = _no_float32_norm(matrix.reshape(len(matrix), -1))
