@@ -53,6 +53,22 @@ def test_zero_vectors_are_refused_on_cosine_and_stored_on_l2(make_table):
     assert [h.id for h in l2.search([0.0, 0.0, 0.0], k=1)] == ["z"]
 
 
+def test_vectors_whose_float32_length_is_zero_are_refused_on_cosine(make_table):
+    # TiDB sums squares in float32 (pkg/types/vector.go): 1e-30 squared is 0 there, so
+    # this vector's cosine distance would be 0 (a clamped x / 0) or NULL for every query.
+    table = make_table(dimension=3)
+    _fill(table)
+    with pytest.raises(InvalidVectorError, match="squared length of 0 in float32"):
+        table.upsert([[1e-30, 1e-30, 0.0]], ids=["tiny"])
+    with pytest.raises(InvalidVectorError, match="query vector has a squared length of 0"):
+        table.search([1e-30, 0.0, 0.0])
+    assert table.count() == 4
+    assert table.upsert([[1e-15, 1e-15, 0.0]], ids=["small"]) == ["small"], "still fine"
+    assert table.upsert([[1e-30, 1.0, 0.0]], ids=["mixed"]) == ["mixed"], "one normal value"
+    l2 = make_table(table_name=f"{table.table_name}_l2", metric="l2")
+    assert l2.upsert([[1e-30, 1e-30, 0.0]], ids=["tiny"]) == ["tiny"], "L2 is not cosine"
+
+
 def test_rows_without_a_cosine_distance_are_left_out_on_every_engine(make_table):
     table = make_table(dimension=3)
     _fill(table)
@@ -66,6 +82,8 @@ def test_rows_without_a_cosine_distance_are_left_out_on_every_engine(make_table)
     assert [h.id for h in hits] == ["a", "b", "c", "d"], "k rows, none of them zero rows"
     assert all(np.isfinite(h.distance) for h in hits)
     assert [h.id for h in table.search([1.0, 0.0, 0.0], k=10)] == ["a", "b", "c", "d"]
+    within = table.search([1.0, 0.0, 0.0], k=3, max_distance=1.5)
+    assert [h.id for h in within] == ["a", "b", "c"], "a threshold keeps the k slots too"
     filtered = table.search([1.0, 0.0, 0.0], k=2, filter={"missing": {"$exists": False}})
     assert [h.id for h in filtered] == ["a", "b"]
     mmr = table.max_marginal_relevance_search([1.0, 0.0, 0.0], k=3, fetch_k=10)

@@ -27,7 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.mysql.reserved_words import RESERVED_WORDS_MYSQL
 
-from tidb_jina import ConfigurationError, DatabaseError, InvalidInputError, InvalidVectorError
+from tidb_jina import (
+    ConfigurationError,
+    DatabaseError,
+    InvalidInputError,
+    InvalidVectorError,
+    UnsupportedFeatureError,
+)
 from tidb_jina.store._backend_tidb import results_from_rows
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._schema import ID_COLLATION, build_table, pads_spaces
@@ -122,6 +128,35 @@ def test_null_distances_that_leave_k_rows_cost_no_second_query(stub, make_stub_t
     )
 
 
+def test_null_distances_under_a_threshold_are_counted_and_their_slots_refilled(
+    stub, make_stub_table
+):
+    stub.add_table("docs", 3)
+    table = _loaded(make_stub_table())
+    # The outer threshold must not hide the NULL rows that took slots of the inner LIMIT.
+    stub.reply(
+        SEARCH,
+        columns=["id", "document", "meta", "distance"],
+        rows=[("z1", "zero", "{}", None), ("a", "A", "{}", 0.25)],
+        times=1,
+    )
+    stub.reply(
+        "IS NOT NULL",
+        columns=["id", "document", "meta", "distance"],
+        rows=[("a", "A", "{}", 0.25), ("b", "B", "{}", 0.5)],
+    )
+    stub.reset()
+    hits = table.search([1.0, 0.0, 0.0], k=2, max_distance=0.5)
+    first, exact = _sql(stub, "SELECT")
+    assert first.endswith(
+        "LIMIT 2) AS candidates WHERE candidates.distance <= 0.5e0 "
+        "OR candidates.distance IS NULL ORDER BY candidates.distance"
+    )
+    assert "IS NOT NULL ORDER BY distance LIMIT 2) AS candidates" in exact
+    assert exact.endswith("WHERE candidates.distance <= 0.5e0 ORDER BY candidates.distance")
+    assert [(h.id, h.distance) for h in hits] == [("a", 0.25), ("b", 0.5)]
+
+
 def test_rows_without_a_distance_never_raise():
     stmt = sa.select(sa.literal_column("id"), sa.literal_column("distance"))
     rows = [
@@ -130,6 +165,23 @@ def test_rows_without_a_distance_never_raise():
     ]
     results = results_from_rows(rows, DistanceMetric.COSINE, stmt)
     assert [(r.id, r.score) for r in results] == [("a", 0.5)]
+
+
+def test_a_text_only_hybrid_hit_without_a_vector_keeps_its_rank_with_distance_nan():
+    # Peers' tables may hold NULL embeddings; zero ones have no cosine distance either.
+    from tidb_jina.store._results import Record
+    from tidb_jina.store._search import _distances_for
+
+    class Rows:
+        metric = DistanceMetric.COSINE
+
+        def get(self, ids, *, include_embeddings=False):
+            vectors = {"a": [1.0, 0.0, 0.0], "n": None, "z": [0.0, 0.0, 0.0]}
+            return [Record(i, "t", {}, vectors[i]) for i in ids]
+
+    found = _distances_for(Rows(), ["a", "n", "z"], np.array([1.0, 0.0, 0.0], np.float32))
+    assert found["a"] == pytest.approx(0.0)
+    assert np.isnan(found["n"]) and np.isnan(found["z"])
 
 
 # --- 2. ids and collations --------------------------------------------------------------
@@ -370,6 +422,50 @@ def test_full_text_true_where_the_server_cannot_fails_before_any_table_exists(ma
     assert starter.tables == {} and not table.exists()
     assert _sql(starter, "INSERT") == []
     assert not [s for s in _sql(starter) if s.startswith(("CREATE FULLTEXT", "CREATE VECTOR"))]
+
+
+SKIPPED_FULLTEXT = ("Warning", 1214, "The used table type doesn't support FULLTEXT indexes")
+
+
+def test_full_text_true_where_the_server_skips_the_index_takes_the_new_table_back(
+    make_stub_table,
+):
+    # TiDB builds without full-text search skip an inline FULLTEXT INDEX with warning 1214
+    # and create the table anyway (pkg/ddl buildTableInfo): no table may stay like that.
+    starter = MySQLRecorder(starter=True)
+    starter.reply(
+        r"^\s*SHOW WARNINGS", columns=["Level", "Code", "Message"], rows=[SKIPPED_FULLTEXT]
+    )
+    table = make_stub_table(starter, dimension=3, full_text=True)
+    with pytest.raises(UnsupportedFeatureError, match=r"warning 1214.*full_text=False"):
+        table.upsert([[1.0, 0.0, 0.0]], documents=["hello"])
+    sent = _sql(starter)
+    create = next(i for i, s in enumerate(sent) if s.startswith("CREATE TABLE"))
+    assert sent[create + 1] == "SHOW WARNINGS", "read at once, on the CREATE's connection"
+    assert sent[create + 2 :] == ["SELECT docs.id FROM docs LIMIT 1", "DROP TABLE docs"]
+    assert starter.tables == {} and _sql(starter, "INSERT") == []
+
+
+def test_a_skipped_full_text_index_on_a_table_someone_else_made_is_refused_not_dropped(
+    make_stub_table,
+):
+    starter = MySQLRecorder(starter=True)
+    exists = ("Note", 1050, "Table 'test.docs' already exists")
+    starter.reply(
+        r"^\s*SHOW WARNINGS",
+        columns=["Level", "Code", "Message"],
+        rows=[exists, SKIPPED_FULLTEXT],
+    )
+    table = make_stub_table(starter, dimension=3, full_text=True)
+    with pytest.raises(UnsupportedFeatureError, match="warning 1214"):
+        table.upsert([[1.0, 0.0, 0.0]], documents=["hello"])
+    assert not [s for s in _sql(starter) if s.startswith("DROP")]
+    assert list(starter.tables) == ["docs"] and _sql(starter, "INSERT") == []
+
+
+def test_a_table_without_full_text_never_reads_warnings(stub, make_stub_table):
+    make_stub_table(dimension=3).upsert([[1.0, 0.0, 0.0]], ids=["a"])
+    assert "SHOW WARNINGS" not in _sql(stub)
 
 
 def test_every_refused_vector_index_ddl_is_handled_one_way(stub, make_stub_table, caplog):

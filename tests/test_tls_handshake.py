@@ -369,3 +369,169 @@ def test_a_client_certificate_in_the_url_is_presented(driver, ca, ca_file, tmp_p
             run(driver, url(server, query=f"?ssl_ca={ca_file}"))
     assert server.sessions[0].tls and server.sessions[0].user == USER
     assert server.sessions[1].user is None and "tls failed" in server.sessions[1].outcome
+
+
+# --- review of issue 13: broken upgrades, reconnections, TLS in connect_args -------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("broken", ["close", "plaintext"])
+@pytest.mark.parametrize("host", ["127.0.0.1", CLOUD_HOST])
+def test_a_server_that_advertises_tls_then_fails_the_upgrade_gets_no_user_name(
+    driver, broken, host, good_tls, ca_file, system_store_is
+):
+    """The greeting offers TLS, the SSL request is answered by a hang-up or by clear
+    text: the client fails, and never falls back to sending its credentials in clear."""
+    system_store_is(ca_file)
+    query = "" if host == CLOUD_HOST else f"?ssl_ca={ca_file}"
+    server = MySQLWireServer(tls=good_tls, break_upgrade=broken)
+    with server, pytest.raises(sa.exc.OperationalError):
+        run(driver, url(server, host, query))
+    assert_refused_before_user_name(server)
+    assert all(not s.tls for s in server.sessions)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_reconnection_goes_through_the_tls_policy_too(driver, good_tls, ca_file):
+    """First connection over verified TLS; the server then hangs up and stops offering
+    TLS (a man in the middle on the second connection). The pool's pre-ping notices the
+    dead connection and reconnects: that connection is refused before the user name."""
+    with MySQLWireServer(tls=good_tls) as server:
+        target = url(server, CLOUD_HOST, f"?ssl_ca={ca_file}")
+        if driver == "pymysql":
+            engine = connect(target)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT VERSION()")
+            server.drop_connections()
+            server.offer_tls = False
+            with pytest.raises(sa.exc.OperationalError) as info, engine.connect() as conn:
+                conn.exec_driver_sql("SELECT VERSION()")
+            engine.dispose()
+        else:
+
+            async def go() -> None:
+                engine = connect_async(target)
+                try:
+                    async with engine.connect() as conn:
+                        await conn.exec_driver_sql("SELECT VERSION()")
+                    server.drop_connections()
+                    server.offer_tls = False
+                    async with engine.connect() as conn:
+                        await conn.exec_driver_sql("SELECT VERSION()")
+                finally:
+                    await engine.dispose()
+
+            with pytest.raises(sa.exc.OperationalError) as info:
+                asyncio.run(go())
+    assert "SSL is required" in str(info.value)
+    assert len(server.sessions) == 2, server.sessions
+    assert server.sessions[0].tls and server.sessions[0].user == USER
+    assert server.sessions[1].user is None and not server.sessions[1].tls
+    assert USER.encode() not in server.plaintext
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "connect_args",
+    [{"ssl_ca": "{ca}"}, {"ssl": {"ca": "{ca}"}}],
+    ids=["ssl_ca-key", "ssl-dict"],
+)
+def test_tls_in_connect_args_checks_the_host_name(driver, connect_args, ca, ca_file):
+    """PyMySQL alone turns host-name checking off for ``connect_args={'ssl_ca': ...}``:
+    here a certificate the CA signed for another host is refused on both drivers."""
+    given = {
+        k: ({"ca": ca_file} if isinstance(v, dict) else ca_file) for k, v in connect_args.items()
+    }
+    wrong = server_context(ca, "wrong.example")
+    with MySQLWireServer(tls=wrong) as server, pytest.raises(sa.exc.OperationalError) as info:
+        run(driver, url(server, CLOUD_HOST), engine_args={"connect_args": given})
+    assert "CERTIFICATE_VERIFY_FAILED" in _chain(info.value)
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_empty_ssl_dict_in_connect_args_requires_tls(driver, good_tls, ca_file, system_store_is):
+    """``connect_args={'ssl': {}}`` means "TLS if offered" to PyMySQL and nothing at all
+    to aiomysql; through the policy it is required, so a stripped greeting is refused."""
+    system_store_is(ca_file)
+    server = MySQLWireServer(tls=good_tls, offer_tls=False)
+    with server, pytest.raises(sa.exc.OperationalError, match="SSL is required"):
+        run(driver, url(server, CLOUD_HOST), engine_args={"connect_args": {"ssl": {}}})
+    assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("offer_tls", [True, False], ids=["tls-offered", "tls-stripped"])
+def test_an_engine_the_user_built_for_tidb_cloud_never_falls_back_to_clear_text(
+    offer_tls, good_tls, ca_file, system_store_is
+):
+    """PyMySQL's default is "TLS if the server offers it": an Engine built without TLS
+    settings would send the user name in clear to a man in the middle that strips the
+    bit. Given to a VectorTable, it gets the policy's required, verified TLS."""
+    system_store_is(ca_file)
+    with MySQLWireServer(tls=good_tls, offer_tls=offer_tls) as server:
+        engine = sa.create_engine(url(server, CLOUD_HOST))
+        table = VectorTable(engine, table_name="docs")
+        try:
+            if offer_tls:
+                assert table.count() == 0
+            else:
+                with pytest.raises(DatabaseError, match="SSL is required"):
+                    table.count()
+        finally:
+            engine.dispose()
+    if offer_tls:
+        assert_secure_session(server)
+    else:
+        assert_refused_before_user_name(server)
+
+
+def test_an_engine_with_its_own_tls_settings_is_used_as_given(ca, ca_file):
+    """The caller's SSLContext wins (here: one that checks no host name)."""
+    mine = ssl.create_default_context(cafile=ca_file)
+    mine.check_hostname = False
+    with MySQLWireServer(tls=server_context(ca, "wrong.example")) as server:
+        engine = sa.create_engine(url(server, CLOUD_HOST), connect_args={"ssl": mine})
+        table = VectorTable(engine, table_name="docs")
+        try:
+            assert table.count() == 0
+        finally:
+            engine.dispose()
+    assert_secure_session(server)
+
+
+# --- IP and IPv6 hosts, trailing dots ------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("cert_for, ok", [("::1", True), ("127.0.0.1", False)])
+def test_an_ipv6_host_is_checked_against_the_certificates_ip_address(
+    driver, cert_for, ok, ca, ca_file
+):
+    with MySQLWireServer(tls=server_context(ca, cert_for), bind="::1") as server:
+        target = url(server, "[::1]", f"?ssl_ca={ca_file}")
+        if ok:
+            run(driver, target)
+        else:
+            with pytest.raises(sa.exc.OperationalError):
+                run(driver, target)
+    if ok:
+        assert_secure_session(server)
+    else:
+        assert_refused_before_user_name(server)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_self_managed_host_with_a_trailing_dot_is_checked_without_it(
+    driver, ca, ca_file, monkeypatch
+):
+    """``db.example.`` is the fully qualified ``db.example``: the certificate for
+    ``db.example`` matches it, as it does for TiDB Cloud hosts."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host in ("db.example", "db.example.") else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with MySQLWireServer(tls=server_context(ca, "db.example")) as server:
+        run(driver, url(server, "db.example.", f"?ssl_ca={ca_file}"))
+    assert_secure_session(server)

@@ -490,3 +490,104 @@ def test_the_redaction_helper_finds_every_piece_of_a_password():
     text = f"host '{DB_PASSWORD}@127.0.0.1' and {_RAW_AT}"
     assert_clean(redact(text, secrets), "redacted text")
     assert connection_secrets("sqlite:///x.db") == []
+
+
+# --- an Engine or a sqlalchemy URL the caller built (issue 13 review) --------------------
+
+
+def test_an_engine_built_from_a_password_with_a_raw_at_is_refused_without_its_tail():
+    """SQLAlchemy reads ``app_user:Lead@<pw>@host`` as host ``<pw>@host``: every message
+    naming the host, and the driver's own "Can't connect to ... on '<pw>@host'", would
+    carry the password's tail. A URL string was refused; an Engine is refused too."""
+    import sqlalchemy as sa
+
+    from tidb_jina import doctor
+
+    engine = sa.create_engine(_password_url("raw-at"))
+    with pytest.raises(ConfigurationError, match="percent-encode") as info:
+        VectorTable(engine, table_name="docs")
+    assert_error_clean(info.value)
+    report = doctor(engine, table_name="docs", check_keys=False)
+    assert not report.ok and "percent-encode" in str(report)
+    assert_clean(str(report), "doctor on a raw-@ Engine")
+
+
+@pytest.mark.parametrize("form", ["query-password", "userinfo"])
+@pytest.mark.parametrize("kind", ["engine", "url-object"])
+def test_an_engine_or_url_object_never_shows_the_password(form, kind, all_logs):
+    import sqlalchemy as sa
+
+    from tidb_jina import doctor
+
+    url = sa.engine.make_url(_password_url(form))
+    given: Any = sa.create_engine(url) if kind == "engine" else url
+    table = VectorTable(given, table_name="docs")
+    with pytest.raises(DatabaseError) as info:
+        table.count()
+    assert_error_clean(info.value)
+    texts = [repr(table), str(table), table.database, str(doctor(given, check_keys=False))]
+    li = _import("llama_index_tidb_jina")
+    store = li.TiDBVectorStore(given, table_name="docs", vector_dimension=8)
+    texts += [repr(store), store.to_json()]
+    for text in texts:
+        assert_clean(text, f"{kind} {form}")
+    assert_logs_clean(all_logs)
+    table.engine.dispose()
+
+
+# --- a server that quotes the password back (issue 13 review) ----------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_server_error_quoting_the_password_is_scrubbed_everywhere(mode, all_logs, monkeypatch):
+    """A proxy or server error that echoes the password (in a message about the login,
+    say) reaches the user scrubbed: in the DatabaseError, its chain, the logs and the
+    ``doctor()`` report. The two redaction layers (driver_message, doctor) are the only
+    thing between such a server and the user, so this is their test."""
+    from tidb_jina import doctor
+    from tidb_jina.testing._wire_server import MySQLWireServer
+
+    monkeypatch.delenv("TIDB_DATABASE_URL", raising=False)
+    with MySQLWireServer() as server:
+        server.recorder.fail(".", 1045, f"Access denied: password '{DB_PASSWORD}' expired")
+        target = server.url(user="app_user", password=DB_PASSWORD)
+        table = VectorTable(target, table_name="docs")
+        with pytest.raises(DatabaseError) as info:
+            table.count() if mode == "sync" else asyncio.run(_aio_count(table))
+        report = doctor(target, table_name="docs", check_keys=False)
+        table.close()
+    assert "Access denied: password '***' expired" in str(info.value)
+    assert_error_clean(info.value)
+    assert not report.ok and "***" in str(report)
+    assert_clean(str(report), "doctor")
+    # SQLAlchemy's pool quotes the driver's raw message at DEBUG ("Error on connect()"),
+    # which only its opt-in pool debugging shows; every other record is clean.
+    assert all_logs, "nothing was logged: the capture is not working"
+    pool_debug = [r for r in all_logs if r.name.startswith("sqlalchemy.pool") and r.levelno == 10]
+    for record in all_logs:
+        if record not in pool_debug:
+            assert_clean(record.getMessage() + repr(record.__dict__), f"log {record.name}")
+
+
+async def _aio_count(table: VectorTable) -> int:
+    try:
+        return await table.aio.count()
+    finally:
+        await table.aio.dispose()
+
+
+def test_a_password_given_in_connect_args_is_scrubbed_too():
+    """``engine_args={"connect_args": {"password": ...}}`` keeps the password out of the
+    URL; a server quoting it back is scrubbed like one from the URL."""
+    from tidb_jina.testing._wire_server import MySQLWireServer
+
+    with MySQLWireServer() as server:
+        server.recorder.fail(".", 1045, f"Access denied: password '{DB_PASSWORD}' expired")
+        target = server.url(user="app_user", password="").replace("app_user:@", "app_user@")
+        args = {"connect_args": {"password": DB_PASSWORD}}
+        table = VectorTable(target, table_name="docs", engine_args=args)
+        with pytest.raises(DatabaseError) as info:
+            table.count()
+        table.close()
+    assert "password '***' expired" in str(info.value)
+    assert_error_clean(info.value)

@@ -124,9 +124,10 @@ def test_tls_the_user_configured_is_respected():
     mine.load_default_certs()
     engine = connect(url_for(CLOUD_HOSTS[0]), engine_args={"connect_args": {"ssl": mine}})
     assert connect_kwargs(engine)["ssl"] is mine
+    # A PyMySQL ssl dict goes through the policy (tests/reliability/test_driver_args.py).
     ca = {"ca": "/etc/ssl/certs/ca-certificates.crt"}
     engine = connect(url_for(CLOUD_HOSTS[0]), engine_args={"connect_args": {"ssl": ca}})
-    assert connect_kwargs(engine)["ssl"] == ca
+    assert_verified(connect_kwargs(engine)["ssl"])
     # aiomysql gets the same context, and the check that refuses a server without TLS.
     kwargs = async_connect_kwargs(url_for("127.0.0.1"), engine_args={"connect_args": {"ssl": mine}})
     assert kwargs["ssl"] is mine

@@ -163,6 +163,10 @@ class Backend(Protocol):
         """Engine-specific steps after CREATE TABLE (the TiDB vector index)."""
         ...
 
+    def check_created(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Right after CREATE TABLE, on its connection: refuse what the server skipped."""
+        ...
+
     def drop_extras(self, conn: sa.Connection) -> None:
         """Drop what must go before the table itself (full-text indexes)."""
         ...

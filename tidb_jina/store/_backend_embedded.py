@@ -62,6 +62,9 @@ class EmbeddedBackend:
     def after_create(self, table: sa.Table) -> None:
         return None  # every search is exact: no vector index to build
 
+    def check_created(self, conn: sa.Connection, table: sa.Table) -> None:
+        return None  # SQLite builds what CREATE TABLE says, or fails
+
     def drop_extras(self, conn: sa.Connection) -> None:
         _fulltext.run(conn, _fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
         self.cache.invalidate()

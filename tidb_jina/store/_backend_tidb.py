@@ -26,7 +26,7 @@ from tidb_jina._errors import (
     DatabaseError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _tidb, _vector
+from tidb_jina.store import _tidb, _tidb_names, _vector
 from tidb_jina.store._auto import set_key_statement
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
@@ -106,6 +106,27 @@ class TiDBBackend:
             if self.state.index_note is None:
                 logger.warning("table %s: %s", self.settings.table_name, note)
             self.state.index_note = note
+
+    def check_created(self, conn: sa.Connection, table: sa.Table) -> None:
+        """Right after ``CREATE TABLE``, on its connection: a TiDB without full-text search
+        skips an inline ``FULLTEXT INDEX`` with warning 1214 and creates the table anyway.
+        Then the table we just made (no 1050 "exists" warning, still empty) is dropped
+        again and ``full_text=True`` is refused, so no table is left without its index."""
+        if not _tidb.has_fulltext_clause(table):
+            return
+        codes = {int(row[1]) for row in conn.exec_driver_sql("SHOW WARNINGS")}
+        if _tidb.WARN_FULLTEXT_SKIPPED not in codes:
+            return
+        name = self.settings.table_name
+        new = _tidb.WARN_TABLE_EXISTS not in codes
+        if new and conn.execute(sa.select(table.c.id).limit(1)).first() is None:
+            conn.exec_driver_sql(f"DROP TABLE {_tidb_names.quote(self.db.dialect, name)}")
+        raise UnsupportedFeatureError(
+            f"{self.db.describe()} skipped the full-text index of table {name!r} (warning "
+            "1214: this TiDB has no full-text search), so full_text=True cannot hold; "
+            "full-text search runs on TiDB Cloud Starter in the regions PingCAP lists. "
+            "Use full_text=False here, or a cluster in such a region"
+        )
 
     def drop_extras(self, conn: sa.Connection) -> None:
         # TiDB refuses DROP TABLE while a full-text index exists: drop it first.
@@ -290,7 +311,9 @@ def search_statement(
     [WHERE filter] ORDER BY distance LIMIT :k``. Post-filter: that without WHERE and with
     ``LIMIT :num_candidates`` as a subquery (the shape TiDB's HNSW index serves), the
     filter and the distance threshold outside it. ``skip_null`` (pre-filter only) adds
-    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway."""
+    ``distance IS NOT NULL`` to the WHERE: an exact query, which no index serves anyway.
+    Without it, a pre-filter threshold also lets NULL distances through (``... OR distance
+    IS NULL``): they took slots of ``LIMIT k``, and the caller must see them to refill."""
     columns = [table.c.id, table.c.document, table.c.meta]
     if options.include_embeddings:
         columns.append(table.c.embedding)
@@ -306,11 +329,10 @@ def search_statement(
         if max_distance is None:
             return stmt
         nearest = stmt.subquery("candidates")
-        return (
-            sa.select(*nearest.c)
-            .where(nearest.c.distance <= max_distance)
-            .order_by(nearest.c.distance)
-        )
+        within = nearest.c.distance <= max_distance
+        if not skip_null:  # NULL rows took slots of LIMIT k: return them, to be counted
+            within = sa.or_(within, nearest.c.distance.is_(None))
+        return sa.select(*nearest.c).where(within).order_by(nearest.c.distance)
     knn = stmt.order_by(distance).limit(options.num_candidates or max(10 * k, 100))
     candidates = knn.subquery("candidates")
     conditions = [compile_filter(options.filter, candidates.c.meta, dialect)]

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tidb_jina._errors import DatabaseError, TiDBJinaError
-from tidb_jina._redact import connection_secrets, redact
+from tidb_jina._redact import chain_leaks, connection_secrets, redact
 from tidb_jina.store._engine import WRITE_OPTION, describe, engine_lock
 from tidb_jina.store._tls import tls_hint
 
@@ -121,12 +121,18 @@ class Database:
                     tls_hint(message)
                     or "Check that the server is reachable and the URL, user and password are right"
                 )
-            ) from exc
+            ) from safe_cause(exc, self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(
                 f"{self.describe()} refused a statement on table "
                 f"{self.table_name!r}: {driver_message(exc, self.engine)}"
-            ) from exc
+            ) from safe_cause(exc, self.engine)
+
+
+def safe_cause(exc: BaseException, engine: sa.Engine) -> BaseException | None:
+    """``exc`` to chain to our error, or None when it (or what it wraps) quotes the
+    password: the message we raise is scrubbed, the driver's own is not."""
+    return None if chain_leaks(exc, connection_secrets(engine)) else exc
 
 
 def driver_message(exc: sa.exc.SQLAlchemyError, engine: sa.Engine | None = None) -> str:

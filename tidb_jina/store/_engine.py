@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 import weakref
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from tidb_jina._errors import ConfigurationError
+from tidb_jina._redact import remember_secrets
 from tidb_jina.store import _sqlite
+from tidb_jina.store._driver_args import check_driver_args, fold_tls_args, guard_user_engine
 from tidb_jina.store._tls import (
     connect_requiring_tls,
-    is_tidb_cloud_host,
     normalize_host,
     tls_policy,
     url_mentions_tls,
@@ -70,6 +70,14 @@ def connect(
     whenever the URL asks). ``verify_tls=False`` turns off certificate verification (still
     encrypted); it logs a warning, since it lets a man in the middle read everything.
     """
+    if isinstance(connection, AsyncEngine) or (
+        isinstance(connection, sa.Engine) and connection.dialect.is_async
+    ):
+        raise ConfigurationError(
+            "an async Engine cannot serve the table's sync calls: pass the connection URL "
+            "instead (the table makes its own async engine for .aio, under the same TLS "
+            "policy), or a sync Engine (mysql+pymysql://...)"
+        )
     if isinstance(connection, sa.Engine):
         if engine_args:
             raise ConfigurationError(
@@ -77,8 +85,11 @@ def connect(
                 "or create the Engine with those arguments yourself"
             )
         check_dialect(connection.dialect.name)
+        _check_host(connection.url)  # an Engine built from a password with a raw "@"
         if connection.dialect.name == "sqlite":
             _instrument_sqlite(connection, file_backed=_sqlite_file_backed(connection.url))
+        else:
+            guard_user_engine(connection)  # TiDB Cloud: never a clear-text fallback
         return connection
     if connection is None or (isinstance(connection, str) and not connection.strip()):
         connection = os.environ.get(ENV_DATABASE_URL) or None
@@ -102,8 +113,12 @@ def connect_async(
     url = parse_url(connection)
     args = dict(engine_args or {})
     if url.get_backend_name() == "mysql":
-        url, args = _tidb_settings(url.set(drivername="mysql+aiomysql"), args, verify_tls)
-        return create_async_engine(url, **args)
+        url = url.set(drivername=mysql_driver(url, "mysql+aiomysql"))
+        url, args = _tidb_settings(url, args, verify_tls)
+        with _bad_option_values():
+            engine = create_async_engine(url, **args)
+        remember_secrets(engine.sync_engine, args)
+        return engine
     file_backed = _sqlite_file_backed(url)
     if not file_backed:
         raise ConfigurationError("an in-memory database cannot be shared with an async engine")
@@ -153,12 +168,7 @@ def parse_url(connection: str | URL) -> URL:
             "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' or 'sqlite:///path.db'. If the "
             "password contains @ : / ? or #, percent-encode it (urllib.parse.quote_plus)"
         ) from None
-    if "@" in (url.host or ""):
-        # SQLAlchemy split at the first "@": the rest of the password became the host.
-        raise ConfigurationError(
-            "the connection URL has more than one '@': the password must not contain a raw "
-            "'@'; percent-encode it (urllib.parse.quote_plus(password), '@' becomes '%40')"
-        )
+    _check_host(url)
     given = [k for k in ("password", "passwd") if k in url.query]
     if given:
         if url.password is not None or len(given) > 1:
@@ -173,6 +183,43 @@ def parse_url(connection: str | URL) -> URL:
     return url
 
 
+def mysql_driver(url: URL, wanted: str) -> str:
+    """``wanted`` (PyMySQL for sync, aiomysql for async) for a TiDB URL that names either
+    driver or none; another driver would escape the TLS policy: a ConfigurationError."""
+    if url.drivername not in ("mysql", "mysql+pymysql", "mysql+aiomysql"):
+        raise ConfigurationError(
+            f"the connection URL names the driver {url.drivername!r}; tidb-jina reaches "
+            "TiDB through PyMySQL (sync) and aiomysql (async) so that one TLS policy "
+            "covers both: write mysql+pymysql://USER:PASSWORD@HOST:4000/DB"
+        )
+    return wanted
+
+
+@contextmanager
+def _bad_option_values() -> Iterator[None]:
+    """SQLAlchemy checks ``engine_args`` and converts URL options (``connect_timeout=
+    soon``) when it builds the engine: what it rejects is a ConfigurationError, not a raw
+    ValueError / TypeError."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            "SQLAlchemy cannot use an option in the connection URL or in engine_args "
+            f"({exc.__class__.__name__}: {exc}); correct or remove it (e.g. "
+            "?connect_timeout= takes whole seconds)"
+        ) from None
+
+
+def _check_host(url: URL) -> None:
+    if "@" in (url.host or ""):
+        # SQLAlchemy split at the first "@": the rest of the password became the host,
+        # which every message naming the host (and the driver's own errors) would show.
+        raise ConfigurationError(
+            "the connection URL has more than one '@': the password must not contain a raw "
+            "'@'; percent-encode it (urllib.parse.quote_plus(password), '@' becomes '%40')"
+        )
+
+
 def safe_url(url: URL) -> str:
     """The URL as text with the password masked, however it was given."""
     masked = url.difference_update_query([k for k in ("password", "passwd") if k in url.query])
@@ -182,10 +229,11 @@ def safe_url(url: URL) -> str:
 
 
 def _tidb_engine(url: URL, args: dict[str, Any], *, verify_tls: bool) -> sa.Engine:
-    if url.drivername == "mysql":
-        url = url.set(drivername="mysql+pymysql")
+    url = url.set(drivername=mysql_driver(url, "mysql+pymysql"))
     url, args = _tidb_settings(url, args, verify_tls)
-    engine = sa.create_engine(url, **args)
+    with _bad_option_values():
+        engine = sa.create_engine(url, **args)
+    remember_secrets(engine, args)
     event.listen(engine, "before_cursor_execute", _whole_batches)
     return engine
 
@@ -208,7 +256,9 @@ def _tidb_settings(
     """URL and engine arguments every TiDB engine gets (sync or async).
 
     TLS follows :func:`tidb_jina.store._tls.tls_policy`, the same for both drivers; an
-    ``ssl`` the caller put in ``connect_args`` is used as given.
+    ``ssl.SSLContext`` the caller put in ``connect_args`` is used as given, while
+    ``ssl_*`` keys and a PyMySQL ``ssl`` dict there join the URL's options
+    (:mod:`tidb_jina.store._driver_args`).
     """
     driver = "aiomysql" if url.drivername.endswith("aiomysql") else "pymysql"
     if "charset" not in url.query:
@@ -216,19 +266,24 @@ def _tidb_settings(
     args.setdefault("pool_recycle", POOL_RECYCLE_S)
     args.setdefault("pool_pre_ping", True)
     connect_args = dict(args.pop("connect_args", {}) or {})
+    url, connect_args = fold_tls_args(url, connect_args)  # ssl_* keys: the same policy
     if "ssl" in connect_args:
         if url_mentions_tls(url):
             raise ConfigurationError(
                 "TLS is configured twice: in the URL (ssl_* options) and in "
                 "engine_args['connect_args']['ssl']; keep one"
             )
-        if driver == "aiomysql" and isinstance(connect_args["ssl"], ssl.SSLContext):
+        check_driver_args(url, connect_args, driver)
+        if driver == "aiomysql":  # an SSLContext (fold_tls_args allows nothing else)
             connect_args.setdefault("async_creator_fn", connect_requiring_tls)
     else:
         url, policy = tls_policy(url, verify_tls)
+        check_driver_args(url, connect_args, driver)  # ?foo=1: a clear error, before any I/O
         connect_args.update(policy.connect_args(driver))
-        if policy.context is not None and is_tidb_cloud_host(url.host):
-            url = url.set(host=normalize_host(url.host))  # the name the certificate carries
+        if policy.context is not None and url.host:
+            # The name the certificate carries: "db.example." is "db.example" (OpenSSL's
+            # host-name check does not strip the dot), for TiDB Cloud and any other host.
+            url = url.set(host=normalize_host(url.host))
     if connect_args:
         args["connect_args"] = connect_args
     return url, args

@@ -8,6 +8,7 @@ and no engine branches.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from math import nan
 from typing import Protocol
 
 import numpy as np
@@ -76,7 +77,7 @@ def hybrid(
     results = []
     for key in winners:
         base = vector_hits.get(key) or text_hits[key]
-        distance = vector_hits[key].distance if key in vector_hits else distances[key]
+        distance = vector_hits[key].distance if key in vector_hits else distances.get(key, nan)
         results.append(
             SearchResult(
                 id=key,
@@ -91,13 +92,20 @@ def hybrid(
 
 
 def _distances_for(table: Searchable, ids: list[str], query: np.ndarray) -> dict[str, float]:
-    """Vector distances of rows found only by full-text search."""
+    """Vector distances of rows found only by full-text search.
+
+    A row without a vector distance (a NULL embedding, or an all-zero one under cosine,
+    in a table filled by other tools) keeps its text rank with distance NaN."""
     if not ids:
         return {}
     records = table.get(ids, include_embeddings=True)
-    matrix = np.stack([np.asarray(r.embedding) for r in records]).astype(np.float32)
-    values = table.metric.distances(matrix, query)
-    return {r.id: float(d) for r, d in zip(records, values, strict=True)}
+    found = {r.id: nan for r in records}
+    vectors = [r for r in records if r.embedding is not None]
+    if vectors:
+        matrix = np.stack([np.asarray(r.embedding) for r in vectors]).astype(np.float32)
+        values = table.metric.distances(matrix, query)
+        found.update({r.id: float(d) for r, d in zip(vectors, values, strict=True)})
+    return found
 
 
 def mmr(

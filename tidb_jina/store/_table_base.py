@@ -417,6 +417,7 @@ class TableBase:
             with self._db.write() as conn:
                 _table_meta.write(conn, self.table_name, meta)  # only if the table is new
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+                self._backend.check_created(conn, table)  # its warnings: right after it
                 for index in table.indexes:
                     conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
                 shape = read_shape(conn, self.table_name)

@@ -111,6 +111,19 @@ def _compile_fulltext_clause(clause: FullTextIndexClause, compiler: object, **kw
     return f"FULLTEXT INDEX {name} (document) WITH PARSER {clause.parser}"
 
 
+# Warnings TiDB leaves on a CREATE TABLE. 1214 (ER_TABLE_CANT_HANDLE_FT): a build without
+# full-text search skips an inline FULLTEXT INDEX and creates the table anyway
+# (pkg/ddl buildTableInfo: "AppendWarning(ErrTableCantHandleFt); continue"). 1050: IF NOT
+# EXISTS found the table already there.
+WARN_FULLTEXT_SKIPPED = 1214
+WARN_TABLE_EXISTS = 1050
+
+
+def has_fulltext_clause(table: sa.Table) -> bool:
+    """True when ``table``'s CREATE TABLE carries the inline full-text index."""
+    return any(isinstance(c, FullTextIndexClause) for c in table.constraints)
+
+
 def _check_parser(parser: str) -> str:
     parser = parser.upper()
     if parser not in FULLTEXT_PARSERS:

@@ -24,26 +24,51 @@ from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import SearchResult
 
 
+def _no_float32_norm(matrix: np.ndarray) -> np.ndarray:
+    """Rows whose squared length is 0 in float32, as TiDB sums it (``pkg/types/vector.go``
+    ``CosineDistance``: ``norma += va[i] * va[i]`` in float32): all zeros, or every value
+    below about 1e-23. TiDB's cosine distance for such a row is NULL, or 0 (a clamped
+    ``x / 0``) for every query, while numpy's scaled norm would still rank it.
+
+    (A squared length that overflows, values above about 1e19, makes TiDB answer 1 or
+    NULL; such vectors stay storable, since round-tripping float32's whole range is
+    promised. Real embeddings are nowhere near either end.)"""
+    m = matrix.astype(np.float32, copy=False)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        squares = np.einsum("ij,ij->i", m, m)
+    return squares == 0
+
+
+def _why(vector: np.ndarray) -> str:
+    if not vector.any():
+        return "is all zeros: it has no cosine distance to anything (TiDB returns NULL)"
+    return (
+        "has a squared length of 0 in float32 (every value below about 1e-23): TiDB "
+        "computes no usable cosine distance for it"
+    )
+
+
 def check_rows(matrix: np.ndarray, metric: DistanceMetric) -> None:
-    """Refuse all-zero rows of ``matrix`` when the table compares by cosine."""
+    """Refuse rows of ``matrix`` without a cosine distance when the table compares by
+    cosine: all zeros, or a squared length that is 0 in float32."""
     if metric is not DistanceMetric.COSINE or matrix.size == 0:
         return
-    zero = ~matrix.any(axis=1)
-    if zero.any():
-        row = int(np.flatnonzero(zero)[0])
+    bad = _no_float32_norm(matrix.reshape(len(matrix), -1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise InvalidVectorError(
-            f"vector {row} is all zeros: it has no cosine distance to anything (TiDB returns "
-            "NULL), so a cosine table cannot store it. Check the embedding model's output, "
-            "or use a table with metric='l2' or 'inner_product'"
+            f"vector {row} {_why(matrix[row])}, so a cosine table cannot store it. Check "
+            "the embedding model's output (or normalize it), or use a table with "
+            "metric='l2' or 'inner_product'"
         )
 
 
 def check_query(vector: np.ndarray, metric: DistanceMetric) -> None:
-    """Refuse an all-zero query vector on a cosine table (every distance would be NULL)."""
-    if metric is DistanceMetric.COSINE and vector.size and not vector.any():
+    """Refuse a query vector without a cosine distance on a cosine table (every
+    distance would be NULL or meaningless)."""
+    if metric is DistanceMetric.COSINE and vector.size and _no_float32_norm(vector[None, :])[0]:
         raise InvalidVectorError(
-            "the query vector is all zeros: it has no cosine distance to any row; "
-            "check the embedding model's output"
+            f"the query vector {_why(vector)}; check the embedding model's output"
         )
 
 

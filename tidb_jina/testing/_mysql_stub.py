@@ -264,6 +264,8 @@ class MySQLRecorder:
         if head.startswith("SHOW VARIABLES LIKE"):
             name = sql.split("'")[1]
             return ["Variable_name", "Value"], [(name, _SETTINGS.get(name, ""))]
+        if head.startswith("SHOW WARNINGS"):
+            return ["Level", "Code", "Message"], []
         if "SELECT VERSION()" in head:
             return ["VERSION()"], [(SERVER_VERSION,)]
         if "ISOLATION" in head:

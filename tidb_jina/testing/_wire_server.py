@@ -64,7 +64,12 @@ class MySQLWireServer:
     Args:
         tls: the server-side context (certificate and key); None offers no TLS.
         offer_tls: advertise ``CLIENT_SSL`` in the greeting (default: when ``tls`` is set).
+            Read at each greeting, so a test can change it between connections.
         recorder: answers the queries (default: a new ``MySQLRecorder``).
+        break_upgrade: answer the client's SSL request without TLS: ``"close"`` hangs
+            up, ``"plaintext"`` sends a clear-text OK packet instead of a TLS handshake
+            (a server that advertises TLS and then fails the upgrade).
+        bind: the loopback address to listen on (``"::1"`` for IPv6).
     """
 
     def __init__(
@@ -73,8 +78,12 @@ class MySQLWireServer:
         tls: ssl.SSLContext | None = None,
         offer_tls: bool | None = None,
         recorder: MySQLRecorder | None = None,
+        break_upgrade: str | None = None,
+        bind: str = "127.0.0.1",
     ) -> None:
+        self.bind = bind
         self.tls = tls
+        self.break_upgrade = break_upgrade
         self.offer_tls = tls is not None if offer_tls is None else offer_tls
         self.recorder = recorder or MySQLRecorder()
         self.plaintext = bytearray()
@@ -88,9 +97,10 @@ class MySQLWireServer:
     # --- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> MySQLWireServer:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
+        listener.bind((self.bind, 0))
         listener.listen(16)
         listener.settimeout(0.05)
         self._listener = listener
@@ -112,6 +122,14 @@ class MySQLWireServer:
             thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
+
+    def drop_connections(self) -> None:
+        """Hang up on every client connection (as a server restart or an idle timeout
+        does); the server keeps accepting new ones."""
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def port(self) -> int:
@@ -166,8 +184,13 @@ class MySQLWireServer:
                 return
             flags = struct.unpack("<I", payload[:4])[0]
             if len(payload) == 32 and flags & _CLIENT_SSL:  # an SSL request: upgrade
-                if self.tls is None:
+                if self.tls is None or self.break_upgrade == "close":
                     session.outcome = "client asked for TLS, none offered"
+                    return
+                if self.break_upgrade == "plaintext":
+                    conn.send(_ok())
+                    conn.read()  # whatever the client sends next is recorded as plaintext
+                    session.outcome = "upgrade answered in plain text"
                     return
                 try:
                     conn.sock = self.tls.wrap_socket(sock, server_side=True)
@@ -175,6 +198,8 @@ class MySQLWireServer:
                     session.outcome = f"tls failed: {exc.__class__.__name__}"
                     return
                 conn.secure = session.tls = True
+                with self._lock:  # wrapping detached the plain socket: hang up on this one
+                    self._sockets.append(conn.sock)
                 payload = conn.read()
                 if payload is None:
                     session.outcome = "closed before auth"
