@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
@@ -334,6 +335,12 @@ class TiDBVectorStore(BasePydanticVectorStore):
             vector = query.query_embedding
         if mode in _TEXT_MODES:
             return _text_call(mode, query, self._common_args(query), vector)
+        if mode is VectorStoreQueryMode.DEFAULT and _is_empty_query(vector):
+            # VectorIndexAutoRetriever's filter-only questions carry its
+            # default_empty_query_vector (zeros by convention): there is nothing to rank
+            # by (a zero vector has no cosine distance), so the filtered rows are returned.
+            args = self._common_args(query)
+            return "get", {"ids": args["ids"], "filter": args["filter"], "limit": args["k"]}
         if vector is None:
             raise InvalidInputError(
                 f"VectorStoreQuery.query_embedding is required for mode={mode.value!r}; "
@@ -428,9 +435,22 @@ def _to_node(record: Record | SearchResult) -> BaseNode:
     return TextNode(id_=record.id, text=record.document or "", metadata=dict(metadata))
 
 
-def _to_result(results: list[SearchResult]) -> VectorStoreQueryResult:
+def _is_empty_query(vector: Any) -> bool:
+    """True for an all-zero query vector (the "no question" convention)."""
+    if vector is None:
+        return False
+    try:
+        array = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False  # the core says what is wrong with it
+    return array.ndim == 1 and array.size > 0 and not array.any()
+
+
+def _to_result(results: list[SearchResult] | list[Record]) -> VectorStoreQueryResult:
+    """Search hits with their scores; filter-only rows (``get``) have no similarity."""
+    scored = all(isinstance(r, SearchResult) for r in results)
     return VectorStoreQueryResult(
         nodes=[_to_node(r) for r in results],
-        similarities=[r.score for r in results],
+        similarities=[r.score for r in results] if scored else None,  # type: ignore[union-attr]
         ids=[r.id for r in results],
     )

@@ -369,3 +369,20 @@ async def test_async_add_query_delete(
     assert [n.node_id for n in await store.aget_nodes()] and "tidb-0" not in {
         n.node_id for n in await store.aget_nodes()
     }
+
+
+def test_an_all_zero_query_vector_returns_the_filtered_rows_unranked(
+    index: VectorStoreIndex,
+) -> None:
+    """The empty-question convention: zeros have no cosine distance, so the filter decides."""
+    store = index.vector_store
+    filters = MetadataFilters(filters=[MetadataFilter(key="year", value=2000, operator="<")])
+    query = VectorStoreQuery(query_embedding=[0.0] * DIM, similarity_top_k=10, filters=filters)
+    result = store.query(query)
+    assert result.similarities is None
+    assert set(result.ids or []) == _books(lambda m: m["year"] < 2000) != set()
+    # A vector with one non-zero component is a real question: ranked by similarity.
+    ranked = store.query(
+        VectorStoreQuery(query_embedding=[1.0] + [0.0] * (DIM - 1), similarity_top_k=2)
+    )
+    assert ranked.similarities is not None and len(ranked.similarities) == 2
