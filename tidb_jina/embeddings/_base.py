@@ -21,16 +21,13 @@ Sync and async differ only in ``_send_sync`` / ``_send_async`` and ``_map_sync``
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import os
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import httpx
@@ -60,6 +57,17 @@ from tidb_jina.embeddings._config import (
     build_config,
     named_parameters,
 )
+from tidb_jina.embeddings._http import (
+    DeadlineTransport,
+    _Call,
+    _ErrorInfo,
+    _Retry,
+    _Secret,
+    parse_retry_after,
+    request_async,
+    request_sync,
+    resolve_secret,
+)
 from tidb_jina.embeddings._inputs import plan_batches, validate_texts
 
 logger = logging.getLogger("tidb_jina.embeddings")
@@ -68,7 +76,8 @@ T = TypeVar("T")
 Kind = Literal["query", "document"]
 
 DEFAULT_TIMEOUT = Timeouts().to_httpx()
-"""60 s per read (a 128-input batch of long texts can take a while), 10 s to connect."""
+"""10 s to connect, 60 s per read or write, and 60 s for a whole call (``Timeouts.deadline``):
+a 128-input batch of long texts can take a while."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses that are retried; every other error status fails at once."""
 
@@ -77,93 +86,6 @@ _TOO_LONG = re.compile(
     r"too long|exceed|must have less than|context length|token limit|maximum.*tokens",
     re.IGNORECASE,
 )
-
-
-class _Secret:
-    """An API key that cannot leak through ``repr``, ``str``, f-strings or pickling."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'**********'"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("API keys are not serialized; pass api_key again or use the environment")
-
-    # copy/deepcopy (e.g. pydantic model_copy) share the immutable secret instead of pickling it
-    def __copy__(self) -> _Secret:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Secret:
-        return self
-
-
-def resolve_secret(explicit: str | None, env_names: Sequence[str]) -> _Secret | None:
-    """The key from the argument, else the first non-empty environment variable, else None."""
-    if explicit:
-        return _Secret(explicit)
-    for name in env_names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return _Secret(value)
-    return None
-
-
-def resolve_url(explicit: str | None, env_name: str, default: str | None) -> str | None:
-    """The base URL from the argument, else the environment, else ``default``; no trailing /."""
-    url = explicit or os.environ.get(env_name, "").strip() or default
-    return url.rstrip("/") if url else None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds, decimal, or HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One HTTP request to make (with retries): the product of a ``_build_*`` method."""
-
-    method: str
-    url: str
-    payload: Any = None
-    size: int = 0  # number of inputs, for the parser's completeness check
-
-
-class _Retry(Exception):
-    """Raised inside a retry loop: retry, or raise ``final`` once attempts run out."""
-
-    def __init__(self, final: EmbeddingError, retry_after: float | None = None) -> None:
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
-
-
-@dataclass
-class _ErrorInfo:
-    """What an error response said: status, human detail, machine code."""
-
-    status: int
-    detail: str
-    code: str | None = None
 
 
 class BaseEmbeddingClient:
@@ -312,8 +234,11 @@ class BaseEmbeddingClient:
                 transport = (
                     self._transport if isinstance(self._transport, httpx.BaseTransport) else None
                 )
+                limits = self._pool_limits()
                 self._owned_client = httpx.Client(
-                    timeout=self.timeout, limits=self._pool_limits(), transport=transport
+                    timeout=self.timeout,
+                    limits=limits,
+                    transport=transport or DeadlineTransport(limits=limits),
                 )
             return self._owned_client
 
@@ -369,7 +294,15 @@ class BaseEmbeddingClient:
         attempt = 0
         while True:
             try:
-                response = client.request(call.method, call.url, content=body, headers=headers)
+                response = request_sync(
+                    client,
+                    call.method,
+                    call.url,
+                    content=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    deadline=self.timeouts.deadline,
+                )
                 return self._handle(response, call, parse)
             except httpx.TransportError as exc:
                 retry = self._transport_retry(call, exc)
@@ -385,8 +318,14 @@ class BaseEmbeddingClient:
         attempt = 0
         while True:
             try:
-                response = await client.request(
-                    call.method, call.url, content=body, headers=headers
+                response = await request_async(
+                    client,
+                    call.method,
+                    call.url,
+                    content=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    deadline=self.timeouts.deadline,
                 )
                 return self._handle(response, call, parse)
             except httpx.TransportError as exc:

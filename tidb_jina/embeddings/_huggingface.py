@@ -40,10 +40,10 @@ from tidb_jina.embeddings._base import (
     Kind,
     _Call,
     _ErrorInfo,
-    resolve_url,
     rows_to_matrix,
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
+from tidb_jina.embeddings._http import resolve_url
 from tidb_jina.embeddings._models import hf_model_info
 
 if TYPE_CHECKING:

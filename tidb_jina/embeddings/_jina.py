@@ -35,10 +35,10 @@ from tidb_jina.embeddings._base import (
     _Call,
     _ErrorInfo,
     _Retry,
-    resolve_url,
     rows_to_matrix,
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
+from tidb_jina.embeddings._http import resolve_url
 from tidb_jina.embeddings._inputs import l2_normalize, validate_texts
 from tidb_jina.embeddings._models import JinaModelInfo, jina_model_info
 from tidb_jina.embeddings._types import RerankResult
