@@ -107,7 +107,8 @@ def test_jina_late_chunking_is_sent(server: FakeEmbeddingServer) -> None:
 
 def test_jina_key_from_jinaai_env(server: FakeEmbeddingServer, monkeypatch: Any) -> None:
     monkeypatch.setenv("JINAAI_API_KEY", KEY)
-    model = JinaEmbedding(base_url=server.url)
+    monkeypatch.setenv("JINA_API_BASE_URL", server.url)  # env keys go to env URLs only
+    model = JinaEmbedding()
     model.get_query_embedding("tidb")
     assert server.api_requests()[0].authorized is True
 

@@ -69,6 +69,7 @@ from tidb_jina.embeddings._http import (
     resolve_secret,
 )
 from tidb_jina.embeddings._inputs import plan_batches, validate_texts
+from tidb_jina.embeddings._keys import host_of, is_plain_http_remote, is_provider_host
 
 logger = logging.getLogger("tidb_jina.embeddings")
 
@@ -78,7 +79,10 @@ Kind = Literal["query", "document"]
 DEFAULT_TIMEOUT = Timeouts().to_httpx()
 """10 s to connect, 60 s per read or write, and 60 s for a whole call (``Timeouts.deadline``):
 a 128-input batch of long texts can take a while."""
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CLOUDFLARE_STATUSES = frozenset(range(520, 528))
+"""Cloudflare's own 52x answers (origin down, timed out, unreachable, ...): Jina's API is
+served through Cloudflare, so these are transient like a 502."""
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | CLOUDFLARE_STATUSES
 """HTTP statuses that are retried; every other error status fails at once."""
 
 _USER_AGENT = "tidb-jina (python; httpx)"
@@ -102,6 +106,13 @@ class BaseEmbeddingClient:
     balance_hint: str = ""
     model_hint: str = ""
     too_long_hint: str = "pass truncate=True or split long texts into chunks before embedding"
+
+    key_hosts: ClassVar[tuple[str, ...]] = ()
+    """Hosts (and their subdomains) that may receive a key from the environment."""
+    base_url: str = ""
+    _url_from_env = False  # base_url came from the provider's own environment variable
+    _refused_env_key = False
+    _warned_plain_http = False
 
     default_limits: ClassVar[BatchLimits]
     """The provider's batch limits; ``limits=`` fields left as ``None`` take these."""
@@ -194,14 +205,46 @@ class BaseEmbeddingClient:
     def _api_key(self) -> _Secret | None:
         """Resolve the key at first use (not in the constructor, so env can be set later)."""
         if self._key is None:
-            self._key = self._explicit_key or resolve_secret(None, self.api_key_env)
+            self._key = self._explicit_key or self._environment_key()
         if self._key is None and self.api_key_required:
-            names = " or ".join(self.api_key_env)
-            raise MissingAPIKeyError(
-                f"No {self.provider_name} API key: pass api_key=... or set {names}. "
-                f"{self.key_hint}".strip()
+            raise MissingAPIKeyError(self._missing_key_message())
+        plain = self._key is not None and is_plain_http_remote(self.base_url)
+        if plain and not self._warned_plain_http:
+            self._warned_plain_http = True
+            logger.warning(
+                "Sending the %s API key over plain http to %s: anyone on the network "
+                "path can read it. Use an https:// base_url.",
+                self.provider_name,
+                host_of(self.base_url),
             )
         return self._key
+
+    def _environment_key(self) -> _Secret | None:
+        """The key from the environment, if this client's server may receive it (see
+        ``_keys``: the provider's own hosts, or a base URL from the provider's variable)."""
+        key = resolve_secret(None, self.api_key_env)
+        if key is None or self._url_from_env or is_provider_host(self.base_url, self.key_hosts):
+            return key
+        self._refused_env_key = True
+        logger.info(
+            "%s is set but not sent to %s: a key from the environment goes only to %s's "
+            "own hosts; pass api_key= to send one there.",
+            " / ".join(self.api_key_env),
+            host_of(self.base_url),
+            self.provider_name,
+        )
+        return None
+
+    def _missing_key_message(self) -> str:
+        names = " or ".join(self.api_key_env)
+        if self._refused_env_key:
+            return (
+                f"{names} is set, but a key from the environment is only sent to "
+                f"{self.provider_name}'s own hosts ({', '.join(self.key_hosts)}), and "
+                f"base_url points at {host_of(self.base_url)}. Pass api_key=... to send a "
+                "key to this server."
+            )
+        return f"No {self.provider_name} API key: pass api_key=... or set {names}. {self.key_hint}"
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -394,6 +437,10 @@ class BaseEmbeddingClient:
         else:
             if isinstance(body, dict):
                 raw = body.get("detail") or body.get("error") or body.get("message") or ""
+                # Jina's over-long answer is {"detail": {"message": ...}}; its 422s can be
+                # {"error": {"message": ...}}.
+                if isinstance(raw, dict) and isinstance(raw.get("message"), str):
+                    raw = raw["message"]
                 detail = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
                 errors = body.get("errors")
                 if isinstance(errors, list) and errors:
@@ -433,9 +480,16 @@ class BaseEmbeddingClient:
                 "max_batch_size (limits=BatchLimits(...)), wait, or upgrade the plan",
                 **kw,
             )
-        if status >= 500:
+        if status in RETRY_STATUSES:
             return ProviderUnavailableError(
                 f"{said}. The service failed on every attempt; try again later", **kw
+            )
+        if status >= 500:
+            return ProviderUnavailableError(
+                f"{said}. The server cannot handle this request (not retried: the same "
+                "request would fail again); check base_url and that the server is the "
+                f"{self.provider_name} API",
+                **kw,
             )
         if status == 413:
             return InvalidRequestError(

@@ -44,6 +44,7 @@ from tidb_jina.embeddings._base import (
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
 from tidb_jina.embeddings._http import resolve_url
+from tidb_jina.embeddings._keys import HF_HOSTS
 from tidb_jina.embeddings._models import hf_model_info
 
 if TYPE_CHECKING:
@@ -69,6 +70,10 @@ DEFAULT_HF_LIMITS = BatchLimits(
     max_concurrency=DEFAULT_HF_CONCURRENCY,
 )
 
+TEI_KEY_HINT = (
+    "This Text Embeddings Inference server was started with --api-key: pass that same key "
+    "as api_key= (a key from the environment is not sent to a self-hosted server)."
+)
 _TEI_BATCH = re.compile(r"maximum allowed batch size (\d+)")
 
 
@@ -78,6 +83,7 @@ class HuggingFaceClient(BaseEmbeddingClient):
     provider_name = "Hugging Face"
     default_limits = DEFAULT_HF_LIMITS
     api_key_env = ("HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
+    key_hosts = HF_HOSTS
     key_hint = (
         "Create a token with the 'Inference Providers' permission at "
         "https://huggingface.co/settings/tokens and pass it as api_key= or HF_TOKEN."
@@ -130,6 +136,7 @@ class HuggingFaceClient(BaseEmbeddingClient):
             transport=transport,
         )
         url = resolve_url(base_url, "HF_INFERENCE_ENDPOINT", None)
+        self._url_from_env = not base_url and url is not None
         if url is None:
             if not model:
                 raise ConfigurationError(
@@ -146,8 +153,11 @@ class HuggingFaceClient(BaseEmbeddingClient):
             self.mode = "tei"
             self.base_url = url
             self.embed_url = f"{url}/embed"
-        # A self-hosted TEI server without --api-key needs no token.
+        # A self-hosted TEI server without --api-key needs no token, and its 401 means
+        # the server's own --api-key, not a Hugging Face token.
         self.api_key_required = self.mode != "tei"
+        if self.mode == "tei":
+            self.key_hint = TEI_KEY_HINT
         if truncation_direction not in (None, "left", "right"):
             raise ConfigurationError("truncation_direction must be 'left', 'right' or None")
         self.model: str = model or ""

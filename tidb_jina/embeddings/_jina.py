@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +41,7 @@ from tidb_jina.embeddings._base import (
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
 from tidb_jina.embeddings._http import resolve_url
 from tidb_jina.embeddings._inputs import l2_normalize, validate_texts
+from tidb_jina.embeddings._keys import JINA_HOSTS
 from tidb_jina.embeddings._models import JinaModelInfo, jina_model_info
 from tidb_jina.embeddings._types import RerankResult
 
@@ -83,6 +85,7 @@ class JinaClient(BaseEmbeddingClient):
     provider_name = "Jina AI"
     default_limits = DEFAULT_JINA_LIMITS
     api_key_env = ("JINA_API_KEY", "JINAAI_API_KEY")
+    key_hosts = JINA_HOSTS
     key_hint = (
         "Jina keys start with 'jina_'; get or check one at https://jina.ai/api-dashboard "
         "and pass it as api_key= or JINA_API_KEY."
@@ -133,7 +136,8 @@ class JinaClient(BaseEmbeddingClient):
             raise ConfigurationError("model must be a Jina model name, e.g. 'jina-embeddings-v3'")
         self.model = model
         self.info: JinaModelInfo = jina_model_info(model)
-        self.base_url: str = resolve_url(base_url, "JINA_API_BASE_URL", JINA_BASE_URL) or ""
+        self._url_from_env = not base_url and bool(os.environ.get("JINA_API_BASE_URL"))
+        self.base_url = resolve_url(base_url, "JINA_API_BASE_URL", JINA_BASE_URL, strip="/v1") or ""
         self.query_task = query_task or task or self.info.query_task
         self.passage_task = passage_task or task or self.info.passage_task
         self.dimensions = dimensions
