@@ -38,6 +38,8 @@ from langchain_tidb_jina._embeddings import (
     JinaEmbeddings,
     ProviderEmbeddings,
     _ClientEmbeddings,
+    alate_chunking_embed,
+    late_chunking_embed,
 )
 from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
@@ -163,7 +165,8 @@ class TiDBVectorStore(VectorStore):
         anything is embedded. ``texts`` may be any iterable, including a generator.
         """
         _no_extra(kwargs, "add_texts")
-        return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
+        embed = late_chunking_embed(self._embedding, metadatas) or self._embed()
+        return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=embed)
 
     async def aadd_texts(
         self,
@@ -175,9 +178,8 @@ class TiDBVectorStore(VectorStore):
     ) -> list[str]:
         """Async :meth:`add_texts`."""
         _no_extra(kwargs, "aadd_texts")
-        return await self._table.aio.add_texts(
-            texts, ids=ids, metadatas=metadatas, embed=self._aembed()
-        )
+        embed = alate_chunking_embed(self._embedding, metadatas) or self._aembed()
+        return await self._table.aio.add_texts(texts, ids=ids, metadatas=metadatas, embed=embed)
 
     def _embed(self) -> Callable[[list[str]], Any] | None:
         """Texts -> vectors: the core client's float32 matrix, or a user's lists (converted

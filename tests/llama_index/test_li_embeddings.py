@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
 from llama_index_tidb_jina import HuggingFaceInferenceAPIEmbedding, JinaEmbedding
 from tidb_jina import AuthenticationError, ConfigurationError
@@ -101,8 +102,12 @@ async def test_jinaai_constructor_arguments(server: FakeEmbeddingServer, api: st
 
 def test_jina_late_chunking_is_sent(server: FakeEmbeddingServer) -> None:
     model = _jina(server, late_chunking=True)
-    model.get_text_embedding_batch(["first chunk", "second chunk"])
-    assert _bodies(server)[0]["late_chunking"] is True
+    doc = TextNode(text="first chunk")  # nodes of one ref_doc_id: one late-chunking request
+    nodes = [TextNode(text=t) for t in ("first chunk", "second chunk")]
+    for node in nodes:
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc.node_id)
+    model(nodes)
+    assert _bodies(server)[0]["late_chunking"] is True and len(_bodies(server)[0]["input"]) == 2
 
 
 def test_jina_key_from_jinaai_env(server: FakeEmbeddingServer, monkeypatch: Any) -> None:

@@ -510,7 +510,7 @@ class BaseEmbeddingClient:
 
     def _map_sync(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
         """Send ``calls`` on up to ``max_concurrency`` threads; results in call order."""
-        if len(calls) == 1 or self.max_concurrency == 1:
+        if len(calls) <= 1 or self.max_concurrency == 1:
             return [self._send_sync(call, parse) for call in calls]
         with ThreadPoolExecutor(
             max_workers=min(self.max_concurrency, len(calls)),
@@ -527,8 +527,8 @@ class BaseEmbeddingClient:
 
     async def _map_async(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
         """Send ``calls`` with at most ``max_concurrency`` in flight; results in call order."""
-        if len(calls) == 1:
-            return [await self._send_async(calls[0], parse)]
+        if len(calls) <= 1:
+            return [await self._send_async(call, parse) for call in calls]
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def one(call: _Call) -> T:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "HF_MODELS",
+    "JINA_MAX_INPUTS",
     "JINA_MODELS",
     "QWEN3_QUERY_TASK",
     "HuggingFaceModelInfo",
@@ -26,6 +27,13 @@ __all__ = [
 ]
 
 
+JINA_MAX_INPUTS = 2048
+"""Inputs per embeddings request the Jina API accepts (more is a 400); a model's own
+``max_batch_size`` (v4: 512) is lower."""
+LATE_CHUNKING_DEFAULT_CONTEXT = 8192
+"""Tokens one late-chunking request may hold for a model whose context is not listed."""
+
+
 @dataclass(frozen=True)
 class JinaModelInfo:
     """What one Jina embedding model (or model family) accepts.
@@ -34,6 +42,8 @@ class JinaModelInfo:
     response). ``max_dimensions`` is the upper bound of the ``dimensions`` field, ``None`` when
     the model does not accept the field. ``query_task`` / ``passage_task`` are the tasks sent
     by ``embed_query`` / ``embed_documents`` (``None``: no ``task`` field).
+    ``max_input_tokens`` is also the context a late-chunking request must fit in;
+    ``max_batch_size`` is the model's own inputs-per-request limit when lower than 2,048.
     """
 
     name: str
