@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, ResponseFormatError
+from tidb_jina.embeddings import _rerank
 from tidb_jina.embeddings._base import (
     BaseEmbeddingClient,
     Kind,
@@ -49,6 +50,7 @@ from tidb_jina.embeddings._models import (
     JinaModelInfo,
     jina_model_info,
 )
+from tidb_jina.embeddings._rerank import JINA_RERANK_MAX_DOCUMENTS
 from tidb_jina.embeddings._types import RerankResult
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class JinaClient(BaseEmbeddingClient):
         truncate: bool = True,
         embedding_type: EmbeddingType = "float",
         rerank_model: str = DEFAULT_JINA_RERANK_MODEL,
+        rerank_batch_size: int = JINA_RERANK_MAX_DOCUMENTS,
         retry: RetryPolicy | None = None,
         limits: BatchLimits | None = None,
         timeout: TimeoutLike = None,
@@ -152,6 +155,12 @@ class JinaClient(BaseEmbeddingClient):
         self.truncate = truncate
         self.embedding_type = embedding_type
         self.rerank_model = rerank_model
+        if not isinstance(rerank_batch_size, int) or rerank_batch_size < 1:
+            raise ConfigurationError(
+                f"rerank_batch_size must be an int >= 1 (documents per rerank request); got "
+                f"{rerank_batch_size!r}"
+            )
+        self.rerank_batch_size = rerank_batch_size
         self._validate_options(task, query_task, passage_task)
         self._dimension = dimensions or self.info.dimension
 
@@ -210,6 +219,7 @@ class JinaClient(BaseEmbeddingClient):
             "truncate": self.truncate,
             "embedding_type": self.embedding_type,
             "rerank_model": self.rerank_model,
+            "rerank_batch_size": self.rerank_batch_size,
             "max_batch_size": self.max_batch_size,
             "max_batch_chars": self.max_batch_chars,
             "max_concurrency": self.max_concurrency,
@@ -288,8 +298,15 @@ class JinaClient(BaseEmbeddingClient):
         rows: dict[int, Any] = {}
         for item in items:
             index = item.get("index") if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < call.size or index in rows:
-                raise ResponseFormatError(f"Jina AI returned a bad or repeated index: {index!r}")
+            if not isinstance(index, int) or isinstance(index, bool):
+                # The type, never the value: an echoing server could put the key there.
+                raise ResponseFormatError(
+                    f"Jina AI returned an index that is not an integer ({type(index).__name__})"
+                )
+            if not 0 <= index < call.size or index in rows:
+                raise ResponseFormatError(
+                    f"Jina AI returned a bad or repeated index: {index} for {call.size} inputs"
+                )
             rows[index] = self._decode(item.get("embedding"))
         if len(rows) != call.size:
             missing = sorted(set(range(call.size)) - rows.keys())[:10]
@@ -440,40 +457,21 @@ class JinaClient(BaseEmbeddingClient):
             matrix[group] = part
         return matrix
 
-    # ---- rerank ------------------------------------------------------------------------------
+    # ---- rerank (requests built and read by ``_rerank``) --------------------------------------
 
-    def _build_rerank_call(
-        self, query: str, documents: list[str], top_n: int | None, model: str | None
-    ) -> _Call:
+    def _rerank_calls(
+        self, query: str, documents: Sequence[str], top_n: int | None, model: str | None
+    ) -> list[_rerank._RerankCall]:
         validate_texts([query], "query")
-        if top_n is not None and top_n < 1:
-            raise ConfigurationError(f"top_n must be >= 1 or None (all documents); got {top_n}")
-        payload: dict[str, Any] = {
-            "model": model or self.rerank_model,
-            "query": query,
-            "documents": documents,
-            "return_documents": False,  # we hold the texts; don't pay to download them again
-        }
-        if top_n is not None:
-            payload["top_n"] = min(top_n, len(documents))
-        return _Call("POST", f"{self.base_url}/v1/rerank", payload, len(documents))
-
-    def _parse_rerank(self, data: Any, call: _Call) -> list[RerankResult]:
-        results = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(results, list):
-            raise ResponseFormatError("Jina AI rerank answered without a 'results' list")
-        documents = call.payload["documents"]
-        out = []
-        for item in results:
-            index = item.get("index") if isinstance(item, dict) else None
-            score = item.get("relevance_score") if isinstance(item, dict) else None
-            if not isinstance(index, int) or not 0 <= index < len(documents):
-                raise ResponseFormatError(f"Jina AI rerank returned a bad index: {index!r}")
-            if not isinstance(score, (int, float)):
-                raise ResponseFormatError(f"Jina AI rerank returned a bad score: {score!r}")
-            out.append(RerankResult(index=index, score=float(score), document=documents[index]))
-        out.sort(key=lambda r: r.score, reverse=True)
-        return out
+        return _rerank.plan(
+            f"{self.base_url}/v1/rerank",
+            model=model or self.rerank_model,
+            query=query,
+            documents=validate_texts(documents, "documents"),
+            top_n=top_n,
+            batch=self.rerank_batch_size,
+            truncation=self.truncate,
+        )
 
     def rerank(
         self,
@@ -483,13 +481,14 @@ class JinaClient(BaseEmbeddingClient):
         *,
         model: str | None = None,
     ) -> list[RerankResult]:
-        """Score ``documents`` against ``query``; best first, ``index`` into ``documents``."""
-        docs = validate_texts(documents, "documents")
-        if not docs:
-            return []
-        return self._send_sync(
-            self._build_rerank_call(query, docs, top_n, model), self._parse_rerank
-        )
+        """Score ``documents`` against ``query``; best first, ``index`` into ``documents``.
+
+        More than ``rerank_batch_size`` (1,024) documents go in several requests, merged
+        by score. ``truncation`` (the client's ``truncate``) is sent to the rerankers that
+        document it, so an over-long document is cut rather than failing the call.
+        """
+        calls = self._rerank_calls(query, documents, top_n, model)
+        return _rerank.merge(self._map_sync(calls, _rerank.parse), top_n)
 
     async def arerank(
         self,
@@ -500,8 +499,5 @@ class JinaClient(BaseEmbeddingClient):
         model: str | None = None,
     ) -> list[RerankResult]:
         """Async ``rerank``."""
-        docs = validate_texts(documents, "documents")
-        if not docs:
-            return []
-        call = self._build_rerank_call(query, docs, top_n, model)
-        return await self._send_async(call, self._parse_rerank)
+        calls = self._rerank_calls(query, documents, top_n, model)
+        return _rerank.merge(await self._map_async(calls, _rerank.parse), top_n)
