@@ -229,7 +229,7 @@ class JinaEmbeddings(_HTTPEmbeddings):
     def _build_client(self) -> JinaClient:
         return JinaClient(
             model=self.model,
-            api_key=_secret(self.api_key),
+            api_key=_explicit_key(self),
             base_url=self.base_url,
             task=self.task,
             query_task=self.query_task,
@@ -274,7 +274,7 @@ class HuggingFaceEndpointEmbeddings(_HTTPEmbeddings):
         options: dict[str, Any] = {"provider": self.provider} if self.provider else {}
         return HuggingFaceClient(
             model=model,
-            api_key=_secret(self.api_key),
+            api_key=_explicit_key(self),
             base_url=base_url,
             normalize=self.normalize,
             truncate=self.truncate,
@@ -343,8 +343,14 @@ def _reject_unknown(cls: type[BaseModel], data: dict[str, Any]) -> None:
         raise unknown_options_error(cls.__name__, unknown, valid)
 
 
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
+def _explicit_key(model: BaseModel) -> str | None:
+    """``api_key`` when the caller passed it; None when pydantic filled it from the
+    environment, so the core applies its rule for environment keys (sent only to the
+    provider's own hosts, never to a self-hosted URL)."""
+    value = getattr(model, "api_key", None)
+    if value is None or "api_key" not in model.model_fields_set:
+        return None
+    return value.get_secret_value()  # type: ignore[no-any-return]
 
 
 def _rows(matrix: np.ndarray) -> list[list[float]]:

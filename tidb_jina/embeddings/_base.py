@@ -381,14 +381,17 @@ class BaseEmbeddingClient:
     def _handle(self, response: httpx.Response, call: _Call, parse: Callable[[Any, _Call], T]) -> T:
         """Parse a success; raise ``_Retry`` for a retryable status, the mapped error else."""
         if response.is_success:
-            try:
-                data = orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
+            data = _json_or_none(response.content)
+            if data is _NOT_JSON:
+                # Scrub, then cut: the body may echo the request, key included. Raised
+                # outside the ``except``, so the decoder's error (which keeps the whole
+                # unscrubbed document in ``.doc``) is not chained as the context.
+                start = self._scrub(response.text)[:80]
                 raise ResponseFormatError(
                     f"{self.provider_name} answered {response.status_code} with a body that is "
-                    f"not JSON (starts with {response.text[:80]!r}); check the base URL",
+                    f"not JSON (starts with {start!r}); check the base URL",
                     status_code=response.status_code,
-                ) from exc
+                )
             return parse(data, call)
         error = self._map_error(response, call)
         if response.status_code in RETRY_STATUSES:
@@ -636,12 +639,13 @@ class BaseEmbeddingClient:
 
 def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     """A float32 ``(n, d)`` matrix from equal-length numeric rows, or ResponseFormatError."""
-    try:
-        matrix = np.asarray(rows, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+    matrix = _float32_or_none(rows)
+    if matrix is None:
+        # Raised outside the ``except``: NumPy's message quotes the offending value, which
+        # may echo the request, so it must not be chained as the context.
         raise ResponseFormatError(
             f"{provider} returned embeddings that are not equal-length lists of numbers"
-        ) from exc
+        )
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise ResponseFormatError(
             f"{provider} returned embeddings of shape {matrix.shape}; expected (n, d)"
@@ -649,3 +653,21 @@ def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise ResponseFormatError(f"{provider} returned NaN or infinite values in embeddings")
     return matrix
+
+
+_NOT_JSON = object()
+
+
+def _json_or_none(content: bytes) -> Any:
+    """The parsed body, or ``_NOT_JSON`` (the decoder's error, holding the body, dropped)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return _NOT_JSON
+
+
+def _float32_or_none(rows: Sequence[Any]) -> np.ndarray | None:
+    try:
+        return np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None

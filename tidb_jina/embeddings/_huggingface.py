@@ -236,13 +236,17 @@ class HuggingFaceClient(BaseEmbeddingClient):
             raise ResponseFormatError("TEI /info did not answer with a JSON object")
         model_type = data.get("model_type")
         if isinstance(model_type, dict) and model_type and "embedding" not in model_type:
-            kind = next(iter(model_type))
+            # Echoed fields are scrubbed: a server can put anything in them.
+            kind = self._scrub(str(next(iter(model_type))))[:40]
             raise ConfigurationError(
                 f"The TEI server at {self.base_url} serves a {kind} model "
-                f"({data.get('model_id')}), not an embedding model; start TEI with an "
-                "embedding model"
+                f"({self._scrub(str(data.get('model_id')))[:200]}), not an embedding model; "
+                "start TEI with an embedding model"
             )
-        return data
+        return {
+            key: self._scrub(value) if isinstance(value, str) else value
+            for key, value in data.items()
+        }
 
     def _apply_info(self, info: dict[str, Any]) -> None:
         self.server_info = info

@@ -324,10 +324,9 @@ class JinaClient(BaseEmbeddingClient):
 
     def _decode(self, embedding: Any) -> Any:
         if isinstance(embedding, str):
-            try:
-                raw = base64.b64decode(embedding, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ResponseFormatError("Jina AI returned an invalid base64 embedding") from exc
+            raw = _b64_or_none(embedding)
+            if raw is None:  # raised outside the except: the decoder's error is not chained
+                raise ResponseFormatError("Jina AI returned an invalid base64 embedding")
             if len(raw) % 4:
                 raise ResponseFormatError("Jina AI returned a base64 embedding of odd length")
             return np.frombuffer(raw, dtype="<f4")
@@ -501,3 +500,10 @@ class JinaClient(BaseEmbeddingClient):
         """Async ``rerank``."""
         calls = self._rerank_calls(query, documents, top_n, model)
         return _rerank.merge(await self._map_async(calls, _rerank.parse), top_n)
+
+
+def _b64_or_none(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
