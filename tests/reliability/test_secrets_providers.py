@@ -310,3 +310,16 @@ def test_no_key_over_plain_http_does_not_warn(logs: pytest.LogCaptureFixture) ->
         ["a"]
     )
     assert not [r for r in logs.records if "plain http" in r.getMessage()]
+
+
+@pytest.mark.parametrize("status", [400, 401, 422, 503])
+def test_error_answers_whose_code_or_detail_echo_the_key(status: int, logs: Any) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        key = key_of(request)
+        return httpx.Response(status, json={"detail": {"message": key}, "code": key})
+
+    client = JinaClient(api_key=KEY, transport=echoing(answer), max_retries=1, **FAST)
+    with pytest.raises(Exception) as info:
+        client.embed_query("q")
+    assert_error_clean(info.value)
+    assert_logs_clean(logs)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,16 +34,9 @@ import numpy as np
 import orjson
 
 from tidb_jina._errors import (
-    AuthenticationError,
     EmbeddingError,
-    InputTooLongError,
-    InsufficientBalanceError,
-    InvalidRequestError,
     MissingAPIKeyError,
-    ModelNotFoundError,
-    PermissionDeniedError,
     ProviderUnavailableError,
-    RateLimitError,
     ResponseFormatError,
 )
 from tidb_jina.embeddings._config import (
@@ -70,6 +62,7 @@ from tidb_jina.embeddings._http import (
 )
 from tidb_jina.embeddings._inputs import plan_batches, validate_texts
 from tidb_jina.embeddings._keys import host_of, is_plain_http_remote, is_provider_host
+from tidb_jina.embeddings._status import RETRY_STATUSES, error_info, map_error
 
 logger = logging.getLogger("tidb_jina.embeddings")
 
@@ -79,17 +72,7 @@ Kind = Literal["query", "document"]
 DEFAULT_TIMEOUT = Timeouts().to_httpx()
 """10 s to connect, 60 s per read or write, and 60 s for a whole call (``Timeouts.deadline``):
 a 128-input batch of long texts can take a while."""
-CLOUDFLARE_STATUSES = frozenset(range(520, 528))
-"""Cloudflare's own 52x answers (origin down, timed out, unreachable, ...): Jina's API is
-served through Cloudflare, so these are transient like a 502."""
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | CLOUDFLARE_STATUSES
-"""HTTP statuses that are retried; every other error status fails at once."""
-
 _USER_AGENT = "tidb-jina (python; httpx)"
-_TOO_LONG = re.compile(
-    r"too long|exceed|must have less than|context length|token limit|maximum.*tokens",
-    re.IGNORECASE,
-)
 
 
 class BaseEmbeddingClient:
@@ -431,80 +414,8 @@ class BaseEmbeddingClient:
 
     # ---- error mapping -----------------------------------------------------------------------
 
-    def _error_info(self, response: httpx.Response) -> _ErrorInfo:
-        detail, code = "", None
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            detail = response.text.strip()
-        else:
-            if isinstance(body, dict):
-                raw = body.get("detail") or body.get("error") or body.get("message") or ""
-                # Jina's over-long answer is {"detail": {"message": ...}}; its 422s can be
-                # {"error": {"message": ...}}.
-                if isinstance(raw, dict) and isinstance(raw.get("message"), str):
-                    raw = raw["message"]
-                detail = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
-                errors = body.get("errors")
-                if isinstance(errors, list) and errors:
-                    detail = f"{detail} {orjson.dumps(errors).decode()}".strip()
-                code = body.get("code") or body.get("error_type")
-                code = str(code) if code is not None else None
-            else:
-                detail = response.text.strip()
-        detail = self._scrub(detail)[:500] or response.reason_phrase
-        return _ErrorInfo(response.status_code, detail, code)
-
     def _map_error(self, response: httpx.Response, call: _Call) -> EmbeddingError:
-        info = self._error_info(response)
-        status, detail, code = info.status, info.detail, info.code
-        where = f"{self.provider_name} answered {status}" + (f" {code}" if code else "")
-        said = f"{where}: {detail}"
-        lowered = f"{code or ''} {detail}".lower()
-        kw: dict[str, Any] = {"status_code": status, "code": code}
-        if status == 401:
-            return AuthenticationError(f"{said}. The API key was rejected. {self.key_hint}", **kw)
-        if status == 402 or (status == 403 and ("balance" in lowered or "credit" in lowered)):
-            return InsufficientBalanceError(f"{said}. {self.balance_hint}", **kw)
-        if status == 403:
-            return PermissionDeniedError(
-                f"{said}. The key is valid but may not do this; check its permissions or plan",
-                **kw,
-            )
-        if status in (404, 410) or (
-            status == 400
-            and "model" in lowered
-            and ("not found" in lowered or "not_found" in lowered or "unknown" in lowered)
-        ):
-            return ModelNotFoundError(f"{said}. {self.model_hint}", **kw)
-        if status == 429:
-            return RateLimitError(
-                f"{said}. Rate limited on every attempt; lower max_concurrency / "
-                "max_batch_size (limits=BatchLimits(...)), wait, or upgrade the plan",
-                **kw,
-            )
-        if status in RETRY_STATUSES:
-            return ProviderUnavailableError(
-                f"{said}. The service failed on every attempt; try again later", **kw
-            )
-        if status >= 500:
-            return ProviderUnavailableError(
-                f"{said}. The server cannot handle this request (not retried: the same "
-                "request would fail again); check base_url and that the server is the "
-                f"{self.provider_name} API",
-                **kw,
-            )
-        if status == 413:
-            return InvalidRequestError(
-                f"{said}. The request body is too large; lower max_batch_chars "
-                "(limits=BatchLimits(max_batch_chars=...))",
-                **kw,
-            )
-        if status in (400, 422) and _TOO_LONG.search(detail):
-            return InputTooLongError(f"{said}. {self.too_long_hint}", **kw)
-        return InvalidRequestError(
-            f"{said}. The request does not fit this model; {self._invalid_hint(info)}", **kw
-        )
+        return map_error(self, error_info(response, self._scrub))
 
     def _invalid_hint(self, info: _ErrorInfo) -> str:
         return "check the model name and the options passed to the client"
