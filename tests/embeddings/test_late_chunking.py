@@ -7,6 +7,7 @@ carries its document's tag, so each recorded request shows which documents it mi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import re
@@ -207,3 +208,13 @@ def test_langchain_documents_of_one_source_share_requests(tmp_path: Any, caplog:
         assert not any("late_chunking" in r.body for r in server.api_requests())
         assert any("embeds each text on its own" in r.getMessage() for r in caplog.records)
         store._table.engine.dispose()
+
+
+def test_a_chunk_longer_than_the_context_goes_alone_and_is_truncated(call: Any) -> None:
+    with FakeEmbeddingServer(api_key=KEY, max_input_tokens=50) as server:
+        client = JinaClient(api_key=KEY, base_url=server.url, late_chunking=True, dimensions=8)
+        client.info = dataclasses.replace(client.info, max_input_tokens=50)  # a tiny context
+        chunks = ["doc1 a b c", "doc1 " + "long " * 80, "doc1 d e f"]
+        vectors = call(client, "embed_documents", chunks)
+        sizes = sorted(len(r.body["input"]) for r in server.api_requests())
+    assert vectors.shape[0] == 3 and sizes == [1, 1, 1]

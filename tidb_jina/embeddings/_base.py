@@ -208,6 +208,8 @@ class BaseEmbeddingClient:
         key = resolve_secret(None, self.api_key_env)
         if key is None or self._url_from_env or is_provider_host(self.base_url, self.key_hosts):
             return key
+        if self._refused_env_key:  # said once per client
+            return None
         self._refused_env_key = True
         logger.info(
             "%s is set but not sent to %s: a key from the environment goes only to %s's "

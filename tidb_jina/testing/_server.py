@@ -387,8 +387,9 @@ class FakeEmbeddingServer:
         if embedding_type not in ("float", "base64"):
             raise self._jina_invalid("embedding_type", "only float and base64 are served here")
         limit = self.max_input_tokens or info.max_input_tokens
-        if body.get("late_chunking") and limit:
-            # Late chunking joins the inputs into one sequence, which must fit the context.
+        if body.get("late_chunking") and limit and len(texts) > 1:
+            # Late chunking joins the inputs into one sequence, which must fit the context
+            # (one input alone is an ordinary input: ``truncate`` decides below).
             total = sum(_tokens(text) for text in texts)
             if total > limit:
                 raise _too_long(f"late chunking input of {total} tokens", limit, model)
