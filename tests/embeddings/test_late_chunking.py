@@ -218,3 +218,28 @@ def test_a_chunk_longer_than_the_context_goes_alone_and_is_truncated(call: Any) 
         vectors = call(client, "embed_documents", chunks)
         sizes = sorted(len(r.body["input"]) for r in server.api_requests())
     assert vectors.shape[0] == 3 and sizes == [1, 1, 1]
+
+
+def test_llama_index_from_documents_with_the_embed_model_as_a_transformation() -> None:
+    """The documented VectorStoreIndex path: late chunking per document, no flat call."""
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+
+    from llama_index_tidb_jina import JinaEmbedding
+
+    docs = [
+        Document(text=" ".join(f"doc{d} sentence {i} about topic{d}." for i in range(60)))
+        for d in range(4)
+    ]
+    with FakeEmbeddingServer(api_key=KEY) as server:
+        model = JinaEmbedding(api_key=KEY, base_url=server.url, late_chunking=True, dimensions=16)
+        index = VectorStoreIndex.from_documents(
+            docs,
+            embed_model=model,
+            transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), model],
+        )
+        embedded = [r for r in server.api_requests() if "late_chunking" in r.body]
+        assert len(embedded) >= 4  # one document per request at least
+        check_requests(server, 2048, V3_CONTEXT)
+        hits = index.as_retriever(similarity_top_k=1).retrieve("doc2 topic2")
+    assert "doc2" in hits[0].get_content()

@@ -274,7 +274,9 @@ class JinaClient(BaseEmbeddingClient):
             payload["dimensions"] = self.dimensions
         if info.accepts_normalized:
             payload["normalized"] = self.normalized
-        if (self.late_chunking and kind == "document") if late is None else late:
+        if late is None:
+            late = self.late_chunking and kind == "document"
+        if late:
             payload["late_chunking"] = True
         payload["embedding_type"] = self.embedding_type
         payload["truncate"] = self.truncate
