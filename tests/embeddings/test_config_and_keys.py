@@ -29,10 +29,15 @@ def test_jina_key_from_environment(monkeypatch, server, env):
 def test_hf_token_from_environment(monkeypatch, env):
     with FakeEmbeddingServer(api_key=HF_KEY) as server:
         monkeypatch.setenv(env, HF_KEY)
-        monkeypatch.setenv("HF_INFERENCE_ENDPOINT", server.router_url("BAAI/bge-m3"))
+        # An environment token goes to Hugging Face hosts only: the router here.
         client = HuggingFaceClient(model="BAAI/bge-m3")
-        assert client.embed_query("x").shape == (1024,)
-        assert server.requests[0].authorized
+        assert client.base_url == "https://router.huggingface.co/hf-inference"
+        assert client._api_key() is not None and client._api_key().get() == HF_KEY
+        # Not to a server named in HF_INFERENCE_ENDPOINT: that one needs api_key=.
+        monkeypatch.setenv("HF_INFERENCE_ENDPOINT", server.router_url("BAAI/bge-m3"))
+        with pytest.raises(MissingAPIKeyError, match="only sent to Hugging Face's own hosts"):
+            HuggingFaceClient(model="BAAI/bge-m3").embed_query("x")
+        assert server.requests == []
 
 
 def test_key_set_in_env_after_construction_is_used(monkeypatch, server):

@@ -210,11 +210,13 @@ def test_a_self_hosted_server_gets_a_key_passed_explicitly(logs: Any) -> None:
     [
         ({}, None, True),  # the router, router.huggingface.co
         ({}, "https://abc.us-east-1.aws.endpoints.huggingface.cloud", True),
-        ({"HF_INFERENCE_ENDPOINT": "https://tei.corp.example"}, None, True),  # env URL
+        ({}, "https://someone-tei.hf.space", True),  # a Space
+        ({"HF_INFERENCE_ENDPOINT": "https://tei.corp.example"}, None, False),  # own server
+        ({}, "https://endpoints.huggingface.cloud.evil.example", False),
         ({}, "https://tei.corp.example", False),
     ],
 )
-def test_hf_token_goes_to_hugging_face_hosts_and_the_environments_own_url(
+def test_hf_token_goes_to_hugging_face_hosts_only(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str | None, sent: bool
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", HF_KEY)

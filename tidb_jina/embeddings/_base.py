@@ -93,7 +93,7 @@ class BaseEmbeddingClient:
     key_hosts: ClassVar[tuple[str, ...]] = ()
     """Hosts (and their subdomains) that may receive a key from the environment."""
     base_url: str = ""
-    _url_from_env = False  # base_url came from the provider's own environment variable
+    _url_from_env = False  # base_url came from JINA_API_BASE_URL (see ``_keys``)
     _refused_env_key = False
     _warned_plain_http = False
 
@@ -204,7 +204,7 @@ class BaseEmbeddingClient:
 
     def _environment_key(self) -> _Secret | None:
         """The key from the environment, if this client's server may receive it (see
-        ``_keys``: the provider's own hosts, or a base URL from the provider's variable)."""
+        ``_keys``: the provider's own hosts, or for Jina the ``JINA_API_BASE_URL`` URL)."""
         key = resolve_secret(None, self.api_key_env)
         if key is None or self._url_from_env or is_provider_host(self.base_url, self.key_hosts):
             return key

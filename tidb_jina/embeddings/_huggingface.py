@@ -135,8 +135,9 @@ class HuggingFaceClient(BaseEmbeddingClient):
             async_http_client=async_http_client,
             transport=transport,
         )
+        # HF_INFERENCE_ENDPOINT names a server of its own (TEI, an endpoint), not Hugging
+        # Face: HF_TOKEN goes there only when it is on a Hugging Face host (``_keys``).
         url = resolve_url(base_url, "HF_INFERENCE_ENDPOINT", None)
-        self._url_from_env = not base_url and url is not None
         if url is None:
             if not model:
                 raise ConfigurationError(

@@ -4,11 +4,14 @@ The rules (issue 13), applied by ``BaseEmbeddingClient`` before any request:
 
 - A key passed in code (``api_key=``) goes to the server the client was pointed at.
 - A key found in the environment (``JINA_API_KEY``, ``HF_TOKEN``, ...) goes only to that
-  provider's own hosts (``*.jina.ai``; ``*.huggingface.co``, ``*.hf.co`` and HF Inference
-  Endpoints on ``*.huggingface.cloud``), or to the base URL set in the provider's own
-  environment variable (``JINA_API_BASE_URL``, ``HF_INFERENCE_ENDPOINT``): whoever set the
-  one set the other. A self-hosted server named in code (``base_url="http://tei:8080"``)
-  never receives an environment key; it gets one only when ``api_key=`` is passed.
+  provider's own https hosts: ``*.jina.ai``; ``*.huggingface.co``, ``*.hf.co``, Spaces on
+  ``*.hf.space`` and Inference Endpoints on ``*.endpoints.huggingface.cloud`` (the hosts
+  langchain-huggingface also sends the token to). One more place for a Jina key: the URL
+  in ``JINA_API_BASE_URL``, which by its name says the Jina API is served there (a
+  gateway), and was set by whoever set the key. ``HF_INFERENCE_ENDPOINT`` gets no such
+  pass: it names a server of its own (TEI has its own ``--api-key``), and a Hugging Face
+  token means something only to Hugging Face. A self-hosted server named in code or in
+  ``HF_INFERENCE_ENDPOINT`` gets a key only when ``api_key=`` is passed.
 - A key sent over plain ``http://`` to a host other than this machine logs a warning once
   per client: anyone on the network path can read it.
 """
@@ -23,7 +26,7 @@ import httpx
 __all__ = ["HF_HOSTS", "JINA_HOSTS", "host_of", "is_loopback", "is_provider_host"]
 
 JINA_HOSTS = ("jina.ai",)
-HF_HOSTS = ("huggingface.co", "hf.co", "huggingface.cloud")
+HF_HOSTS = ("huggingface.co", "hf.co", "hf.space", "endpoints.huggingface.cloud")
 
 
 def host_of(url: str) -> str:
