@@ -325,3 +325,19 @@ def test_error_answers_whose_code_or_detail_echo_the_key(status: int, logs: Any)
         client.embed_query("q")
     assert_error_clean(info.value)
     assert_logs_clean(logs)
+
+
+def test_the_endpoint_in_the_environment_takes_its_own_key_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tei_key = "tei-own-key-0123456789"
+    monkeypatch.setenv("HF_TOKEN", HF_KEY)
+    monkeypatch.setenv("HF_INFERENCE_ENDPOINT", "https://tei.corp.example")
+    monkeypatch.setenv("HF_INFERENCE_ENDPOINT_API_KEY", tei_key)
+    seen, transport = recorder()
+    HuggingFaceClient(transport=transport).embed_documents(["a"])
+    assert {key_of(r) for r in seen} == {tei_key}  # its own key, never HF_TOKEN
+    # The variable belongs to that endpoint: a server named in code does not get it.
+    seen.clear()
+    HuggingFaceClient(base_url="https://other.example", transport=transport).embed_documents(["a"])
+    assert {key_of(r) for r in seen} == {""}

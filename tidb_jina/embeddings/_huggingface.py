@@ -43,7 +43,7 @@ from tidb_jina.embeddings._base import (
     rows_to_matrix,
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
-from tidb_jina.embeddings._http import resolve_url
+from tidb_jina.embeddings._http import _Secret, resolve_secret, resolve_url
 from tidb_jina.embeddings._keys import HF_HOSTS
 from tidb_jina.embeddings._models import hf_model_info
 
@@ -70,9 +70,13 @@ DEFAULT_HF_LIMITS = BatchLimits(
     max_concurrency=DEFAULT_HF_CONCURRENCY,
 )
 
+ENDPOINT_KEY_ENV = "HF_INFERENCE_ENDPOINT_API_KEY"
+"""The key of the server in ``HF_INFERENCE_ENDPOINT`` (TEI's ``--api-key``): sent to that
+server only. ``HF_TOKEN`` is never sent to a server that is not on a Hugging Face host."""
 TEI_KEY_HINT = (
     "This Text Embeddings Inference server was started with --api-key: pass that same key "
-    "as api_key= (a key from the environment is not sent to a self-hosted server)."
+    f"as api_key= (or {ENDPOINT_KEY_ENV} with HF_INFERENCE_ENDPOINT); HF_TOKEN from the "
+    "environment is not sent to a self-hosted server."
 )
 _TEI_BATCH = re.compile(r"maximum allowed batch size (\d+)")
 
@@ -138,6 +142,7 @@ class HuggingFaceClient(BaseEmbeddingClient):
         # HF_INFERENCE_ENDPOINT names a server of its own (TEI, an endpoint), not Hugging
         # Face: HF_TOKEN goes there only when it is on a Hugging Face host (``_keys``).
         url = resolve_url(base_url, "HF_INFERENCE_ENDPOINT", None)
+        self._endpoint_from_env = not base_url and url is not None
         if url is None:
             if not model:
                 raise ConfigurationError(
@@ -218,6 +223,15 @@ class HuggingFaceClient(BaseEmbeddingClient):
         if self._passage_prefix is not None:
             return self._passage_prefix
         return hf_model_info(self.model).passage_prefix if self.use_model_prompts else ""
+
+    def _environment_key(self) -> _Secret | None:
+        """``HF_INFERENCE_ENDPOINT_API_KEY`` for the server in ``HF_INFERENCE_ENDPOINT``;
+        else ``HF_TOKEN`` under the Hugging Face host rule."""
+        if self._endpoint_from_env:
+            own = resolve_secret(None, (ENDPOINT_KEY_ENV,))
+            if own is not None:
+                return own
+        return super()._environment_key()
 
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
