@@ -341,3 +341,16 @@ def test_the_endpoint_in_the_environment_takes_its_own_key_variable(
     seen.clear()
     HuggingFaceClient(base_url="https://other.example", transport=transport).embed_documents(["a"])
     assert {key_of(r) for r in seen} == {""}
+
+
+def test_doctor_does_not_send_hf_token_to_the_endpoint_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from tidb_jina import doctor
+
+    with FakeEmbeddingServer(api_key=HF_KEY) as tei:  # would accept HF_TOKEN if it came
+        monkeypatch.setenv("HF_TOKEN", HF_KEY)
+        monkeypatch.setenv("HF_INFERENCE_ENDPOINT", tei.url)
+        report = doctor(f"sqlite:///{tmp_path / 'd.db'}")
+        assert tei.requests and not any(r.authorized for r in tei.requests)
+    assert_clean(str(report), "doctor report")
