@@ -20,7 +20,8 @@ naming the accepted ones, where ``BaseEmbedding`` alone would drop it silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
 
@@ -28,6 +29,12 @@ import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from tidb_jina import ConfigurationError
@@ -49,6 +56,7 @@ from tidb_jina.embeddings._config import named_parameters, unknown_options_error
 __all__ = ["HuggingFaceInferenceAPIEmbedding", "JinaEmbedding", "ProviderEmbedding"]
 
 logger = logging.getLogger("llama_index_tidb_jina")
+_dispatcher = get_dispatcher(__name__)
 
 # Tasks that name one side of retrieval; given as ``task=`` they mean "retrieval", so
 # queries still get the query task (the peer's single-task bug, llama_index #16251).
@@ -215,14 +223,17 @@ class JinaEmbedding(ProviderEmbedding):
         if not self.late_chunking:
             return super().__call__(nodes, **kwargs)
         texts, keys = _node_texts(nodes)
-        return _set_embeddings(nodes, self._client().embed_grouped(texts, keys))
+        with _embedding_event(self, texts) as done:
+            return _set_embeddings(nodes, done(self._client().embed_grouped(texts, keys)))
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Async :meth:`__call__`."""
         if not self.late_chunking:
             return await super().acall(nodes, **kwargs)
         texts, keys = _node_texts(nodes)
-        return _set_embeddings(nodes, await self._client().aembed_grouped(texts, keys))
+        with _embedding_event(self, texts) as done:
+            matrix = await self._client().aembed_grouped(texts, keys)
+            return _set_embeddings(nodes, done(matrix))
 
     def _client(self) -> JinaClient:
         return cast(JinaClient, self._provider)
@@ -336,10 +347,32 @@ def _node_texts(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str | None]]
     return texts, [node.ref_doc_id for node in nodes]
 
 
-def _set_embeddings(nodes: Sequence[BaseNode], matrix: Any) -> Sequence[BaseNode]:
-    for node, row in zip(nodes, matrix.tolist(), strict=True):
+def _set_embeddings(nodes: Sequence[BaseNode], rows: list[list[float]]) -> Sequence[BaseNode]:
+    for node, row in zip(nodes, rows, strict=True):
         node.embedding = row
     return nodes
+
+
+@contextmanager
+def _embedding_event(
+    model: BaseEmbedding, texts: list[str]
+) -> Iterator[Callable[[Any], list[list[float]]]]:
+    """The callback and instrumentation events ``get_text_embedding_batch`` emits (token
+    counters and tracers rely on them), around one grouped late-chunking call. Yields
+    ``done(matrix)``, which ends the events and returns the rows as lists."""
+    payload = model.to_payload()
+    _dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+    with model.callback_manager.event(
+        CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+    ) as event:
+
+        def done(matrix: Any) -> list[list[float]]:
+            rows: list[list[float]] = matrix.tolist()
+            event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: rows})
+            _dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=rows))
+            return rows
+
+        yield done
 
 
 def _split_options(

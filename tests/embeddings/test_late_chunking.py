@@ -145,6 +145,8 @@ def test_windows_and_groups() -> None:
 
 
 def test_llama_index_nodes_of_one_ref_doc_id_share_requests(caplog: Any) -> None:
+    from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
+    from llama_index.core.callbacks.schema import CBEventType, EventPayload
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
     from llama_index_tidb_jina import JinaEmbedding
@@ -156,10 +158,20 @@ def test_llama_index_nodes_of_one_ref_doc_id_share_requests(caplog: Any) -> None
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=key)
         nodes.append(node)
     nodes.append(TextNode(text="doc99 an orphan node without a document"))
+    debug = LlamaDebugHandler()
     with FakeEmbeddingServer(api_key=KEY) as server:
-        model = JinaEmbedding(api_key=KEY, base_url=server.url, late_chunking=True, dimensions=16)
+        model = JinaEmbedding(
+            api_key=KEY,
+            base_url=server.url,
+            late_chunking=True,
+            dimensions=16,
+            callback_manager=CallbackManager([debug]),
+        )
         model(nodes)
         check_requests(server, 2048, V3_CONTEXT)
+        # The EMBEDDING callback event fires as for get_text_embedding_batch (token counters).
+        ((_, end),) = debug.get_event_pairs(CBEventType.EMBEDDING)
+        assert end.payload[EventPayload.CHUNKS] == [n.get_content("embed") for n in nodes]
         np.testing.assert_allclose(
             [n.embedding for n in nodes], lexical_embedding([t.text for t in nodes], 16), atol=1e-6
         )
