@@ -81,7 +81,7 @@ def add_in_batches(
     metadatas: Sequence[Mapping[str, Any] | None] | None,
     ids: Sequence[str | None] | None,
     size: int,
-    embed: Callable[[list[str]], Any] | None,
+    embed_for: Callable[[Any], Callable[[list[str]], Any] | None],
 ) -> list[str]:
     """Write the rows group by group (see the module docstring for a failure's state)."""
     table.exists()  # the shape bounds the ids checked before any write
@@ -89,6 +89,7 @@ def add_in_batches(
     written: list[str] = []
     for done, b in enumerate(batches):
         try:
+            embed = embed_for(b.metadatas)  # the group's own metadata (late chunking keys)
             written += table.add_texts(b.texts, ids=b.ids, metadatas=b.metadatas, embed=embed)
         except Exception as exc:
             _note_partial(exc, table, batches, done, size)
@@ -102,7 +103,7 @@ async def aadd_in_batches(
     metadatas: Sequence[Mapping[str, Any] | None] | None,
     ids: Sequence[str | None] | None,
     size: int,
-    embed: Callable[[list[str]], Awaitable[Any]] | None,
+    embed_for: Callable[[Any], Callable[[list[str]], Awaitable[Any]] | None],
 ) -> list[str]:
     """Async :func:`add_in_batches`: the same groups, the same state after a failure."""
     await table.aio.exists()
@@ -111,7 +112,7 @@ async def aadd_in_batches(
     for done, b in enumerate(batches):
         try:
             written += await table.aio.add_texts(
-                b.texts, ids=b.ids, metadatas=b.metadatas, embed=embed
+                b.texts, ids=b.ids, metadatas=b.metadatas, embed=embed_for(b.metadatas)
             )
         except Exception as exc:
             _note_partial(exc, table, batches, done, size)

@@ -19,6 +19,8 @@ is a ``ConfigurationError`` naming the accepted ones.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import httpx
@@ -39,6 +41,11 @@ from tidb_jina.embeddings._config import unknown_options_error
 
 __all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings", "ProviderEmbeddings"]
 
+logger = logging.getLogger("langchain_tidb_jina")
+
+LATE_CHUNKING_KEY = "source"
+"""The metadata key whose value names a chunk's document for late chunking (LangChain's
+document loaders set ``source``)."""
 JINA_KEY_ENV = ["JINA_API_KEY", "JINAAI_API_KEY"]
 HF_TOKEN_ENV = ["HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN"]
 
@@ -85,7 +92,13 @@ class _ClientEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts as documents (passages)."""
-        return _rows(self._client.embed_documents(texts))
+        return _rows(self._embed_texts(texts))
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self._client.embed_documents(texts)
+
+    async def _aembed_texts(self, texts: list[str]) -> np.ndarray:
+        return await self._client.aembed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one search query."""
@@ -93,7 +106,7 @@ class _ClientEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
-        return _rows(await self._client.aembed_documents(texts))
+        return _rows(await self._aembed_texts(texts))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
@@ -156,6 +169,14 @@ class JinaEmbeddings(_HTTPEmbeddings):
     ``JINAAI_API_KEY``. ``task`` sets both sides; ``query_task`` / ``passage_task`` one.
     ``retry``, ``limits`` and ``timeout`` take ``tidb_jina.RetryPolicy`` / ``BatchLimits`` /
     ``Timeouts``; ``batch_size`` is ``BatchLimits.max_batch_size``.
+
+    ``late_chunking=True`` embeds the chunks of one document in each other's context, so
+    only one document's chunks may share a request. ``TiDBVectorStore.add_documents`` /
+    ``add_texts`` group chunks by ``metadata[late_chunking_key]`` (``"source"``, what
+    LangChain's loaders set; chunks without it are each a document of their own), and
+    ``embed_chunked_documents`` takes the chunks already grouped. ``embed_documents``
+    gets a flat list from any vector store, with no document boundaries, so there each
+    text is embedded on its own (without late chunking) and a warning says so once.
     """
 
     model: str = Field(default=DEFAULT_JINA_MODEL, alias="model_name")
@@ -168,13 +189,47 @@ class JinaEmbeddings(_HTTPEmbeddings):
     passage_task: str | None = None
     dimensions: int | None = None
     late_chunking: bool = False
+    late_chunking_key: str = LATE_CHUNKING_KEY
     normalized: bool = True
     truncate: bool = True
+
+    _warned_flat: bool = PrivateAttr(default=False)
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self._client.embed_documents(texts, late_chunking=self._flat_late())
+
+    async def _aembed_texts(self, texts: list[str]) -> np.ndarray:
+        return await self._client.aembed_documents(texts, late_chunking=self._flat_late())
+
+    def _flat_late(self) -> bool | None:
+        """A flat list has no document boundaries: no late chunking there (warned once)."""
+        if not self.late_chunking:
+            return None
+        if not self._warned_flat:
+            self._warned_flat = True
+            logger.warning(
+                "JinaEmbeddings(late_chunking=True).embed_documents() cannot tell which texts "
+                "belong to one document, so it embeds each text on its own. Use "
+                "TiDBVectorStore.add_documents() (chunks grouped by metadata[%r]) or "
+                "embed_chunked_documents([[chunk, ...], ...]) for late chunking.",
+                self.late_chunking_key,
+            )
+        return False
+
+    def embed_chunked_documents(self, documents: list[list[str]]) -> list[list[list[float]]]:
+        """Late chunking: one list of chunks per document; one list of vectors back per
+        document. Only one document's chunks share a request."""
+        return [_rows(part) for part in self._client.embed_chunked_documents(documents)]
+
+    async def aembed_chunked_documents(self, documents: list[list[str]]) -> list[list[list[float]]]:
+        """Async :meth:`embed_chunked_documents`."""
+        parts = await self._client.aembed_chunked_documents(documents)
+        return [_rows(part) for part in parts]
 
     def _build_client(self) -> JinaClient:
         return JinaClient(
             model=self.model,
-            api_key=_secret(self.api_key),
+            api_key=_explicit_key(self),
             base_url=self.base_url,
             task=self.task,
             query_task=self.query_task,
@@ -219,7 +274,7 @@ class HuggingFaceEndpointEmbeddings(_HTTPEmbeddings):
         options: dict[str, Any] = {"provider": self.provider} if self.provider else {}
         return HuggingFaceClient(
             model=model,
-            api_key=_secret(self.api_key),
+            api_key=_explicit_key(self),
             base_url=base_url,
             normalize=self.normalize,
             truncate=self.truncate,
@@ -233,6 +288,51 @@ class HuggingFaceEndpointEmbeddings(_HTTPEmbeddings):
         )
 
 
+def late_chunking_embed(
+    embedding: Embeddings | None, metadatas: list[dict[str, Any]] | None
+) -> Callable[[list[str]], np.ndarray] | None:
+    """For ``TiDBVectorStore.add_texts``: texts -> vectors with each document's chunks
+    embedded together (grouped by ``metadata[late_chunking_key]``), or None when
+    ``embedding`` does not do late chunking."""
+    client = _late_client(embedding)
+    if client is None:
+        return None
+    keys = _document_keys(embedding, metadatas)
+    return lambda texts: client.embed_grouped(texts, keys(len(texts)))
+
+
+def alate_chunking_embed(
+    embedding: Embeddings | None, metadatas: list[dict[str, Any]] | None
+) -> Callable[[list[str]], Awaitable[np.ndarray]] | None:
+    """Async :func:`late_chunking_embed`."""
+    client = _late_client(embedding)
+    if client is None:
+        return None
+    keys = _document_keys(embedding, metadatas)
+    return lambda texts: client.aembed_grouped(texts, keys(len(texts)))
+
+
+def _late_client(embedding: Embeddings | None) -> JinaClient | None:
+    if isinstance(embedding, JinaEmbeddings) and embedding.late_chunking:
+        return embedding.client  # type: ignore[no-any-return]
+    return None
+
+
+def _document_keys(
+    embedding: Any, metadatas: list[dict[str, Any]] | None
+) -> Callable[[int], list[Hashable | None]]:
+    key = embedding.late_chunking_key
+
+    def keys(count: int) -> list[Hashable | None]:
+        if metadatas is None:
+            return [None] * count
+        values = [(metadata or {}).get(key) for metadata in metadatas]
+        # A key value that cannot be hashed (a list, a dict) names no document we can group.
+        return [value if isinstance(value, Hashable) else None for value in values]
+
+    return keys
+
+
 def _reject_unknown(cls: type[BaseModel], data: dict[str, Any]) -> None:
     """Unknown arguments fail with the list of accepted ones (pydantic's error has none)."""
     valid = {name for name in cls.model_fields} | {
@@ -243,8 +343,14 @@ def _reject_unknown(cls: type[BaseModel], data: dict[str, Any]) -> None:
         raise unknown_options_error(cls.__name__, unknown, valid)
 
 
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
+def _explicit_key(model: BaseModel) -> str | None:
+    """``api_key`` when the caller passed it; None when pydantic filled it from the
+    environment, so the core applies its rule for environment keys (sent only to the
+    provider's own hosts, never to a self-hosted URL)."""
+    value = getattr(model, "api_key", None)
+    if value is None or "api_key" not in model.model_fields_set:
+        return None
+    return value.get_secret_value()  # type: ignore[no-any-return]
 
 
 def _rows(matrix: np.ndarray) -> list[list[float]]:

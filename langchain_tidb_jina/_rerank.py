@@ -16,7 +16,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.utils import secret_from_env
 from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, SecretStr
 
-from langchain_tidb_jina._embeddings import _reject_unknown
+from langchain_tidb_jina._embeddings import _explicit_key, _reject_unknown
 from tidb_jina.embeddings import (
     DEFAULT_JINA_RERANK_MODEL,
     JinaClient,
@@ -59,7 +59,7 @@ class JinaRerank(BaseDocumentCompressor):
     def __init__(self, **data: Any) -> None:
         _reject_unknown(type(self), data)
         super().__init__(**data)
-        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        key = _explicit_key(self)  # an environment key is left to the core's host rule
         self._client = JinaClient(
             api_key=key,
             base_url=self.base_url,

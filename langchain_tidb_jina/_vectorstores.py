@@ -40,6 +40,8 @@ from langchain_tidb_jina._embeddings import (
     JinaEmbeddings,
     ProviderEmbeddings,
     _ClientEmbeddings,
+    alate_chunking_embed,
+    late_chunking_embed,
 )
 from langchain_tidb_jina._relevance import relevance_fn
 from langchain_tidb_jina._setup import check_wrapped, known_dimension, one_embedding, require_table
@@ -182,8 +184,10 @@ class TiDBVectorStore(VectorStore):
         batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "add_texts")
         if batch_size is not None:
-            return add_in_batches(self._table, texts, metadatas, ids, batch_size, self._embed())
-        return self._table.add_texts(texts, ids=ids, metadatas=metadatas, embed=self._embed())
+            return add_in_batches(self._table, texts, metadatas, ids, batch_size, self._embed)
+        return self._table.add_texts(
+            texts, ids=ids, metadatas=metadatas, embed=self._embed(metadatas)
+        )
 
     async def aadd_texts(
         self,
@@ -197,26 +201,34 @@ class TiDBVectorStore(VectorStore):
         batch_size = pop_batch_size(kwargs)
         _no_extra(kwargs, "aadd_texts")
         if batch_size is not None:
-            embed = self._aembed()
-            return await aadd_in_batches(self._table, texts, metadatas, ids, batch_size, embed)
-        return await self._table.aio.add_texts(
-            texts, ids=ids, metadatas=metadatas, embed=self._aembed()
-        )
+            embed_for = self._aembed
+            return await aadd_in_batches(self._table, texts, metadatas, ids, batch_size, embed_for)
+        embed = self._aembed(metadatas)
+        return await self._table.aio.add_texts(texts, ids=ids, metadatas=metadatas, embed=embed)
 
-    def _embed(self) -> Callable[[list[str]], Any] | None:
+    def _embed(self, metadatas: Sequence[Any] | None = None) -> Callable[[list[str]], Any] | None:
         """Texts -> vectors: the core client's float32 matrix, or a user's lists (converted
-        once; None when the table embeds. The core checks the rows before calling it."""
+        once; None when the table embeds. The core checks the rows before calling it.
+        With late chunking, the chunks of each document (``metadatas``) share requests."""
         if self._embedding is None:
             return None
+        late = late_chunking_embed(self._embedding, metadatas)  # type: ignore[arg-type]
+        if late is not None:
+            return late
         client = _core_client(self._embedding)
         if client is not None:
             return client.embed_documents  # type: ignore[no-any-return]
         return self._embedding.embed_documents  # lists: the core converts them once
 
-    def _aembed(self) -> Callable[[list[str]], Awaitable[Any]] | None:
+    def _aembed(
+        self, metadatas: Sequence[Any] | None = None
+    ) -> Callable[[list[str]], Awaitable[Any]] | None:
         """Async :meth:`_embed`."""
         if self._embedding is None:
             return None
+        late = alate_chunking_embed(self._embedding, metadatas)  # type: ignore[arg-type]
+        if late is not None:
+            return late
         client = _core_client(self._embedding)
         if client is not None:
             return client.aembed_documents  # type: ignore[no-any-return]

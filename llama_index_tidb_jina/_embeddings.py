@@ -19,6 +19,9 @@ naming the accepted ones, where ``BaseEmbedding`` alone would drop it silently.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
 
@@ -26,6 +29,13 @@ import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
+from llama_index.core.schema import BaseNode, MetadataMode
 
 from tidb_jina import ConfigurationError
 from tidb_jina.embeddings import (
@@ -44,6 +54,9 @@ from tidb_jina.embeddings import (
 from tidb_jina.embeddings._config import named_parameters, unknown_options_error
 
 __all__ = ["HuggingFaceInferenceAPIEmbedding", "JinaEmbedding", "ProviderEmbedding"]
+
+logger = logging.getLogger("llama_index_tidb_jina")
+_dispatcher = get_dispatcher(__name__)
 
 # Tasks that name one side of retrieval; given as ``task=`` they mean "retrieval", so
 # queries still get the query task (the peer's single-task bug, llama_index #16251).
@@ -116,6 +129,13 @@ class JinaEmbedding(ProviderEmbedding):
     Jina's request fields. The key comes from ``api_key``, ``JINA_API_KEY`` or
     ``JINAAI_API_KEY``. ``embed_batch_size`` is also the client's request size unless
     ``limits`` / ``max_batch_size`` says otherwise.
+
+    ``late_chunking=True`` needs document boundaries: used as a transformation
+    (``embed_model(nodes)``, ``IngestionPipeline``, ``from_documents(transformations=
+    [splitter, embed_model])``) it embeds the nodes of each ``ref_doc_id`` together, window
+    by window within the model's context. Called with bare texts (``VectorStoreIndex``'s
+    own embedding step, ``get_text_embedding_batch``) it cannot know them, so it embeds
+    each text on its own and warns once.
     """
 
     task: str | None = Field(default=None, description="Jina task for both sides.")
@@ -126,6 +146,8 @@ class JinaEmbedding(ProviderEmbedding):
     truncate: bool = Field(default=True, description="Cut over-long inputs, not fail.")
     normalized: bool = Field(default=True, description="Ask Jina for unit vectors.")
     base_url: str | None = Field(default=None, description="API base URL.")
+
+    _warned_flat: bool = PrivateAttr(default=False)
 
     def __init__(
         self,
@@ -191,6 +213,52 @@ class JinaEmbedding(ProviderEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "TiDBJinaJinaEmbedding"
+
+    # ---- late chunking: nodes of one document together ------------------------------------
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """As a transformation (``IngestionPipeline``, ``from_documents(transformations=
+        [splitter, embed_model])``): with late chunking, the nodes of one ``ref_doc_id``
+        are embedded together, never with another document's nodes."""
+        if not self.late_chunking:
+            return super().__call__(nodes, **kwargs)
+        texts, keys = _node_texts(nodes)
+        with _embedding_event(self, texts) as done:
+            return _set_embeddings(nodes, done(self._client().embed_grouped(texts, keys)))
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Async :meth:`__call__`."""
+        if not self.late_chunking:
+            return await super().acall(nodes, **kwargs)
+        texts, keys = _node_texts(nodes)
+        with _embedding_event(self, texts) as done:
+            matrix = await self._client().aembed_grouped(texts, keys)
+            return _set_embeddings(nodes, done(matrix))
+
+    def _client(self) -> JinaClient:
+        return cast(JinaClient, self._provider)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._client().embed_documents(texts, late_chunking=self._flat_late()).tolist()
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        late = self._flat_late()
+        return (await self._client().aembed_documents(texts, late_chunking=late)).tolist()
+
+    def _flat_late(self) -> bool | None:
+        """Texts without their nodes have no document boundaries: no late chunking there."""
+        if not self.late_chunking:
+            return None
+        if not self._warned_flat:
+            self._warned_flat = True
+            logger.warning(
+                "JinaEmbedding(late_chunking=True) got texts without their nodes (e.g. from "
+                "VectorStoreIndex), so it cannot tell which belong to one document and embeds "
+                "each on its own. Run the embedding as a transformation to late-chunk per "
+                "ref_doc_id: VectorStoreIndex.from_documents(docs, transformations=[splitter, "
+                "embed_model]) or an IngestionPipeline."
+            )
+        return False
 
 
 class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
@@ -271,6 +339,40 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "TiDBJinaHuggingFaceInferenceAPIEmbedding"
+
+
+def _node_texts(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str | None]]:
+    """What ``BaseEmbedding.__call__`` embeds for each node, and its document id."""
+    texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+    return texts, [node.ref_doc_id for node in nodes]
+
+
+def _set_embeddings(nodes: Sequence[BaseNode], rows: list[list[float]]) -> Sequence[BaseNode]:
+    for node, row in zip(nodes, rows, strict=True):
+        node.embedding = row
+    return nodes
+
+
+@contextmanager
+def _embedding_event(
+    model: BaseEmbedding, texts: list[str]
+) -> Iterator[Callable[[Any], list[list[float]]]]:
+    """The callback and instrumentation events ``get_text_embedding_batch`` emits (token
+    counters and tracers rely on them), around one grouped late-chunking call. Yields
+    ``done(matrix)``, which ends the events and returns the rows as lists."""
+    payload = model.to_payload()
+    _dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+    with model.callback_manager.event(
+        CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+    ) as event:
+
+        def done(matrix: Any) -> list[list[float]]:
+            rows: list[list[float]] = matrix.tolist()
+            event.on_end(payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: rows})
+            _dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=rows))
+            return rows
+
+        yield done
 
 
 def _split_options(

@@ -246,7 +246,9 @@ def _check_keys(report: DoctorReport, jina_api_key: str | None, hf_token: str | 
         _run(
             report,
             "Jina AI key",
-            lambda: _probe(JinaClient(api_key=jina, max_retries=1)),
+            # Only an explicit key is passed: one from the environment is left to the
+            # client's rule (sent to the provider's own hosts only).
+            lambda: _probe(JinaClient(api_key=jina_api_key, max_retries=1)),
             "check JINA_API_KEY (65 characters, starts with jina_) and your balance",
         )
     if hf:
@@ -255,7 +257,9 @@ def _check_keys(report: DoctorReport, jina_api_key: str | None, hf_token: str | 
             "Hugging Face token",
             lambda: _probe(
                 HuggingFaceClient(
-                    model="sentence-transformers/all-MiniLM-L6-v2", api_key=hf, max_retries=1
+                    model="sentence-transformers/all-MiniLM-L6-v2",
+                    api_key=hf_token,
+                    max_retries=1,
                 )
             ),
             "check HF_TOKEN has the 'Inference Providers' permission and credits left",

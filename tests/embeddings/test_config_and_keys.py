@@ -17,8 +17,10 @@ from tidb_jina.testing import FakeEmbeddingServer
 
 @pytest.mark.parametrize("env", ["JINA_API_KEY", "JINAAI_API_KEY"])
 def test_jina_key_from_environment(monkeypatch, server, env):
+    # An environment key goes to Jina's hosts or to the environment's own base URL only.
     monkeypatch.setenv(env, KEY)
-    client = JinaClient(base_url=server.url)
+    monkeypatch.setenv("JINA_API_BASE_URL", server.url)
+    client = JinaClient()
     assert client.embed_query("x").shape == (1024,)
     assert server.requests[0].authorized
 
@@ -27,13 +29,20 @@ def test_jina_key_from_environment(monkeypatch, server, env):
 def test_hf_token_from_environment(monkeypatch, env):
     with FakeEmbeddingServer(api_key=HF_KEY) as server:
         monkeypatch.setenv(env, HF_KEY)
-        client = HuggingFaceClient(model="BAAI/bge-m3", router_url=server.url)
-        assert client.embed_query("x").shape == (1024,)
-        assert server.requests[0].authorized
+        # An environment token goes to Hugging Face hosts only: the router here.
+        client = HuggingFaceClient(model="BAAI/bge-m3")
+        assert client.base_url == "https://router.huggingface.co/hf-inference"
+        assert client._api_key() is not None and client._api_key().get() == HF_KEY
+        # Not to a server named in HF_INFERENCE_ENDPOINT: that one needs api_key=.
+        monkeypatch.setenv("HF_INFERENCE_ENDPOINT", server.router_url("BAAI/bge-m3"))
+        with pytest.raises(MissingAPIKeyError, match="only sent to Hugging Face's own hosts"):
+            HuggingFaceClient(model="BAAI/bge-m3").embed_query("x")
+        assert server.requests == []
 
 
 def test_key_set_in_env_after_construction_is_used(monkeypatch, server):
-    client = JinaClient(base_url=server.url)
+    monkeypatch.setenv("JINA_API_BASE_URL", server.url)
+    client = JinaClient()
     monkeypatch.setenv("JINA_API_KEY", KEY)
     assert client.embed_query("x").shape == (1024,)
 

@@ -38,6 +38,7 @@ def test_rerank_returns_original_indices_best_first(server, call):
         "documents": DOCS,
         "return_documents": False,
         "top_n": 2,
+        "truncation": True,  # the reranker's name for it (17.7)
     }
 
 

@@ -47,7 +47,7 @@ def test_jina_options_reach_the_request(fake_server: FakeEmbeddingServer) -> Non
     late = JinaEmbeddings(api_key=API_KEY, base_url=fake_server.url, late_chunking=True)
     fake_server.reset()
     vectors = batched.embed_documents(["a b", "c d", "e f"])
-    late.embed_documents(["chunk one", "chunk two"])
+    late.embed_chunked_documents([["chunk one", "chunk two"]])  # one document's chunks
     bodies = [r.body for r in fake_server.api_requests("/v1/embeddings")]
     assert len(vectors) == 3 and all(isinstance(x, float) for x in vectors[0])
     assert sorted((len(b["input"]), b["task"]) for b in bodies[:2]) == [

@@ -21,16 +21,12 @@ Sync and async differ only in ``_send_sync`` / ``_send_async`` and ``_map_sync``
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import httpx
@@ -39,16 +35,9 @@ import orjson
 
 from tidb_jina._components import first_non_number
 from tidb_jina._errors import (
-    AuthenticationError,
     EmbeddingError,
-    InputTooLongError,
-    InsufficientBalanceError,
-    InvalidRequestError,
     MissingAPIKeyError,
-    ModelNotFoundError,
-    PermissionDeniedError,
     ProviderUnavailableError,
-    RateLimitError,
     ResponseFormatError,
 )
 from tidb_jina.embeddings._config import (
@@ -61,7 +50,20 @@ from tidb_jina.embeddings._config import (
     build_config,
     named_parameters,
 )
+from tidb_jina.embeddings._http import (
+    DeadlineTransport,
+    _Call,
+    _ErrorInfo,
+    _Retry,
+    _Secret,
+    parse_retry_after,
+    request_async,
+    request_sync,
+    resolve_secret,
+)
 from tidb_jina.embeddings._inputs import plan_batches, validate_texts
+from tidb_jina.embeddings._keys import host_of, is_plain_http_remote, is_provider_host
+from tidb_jina.embeddings._status import RETRY_STATUSES, error_info, map_error
 
 logger = logging.getLogger("tidb_jina.embeddings")
 
@@ -69,102 +71,9 @@ T = TypeVar("T")
 Kind = Literal["query", "document"]
 
 DEFAULT_TIMEOUT = Timeouts().to_httpx()
-"""60 s per read (a 128-input batch of long texts can take a while), 10 s to connect."""
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-"""HTTP statuses that are retried; every other error status fails at once."""
-
+"""10 s to connect, 60 s per read or write, and 60 s for a whole call (``Timeouts.deadline``):
+a 128-input batch of long texts can take a while."""
 _USER_AGENT = "tidb-jina (python; httpx)"
-_TOO_LONG = re.compile(
-    r"too long|exceed|must have less than|context length|token limit|maximum.*tokens",
-    re.IGNORECASE,
-)
-
-
-class _Secret:
-    """An API key that cannot leak through ``repr``, ``str``, f-strings or pickling."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'**********'"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("API keys are not serialized; pass api_key again or use the environment")
-
-    # copy/deepcopy (e.g. pydantic model_copy) share the immutable secret instead of pickling it
-    def __copy__(self) -> _Secret:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Secret:
-        return self
-
-
-def resolve_secret(explicit: str | None, env_names: Sequence[str]) -> _Secret | None:
-    """The key from the argument, else the first non-empty environment variable, else None."""
-    if explicit:
-        return _Secret(explicit)
-    for name in env_names:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return _Secret(value)
-    return None
-
-
-def resolve_url(explicit: str | None, env_name: str, default: str | None) -> str | None:
-    """The base URL from the argument, else the environment, else ``default``; no trailing /."""
-    url = explicit or os.environ.get(env_name, "").strip() or default
-    return url.rstrip("/") if url else None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds, decimal, or HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One HTTP request to make (with retries): the product of a ``_build_*`` method."""
-
-    method: str
-    url: str
-    payload: Any = None
-    size: int = 0  # number of inputs, for the parser's completeness check
-
-
-class _Retry(Exception):
-    """Raised inside a retry loop: retry, or raise ``final`` once attempts run out."""
-
-    def __init__(self, final: EmbeddingError, retry_after: float | None = None) -> None:
-        super().__init__(str(final))
-        self.final = final
-        self.retry_after = retry_after
-
-
-@dataclass
-class _ErrorInfo:
-    """What an error response said: status, human detail, machine code."""
-
-    status: int
-    detail: str
-    code: str | None = None
 
 
 class BaseEmbeddingClient:
@@ -181,6 +90,13 @@ class BaseEmbeddingClient:
     balance_hint: str = ""
     model_hint: str = ""
     too_long_hint: str = "pass truncate=True or split long texts into chunks before embedding"
+
+    key_hosts: ClassVar[tuple[str, ...]] = ()
+    """Hosts (and their subdomains) that may receive a key from the environment."""
+    base_url: str = ""
+    _url_from_env = False  # base_url came from JINA_API_BASE_URL (see ``_keys``)
+    _refused_env_key = False
+    _warned_plain_http = False
 
     default_limits: ClassVar[BatchLimits]
     """The provider's batch limits; ``limits=`` fields left as ``None`` take these."""
@@ -273,14 +189,48 @@ class BaseEmbeddingClient:
     def _api_key(self) -> _Secret | None:
         """Resolve the key at first use (not in the constructor, so env can be set later)."""
         if self._key is None:
-            self._key = self._explicit_key or resolve_secret(None, self.api_key_env)
+            self._key = self._explicit_key or self._environment_key()
         if self._key is None and self.api_key_required:
-            names = " or ".join(self.api_key_env)
-            raise MissingAPIKeyError(
-                f"No {self.provider_name} API key: pass api_key=... or set {names}. "
-                f"{self.key_hint}".strip()
+            raise MissingAPIKeyError(self._missing_key_message())
+        plain = self._key is not None and is_plain_http_remote(self.base_url)
+        if plain and not self._warned_plain_http:
+            self._warned_plain_http = True
+            logger.warning(
+                "Sending the %s API key over plain http to %s: anyone on the network "
+                "path can read it. Use an https:// base_url.",
+                self.provider_name,
+                host_of(self.base_url),
             )
         return self._key
+
+    def _environment_key(self) -> _Secret | None:
+        """The key from the environment, if this client's server may receive it (see
+        ``_keys``: the provider's own hosts, or for Jina the ``JINA_API_BASE_URL`` URL)."""
+        key = resolve_secret(None, self.api_key_env)
+        if key is None or self._url_from_env or is_provider_host(self.base_url, self.key_hosts):
+            return key
+        if self._refused_env_key:  # said once per client
+            return None
+        self._refused_env_key = True
+        logger.info(
+            "%s is set but not sent to %s: a key from the environment goes only to %s's "
+            "own hosts; pass api_key= to send one there.",
+            " / ".join(self.api_key_env),
+            host_of(self.base_url),
+            self.provider_name,
+        )
+        return None
+
+    def _missing_key_message(self) -> str:
+        names = " or ".join(self.api_key_env)
+        if self._refused_env_key:
+            return (
+                f"{names} is set, but a key from the environment is only sent to "
+                f"{self.provider_name}'s own hosts ({', '.join(self.key_hosts)}), and "
+                f"base_url points at {host_of(self.base_url)}. Pass api_key=... to send a "
+                "key to this server."
+            )
+        return f"No {self.provider_name} API key: pass api_key=... or set {names}. {self.key_hint}"
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -313,8 +263,11 @@ class BaseEmbeddingClient:
                 transport = (
                     self._transport if isinstance(self._transport, httpx.BaseTransport) else None
                 )
+                limits = self._pool_limits()
                 self._owned_client = httpx.Client(
-                    timeout=self.timeout, limits=self._pool_limits(), transport=transport
+                    timeout=self.timeout,
+                    limits=limits,
+                    transport=transport or DeadlineTransport(limits=limits),
                 )
             return self._owned_client
 
@@ -370,7 +323,15 @@ class BaseEmbeddingClient:
         attempt = 0
         while True:
             try:
-                response = client.request(call.method, call.url, content=body, headers=headers)
+                response = request_sync(
+                    client,
+                    call.method,
+                    call.url,
+                    content=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    deadline=self.timeouts.deadline,
+                )
                 return self._handle(response, call, parse)
             except httpx.TransportError as exc:
                 retry = self._transport_retry(call, exc)
@@ -386,8 +347,14 @@ class BaseEmbeddingClient:
         attempt = 0
         while True:
             try:
-                response = await client.request(
-                    call.method, call.url, content=body, headers=headers
+                response = await request_async(
+                    client,
+                    call.method,
+                    call.url,
+                    content=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    deadline=self.timeouts.deadline,
                 )
                 return self._handle(response, call, parse)
             except httpx.TransportError as exc:
@@ -400,14 +367,17 @@ class BaseEmbeddingClient:
     def _handle(self, response: httpx.Response, call: _Call, parse: Callable[[Any, _Call], T]) -> T:
         """Parse a success; raise ``_Retry`` for a retryable status, the mapped error else."""
         if response.is_success:
-            try:
-                data = orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
+            data = _json_or_none(response.content)
+            if data is _NOT_JSON:
+                # Scrub, then cut: the body may echo the request, key included. Raised
+                # outside the ``except``, so the decoder's error (which keeps the whole
+                # unscrubbed document in ``.doc``) is not chained as the context.
+                start = self._scrub(response.text)[:80]
                 raise ResponseFormatError(
                     f"{self.provider_name} answered {response.status_code} with a body that is "
-                    f"not JSON (starts with {response.text[:80]!r}); check the base URL",
+                    f"not JSON (starts with {start!r}); check the base URL",
                     status_code=response.status_code,
-                ) from exc
+                )
             return parse(data, call)
         error = self._map_error(response, call)
         if response.status_code in RETRY_STATUSES:
@@ -447,69 +417,8 @@ class BaseEmbeddingClient:
 
     # ---- error mapping -----------------------------------------------------------------------
 
-    def _error_info(self, response: httpx.Response) -> _ErrorInfo:
-        detail, code = "", None
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            detail = response.text.strip()
-        else:
-            if isinstance(body, dict):
-                raw = body.get("detail") or body.get("error") or body.get("message") or ""
-                detail = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
-                errors = body.get("errors")
-                if isinstance(errors, list) and errors:
-                    detail = f"{detail} {orjson.dumps(errors).decode()}".strip()
-                code = body.get("code") or body.get("error_type")
-                code = str(code) if code is not None else None
-            else:
-                detail = response.text.strip()
-        detail = self._scrub(detail)[:500] or response.reason_phrase
-        return _ErrorInfo(response.status_code, detail, code)
-
     def _map_error(self, response: httpx.Response, call: _Call) -> EmbeddingError:
-        info = self._error_info(response)
-        status, detail, code = info.status, info.detail, info.code
-        where = f"{self.provider_name} answered {status}" + (f" {code}" if code else "")
-        said = f"{where}: {detail}"
-        lowered = f"{code or ''} {detail}".lower()
-        kw: dict[str, Any] = {"status_code": status, "code": code}
-        if status == 401:
-            return AuthenticationError(f"{said}. The API key was rejected. {self.key_hint}", **kw)
-        if status == 402 or (status == 403 and ("balance" in lowered or "credit" in lowered)):
-            return InsufficientBalanceError(f"{said}. {self.balance_hint}", **kw)
-        if status == 403:
-            return PermissionDeniedError(
-                f"{said}. The key is valid but may not do this; check its permissions or plan",
-                **kw,
-            )
-        if status in (404, 410) or (
-            status == 400
-            and "model" in lowered
-            and ("not found" in lowered or "not_found" in lowered or "unknown" in lowered)
-        ):
-            return ModelNotFoundError(f"{said}. {self.model_hint}", **kw)
-        if status == 429:
-            return RateLimitError(
-                f"{said}. Rate limited on every attempt; lower max_concurrency / "
-                "max_batch_size (limits=BatchLimits(...)), wait, or upgrade the plan",
-                **kw,
-            )
-        if status >= 500:
-            return ProviderUnavailableError(
-                f"{said}. The service failed on every attempt; try again later", **kw
-            )
-        if status == 413:
-            return InvalidRequestError(
-                f"{said}. The request body is too large; lower max_batch_chars "
-                "(limits=BatchLimits(max_batch_chars=...))",
-                **kw,
-            )
-        if status in (400, 422) and _TOO_LONG.search(detail):
-            return InputTooLongError(f"{said}. {self.too_long_hint}", **kw)
-        return InvalidRequestError(
-            f"{said}. The request does not fit this model; {self._invalid_hint(info)}", **kw
-        )
+        return map_error(self, error_info(response, self._scrub))
 
     def _invalid_hint(self, info: _ErrorInfo) -> str:
         return "check the model name and the options passed to the client"
@@ -518,7 +427,7 @@ class BaseEmbeddingClient:
 
     def _map_sync(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
         """Send ``calls`` on up to ``max_concurrency`` threads; results in call order."""
-        if len(calls) == 1 or self.max_concurrency == 1:
+        if len(calls) <= 1 or self.max_concurrency == 1:
             return [self._send_sync(call, parse) for call in calls]
         with ThreadPoolExecutor(
             max_workers=min(self.max_concurrency, len(calls)),
@@ -535,8 +444,8 @@ class BaseEmbeddingClient:
 
     async def _map_async(self, calls: Sequence[_Call], parse: Callable[[Any, _Call], T]) -> list[T]:
         """Send ``calls`` with at most ``max_concurrency`` in flight; results in call order."""
-        if len(calls) == 1:
-            return [await self._send_async(calls[0], parse)]
+        if len(calls) <= 1:
+            return [await self._send_async(call, parse) for call in calls]
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def one(call: _Call) -> T:
@@ -646,16 +555,18 @@ def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     """A float32 ``(n, d)`` matrix from equal-length numeric rows, or ResponseFormatError."""
     bad = first_non_number(rows)
     if bad is not None:  # NumPy would read true as 1.0 and "0.5" as 0.5
+        # Only the type is named: a string value may echo the request (or its key).
         raise ResponseFormatError(
-            f"{provider} returned an embedding component {bad[1]!r} "
-            f"({type(bad[1]).__name__}) in row {bad[0]}; components must be numbers"
+            f"{provider} returned an embedding component of type {type(bad[1]).__name__} "
+            f"in row {bad[0]}; components must be numbers"
         )
-    try:
-        matrix = np.asarray(rows, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+    matrix = _float32_or_none(rows)
+    if matrix is None:
+        # Raised outside the ``except``: NumPy's message quotes the offending value, which
+        # may echo the request, so it must not be chained as the context.
         raise ResponseFormatError(
             f"{provider} returned embeddings that are not equal-length lists of numbers"
-        ) from exc
+        )
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise ResponseFormatError(
             f"{provider} returned embeddings of shape {matrix.shape}; expected (n, d)"
@@ -663,3 +574,21 @@ def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     if not np.isfinite(matrix).all():
         raise ResponseFormatError(f"{provider} returned NaN or infinite values in embeddings")
     return matrix
+
+
+_NOT_JSON = object()
+
+
+def _json_or_none(content: bytes) -> Any:
+    """The parsed body, or ``_NOT_JSON`` (the decoder's error, holding the body, dropped)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return _NOT_JSON
+
+
+def _float32_or_none(rows: Sequence[Any]) -> np.ndarray | None:
+    try:
+        return np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None

@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_RETRIES = 5
-"""Retries after the first attempt: 6 attempts, about 30 s of backoff in the worst case."""
+"""Retries after the first attempt: 6 attempts. Waits between them total at most 15.5 s
+(0.5 + 1 + 2 + 4 + 8) when the server sends no ``Retry-After``; with one, each wait can be
+up to ``max_retry_after`` (120 s). ``RetryPolicy.worst_case_wait()`` computes it."""
 DEFAULT_BACKOFF_BASE = 0.5
 """First backoff step in seconds; doubles each attempt (0.5, 1, 2, 4, 8, ...) with jitter."""
 DEFAULT_BACKOFF_MAX = 30.0
@@ -75,15 +77,31 @@ class RetryPolicy:
     >>> RetryPolicy(max_retries=2, backoff_base=0.1)  # 3 attempts, waits of ~0.1 s, ~0.2 s
     RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=30.0, max_retry_after=120.0)
 
-    ``max_retries`` counts retries after the first attempt (0: fail at once). Each wait is
-    ``min(backoff_max, backoff_base * 2**attempt)`` with jitter, or the server's
-    ``Retry-After`` capped at ``max_retry_after``.
+    ``max_retries`` counts retries after the first attempt (0: fail at once). Wait ``n``
+    (from 0) is drawn between half and all of ``step = min(backoff_max, backoff_base *
+    2**n)`` ("equal jitter"); when the server sends ``Retry-After``, it is that value capped
+    at ``max_retry_after``, plus up to ``step / 4``. ``worst_case_wait()`` is the longest
+    total wait; each attempt also takes up to its timeout (``Timeouts.deadline``).
     """
 
     max_retries: int = DEFAULT_MAX_RETRIES
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_max: float = DEFAULT_BACKOFF_MAX
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+
+    def worst_case_wait(self, *, retry_after: bool = False) -> float:
+        """The most seconds spent waiting between attempts when every attempt fails:
+        without ``Retry-After`` from the server, or (``retry_after=True``) with a long one
+        on every answer.
+
+        >>> RetryPolicy().worst_case_wait()  # 0.5 + 1 + 2 + 4 + 8
+        15.5
+        """
+        total = 0.0
+        for attempt in range(self.max_retries):
+            step = min(self.backoff_max, self.backoff_base * 2**attempt)
+            total += self.max_retry_after + step / 4 if retry_after else step
+        return total
 
     def __post_init__(self) -> None:
         _check_count("RetryPolicy", "max_retries", self.max_retries, 0, "0 means no retries")
@@ -123,19 +141,35 @@ class BatchLimits:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """HTTP timeouts in seconds, per phase; ``None`` waits without limit.
+    """HTTP timeouts in seconds: per phase, and for the whole call; ``None`` is no limit.
 
     >>> Timeouts(read=120.0)  # slow self-hosted server; connect still fails fast
-    Timeouts(connect=10.0, read=120.0, write=60.0, pool=60.0)
+    Timeouts(connect=10.0, read=120.0, write=60.0, pool=60.0, total=None)
 
-    ``timeout=5`` anywhere a ``Timeouts`` is accepted means 5 seconds for every phase, as in
-    httpx; an ``httpx.Timeout`` is accepted too.
+    ``total`` bounds one HTTP call from connect to the last byte of the answer, so a server
+    that trickles its answer cannot stretch a call past it (per-phase timeouts alone bound
+    each socket read, not their sum). ``None`` means the longest of ``connect``, ``read``
+    and ``write`` (see ``deadline``), so ``timeout=5`` anywhere a ``Timeouts`` is accepted
+    means 5 seconds for every phase and for the whole call; an ``httpx.Timeout`` is
+    accepted too. Each retry is a new call with a new deadline.
     """
 
     connect: float | None = 10.0
     read: float | None = 60.0
     write: float | None = 60.0
     pool: float | None = 60.0
+    total: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds one HTTP call may take in all: ``total``, else the longest phase timeout
+        (``None``, no deadline, when a phase is unbounded)."""
+        if self.total is not None:
+            return self.total
+        phases = (self.connect, self.read, self.write)
+        if any(value is None for value in phases):
+            return None
+        return max(cast(float, value) for value in phases)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -156,7 +190,7 @@ class Timeouts:
             return cls(value.connect, value.read, value.write, value.pool)
         if _is_number(value):
             seconds = float(value)
-            return cls(seconds, seconds, seconds, seconds)
+            return cls(seconds, seconds, seconds, seconds)  # deadline: the same seconds
         raise ConfigurationError(
             f"timeout must be seconds (a number), a tidb_jina.Timeouts or an httpx.Timeout; "
             f"got {value!r}"

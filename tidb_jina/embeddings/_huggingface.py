@@ -40,10 +40,11 @@ from tidb_jina.embeddings._base import (
     Kind,
     _Call,
     _ErrorInfo,
-    resolve_url,
     rows_to_matrix,
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
+from tidb_jina.embeddings._http import _Secret, resolve_secret, resolve_url
+from tidb_jina.embeddings._keys import HF_HOSTS
 from tidb_jina.embeddings._models import hf_model_info
 
 if TYPE_CHECKING:
@@ -69,6 +70,14 @@ DEFAULT_HF_LIMITS = BatchLimits(
     max_concurrency=DEFAULT_HF_CONCURRENCY,
 )
 
+ENDPOINT_KEY_ENV = "HF_INFERENCE_ENDPOINT_API_KEY"
+"""The key of the server in ``HF_INFERENCE_ENDPOINT`` (TEI's ``--api-key``): sent to that
+server only. ``HF_TOKEN`` is never sent to a server that is not on a Hugging Face host."""
+TEI_KEY_HINT = (
+    "This Text Embeddings Inference server was started with --api-key: pass that same key "
+    f"as api_key= (or {ENDPOINT_KEY_ENV} with HF_INFERENCE_ENDPOINT); HF_TOKEN from the "
+    "environment is not sent to a self-hosted server."
+)
 _TEI_BATCH = re.compile(r"maximum allowed batch size (\d+)")
 
 
@@ -78,6 +87,7 @@ class HuggingFaceClient(BaseEmbeddingClient):
     provider_name = "Hugging Face"
     default_limits = DEFAULT_HF_LIMITS
     api_key_env = ("HF_TOKEN", "HUGGINGFACEHUB_API_TOKEN")
+    key_hosts = HF_HOSTS
     key_hint = (
         "Create a token with the 'Inference Providers' permission at "
         "https://huggingface.co/settings/tokens and pass it as api_key= or HF_TOKEN."
@@ -129,7 +139,10 @@ class HuggingFaceClient(BaseEmbeddingClient):
             async_http_client=async_http_client,
             transport=transport,
         )
+        # HF_INFERENCE_ENDPOINT names a server of its own (TEI, an endpoint), not Hugging
+        # Face: HF_TOKEN goes there only when it is on a Hugging Face host (``_keys``).
         url = resolve_url(base_url, "HF_INFERENCE_ENDPOINT", None)
+        self._endpoint_from_env = not base_url and url is not None
         if url is None:
             if not model:
                 raise ConfigurationError(
@@ -146,8 +159,11 @@ class HuggingFaceClient(BaseEmbeddingClient):
             self.mode = "tei"
             self.base_url = url
             self.embed_url = f"{url}/embed"
-        # A self-hosted TEI server without --api-key needs no token.
+        # A self-hosted TEI server without --api-key needs no token, and its 401 means
+        # the server's own --api-key, not a Hugging Face token.
         self.api_key_required = self.mode != "tei"
+        if self.mode == "tei":
+            self.key_hint = TEI_KEY_HINT
         if truncation_direction not in (None, "left", "right"):
             raise ConfigurationError("truncation_direction must be 'left', 'right' or None")
         self.model: str = model or ""
@@ -208,6 +224,15 @@ class HuggingFaceClient(BaseEmbeddingClient):
             return self._passage_prefix
         return hf_model_info(self.model).passage_prefix if self.use_model_prompts else ""
 
+    def _environment_key(self) -> _Secret | None:
+        """``HF_INFERENCE_ENDPOINT_API_KEY`` for the server in ``HF_INFERENCE_ENDPOINT``;
+        else ``HF_TOKEN`` under the Hugging Face host rule."""
+        if self._endpoint_from_env:
+            own = resolve_secret(None, (ENDPOINT_KEY_ENV,))
+            if own is not None:
+                return own
+        return super()._environment_key()
+
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
         if self.bill_to:
@@ -226,13 +251,17 @@ class HuggingFaceClient(BaseEmbeddingClient):
             raise ResponseFormatError("TEI /info did not answer with a JSON object")
         model_type = data.get("model_type")
         if isinstance(model_type, dict) and model_type and "embedding" not in model_type:
-            kind = next(iter(model_type))
+            # Echoed fields are scrubbed: a server can put anything in them.
+            kind = self._scrub(str(next(iter(model_type))))[:40]
             raise ConfigurationError(
                 f"The TEI server at {self.base_url} serves a {kind} model "
-                f"({data.get('model_id')}), not an embedding model; start TEI with an "
-                "embedding model"
+                f"({self._scrub(str(data.get('model_id')))[:200]}), not an embedding model; "
+                "start TEI with an embedding model"
             )
-        return data
+        return {
+            key: self._scrub(value) if isinstance(value, str) else value
+            for key, value in data.items()
+        }
 
     def _apply_info(self, info: dict[str, Any]) -> None:
         self.server_info = info

@@ -7,7 +7,8 @@ accepts (``dimensions`` on v3, ``normalized`` on v2/v3/v5, ``late_chunking`` on 
 family their name starts with, or to a minimal payload when no family matches.
 
 ``HF_MODELS`` lists the seed Hugging Face models with their dimension, input limit and prompt
-convention (multilingual-e5's ``query: `` / ``passage: `` prefixes, Qwen3's query instruction).
+convention (multilingual-e5's ``query: `` / ``passage: `` prefixes, the e5-instruct and Qwen3
+query instructions): the one table every prefix the clients send comes from.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "HF_MODELS",
+    "JINA_MAX_INPUTS",
     "JINA_MODELS",
     "QWEN3_QUERY_TASK",
+    "RETRIEVAL_QUERY_TASK",
     "HuggingFaceModelInfo",
     "JinaModelInfo",
+    "e5_instruct_query_prefix",
     "hf_model_info",
     "jina_model_info",
     "qwen3_query_prefix",
 ]
+
+
+JINA_MAX_INPUTS = 2048
+"""Inputs per embeddings request the Jina API accepts (more is a 400); a model's own
+``max_batch_size`` (v4: 512) is lower."""
+LATE_CHUNKING_DEFAULT_CONTEXT = 8192
+"""Tokens one late-chunking request may hold for a model whose context is not listed."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class JinaModelInfo:
     response). ``max_dimensions`` is the upper bound of the ``dimensions`` field, ``None`` when
     the model does not accept the field. ``query_task`` / ``passage_task`` are the tasks sent
     by ``embed_query`` / ``embed_documents`` (``None``: no ``task`` field).
+    ``max_input_tokens`` is also the context a late-chunking request must fit in;
+    ``max_batch_size`` is the model's own inputs-per-request limit when lower than 2,048.
     """
 
     name: str
@@ -175,25 +188,43 @@ def jina_model_info(model: str) -> JinaModelInfo:
 
 @dataclass(frozen=True)
 class HuggingFaceModelInfo:
-    """Dimension, input limit and prompt convention of a Hugging Face embedding model."""
+    """Dimension, input limit and prompt convention of a Hugging Face embedding model.
+
+    ``convention`` names the family's rule (``"e5"``, ``"e5-instruct"``, ``"qwen3"`` or
+    ``"none"``); ``query_prefix`` / ``passage_prefix`` are the exact texts it puts in
+    front of queries and documents. This table is the only place prefixes come from.
+    """
 
     name: str
     dimension: int | None
     max_input_tokens: int | None
     query_prefix: str = ""
     passage_prefix: str = ""
+    convention: str = "none"
 
 
-QWEN3_QUERY_TASK = "Given a web search query, retrieve relevant passages that answer the query"
-"""The task Qwen3-Embedding's README uses for retrieval queries."""
+RETRIEVAL_QUERY_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+"""The retrieval task both Qwen3-Embedding's README and multilingual-e5-large-instruct's
+model card use for search queries."""
+QWEN3_QUERY_TASK = RETRIEVAL_QUERY_TASK
 
 
 def qwen3_query_prefix(task: str = QWEN3_QUERY_TASK) -> str:
-    """The instruction Qwen3-Embedding expects in front of a query (documents get none)."""
+    """The instruction Qwen3-Embedding expects in front of a query (documents get none):
+    ``Instruct: {task}\\nQuery:``, no space after the colon (Qwen3's README)."""
     return f"Instruct: {task}\nQuery:"
 
 
-_E5 = {"query_prefix": "query: ", "passage_prefix": "passage: "}
+def e5_instruct_query_prefix(task: str = RETRIEVAL_QUERY_TASK) -> str:
+    """The instruction the e5-instruct family expects in front of a query (documents get
+    none): ``Instruct: {task}\\nQuery: ``, with a space (the model card's
+    ``get_detailed_instruct``)."""
+    return f"Instruct: {task}\nQuery: "
+
+
+_E5 = {"query_prefix": "query: ", "passage_prefix": "passage: ", "convention": "e5"}
+_E5_INSTRUCT = {"query_prefix": e5_instruct_query_prefix(), "convention": "e5-instruct"}
+_QWEN3 = {"query_prefix": qwen3_query_prefix(), "convention": "qwen3"}
 
 HF_MODELS: dict[str, HuggingFaceModelInfo] = {
     info.name: info
@@ -201,19 +232,13 @@ HF_MODELS: dict[str, HuggingFaceModelInfo] = {
         HuggingFaceModelInfo("intfloat/multilingual-e5-large", 1024, 512, **_E5),
         HuggingFaceModelInfo("intfloat/multilingual-e5-base", 768, 512, **_E5),
         HuggingFaceModelInfo("intfloat/multilingual-e5-small", 384, 512, **_E5),
-        HuggingFaceModelInfo("intfloat/multilingual-e5-large-instruct", 1024, 512),
+        HuggingFaceModelInfo("intfloat/multilingual-e5-large-instruct", 1024, 512, **_E5_INSTRUCT),
         HuggingFaceModelInfo("BAAI/bge-m3", 1024, 8192),
         HuggingFaceModelInfo("sentence-transformers/all-MiniLM-L6-v2", 384, 256),
         HuggingFaceModelInfo("sentence-transformers/all-mpnet-base-v2", 768, 384),
-        HuggingFaceModelInfo(
-            "Qwen/Qwen3-Embedding-0.6B", 1024, 32768, query_prefix=qwen3_query_prefix()
-        ),
-        HuggingFaceModelInfo(
-            "Qwen/Qwen3-Embedding-4B", 2560, 32768, query_prefix=qwen3_query_prefix()
-        ),
-        HuggingFaceModelInfo(
-            "Qwen/Qwen3-Embedding-8B", 4096, 32768, query_prefix=qwen3_query_prefix()
-        ),
+        HuggingFaceModelInfo("Qwen/Qwen3-Embedding-0.6B", 1024, 32768, **_QWEN3),
+        HuggingFaceModelInfo("Qwen/Qwen3-Embedding-4B", 2560, 32768, **_QWEN3),
+        HuggingFaceModelInfo("Qwen/Qwen3-Embedding-8B", 4096, 32768, **_QWEN3),
     )
 }
 
@@ -221,14 +246,16 @@ HF_MODELS: dict[str, HuggingFaceModelInfo] = {
 def hf_model_info(model: str) -> HuggingFaceModelInfo:
     """The metadata of ``model``; unknown models get no prompt convention and no dimension.
 
-    ``intfloat/*e5*`` models (except ``-instruct``) get the e5 prefixes and
-    ``Qwen/Qwen3-Embedding*`` the Qwen3 query instruction even when the name is not listed.
+    ``intfloat/*e5*-instruct`` models get the e5-instruct query instruction, other
+    ``intfloat/*e5*`` models the e5 prefixes, and ``Qwen/Qwen3-Embedding*`` the Qwen3 query
+    instruction, even when the name is not listed.
     """
     if model in HF_MODELS:
         return HF_MODELS[model]
     lower = model.lower()
-    if lower.startswith("intfloat/") and "e5" in lower and "instruct" not in lower:
-        return HuggingFaceModelInfo(model, None, 512, **_E5)
+    if lower.startswith("intfloat/") and "e5" in lower:
+        convention = _E5_INSTRUCT if "instruct" in lower else _E5
+        return HuggingFaceModelInfo(model, None, 512, **convention)
     if lower.startswith("qwen/qwen3-embedding"):
-        return HuggingFaceModelInfo(model, None, 32768, query_prefix=qwen3_query_prefix())
+        return HuggingFaceModelInfo(model, None, 32768, **_QWEN3)
     return HuggingFaceModelInfo(model, None, None)

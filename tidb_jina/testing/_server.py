@@ -5,13 +5,21 @@ background thread, so clients are exercised over real sockets, keep-alive, timeo
 dropped connections. It serves:
 
 - ``POST /v1/embeddings`` and ``POST /v1/rerank`` (Jina): bearer auth, per-model field
-  validation (a field the model does not accept is a 422, as on the real API), dimension
-  ranges, ``embedding_type`` float/base64, ``truncate=false`` token limits, v4's 512 inputs;
+  validation (a field the model does not accept is a 422), dimension ranges,
+  ``embedding_type`` float/base64; more than 2,048 inputs (v4: 512) is a 400, as the live
+  API answers; an over-long input with ``truncate=false``, or a late-chunking request whose
+  joined inputs exceed the model's context, is a 400 whose ``detail`` is an object
+  (``{"detail": {"message": ...}}``, no ``code``); rerank takes ``truncation`` and at most
+  ``rerank_max_documents`` (1,024) documents; Cloudflare's 52x come as plain text;
 - ``POST /{provider}/models/{model}/pipeline/feature-extraction`` (HF router): top-level
-  ``normalize``/``truncate``/``truncation_direction``/``prompt_name`` only; token-level output
-  for models listed in ``token_level_models``;
+  ``normalize``/``truncate``/``truncation_direction``/``prompt_name`` only; a single input
+  comes back as ``[[...]]`` as TEI sends it; token-level output for models listed in
+  ``token_level_models``;
 - ``GET /info`` and ``POST /embed`` (TEI): ``max_client_batch_size`` (422 beyond, as TEI
-  really answers), ``max_input_length``, ``{"error", "error_type"}`` bodies.
+  really answers), ``max_input_length``, ``{"error", "error_type"}`` bodies, unknown fields
+  ignored, and a 401 with an empty body.
+
+Each of these contracts is pinned by ``tests/embeddings/test_fake_contracts.py``.
 
 Vectors are ``lexical_embedding`` of the input text, so texts sharing words rank together.
 
@@ -54,6 +62,10 @@ Fault = int | float | str
 _ROUTER = re.compile(r"^/(?P<provider>[^/]+)/models/(?P<model>.+)/pipeline/feature-extraction$")
 _WORD = re.compile(r"\w+")
 _DEFAULT_HF_DIMENSION = 384
+JINA_MAX_INPUTS = 2048
+"""The live Jina API answers 400 to more inputs in one request (512 for v4)."""
+JINA_MAX_RERANK_DOCUMENTS = 1024
+"""Documents per rerank request that the fake accepts (Jina's own MCP server's cap)."""
 
 
 @dataclass
@@ -87,6 +99,19 @@ def _tokens(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def _too_long(what: str, limit: int, model: str) -> _Reply:
+    """Jina's over-long answer: a 400 whose ``detail`` is an object, with no ``code``."""
+    return _Reply(
+        400,
+        {
+            "detail": {
+                "message": f"The {what} is too long: it exceeds the maximum of {limit} tokens "
+                f"for {model}. Use truncate=true or shorter inputs."
+            }
+        },
+    )
+
+
 class FakeEmbeddingServer:
     """A loopback Jina / HF / TEI server for offline tests. Use as a context manager."""
 
@@ -109,6 +134,7 @@ class FakeEmbeddingServer:
         tei_max_client_batch_size: int = 32,
         tei_max_input_length: int = 512,
         tei_prompts: Collection[str] = (),
+        rerank_max_documents: int = JINA_MAX_RERANK_DOCUMENTS,
     ) -> None:
         self.api_key = api_key
         self.latency_s = latency_s
@@ -125,6 +151,7 @@ class FakeEmbeddingServer:
         self.tei_max_client_batch_size = tei_max_client_batch_size
         self.tei_max_input_length = tei_max_input_length
         self.tei_prompts = set(tei_prompts)
+        self.rerank_max_documents = rerank_max_documents
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
         self._faults: deque[Fault] = deque(faults)
@@ -287,6 +314,8 @@ class FakeEmbeddingServer:
             504: "SERVICE_TIMEOUT",
         }
         headers = self._retry_after_header() if status in (429, 503) else {}
+        if 520 <= status <= 527:  # Cloudflare's own answer: plain text, not the API's JSON
+            return _Reply(status, f"error code: {status}", headers)
         return _Reply(
             status,
             {"detail": f"Injected failure {status}", "code": codes.get(status, "ERROR")},
@@ -296,8 +325,10 @@ class FakeEmbeddingServer:
     def _check_auth(self, authorized: bool, *, tei: bool = False, hf: bool = False) -> None:
         if authorized:
             return
-        if tei or hf:
-            raise _Reply(401, {"error": "Invalid credentials", "error_type": "Unauthorized"})
+        if tei:
+            raise _Reply(401, b"")  # TEI's auth middleware answers 401 with an empty body
+        if hf:
+            raise _Reply(401, {"error": "Invalid credentials in Authorization header"})
         raise _Reply(
             401,
             {
@@ -344,8 +375,7 @@ class FakeEmbeddingServer:
             if key not in allowed:
                 raise self._jina_invalid(key, f"Extra inputs are not permitted for {model}")
         texts = self._jina_inputs(body["input"])
-        if info.max_batch_size and len(texts) > info.max_batch_size:
-            raise self._jina_invalid("input", f"at most {info.max_batch_size} inputs allowed")
+        self._jina_check_count(model, info.max_batch_size, len(texts))
         task = body.get("task")
         if task is not None and info.tasks and task not in info.tasks:
             raise self._jina_invalid("task", f"must be one of {list(info.tasks)}", task)
@@ -357,17 +387,16 @@ class FakeEmbeddingServer:
         if embedding_type not in ("float", "base64"):
             raise self._jina_invalid("embedding_type", "only float and base64 are served here")
         limit = self.max_input_tokens or info.max_input_tokens
+        if body.get("late_chunking") and limit and len(texts) > 1:
+            # Late chunking joins the inputs into one sequence, which must fit the context
+            # (one input alone is an ordinary input: ``truncate`` decides below).
+            total = sum(_tokens(text) for text in texts)
+            if total > limit:
+                raise _too_long(f"late chunking input of {total} tokens", limit, model)
         if not body.get("truncate", False) and limit:
             for i, text in enumerate(texts):
                 if _tokens(text) > limit:
-                    raise _Reply(
-                        400,
-                        {
-                            "detail": f"Input at index {i} is too long: {_tokens(text)} tokens "
-                            f"exceeds the maximum of {limit} tokens for {model}",
-                            "code": "INPUT_TOO_LONG",
-                        },
-                    )
+                    raise _too_long(f"input at index {i} ({_tokens(text)} tokens)", limit, model)
         vectors = lexical_embedding(texts, dim)
         if body.get("normalized") is False:
             vectors *= 3.0
@@ -393,6 +422,26 @@ class FakeEmbeddingServer:
             "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
             "data": data,
         }
+
+    def _jina_check_count(self, model: str, model_limit: int | None, count: int) -> None:
+        """More than 2,048 inputs (v4: 512) is a 400, as the live API answers."""
+        if model_limit is not None and count > model_limit:
+            raise _Reply(
+                400,
+                {
+                    "detail": f"Validation error: 'body -> {model}' Each input list can contain "
+                    f"at most {model_limit} items.",
+                    "errors": [{"field": "", "message": "Invalid value"}],
+                },
+            )
+        if count > JINA_MAX_INPUTS:
+            raise _Reply(
+                400,
+                {
+                    "detail": f"input length {count} is larger than the largest allowed size "
+                    f"{JINA_MAX_INPUTS}"
+                },
+            )
 
     def _jina_inputs(self, raw: Any) -> list[str]:
         items = raw if isinstance(raw, list) else [raw]
@@ -422,6 +471,17 @@ class FakeEmbeddingServer:
         if not isinstance(query, str) or not query.strip():
             raise self._jina_invalid("query", "must be a non-empty string")
         documents = self._jina_inputs(body.get("documents"))
+        if len(documents) > self.rerank_max_documents:
+            raise _Reply(
+                400,
+                {
+                    "detail": f"documents: {len(documents)} documents is more than the "
+                    f"{self.rerank_max_documents} allowed in one request"
+                },
+            )
+        truncation = body.get("truncation", False)
+        if not isinstance(truncation, bool):
+            raise self._jina_invalid("truncation", "must be a boolean", truncation)
         top_n = body.get("top_n", len(documents))
         if not isinstance(top_n, int) or top_n < 1:
             raise self._jina_invalid("top_n", "must be >= 1", top_n)
@@ -442,34 +502,34 @@ class FakeEmbeddingServer:
         info = HF_MODELS.get(model)
         return info.dimension if info and info.dimension else _DEFAULT_HF_DIMENSION
 
-    def _hf_inputs(self, body: Any, *, tei: bool) -> tuple[list[str], bool]:
+    def _hf_inputs(self, body: Any, *, tei: bool) -> list[str]:
         if not isinstance(body, dict) or "inputs" not in body:
             raise _Reply(422, {"error": "`inputs` is required", "error_type": "Validation"})
+        # TEI ignores fields it does not know (no deny_unknown_fields in its types.rs); the
+        # fake router stays strict, as some router models refuse extra parameters.
         allowed = {"inputs", "normalize", "truncate", "truncation_direction", "prompt_name"}
-        if tei:
-            allowed.add("dimensions")
         for key in body:
-            if key not in allowed:
+            if key not in allowed and not tei:
                 raise _Reply(422, {"error": f"unknown field `{key}`", "error_type": "Validation"})
         raw = body["inputs"]
-        single = isinstance(raw, str)
-        texts = [raw] if single else raw
+        texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not texts:
             raise _Reply(400, {"error": "`inputs` cannot be empty", "error_type": "Empty"})
         if not all(isinstance(t, str) for t in texts):
             raise _Reply(422, {"error": "`inputs` must be strings", "error_type": "Validation"})
-        return texts, single
+        return texts
 
     def _router_embed(self, model: str, body: Any) -> Any:
         if self.hf_models is not None and model not in self.hf_models:
             raise _Reply(404, "Not Found")
-        texts, single = self._hf_inputs(body, tei=False)
+        texts = self._hf_inputs(body, tei=False)
         vectors = lexical_embedding(texts, self._hf_dimension(model))
         if body.get("normalize") is False:
             vectors *= 3.0
         if model in self.token_level_models:
             return [[vec.tolist(), (vec * 0.5).tolist()] for vec in vectors]
-        return vectors[0].tolist() if single else vectors.tolist()
+        # hf-inference serves these models through TEI: a single string is a one-row matrix.
+        return vectors.tolist()
 
     def _tei_info(self) -> dict[str, Any]:
         return {
@@ -489,7 +549,7 @@ class FakeEmbeddingServer:
         }
 
     def _tei_embed(self, body: Any) -> Any:
-        texts, _single = self._hf_inputs(body, tei=True)
+        texts = self._hf_inputs(body, tei=True)
         if len(texts) > self.tei_max_client_batch_size:
             raise _Reply(
                 422,
@@ -554,12 +614,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(200, result, {})
 
     def _write(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
-        if isinstance(body, str):
+        if isinstance(body, bytes):
+            payload, content_type = body, ""
+        elif isinstance(body, str):
             payload, content_type = body.encode(), "text/plain"
         else:
             payload, content_type = orjson.dumps(body), "application/json"
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type:
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for key, value in headers.items():
             self.send_header(key, value)
