@@ -72,7 +72,8 @@ def test_v4_never_sends_more_than_512_inputs(server):
 
 @pytest.mark.parametrize("concurrency", [1, 3, 5])
 def test_concurrency_is_bounded_and_used(call, concurrency):
-    with FakeEmbeddingServer(api_key=KEY, latency_s=0.05) as server:
+    # 0.2 s per answer: long enough that every worker starts one even on a loaded machine.
+    with FakeEmbeddingServer(api_key=KEY, latency_s=0.2) as server:
         client = make(server, max_batch_size=2, max_concurrency=concurrency)
         call(client, "embed_documents", [f"text {i}" for i in range(24)])
         assert server.max_in_flight == concurrency  # threads (sync) or tasks (async)
