@@ -35,6 +35,13 @@ from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
 from langchain_tidb_jina._batches import aadd_in_batches, add_in_batches, pop_batch_size
+from langchain_tidb_jina._documents import (
+    record_document,
+    result_document,
+    split_documents,
+    with_distance,
+    with_score,
+)
 from langchain_tidb_jina._embeddings import (
     HuggingFaceEndpointEmbeddings,
     JinaEmbeddings,
@@ -48,7 +55,7 @@ from langchain_tidb_jina._setup import check_wrapped, known_dimension, one_embed
 from langchain_tidb_jina._setup import no_extra as _no_extra
 from langchain_tidb_jina._sql_client import TiDBVectorClient
 from tidb_jina._errors import ConfigurationError
-from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
+from tidb_jina.store import AutoEmbedding, DistanceMetric, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]
 
@@ -237,13 +244,13 @@ class TiDBVectorStore(VectorStore):
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert ``documents``; ``ids=`` wins over ``Document.id``, missing ids are new."""
         ids = kwargs.pop("ids", None)
-        texts, metadatas, doc_ids = _split_documents(documents)
+        texts, metadatas, doc_ids = split_documents(documents)
         return self.add_texts(texts, metadatas, ids=ids or doc_ids, **kwargs)
 
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Async :meth:`add_documents`."""
         ids = kwargs.pop("ids", None)
-        texts, metadatas, doc_ids = _split_documents(documents)
+        texts, metadatas, doc_ids = split_documents(documents)
         return await self.aadd_texts(texts, metadatas, ids=ids or doc_ids, **kwargs)
 
     def delete(
@@ -298,11 +305,11 @@ class TiDBVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents for ``ids`` (missing ids are skipped), with ``Document.id`` set."""
-        return [_record_document(r) for r in self._table.get(list(ids))]
+        return [record_document(r) for r in self._table.get(list(ids))]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Async :meth:`get_by_ids`."""
-        return [_record_document(r) for r in await self._table.aio.get(list(ids))]
+        return [record_document(r) for r in await self._table.aio.get(list(ids))]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -324,37 +331,37 @@ class TiDBVectorStore(VectorStore):
 
         For a [0, 1] relevance score use :meth:`similarity_search_with_relevance_scores`.
         """
-        return _with_distance(self._search_query(query, k, filter, kwargs))
+        return with_distance(self._search_query(query, k, filter, kwargs))
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        return _with_distance(await self._asearch_query(query, k, filter, kwargs))
+        return with_distance(await self._asearch_query(query, k, filter, kwargs))
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
         """The ``k`` documents nearest to ``embedding``."""
-        return [_result_document(r) for r in self._search(embedding, k, filter, kwargs)]
+        return [result_document(r) for r in self._search(embedding, k, filter, kwargs)]
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async :meth:`similarity_search_by_vector`."""
-        return [_result_document(r) for r in await self._asearch(embedding, k, filter, kwargs)]
+        return [result_document(r) for r in await self._asearch(embedding, k, filter, kwargs)]
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, distance)`` pairs for ``embedding``, nearest first."""
-        return _with_distance(self._search(embedding, k, filter, kwargs))
+        return with_distance(self._search(embedding, k, filter, kwargs))
 
     async def asimilarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score_by_vector`."""
-        return _with_distance(await self._asearch(embedding, k, filter, kwargs))
+        return with_distance(await self._asearch(embedding, k, filter, kwargs))
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
@@ -371,7 +378,7 @@ class TiDBVectorStore(VectorStore):
 
     def _relevance(self, results: list[SearchResult]) -> list[tuple[Document, float]]:
         fn = self._select_relevance_score_fn()
-        return [(_result_document(r), fn(r.distance)) for r in results]
+        return [(result_document(r), fn(r.distance)) for r in results]
 
     def max_marginal_relevance_search(
         self,
@@ -417,7 +424,7 @@ class TiDBVectorStore(VectorStore):
         results = self._table.max_marginal_relevance_search(
             embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=filter
         )
-        return [_result_document(r) for r in results]
+        return [result_document(r) for r in results]
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -433,7 +440,7 @@ class TiDBVectorStore(VectorStore):
         results = await self._table.aio.max_marginal_relevance_search(
             embedding, k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=filter
         )
-        return [_result_document(r) for r in results]
+        return [result_document(r) for r in results]
 
     def _search(
         self, vector: Any, k: int, filter: Filter | None, kwargs: dict[str, Any]
@@ -490,13 +497,13 @@ class TiDBVectorStore(VectorStore):
 
         TiDB Cloud Starter or the embedded engine; ``retriever search_type="full_text"``.
         """
-        return _with_score(self._table.full_text_search(query, k=k, filter=filter))
+        return with_score(self._table.full_text_search(query, k=k, filter=filter))
 
     async def afull_text_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None
     ) -> list[tuple[Document, float]]:
         """Async :meth:`full_text_search_with_score`."""
-        return _with_score(await self._table.aio.full_text_search(query, k=k, filter=filter))
+        return with_score(await self._table.aio.full_text_search(query, k=k, filter=filter))
 
     def full_text_search(
         self, query: str, k: int = 4, filter: Filter | None = None
@@ -520,7 +527,7 @@ class TiDBVectorStore(VectorStore):
         """
         vector = self._query_vector(query)
         results = self._table.hybrid_search(vector, query, k=k, filter=filter, **options)
-        return _with_score(results)
+        return with_score(results)
 
     async def ahybrid_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
@@ -528,7 +535,7 @@ class TiDBVectorStore(VectorStore):
         """Async :meth:`hybrid_search_with_score`."""
         vector = await self._aquery_vector(query)
         results = await self._table.aio.hybrid_search(vector, query, k=k, filter=filter, **options)
-        return _with_score(results)
+        return with_score(results)
 
     def hybrid_search(
         self, query: str, k: int = 4, filter: Filter | None = None, **options: Any
@@ -672,31 +679,3 @@ def _core_client(embedding: Embeddings) -> Any:
         for name in ("embed_documents", "aembed_documents", "embed_query", "aembed_query")
     )
     return embedding.client if own else None
-
-
-def _split_documents(
-    documents: Iterable[Document],
-) -> tuple[list[str], list[dict[str, Any]], list[str | None] | None]:
-    docs = list(documents)
-    doc_ids = [doc.id for doc in docs]
-    return (
-        [doc.page_content for doc in docs],
-        [doc.metadata for doc in docs],
-        doc_ids if any(doc_ids) else None,
-    )
-
-
-def _record_document(record: Record) -> Document:
-    return Document(id=record.id, page_content=record.document or "", metadata=record.metadata)
-
-
-def _result_document(result: SearchResult) -> Document:
-    return Document(id=result.id, page_content=result.document or "", metadata=result.metadata)
-
-
-def _with_distance(results: list[SearchResult]) -> list[tuple[Document, float]]:
-    return [(_result_document(r), r.distance) for r in results]
-
-
-def _with_score(results: list[SearchResult]) -> list[tuple[Document, float]]:
-    return [(_result_document(r), r.score) for r in results]
