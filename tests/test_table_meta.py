@@ -241,3 +241,28 @@ def test_the_llamaindex_store_follows_a_peer_tables_metric(stub):
     store.query(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=1))
     assert any("VEC_L2_DISTANCE(" in s for s in stub.sql("SELECT"))
     assert store.client.metric.value == "l2"
+
+
+def test_the_same_model_under_another_name_is_not_refused(url):
+    """The Jina API name, the Hugging Face id (TEI, local) and a local copy's path."""
+    hub = LexicalEmbedder(dimension=16, model="jinaai/jina-embeddings-v3")
+    with VectorTable(url, table_name="docs", embedder=hub) as t:
+        t.add_texts(["TiDB is a database"], ids=["a"])
+    for alias in ("jina-embeddings-v3", "Jina-Embeddings-V3", "/models/jina-embeddings-v3/"):
+        api = LexicalEmbedder(dimension=16, model=alias)
+        with VectorTable(url, table_name="docs", embedder=api) as t:
+            t.add_texts(["TiDB stores vectors"], ids=["b"])
+            assert t.count() == 2
+    other = LexicalEmbedder(dimension=16, model="jinaai/jina-embeddings-v4")
+    t = VectorTable(url, table_name="docs", embedder=other)
+    with t, pytest.raises(SchemaError, match="jina-embeddings-v4"):
+        t.count()
+
+
+def test_peer_comment_variants():
+    """tidb-vector writes the enum member's name when given its own DistanceStrategy
+    on Python 3.11+ (f-string of a str-mixin enum)."""
+    assert peer_metric("hnsw(distance=DistanceStrategy.EUCLIDEAN)") is DistanceMetric.L2
+    assert peer_metric("hnsw(distance=DistanceStrategy.COSINE)") is DistanceMetric.COSINE
+    assert peer_metric("HNSW(DISTANCE=L2)") is DistanceMetric.L2
+    assert peer_metric("hnsw(distance='l2')") is DistanceMetric.L2

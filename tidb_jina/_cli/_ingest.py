@@ -22,7 +22,7 @@ from typing import Any
 from tidb_jina._cli import CLIError, _catalog, _settings, _sources
 from tidb_jina._cli._progress import Progress
 from tidb_jina.store import VectorTable
-from tidb_jina.store._table_meta import model_name
+from tidb_jina.store._table_meta import model_name, same_model
 
 
 @dataclass
@@ -148,7 +148,9 @@ def _model_change(
     """The model change when the table was embedded with another model (None if not)."""
     recorded = table.recorded
     new = model_name(embedder)
-    if recorded is None or recorded.model is None or new is None or recorded.model == new:
+    if recorded is None or recorded.model is None or new is None:
+        return None
+    if same_model(recorded.model, new):  # e.g. jinaai/jina-embeddings-v3 and jina-embeddings-v3
         return None
     names = {s.name for s in sources}
     others = {
@@ -209,6 +211,22 @@ def _delete_stale(table: VectorTable | None, sources: list[_sources.Source], *, 
         source = first_stale[record.id]
         stale = {"source": source.name, "chunk": {"$gte": len(source.chunks)}}
         removed += table.delete(filter=stale) if write else table.count(stale)
+    return removed + _delete_stale_records(table, sources, write=write)
+
+
+def _delete_stale_records(
+    table: VectorTable, sources: list[_sources.Source], *, write: bool
+) -> int:
+    """Remove (or count) rows of JSONL records no longer in their file (a line removed
+    shifts the lines after it; a record's ``id`` changed). A file with a bad line keeps
+    its rows: the bad line's old row cannot be told from a stale one."""
+    removed = 0
+    for source in sources:
+        if source.chunked_file or source.problems:
+            continue
+        stale = _catalog.source_ids(table, source.name) - {c.id for c in source.chunks}
+        if stale:
+            removed += table.delete(list(stale)) if write else len(stale)
     return removed
 
 

@@ -356,7 +356,7 @@ class TableBase:
         if recorded is None:
             self._load()
             recorded = self._state.recorded
-        if recorded is not None and recorded.model not in (None, model):
+        if recorded is not None and not _table_meta.same_model(recorded.model or model, model):
             raise SchemaError(
                 f"table {self.table_name!r} holds vectors of {recorded.model} "
                 f"({recorded.describe()}), but this table embeds with {model}: vectors of "
