@@ -617,3 +617,47 @@ def test_source_counts_on_tidb_group_by_the_unquoted_source(stub):
     assert _catalog.source_counts(table) == {"(no source)": 1, "notes/a.md": 3}
     (sql,) = [s for s in stub.sql("SELECT") if "GROUP BY" in s]
     assert "JSON_UNQUOTE(JSON_EXTRACT(docs.meta" in sql and "count(*)" in sql
+
+
+def test_jsonl_records_removed_from_their_file_leave_the_table(cli, workdir):
+    records = workdir / "corpus" / "notes.jsonl"
+    records.write_text('{"text": "one"}\n{"text": "two"}\n{"id": "k3", "text": "three"}\n')
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    assert listed(cli)["corpus/notes.jsonl"] == 3
+    # The first line goes: "two" moves to line 1; record k3 is renamed.
+    records.write_text('{"text": "two"}\n{"id": "k4", "text": "three"}\n')
+    code, out, _ = cli("ingest", "corpus", "--dry-run")
+    assert code == 0 and "2 stale chunk row(s) would be removed" in out
+    code, out, err = cli("ingest", "corpus", "--no-progress")
+    assert code == 0, err
+    assert "2 stale removed" in out
+    table = VectorTable("sqlite:///tidb_jina.db")
+    docs = sorted(r.document for r in table.get(filter={"source": "corpus/notes.jsonl"}))
+    table.close()
+    assert docs == ["three", "two"]  # no duplicate "three", no "one"
+    # A file with a bad line keeps its rows: the bad line's old row is not stale.
+    records.write_text('{"text": "two"}\n{"text": ""}\n')
+    code, out, _ = cli("ingest", "corpus", "--no-progress")
+    assert code == 1 and "0 stale removed" in out
+    assert listed(cli)["corpus/notes.jsonl"] == 2
+
+
+def test_a_dry_run_leaves_the_database_file_byte_for_byte(cli, workdir, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    (workdir / "corpus" / "docs" / "rag-guide.md").unlink()
+    (workdir / "corpus" / "faq.jsonl").write_text('{"text": "only this"}\n')
+    (workdir / "corpus" / "new.md").write_text("A new note about TiDB.\n")
+    before = {p.name: p.read_bytes() for p in workdir.glob("tidb_jina.db*")}
+    monkeypatch.setenv("TIDB_JINA_MODEL", "lexical-v2")  # a model change as well
+    code, out, err = cli("ingest", "corpus", "--prune", "--dry-run")
+    assert code == 0, err
+    assert "model changed from lexical to lexical-v2" in out and "would be pruned" in out
+    assert {p.name: p.read_bytes() for p in workdir.glob("tidb_jina.db*")} == before
+
+
+def test_delete_refuses_an_empty_filter_and_both_selectors(ingested):
+    code, _, err = ingested("delete", "--filter", "{}", "--yes")
+    assert_one_line_error(code, err, "every row", "tidb-jina drop")
+    code, _, err = ingested("delete", "--source", "corpus/faq.jsonl", "--filter", "{}")
+    assert_one_line_error(code, err, "not both")
+    assert rows() == CORPUS_CHUNKS

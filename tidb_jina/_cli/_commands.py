@@ -202,6 +202,8 @@ def sources(args: argparse.Namespace) -> int:
 
 def delete(args: argparse.Namespace) -> int:
     """Delete the rows of one source, or the rows a filter matches, after confirmation."""
+    if args.source is not None and args.filter is not None:
+        raise CLIError("pass --source or --filter, not both (run delete once for each)")
     if (args.source is None) == (args.filter is None):
         raise CLIError(
             "pass --source NAME (as `tidb-jina sources` lists it) or --filter JSON, "
@@ -213,6 +215,11 @@ def delete(args: argparse.Namespace) -> int:
         what = f"source {flt['source']!r}"
     else:
         flt = parse_filter(args.filter) or {}
+        if not flt:
+            raise CLIError(
+                "--filter {} matches every row; `tidb-jina drop` removes the whole table, "
+                'or narrow the filter, e.g. --filter \'{"topic": "old"}\''
+            )
         what = f"filter {args.filter}"
     count = table.count(flt)
     if count == 0:
