@@ -661,3 +661,23 @@ def test_delete_refuses_an_empty_filter_and_both_selectors(ingested):
     code, _, err = ingested("delete", "--source", "corpus/faq.jsonl", "--filter", "{}")
     assert_one_line_error(code, err, "not both")
     assert rows() == CORPUS_CHUNKS
+
+
+def test_a_model_change_keeps_the_table_when_the_new_provider_fails(cli, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    with FakeEmbeddingServer(api_key="jina_right") as server:
+        monkeypatch.setenv("JINA_API_BASE_URL", server.url)
+        monkeypatch.setenv("JINA_API_KEY", "jina_wrong")  # rejected: 401
+        code, _, err = cli("ingest", "corpus", "--no-progress")
+        assert code == 1 and "Traceback" not in err
+        info = json.loads(cli("info", "--json")[1])
+        assert (info["model"], info["rows"]) == ("lexical", CORPUS_CHUNKS)  # as it was
+        server.reset()
+        monkeypatch.setenv("JINA_API_KEY", "jina_right")
+        code, out, err = cli("ingest", "corpus", "--no-progress", "--batch-size", "8")
+        assert code == 0, err
+        assert f"{CORPUS_CHUNKS} new" in out
+        inputs = [len(r.body["input"]) for r in server.api_requests("/v1/embeddings")]
+        assert sum(inputs) == CORPUS_CHUNKS  # the first batch was embedded once, not twice
+    info = json.loads(cli("info", "--json")[1])
+    assert (info["model"], info["rows"]) == ("jina-embeddings-v3", CORPUS_CHUNKS)

@@ -67,6 +67,9 @@ def ingest(args: argparse.Namespace) -> int:
             f"re-embedding everything with {change.new}",
             file=sys.stderr,
         )
+        # The first batch is embedded before the drop: a bad key or an unreachable
+        # provider fails here, with the table as it was.
+        table.embedder = _Primed(embedder, [c.text for c in chunks[: args.batch_size]])
         table.drop()  # the same object records the new model on the first write
     if table is None:
         table = _open(args, embedder, create=True)
@@ -90,6 +93,28 @@ def ingest(args: argparse.Namespace) -> int:
         f"removed{_pruned(stats, args)}; {table.count()} rows in the table."
     )
     return _report(problems)
+
+
+class _Primed:
+    """``embedder`` with the vectors of its first texts made up front (then reused)."""
+
+    def __init__(self, embedder: Any, texts: list[str]) -> None:
+        self._embedder = embedder
+        self._texts = texts
+        self._vectors = embedder.embed_documents(texts) if texts else []
+
+    @property
+    def model(self) -> str | None:  # read by the table's model check and record
+        return model_name(self._embedder)
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        if self._texts and list(texts) == self._texts:
+            self._texts = []  # once
+            return self._vectors
+        return self._embedder.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self._embedder.embed_query(text)
 
 
 def _load(
