@@ -266,3 +266,38 @@ def test_peer_comment_variants():
     assert peer_metric("hnsw(distance=DistanceStrategy.COSINE)") is DistanceMetric.COSINE
     assert peer_metric("HNSW(DISTANCE=L2)") is DistanceMetric.L2
     assert peer_metric("hnsw(distance='l2')") is DistanceMetric.L2
+
+
+def test_two_writers_creating_one_table_with_different_models(url):
+    """The record is written in the table's own creating transaction (BEGIN IMMEDIATE):
+    whoever creates the table records its model; the other is refused, nothing mixed."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    outcome: dict[str, object] = {}
+
+    def create(model: str) -> None:
+        table = VectorTable(
+            url, table_name="docs", embedder=LexicalEmbedder(dimension=16, model=model)
+        )
+        barrier.wait()
+        try:
+            table.add_texts([f"written with {model}"], ids=[model])
+            outcome[model] = "ok"
+        except SchemaError as exc:
+            outcome[model] = exc
+        finally:
+            table.close()
+
+    threads = [threading.Thread(target=create, args=(m,)) for m in ("model-a", "model-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [m for m, result in outcome.items() if result == "ok"]
+    assert len(winners) == 1, outcome
+    (loser,) = {"model-a", "model-b"} - set(winners)
+    assert isinstance(outcome[loser], SchemaError)
+    with VectorTable(url, table_name="docs") as t:
+        assert t.recorded is not None and t.recorded.model == winners[0]
+        assert [r.id for r in t.get([winners[0], loser])] == [winners[0]]
