@@ -301,3 +301,12 @@ def test_two_writers_creating_one_table_with_different_models(url):
     with VectorTable(url, table_name="docs") as t:
         assert t.recorded is not None and t.recorded.model == winners[0]
         assert [r.id for r in t.get([winners[0], loser])] == [winners[0]]
+
+
+def test_a_very_long_model_id_is_recorded_cut_and_still_matches(url):
+    long_id = "org/" + "m" * 600
+    with VectorTable(url, table_name="docs", embedding_model=long_id) as t:
+        t.upsert([[1.0, 0.0]], ids=["a"])
+    with VectorTable(url, table_name="docs", embedding_model=long_id) as t:
+        assert t.count() == 1  # no spurious "another model"
+        assert t.recorded is not None and len(t.recorded.model or "") == 400

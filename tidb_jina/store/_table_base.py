@@ -97,7 +97,7 @@ def _model_of(given: str | None, embedder: Any, auto: AutoEmbedding | str | None
             raise ConfigurationError(
                 f"embedding_model must be a model id such as 'jina-embeddings-v3', got {given!r}"
             )
-        return given.strip()
+        return given.strip()[: _table_meta.MAX_MODEL_CHARS]  # as recorded
     if embedder is not None:
         return _table_meta.model_name(embedder)
     if isinstance(auto, AutoEmbedding):
