@@ -481,14 +481,16 @@ def test_prune_removes_the_rows_of_deleted_files(cli, workdir):
     code, out, _ = cli("ingest", "corpus", "--no-progress")  # without --prune: kept
     assert code == 0 and rows() == CORPUS_CHUNKS
 
-    code, out, _ = cli("ingest", "corpus", "--prune", "--dry-run")
+    code, out, err = cli("ingest", "corpus", "--prune", "--dry-run")
     assert code == 0
     assert f"{guide_rows} row(s) of 1 deleted file(s) would be pruned" in out
+    assert "would prune the rows of files gone: corpus/docs/rag-guide.md" in err
     assert rows() == CORPUS_CHUNKS  # a dry run writes nothing
 
     code, out, err = cli("ingest", "corpus", "--prune", "--no-progress")
     assert code == 0, err
     assert f"{guide_rows} rows of 1 deleted file(s) pruned" in out
+    assert "pruning the rows of files gone: corpus/docs/rag-guide.md" in err
     assert rows() == CORPUS_CHUNKS - guide_rows
     assert "corpus/docs/rag-guide.md" not in listed(cli)
 

@@ -274,6 +274,12 @@ def _prune(
         and name not in names
         and _sources._selected(name, args.glob or ())
     }
+    if gone:  # named, so a folder of the same name from elsewhere is noticed
+        shown = ", ".join(list(gone)[:10]) + (
+            f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+        )
+        verb = "pruning" if write else "would prune"
+        print(f"tidb-jina: note: {verb} the rows of files gone: {shown}", file=sys.stderr)
     if write:
         for name in gone:
             table.delete(filter={"source": name})
