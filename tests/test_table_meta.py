@@ -310,3 +310,18 @@ def test_a_very_long_model_id_is_recorded_cut_and_still_matches(url):
     with VectorTable(url, table_name="docs", embedding_model=long_id) as t:
         assert t.count() == 1  # no spurious "another model"
         assert t.recorded is not None and len(t.recorded.model or "") == 400
+
+
+def test_the_langchain_store_refuses_another_model_unless_told(url):
+    from langchain_tidb_jina import ProviderEmbeddings, TiDBVectorStore
+
+    def store(model: str, **kwargs: object) -> TiDBVectorStore:
+        embeddings = ProviderEmbeddings(provider=LexicalEmbedder(dimension=8, model=model))
+        return TiDBVectorStore(url, embeddings, table_name="lc", **kwargs)
+
+    store("model-a").add_texts(["first"], ids=["a"])
+    with pytest.raises(SchemaError, match=r"model-a.*model-b"):
+        store("model-b").add_texts(["second"], ids=["b"])
+    assert store("model-b", check_metadata=False).add_texts(["second"], ids=["b"]) == ["b"]
+    with VectorTable(url, table_name="lc") as t:
+        assert t.count() == 2 and t.recorded is not None and t.recorded.model == "model-a"
