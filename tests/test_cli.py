@@ -683,3 +683,14 @@ def test_a_model_change_keeps_the_table_when_the_new_provider_fails(cli, monkeyp
         assert sum(inputs) == CORPUS_CHUNKS  # the first batch was embedded once, not twice
     info = json.loads(cli("info", "--json")[1])
     assert (info["model"], info["rows"]) == ("jina-embeddings-v3", CORPUS_CHUNKS)
+
+
+def test_delete_the_rows_sources_lists_as_having_no_source(ingested):
+    table = VectorTable("sqlite:///tidb_jina.db")
+    table.upsert([[1.0] * 256, [0.5] * 256], ids=["x", "y"], metadatas=[{}, {"topic": "t"}])
+    table.close()
+    assert listed(ingested)["(no source)"] == 2
+    code, out, err = ingested("delete", "--source", "(no source)", "--yes")
+    assert code == 0, err
+    assert "Deleted 2 row(s)" in out
+    assert "(no source)" not in listed(ingested) and rows() == CORPUS_CHUNKS

@@ -211,8 +211,11 @@ def delete(args: argparse.Namespace) -> int:
         )
     table = open_table(args, must_exist=True)
     if args.source is not None:
-        flt: dict[str, Any] = {"source": _source_name(table, args.source)}
-        what = f"source {flt['source']!r}"
+        name = _source_name(table, args.source)
+        what = f"source {name!r}"
+        # `sources` lists rows without one (e.g. written by a framework) as NO_SOURCE
+        no_source = {"$exists": False}
+        flt: dict[str, Any] = {"source": no_source if name == _catalog.NO_SOURCE else name}
     else:
         flt = parse_filter(args.filter) or {}
         if not flt:
