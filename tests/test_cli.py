@@ -694,3 +694,10 @@ def test_delete_the_rows_sources_lists_as_having_no_source(ingested):
     assert code == 0, err
     assert "Deleted 2 row(s)" in out
     assert "(no source)" not in listed(ingested) and rows() == CORPUS_CHUNKS
+
+
+def test_a_bare_database_path_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with VectorTable("~/kb.db", table_name="t") as t:
+        t.upsert([[1.0, 0.0]], ids=["a"])
+    assert (tmp_path / "kb.db").is_file()
