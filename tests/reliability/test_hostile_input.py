@@ -622,3 +622,24 @@ def test_int64_edges_are_stored_exactly_and_never_equal_a_nearby_float(seeded):
             assert {h.id for h in seeded.search(np.ones(DIM), k=10, filter=flt)} == want
             assert {h.id for h in sql_search.search(np.ones(DIM), k=10, filter=flt)} == want
     assert {r.id for r in seeded.get(filter={"v": {"$gte": float(2**63)}})} == set()
+
+
+TRUE_BY_STRUCTURE = [
+    {"$or": [{"lang": {"$nin": []}}, {"lang": "en"}]},
+    {"$or": [{}, {"lang": "en"}]},
+    {"lang": {"$not": {"$in": []}}},
+    {"$nor": [{"$or": []}, {"$and": [{"n": 1}, {"n": {"$in": []}}]}]},
+    {"$and": [{"$or": [{"$nor": []}]}, {"$not": {"lang": {"$in": []}}}]},
+]
+
+
+@pytest.mark.parametrize("flt", TRUE_BY_STRUCTURE)
+def test_a_filter_true_by_structure_at_any_depth_deletes_nothing(seeded, flt):
+    """Review of issue 14: only the top level was recognised, so an always-true branch
+    inside $or made delete(filter=...) empty the table."""
+    before = table_snapshot(seeded)
+    assert seeded.count(flt) == 3 and len(seeded.get(filter=flt)) == 3
+    with pytest.raises(InvalidInputError, match=r"sets no condition.*clear"):
+        seeded.delete(filter=flt)
+    unchanged(seeded, before)
+    assert seeded.delete(["a"], filter=flt) == 1  # with ids it restricts nothing more
