@@ -89,6 +89,8 @@ class TiDBVectorStore(VectorStore):
             is known (tidb-jina's embeddings), or from the first vectors written.
         engine_args: extra ``sqlalchemy.create_engine`` arguments.
         drop_existing_table: drop the table before first use.
+        check_metadata: False opens a table whose recorded embedding model or metric
+            differs from this store's (otherwise a ``SchemaError`` names both).
 
     The constructor does no I/O: the table is read or created on first use.
     """
@@ -107,6 +109,7 @@ class TiDBVectorStore(VectorStore):
         engine_args: Mapping[str, Any] | None = None,
         drop_existing_table: bool = False,
         auto_embedding: AutoEmbedding | str | None = None,
+        check_metadata: bool = True,
     ) -> None:
         self._embedding = one_embedding(
             embedding_function, embedding, optional=auto_embedding is not None
@@ -125,6 +128,7 @@ class TiDBVectorStore(VectorStore):
             engine_args=engine_args,
             drop_existing=drop_existing_table,
             auto_embedding=auto_embedding,
+            check_metadata=check_metadata,
         )
 
     def __repr__(self) -> str:

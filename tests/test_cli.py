@@ -481,14 +481,16 @@ def test_prune_removes_the_rows_of_deleted_files(cli, workdir):
     code, out, _ = cli("ingest", "corpus", "--no-progress")  # without --prune: kept
     assert code == 0 and rows() == CORPUS_CHUNKS
 
-    code, out, _ = cli("ingest", "corpus", "--prune", "--dry-run")
+    code, out, err = cli("ingest", "corpus", "--prune", "--dry-run")
     assert code == 0
     assert f"{guide_rows} row(s) of 1 deleted file(s) would be pruned" in out
+    assert "would prune the rows of files gone: corpus/docs/rag-guide.md" in err
     assert rows() == CORPUS_CHUNKS  # a dry run writes nothing
 
     code, out, err = cli("ingest", "corpus", "--prune", "--no-progress")
     assert code == 0, err
     assert f"{guide_rows} rows of 1 deleted file(s) pruned" in out
+    assert "pruning the rows of files gone: corpus/docs/rag-guide.md" in err
     assert rows() == CORPUS_CHUNKS - guide_rows
     assert "corpus/docs/rag-guide.md" not in listed(cli)
 
@@ -617,3 +619,85 @@ def test_source_counts_on_tidb_group_by_the_unquoted_source(stub):
     assert _catalog.source_counts(table) == {"(no source)": 1, "notes/a.md": 3}
     (sql,) = [s for s in stub.sql("SELECT") if "GROUP BY" in s]
     assert "JSON_UNQUOTE(JSON_EXTRACT(docs.meta" in sql and "count(*)" in sql
+
+
+def test_jsonl_records_removed_from_their_file_leave_the_table(cli, workdir):
+    records = workdir / "corpus" / "notes.jsonl"
+    records.write_text('{"text": "one"}\n{"text": "two"}\n{"id": "k3", "text": "three"}\n')
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    assert listed(cli)["corpus/notes.jsonl"] == 3
+    # The first line goes: "two" moves to line 1; record k3 is renamed.
+    records.write_text('{"text": "two"}\n{"id": "k4", "text": "three"}\n')
+    code, out, _ = cli("ingest", "corpus", "--dry-run")
+    assert code == 0 and "2 stale chunk row(s) would be removed" in out
+    code, out, err = cli("ingest", "corpus", "--no-progress")
+    assert code == 0, err
+    assert "2 stale removed" in out
+    table = VectorTable("sqlite:///tidb_jina.db")
+    docs = sorted(r.document for r in table.get(filter={"source": "corpus/notes.jsonl"}))
+    table.close()
+    assert docs == ["three", "two"]  # no duplicate "three", no "one"
+    # A file with a bad line keeps its rows: the bad line's old row is not stale.
+    records.write_text('{"text": "two"}\n{"text": ""}\n')
+    code, out, _ = cli("ingest", "corpus", "--no-progress")
+    assert code == 1 and "0 stale removed" in out
+    assert listed(cli)["corpus/notes.jsonl"] == 2
+
+
+def test_a_dry_run_leaves_the_database_file_byte_for_byte(cli, workdir, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    (workdir / "corpus" / "docs" / "rag-guide.md").unlink()
+    (workdir / "corpus" / "faq.jsonl").write_text('{"text": "only this"}\n')
+    (workdir / "corpus" / "new.md").write_text("A new note about TiDB.\n")
+    before = {p.name: p.read_bytes() for p in workdir.glob("tidb_jina.db*")}
+    monkeypatch.setenv("TIDB_JINA_MODEL", "lexical-v2")  # a model change as well
+    code, out, err = cli("ingest", "corpus", "--prune", "--dry-run")
+    assert code == 0, err
+    assert "model changed from lexical to lexical-v2" in out and "would be pruned" in out
+    assert {p.name: p.read_bytes() for p in workdir.glob("tidb_jina.db*")} == before
+
+
+def test_delete_refuses_an_empty_filter_and_both_selectors(ingested):
+    code, _, err = ingested("delete", "--filter", "{}", "--yes")
+    assert_one_line_error(code, err, "every row", "tidb-jina drop")
+    code, _, err = ingested("delete", "--source", "corpus/faq.jsonl", "--filter", "{}")
+    assert_one_line_error(code, err, "not both")
+    assert rows() == CORPUS_CHUNKS
+
+
+def test_a_model_change_keeps_the_table_when_the_new_provider_fails(cli, monkeypatch):
+    assert cli("ingest", "corpus", "--no-progress")[0] == 0
+    with FakeEmbeddingServer(api_key="jina_right") as server:
+        monkeypatch.setenv("JINA_API_BASE_URL", server.url)
+        monkeypatch.setenv("JINA_API_KEY", "jina_wrong")  # rejected: 401
+        code, _, err = cli("ingest", "corpus", "--no-progress")
+        assert code == 1 and "Traceback" not in err
+        info = json.loads(cli("info", "--json")[1])
+        assert (info["model"], info["rows"]) == ("lexical", CORPUS_CHUNKS)  # as it was
+        server.reset()
+        monkeypatch.setenv("JINA_API_KEY", "jina_right")
+        code, out, err = cli("ingest", "corpus", "--no-progress", "--batch-size", "8")
+        assert code == 0, err
+        assert f"{CORPUS_CHUNKS} new" in out
+        inputs = [len(r.body["input"]) for r in server.api_requests("/v1/embeddings")]
+        assert sum(inputs) == CORPUS_CHUNKS  # the first batch was embedded once, not twice
+    info = json.loads(cli("info", "--json")[1])
+    assert (info["model"], info["rows"]) == ("jina-embeddings-v3", CORPUS_CHUNKS)
+
+
+def test_delete_the_rows_sources_lists_as_having_no_source(ingested):
+    table = VectorTable("sqlite:///tidb_jina.db")
+    table.upsert([[1.0] * 256, [0.5] * 256], ids=["x", "y"], metadatas=[{}, {"topic": "t"}])
+    table.close()
+    assert listed(ingested)["(no source)"] == 2
+    code, out, err = ingested("delete", "--source", "(no source)", "--yes")
+    assert code == 0, err
+    assert "Deleted 2 row(s)" in out
+    assert "(no source)" not in listed(ingested) and rows() == CORPUS_CHUNKS
+
+
+def test_a_bare_database_path_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with VectorTable("~/kb.db", table_name="t") as t:
+        t.upsert([[1.0, 0.0]], ids=["a"])
+    assert (tmp_path / "kb.db").is_file()

@@ -17,6 +17,8 @@ from tidb_jina.store import VectorTable
 from tidb_jina.store._schema import build_table
 from tidb_jina.store._tidb import fulltext_search_statement
 
+DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+
 DOCS = {
     "tidb": "TiDB is a distributed SQL database",
     "vec": "TiDB supports vector search and full-text search",
@@ -304,3 +306,37 @@ def test_query_analysis():
     assert analyse("ＴｉＤＢの首都").split() == ["tidb", "の", "首", "都", "の首", "首都"]
     assert match_expression('"x" OR') == '"x" OR "or"'
     assert match_expression("\u3002\u3001\uff01") is None
+
+
+def test_english_bm25_is_the_old_unicode61_index_exactly(tmp_path):
+    """On English text the CJK-aware index ranks and scores as the plain unicode61 index
+    over the document column (earlier versions) did."""
+    from tidb_jina.store._fulltext import match_expression
+    from tidb_jina.testing import LexicalEmbedder
+
+    docs = [p.strip() for f in sorted(DATA.rglob("*.md")) for p in f.read_text().split("\n\n")]
+    docs = [d for d in docs if d]
+    url = f"sqlite:///{tmp_path / 'en.db'}"
+    t = VectorTable(url, table_name="d", embedder=LexicalEmbedder(dimension=8), full_text=True)
+    t.add_texts(docs, ids=[str(i) for i in range(len(docs))])
+    queries = ["TiDB vector index", "embedding models", "TiFlash replica", "what is hybrid?"]
+    ours = {
+        q: [(h.id, round(h.text_score, 9)) for h in t.full_text_search(q, k=10)] for q in queries
+    }
+    t.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE old USING fts5(document, content=d, content_rowid='rowid', "
+            "tokenize='unicode61 remove_diacritics 2')"
+        )
+        conn.exec_driver_sql("INSERT INTO old(old) VALUES('rebuild')")
+        for q in queries:
+            rows = conn.exec_driver_sql(
+                "SELECT d.id, -bm25(old) AS s FROM old JOIN d ON d.rowid = old.rowid "
+                "WHERE old MATCH ? ORDER BY s DESC LIMIT 10",
+                (match_expression(q),),
+            ).all()
+            assert ours[q] == [(r[0], round(r[1], 9)) for r in rows], q
+            assert ours[q], q
+    engine.dispose()

@@ -241,3 +241,87 @@ def test_the_llamaindex_store_follows_a_peer_tables_metric(stub):
     store.query(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=1))
     assert any("VEC_L2_DISTANCE(" in s for s in stub.sql("SELECT"))
     assert store.client.metric.value == "l2"
+
+
+def test_the_same_model_under_another_name_is_not_refused(url):
+    """The Jina API name, the Hugging Face id (TEI, local) and a local copy's path."""
+    hub = LexicalEmbedder(dimension=16, model="jinaai/jina-embeddings-v3")
+    with VectorTable(url, table_name="docs", embedder=hub) as t:
+        t.add_texts(["TiDB is a database"], ids=["a"])
+    for alias in ("jina-embeddings-v3", "Jina-Embeddings-V3", "/models/jina-embeddings-v3/"):
+        api = LexicalEmbedder(dimension=16, model=alias)
+        with VectorTable(url, table_name="docs", embedder=api) as t:
+            t.add_texts(["TiDB stores vectors"], ids=["b"])
+            assert t.count() == 2
+    other = LexicalEmbedder(dimension=16, model="jinaai/jina-embeddings-v4")
+    t = VectorTable(url, table_name="docs", embedder=other)
+    with t, pytest.raises(SchemaError, match="jina-embeddings-v4"):
+        t.count()
+
+
+def test_peer_comment_variants():
+    """tidb-vector writes the enum member's name when given its own DistanceStrategy
+    on Python 3.11+ (f-string of a str-mixin enum)."""
+    assert peer_metric("hnsw(distance=DistanceStrategy.EUCLIDEAN)") is DistanceMetric.L2
+    assert peer_metric("hnsw(distance=DistanceStrategy.COSINE)") is DistanceMetric.COSINE
+    assert peer_metric("HNSW(DISTANCE=L2)") is DistanceMetric.L2
+    assert peer_metric("hnsw(distance='l2')") is DistanceMetric.L2
+
+
+def test_two_writers_creating_one_table_with_different_models(url):
+    """The record is written in the table's own creating transaction (BEGIN IMMEDIATE):
+    whoever creates the table records its model; the other is refused, nothing mixed."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    outcome: dict[str, object] = {}
+
+    def create(model: str) -> None:
+        table = VectorTable(
+            url, table_name="docs", embedder=LexicalEmbedder(dimension=16, model=model)
+        )
+        barrier.wait()
+        try:
+            table.add_texts([f"written with {model}"], ids=[model])
+            outcome[model] = "ok"
+        except SchemaError as exc:
+            outcome[model] = exc
+        finally:
+            table.close()
+
+    threads = [threading.Thread(target=create, args=(m,)) for m in ("model-a", "model-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [m for m, result in outcome.items() if result == "ok"]
+    assert len(winners) == 1, outcome
+    (loser,) = {"model-a", "model-b"} - set(winners)
+    assert isinstance(outcome[loser], SchemaError)
+    with VectorTable(url, table_name="docs") as t:
+        assert t.recorded is not None and t.recorded.model == winners[0]
+        assert [r.id for r in t.get([winners[0], loser])] == [winners[0]]
+
+
+def test_a_very_long_model_id_is_recorded_cut_and_still_matches(url):
+    long_id = "org/" + "m" * 600
+    with VectorTable(url, table_name="docs", embedding_model=long_id) as t:
+        t.upsert([[1.0, 0.0]], ids=["a"])
+    with VectorTable(url, table_name="docs", embedding_model=long_id) as t:
+        assert t.count() == 1  # no spurious "another model"
+        assert t.recorded is not None and len(t.recorded.model or "") == 400
+
+
+def test_the_langchain_store_refuses_another_model_unless_told(url):
+    from langchain_tidb_jina import ProviderEmbeddings, TiDBVectorStore
+
+    def store(model: str, **kwargs: object) -> TiDBVectorStore:
+        embeddings = ProviderEmbeddings(provider=LexicalEmbedder(dimension=8, model=model))
+        return TiDBVectorStore(url, embeddings, table_name="lc", **kwargs)
+
+    store("model-a").add_texts(["first"], ids=["a"])
+    with pytest.raises(SchemaError, match=r"model-a.*model-b"):
+        store("model-b").add_texts(["second"], ids=["b"])
+    assert store("model-b", check_metadata=False).add_texts(["second"], ids=["b"]) == ["b"]
+    with VectorTable(url, table_name="lc") as t:
+        assert t.count() == 2 and t.recorded is not None and t.recorded.model == "model-a"

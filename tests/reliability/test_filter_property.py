@@ -343,3 +343,21 @@ def test_an_empty_llama_index_allow_list_deletes_nothing():
     assert got.ids == [] and li.get_nodes(filters=flt) == []
     li.delete_nodes(filters=flt)
     assert table.count() == 3
+
+
+def test_a_llama_index_group_true_by_structure_deletes_nothing():
+    """Review of issue 14: an empty NOT group (true for every row) inside an OR made the
+    whole filter true for every row, and delete_nodes emptied the table."""
+    table, _, _, li = _stores("memory")
+    _write(table, [{"tenant": "acme"}, {"tenant": "evil"}, {}])
+    leaf = MetadataFilter(key="tenant", operator=FilterOperator.EQ, value="acme")
+    flt = MetadataFilters(
+        filters=[MetadataFilters(filters=[], condition=FilterCondition.NOT), leaf],
+        condition=FilterCondition.OR,
+    )
+    assert to_core_filter(flt) is None
+    assert len(li.get_nodes(filters=flt)) == 3  # reads: no condition, every row
+    li.delete_nodes(filters=flt)
+    assert table.count() == 3
+    li.delete_nodes(node_ids=["r1"], filters=flt)
+    assert table.count() == 2

@@ -410,6 +410,18 @@ BAD_LATE_ROWS = [
         id="int-key-in-numpy-object-array",
     ),
     pytest.param({"metadatas": {"t": {(1, 2): "x"}}}, "JSON keys must be strings", id="tuple-key"),
+    # Review of issue 14: SQLite's JSON reads these as REAL, so 2**63 + 1 == 2.0**63.
+    pytest.param({"metadatas": {"n": 2**63}}, "outside the signed 64-bit", id="int-2**63"),
+    pytest.param({"metadatas": {"n": -(2**63) - 1}}, "outside the signed 64", id="int-below"),
+    pytest.param({"metadatas": {"t": [{"n": 10**30}]}}, "outside the signed 64", id="int-deep"),
+    pytest.param(
+        {"metadatas": {"n": np.uint64(2**64 - 1)}}, "outside the signed 64", id="numpy-uint64"
+    ),
+    pytest.param(
+        {"metadatas": {"a": np.array([1, 2**63], dtype=np.uint64)}},
+        "outside the signed 64",
+        id="numpy-uint64-array",
+    ),
 ]
 
 
@@ -589,3 +601,45 @@ def test_a_parsed_filter_that_sets_no_condition_deletes_nothing(seeded):
     with pytest.raises(InvalidInputError, match="clear"):
         seeded.delete(filter=Filter(And(())))
     unchanged(seeded, before)
+
+
+def test_int64_edges_are_stored_exactly_and_never_equal_a_nearby_float(seeded):
+    """Review of issue 14: integers are exact up to the signed 64-bit edges, on every path."""
+    values = [2**53, 2**53 + 1, 2**63 - 1, -(2**63), float(2**53)]
+    ids = [f"big{i}" for i in range(len(values))]
+    seeded.upsert(np.ones((len(values), DIM)), ids=ids, metadatas=[{"v": v} for v in values])
+    assert [r.metadata["v"] for r in seeded.get(ids)] == values
+    sql_search = VectorTable(seeded.engine, table_name=seeded.table_name, search_cache=False)
+    cases = {
+        2**53 + 1: {"big1"},
+        float(2**53): {"big0", "big4"},  # 2**53 == 2.0**53 exactly; 2**53 + 1 is not
+        2**63 - 1: {"big2"},
+        float(2**63): set(),  # no stored integer equals 2.0**63
+    }
+    for value, want in cases.items():
+        for flt in ({"v": value}, {"v": {"$in": [value, *range(100, 110)]}}):
+            assert {r.id for r in seeded.get(filter=flt)} == want, flt
+            assert {h.id for h in seeded.search(np.ones(DIM), k=10, filter=flt)} == want
+            assert {h.id for h in sql_search.search(np.ones(DIM), k=10, filter=flt)} == want
+    assert {r.id for r in seeded.get(filter={"v": {"$gte": float(2**63)}})} == set()
+
+
+TRUE_BY_STRUCTURE = [
+    {"$or": [{"lang": {"$nin": []}}, {"lang": "en"}]},
+    {"$or": [{}, {"lang": "en"}]},
+    {"lang": {"$not": {"$in": []}}},
+    {"$nor": [{"$or": []}, {"$and": [{"n": 1}, {"n": {"$in": []}}]}]},
+    {"$and": [{"$or": [{"$nor": []}]}, {"$not": {"lang": {"$in": []}}}]},
+]
+
+
+@pytest.mark.parametrize("flt", TRUE_BY_STRUCTURE)
+def test_a_filter_true_by_structure_at_any_depth_deletes_nothing(seeded, flt):
+    """Review of issue 14: only the top level was recognised, so an always-true branch
+    inside $or made delete(filter=...) empty the table."""
+    before = table_snapshot(seeded)
+    assert seeded.count(flt) == 3 and len(seeded.get(filter=flt)) == 3
+    with pytest.raises(InvalidInputError, match=r"sets no condition.*clear"):
+        seeded.delete(filter=flt)
+    unchanged(seeded, before)
+    assert seeded.delete(["a"], filter=flt) == 1  # with ids it restricts nothing more

@@ -26,6 +26,16 @@ def source_counts(table: VectorTable) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def source_ids(table: VectorTable, name: str) -> set[str]:
+    """The ids of the rows whose ``source`` metadata is ``name``."""
+    t = table.table
+    if t is None:
+        return set()
+    source = sa.type_coerce(t.c.meta, sa.JSON)["source"].as_string()
+    with table.engine.connect() as conn:
+        return set(conn.execute(sa.select(t.c.id).where(source == name)).scalars())
+
+
 def under_roots(name: str, roots: list[str]) -> bool:
     """True when source ``name`` lies in one of the ingest roots (``"notes/"``)."""
     return any(name.startswith(root) for root in roots)

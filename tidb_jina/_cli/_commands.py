@@ -202,6 +202,8 @@ def sources(args: argparse.Namespace) -> int:
 
 def delete(args: argparse.Namespace) -> int:
     """Delete the rows of one source, or the rows a filter matches, after confirmation."""
+    if args.source is not None and args.filter is not None:
+        raise CLIError("pass --source or --filter, not both (run delete once for each)")
     if (args.source is None) == (args.filter is None):
         raise CLIError(
             "pass --source NAME (as `tidb-jina sources` lists it) or --filter JSON, "
@@ -209,10 +211,18 @@ def delete(args: argparse.Namespace) -> int:
         )
     table = open_table(args, must_exist=True)
     if args.source is not None:
-        flt: dict[str, Any] = {"source": _source_name(table, args.source)}
-        what = f"source {flt['source']!r}"
+        name = _source_name(table, args.source)
+        what = f"source {name!r}"
+        # `sources` lists rows without one (e.g. written by a framework) as NO_SOURCE
+        no_source = {"$exists": False}
+        flt: dict[str, Any] = {"source": no_source if name == _catalog.NO_SOURCE else name}
     else:
         flt = parse_filter(args.filter) or {}
+        if not flt:
+            raise CLIError(
+                "--filter {} matches every row; `tidb-jina drop` removes the whole table, "
+                'or narrow the filter, e.g. --filter \'{"topic": "old"}\''
+            )
         what = f"filter {args.filter}"
     count = table.count(flt)
     if count == 0:

@@ -22,7 +22,7 @@ from typing import Any
 from tidb_jina._cli import CLIError, _catalog, _settings, _sources
 from tidb_jina._cli._progress import Progress
 from tidb_jina.store import VectorTable
-from tidb_jina.store._table_meta import model_name
+from tidb_jina.store._table_meta import model_name, same_model
 
 
 @dataclass
@@ -67,6 +67,9 @@ def ingest(args: argparse.Namespace) -> int:
             f"re-embedding everything with {change.new}",
             file=sys.stderr,
         )
+        # The first batch is embedded before the drop: a bad key or an unreachable
+        # provider fails here, with the table as it was.
+        table.embedder = _Primed(embedder, [c.text for c in chunks[: args.batch_size]])
         table.drop()  # the same object records the new model on the first write
     if table is None:
         table = _open(args, embedder, create=True)
@@ -90,6 +93,28 @@ def ingest(args: argparse.Namespace) -> int:
         f"removed{_pruned(stats, args)}; {table.count()} rows in the table."
     )
     return _report(problems)
+
+
+class _Primed:
+    """``embedder`` with the vectors of its first texts made up front (then reused)."""
+
+    def __init__(self, embedder: Any, texts: list[str]) -> None:
+        self._embedder = embedder
+        self._texts = texts
+        self._vectors = embedder.embed_documents(texts) if texts else []
+
+    @property
+    def model(self) -> str | None:  # read by the table's model check and record
+        return model_name(self._embedder)
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        if self._texts and list(texts) == self._texts:
+            self._texts = []  # once
+            return self._vectors
+        return self._embedder.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self._embedder.embed_query(text)
 
 
 def _load(
@@ -148,7 +173,9 @@ def _model_change(
     """The model change when the table was embedded with another model (None if not)."""
     recorded = table.recorded
     new = model_name(embedder)
-    if recorded is None or recorded.model is None or new is None or recorded.model == new:
+    if recorded is None or recorded.model is None or new is None:
+        return None
+    if same_model(recorded.model, new):  # e.g. jinaai/jina-embeddings-v3 and jina-embeddings-v3
         return None
     names = {s.name for s in sources}
     others = {
@@ -209,6 +236,22 @@ def _delete_stale(table: VectorTable | None, sources: list[_sources.Source], *, 
         source = first_stale[record.id]
         stale = {"source": source.name, "chunk": {"$gte": len(source.chunks)}}
         removed += table.delete(filter=stale) if write else table.count(stale)
+    return removed + _delete_stale_records(table, sources, write=write)
+
+
+def _delete_stale_records(
+    table: VectorTable, sources: list[_sources.Source], *, write: bool
+) -> int:
+    """Remove (or count) rows of JSONL records no longer in their file (a line removed
+    shifts the lines after it; a record's ``id`` changed). A file with a bad line keeps
+    its rows: the bad line's old row cannot be told from a stale one."""
+    removed = 0
+    for source in sources:
+        if source.chunked_file or source.problems:
+            continue
+        stale = _catalog.source_ids(table, source.name) - {c.id for c in source.chunks}
+        if stale:
+            removed += table.delete(list(stale)) if write else len(stale)
     return removed
 
 
@@ -231,6 +274,12 @@ def _prune(
         and name not in names
         and _sources._selected(name, args.glob or ())
     }
+    if gone:  # named, so a folder of the same name from elsewhere is noticed
+        shown = ", ".join(list(gone)[:10]) + (
+            f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+        )
+        verb = "pruning" if write else "would prune"
+        print(f"tidb-jina: note: {verb} the rows of files gone: {shown}", file=sys.stderr)
     if write:
         for name in gone:
             table.delete(filter={"source": name})

@@ -13,7 +13,9 @@ differently:
 
 * TiDB/MySQL: ``JSON_EXTRACT(meta, :path)`` with ``json_path(key)``, ``JSON_TYPE`` for the
   type guard, JSON-to-JSON comparison against ``CAST(:json AS JSON)`` (binary for strings,
-  numeric across INTEGER/DOUBLE) and ``MEMBER OF`` for arrays.
+  numbers never across INTEGER/DOUBLE: TiDB compares those within 1e-8, so stored
+  integers meet an integer bound and doubles a double bound, see ``_exact_numbers``)
+  and ``MEMBER OF`` for arrays.
 * SQLite: a correlated ``json_each(meta)`` row selected by ``key = :key``. SQLite's JSON
   paths compare the raw, still-escaped key text, so ``$."q\\"x"`` or a key stored as
   ``\\u00fc`` cannot be addressed by path at all; ``json_each`` compares decoded keys.
@@ -41,6 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from tidb_jina._errors import InvalidFilterError
+from tidb_jina.store._exact_numbers import Bound, float_bound, int_bound
 from tidb_jina.store._filter_tree import (
     And,
     Filter,
@@ -271,6 +274,8 @@ class _MySQLField:
 
     TYPES: ClassVar[dict[str, tuple[str, ...]]] = {
         "number": ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL"),
+        "integer": ("INTEGER", "UNSIGNED INTEGER"),
+        "double": ("DOUBLE", "DECIMAL"),
         "string": ("STRING",),
         "boolean": ("BOOLEAN",),
         "null": ("NULL",),
@@ -293,9 +298,11 @@ class _MySQLField:
     def pred(self, op: str, value: Any) -> sa.ColumnElement[bool]:
         if op == "eq" and value is None:
             return sa.or_(self.type.is_(None), self.is_type("null"))
+        if (op == "eq" or op in _COMPARATORS) and is_number(value):
+            return self.number(op, value)
         if op == "eq" or op in _COMPARATORS:
-            # JSON-to-JSON comparison: numeric across INTEGER/DOUBLE, binary for strings
-            # (no PAD SPACE, unlike utf8mb4_bin on the unquoted text).
+            # JSON-to-JSON comparison: binary for strings (no PAD SPACE, unlike
+            # utf8mb4_bin on the unquoted text), booleans only with booleans.
             compare = _COMPARATORS.get(op, _COMPARATORS["eq"])
             return sa.and_(self.is_type(self.kind(value)), compare(self.doc, _CastJSON(value)))
         if op == "exists":
@@ -312,6 +319,22 @@ class _MySQLField:
             )
         return self.array_pred(op, value)
 
+    def number(self, op: str, value: int | float) -> sa.ColumnElement[bool]:
+        """``doc <op> value`` exactly: integers against an integer bound, doubles against
+        a double bound (TiDB compares INTEGER with DOUBLE within 1e-8; see
+        :mod:`tidb_jina.store._exact_numbers`)."""
+        parts = []
+        for kind, bound in (("integer", int_bound(op, value)), ("double", float_bound(op, value))):
+            if bound is False:
+                continue
+            if bound is True:
+                parts.append(self.is_type(kind))
+            else:
+                bound_op, bound_value = bound
+                compare = _COMPARATORS[bound_op](self.doc, _CastJSON(bound_value))
+                parts.append(sa.and_(self.is_type(kind), compare))
+        return sa.or_(*parts) if parts else sa.false()
+
     def array_pred(self, op: str, values: tuple[Any, ...]) -> sa.ColumnElement[bool]:
         members = [_MemberOf(_CastJSON(v), self.doc) for v in values]
         if op == "all":
@@ -323,11 +346,15 @@ class _MySQLField:
     def member(self, values: Sequence[Any], column: Any) -> sa.ColumnElement[bool]:
         """The key's value equals one of ``values`` (no None): one ``MEMBER OF`` per type."""
         numbers, strings, flags = _split_by_kind(values)
+        # Numbers: integers MEMBER OF integers, doubles MEMBER OF doubles (exact).
+        as_ints = _exact_members(int_bound, numbers)
+        as_doubles = _exact_members(float_bound, numbers)
         parts = []
-        for kind, group in (("number", numbers), ("string", strings), ("boolean", flags)):
+        groups = (("integer", as_ints), ("double", as_doubles), ("string", strings))
+        for kind, group in (*groups, ("boolean", flags)):
             if group:
                 parts.append(sa.and_(self.is_type(kind), _MemberOf(self.doc, _CastJSON(group))))
-        condition = sa.or_(*parts)
+        condition = sa.or_(*parts) if parts else sa.false()
         if column is None or len(strings) != len(values):
             return condition
         return sa.and_(column.in_(strings), condition)
@@ -357,6 +384,13 @@ def _split_by_kind(values: Sequence[Any]) -> tuple[list[Any], list[str], list[bo
     strings = [v for v in values if isinstance(v, str)]
     flags = sorted({v for v in values if isinstance(v, bool)})
     return list(dict.fromkeys(numbers)), list(dict.fromkeys(strings)), flags
+
+
+def _exact_members(bound: Callable[[str, Any], Bound], numbers: Sequence[Any]) -> list[Any]:
+    """The ``eq`` bounds of ``numbers`` for one stored kind (values that can never be
+    equal to a number of that kind are left out), each once."""
+    out = [b[1] for b in (bound("eq", v) for v in numbers) if isinstance(b, tuple)]
+    return list(dict.fromkeys(out))
 
 
 def _json_each_values(values: Sequence[Any]) -> sa.ColumnElement[Any]:

@@ -11,8 +11,11 @@ Logical operators (top level, or inside one another)::
     $not                one filter dict
 
 ``{}`` sets no condition, also when nested (``{"$or": [{}]}`` matches everything, as in
-MongoDB); an adapter that builds an *empty group* must build the group's identity
-(an empty ``$or`` matches nothing), which is what the LlamaIndex translator does.
+MongoDB). A filter that is true for every row by its structure alone (``{}``,
+``$and: []``, ``$nin: []``, and any AND / OR / NOT of them, at any depth) counts as no
+filter: reads return every row and ``delete()`` refuses it. An adapter that builds an
+*empty group* must build the group's identity (an empty ``$or`` matches nothing), which
+is what the LlamaIndex translator does.
 
 Limits: a filter nests at most :data:`MAX_FILTER_DEPTH` dicts/lists deep and holds at
 most :data:`MAX_FILTER_VALUES` values (a ``$in`` list of 10,000 is fine); beyond them
@@ -272,10 +275,29 @@ def parse_filter(filter: Mapping[str, Any] | Filter | None) -> Filter | None:
 
 
 def sets_no_condition(node: Node) -> bool:
-    """True when ``node`` holds for every record by construction (an empty AND, NOR)."""
-    if isinstance(node, And):
-        return all(sets_no_condition(child) for child in node.items)
-    return isinstance(node, Not) and isinstance(node.item, Or) and not node.item.items
+    """True when ``node`` holds for every record by construction.
+
+    By structure, through every level: an empty AND or NOR, ``$nin: []``, a nested
+    ``{}``, and any AND / OR / NOT built from them (``{"$or": [{"k": {"$nin": []}},
+    {"tenant": "acme"}]}`` is true for every row, so ``delete()`` refuses it like
+    ``{}``). Tautologies over values (``$exists: true`` OR ``$exists: false``) are
+    legitimate filters and are not detected.
+    """
+    return _constant(node) is True
+
+
+def _constant(node: Node) -> bool | None:
+    """True / False when ``node`` holds for every / no record by structure, else None."""
+    if isinstance(node, Pred):
+        return None
+    if isinstance(node, Not):
+        inner = _constant(node.item)
+        return None if inner is None else not inner
+    results = [_constant(child) for child in node.items]
+    absorbing = isinstance(node, Or)  # True absorbs an OR, False absorbs an AND
+    if absorbing in results:
+        return absorbing
+    return (not absorbing) if all(r is not None for r in results) else None
 
 
 def check_filter_size(filter: Any) -> None:

@@ -113,8 +113,9 @@ class VectorTable(TableBase):
         id_list = _ids(ids)
         parsed = _parse(filter)
         if id_list is None and parsed is None:
+            given = "" if filter is None else f" (the filter {filter!r} sets no condition)"
             raise InvalidInputError(
-                "delete() needs ids or a filter; to delete every row call clear()"
+                f"delete() needs ids or a filter{given}; to delete every row call clear()"
             )
         table = self._load()
         if table is None or id_list == []:

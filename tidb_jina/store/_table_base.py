@@ -96,7 +96,7 @@ def _model_of(given: str | None, embedder: Any, auto: AutoEmbedding | str | None
             raise ConfigurationError(
                 f"embedding_model must be a model id such as 'jina-embeddings-v3', got {given!r}"
             )
-        return given.strip()
+        return given.strip()[: _table_meta.MAX_MODEL_CHARS]  # as recorded
     if embedder is not None:
         return _table_meta.model_name(embedder)
     if isinstance(auto, AutoEmbedding):
@@ -355,7 +355,7 @@ class TableBase:
         if recorded is None:
             self._load()
             recorded = self._state.recorded
-        if recorded is not None and recorded.model not in (None, model):
+        if recorded is not None and not _table_meta.same_model(recorded.model or model, model):
             raise SchemaError(
                 f"table {self.table_name!r} holds vectors of {recorded.model} "
                 f"({recorded.describe()}), but this table embeds with {model}: vectors of "

@@ -32,7 +32,9 @@ from tidb_jina.store._metrics import DistanceMetric
 META_TABLE = "_tidb_jina_meta"
 FORMAT_VERSION = 1
 MAX_MODEL_CHARS = 400
-_PEER_DISTANCE = re.compile(r"distance\s*=\s*(\w+)", re.IGNORECASE)
+# "hnsw(distance=l2)"; tidb-vector given its own enum on Python 3.11+ writes the member's
+# name instead: "hnsw(distance=DistanceStrategy.EUCLIDEAN)".
+_PEER_DISTANCE = re.compile(r"distance\s*=\s*['\"]?(?:\w+\.)?(\w+)", re.IGNORECASE)
 _MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
 
 
@@ -126,6 +128,17 @@ def model_name(embedder: Any) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()[:MAX_MODEL_CHARS]
     return None
+
+
+def same_model(recorded: str, model: str) -> bool:
+    """Whether two model ids name the same model: the Hugging Face id and the Jina API
+    name (``jinaai/jina-embeddings-v3`` and ``jina-embeddings-v3``) or a local copy's
+    path end in the same name, compared without case."""
+    return _model_key(recorded) == _model_key(model)
+
+
+def _model_key(model: str) -> str:
+    return model.strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 def table_comment(meta: TableMeta) -> str:

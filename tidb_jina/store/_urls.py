@@ -10,6 +10,7 @@ Any other string without ``://`` is refused with the forms above, rather than gu
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from tidb_jina._errors import ConfigurationError
@@ -24,7 +25,7 @@ def embedded_url(connection: Any) -> Any:
         return connection
     path = connection.strip()
     if path.lower().endswith(EMBEDDED_SUFFIXES):
-        return f"sqlite:///{path}"
+        return f"sqlite:///{os.path.expanduser(path)}"  # "~/kb.db": in the home folder
     raise ConfigurationError(
         f"{path!r} is neither a database URL nor a database file: use "
         "'mysql+pymysql://USER:PASSWORD@HOST:4000/DB' for TiDB, or a file path ending in "

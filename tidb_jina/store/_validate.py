@@ -13,6 +13,9 @@ never leaves earlier batches committed:
   ``RecursionError`` from the JSON encoder; MySQL's JSON limit is 100).
 * **Keys** that are not strings at any depth, including inside NumPy object arrays
   (``json.dumps`` would quietly write ``{1: "x"}`` as ``{"1": "x"}``).
+* **Integers** outside the signed 64-bit range, at any depth. SQLite's JSON reads them
+  as REAL (rounded), so ``2**63 + 1`` would compare equal to ``2.0**63`` and filters
+  would widen; filter values are limited to the same range.
 * **Row size** in UTF-8 bytes of id, document, metadata JSON and vector together,
   against TiDB's 6 MiB ``txn-entry-size-limit``.
 """
@@ -74,6 +77,22 @@ def _check_string(value: str, where: str, *, key: bool) -> None:
 
 
 _SCALARS = (int, float, bool, type(None))
+# SQLite (and the filter language) hold integers as signed 64-bit.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _bad_int(value: Any) -> bool:
+    """An integer (Python or NumPy, not bool) outside the signed 64-bit range."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return not _INT_MIN <= int(value) <= _INT_MAX
+    return False
+
+
+def _bad_array(value: np.ndarray) -> bool:
+    """A NumPy unsigned array holding a value beyond the signed 64-bit range."""
+    return value.dtype.kind == "u" and value.size > 0 and int(value.max()) > _INT_MAX
 
 
 def _bad_string(text: str) -> bool:
@@ -86,6 +105,8 @@ def _needs_explaining(meta: Mapping[str, Any]) -> bool:
     while stack:
         value, depth = stack.pop()
         if isinstance(value, np.ndarray):
+            if _bad_array(value):
+                return True
             if value.dtype.kind not in "OU":
                 continue
             value = value.tolist()
@@ -94,6 +115,8 @@ def _needs_explaining(meta: Mapping[str, Any]) -> bool:
         elif isinstance(value, (list, tuple)):
             items = enumerate(value)
         else:
+            if _bad_int(value):
+                return True
             continue
         if depth > MAX_METADATA_DEPTH:
             return True
@@ -104,6 +127,9 @@ def _needs_explaining(meta: Mapping[str, Any]) -> bool:
             kind = type(item)
             if kind is str or isinstance(item, str):  # NumPy's str_ too
                 if _bad_string(item):
+                    return True
+            elif kind is int:
+                if not _INT_MIN <= item <= _INT_MAX:
                     return True
             elif kind not in _SCALARS:
                 stack.append((item, depth + 1))
@@ -125,7 +151,7 @@ def check_metadata_values(meta: Mapping[str, Any], i: int) -> None:
             _check_string(value, where, key=False)
             continue
         if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "OU":
+            if value.dtype.kind not in "OUu":
                 continue
             value = value.tolist()
         if isinstance(value, Mapping):
@@ -133,6 +159,12 @@ def check_metadata_values(meta: Mapping[str, Any], i: int) -> None:
         elif isinstance(value, (list, tuple)):
             items = enumerate(value)
         else:
+            if _bad_int(value):
+                raise InvalidInputError(
+                    f"{where} holds the integer {int(value)}, outside the signed 64-bit "
+                    "range that SQLite's JSON and the filters compare exactly; store it as "
+                    "a string (or a float, if rounding is acceptable)"
+                )
             continue
         if depth > MAX_METADATA_DEPTH:
             raise InvalidInputError(
