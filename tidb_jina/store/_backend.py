@@ -189,6 +189,15 @@ class Backend(Protocol):
 
     def index_status(self) -> IndexStatus: ...
 
+    def note_schema(self, conn: sa.Connection) -> None:
+        """Remember the database's schema state before the table's shape is read."""
+        ...
+
+    def schema_changed(self) -> bool:
+        """True when a table was dropped or created since :meth:`note_schema` (by anyone):
+        the facade then reads the table's shape again."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds (caches, watcher connections)."""
         ...

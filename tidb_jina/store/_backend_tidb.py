@@ -221,6 +221,12 @@ class TiDBBackend:
         with self.db.read() as conn:
             return list(conn.execute(stmt).all())
 
+    def note_schema(self, conn: sa.Connection) -> None:
+        return None  # a TiDB table's shape is read once (DDL by others is not tracked)
+
+    def schema_changed(self) -> bool:
+        return False
+
     def close(self) -> None:
         return None
 

@@ -18,7 +18,6 @@ and the rows always come from the same committed state.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,64 +25,186 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from tidb_jina.store import _vector
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
+from tidb_jina.store._watch import ChangeWatcher
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The table's vectors at one committed state, prepared for one metric."""
+    """The table's vectors at one committed state, prepared for one metric.
+
+    Never changed once published: a write by this process publishes a new snapshot that
+    shares the old one's matrix buffer (appended rows go past the old one's end, updated
+    and deleted rows are marked dead in a new ``alive`` mask), so a reader holding the
+    old one keeps seeing exactly its state.
+    """
 
     token: Any
-    rowids: np.ndarray  # sorted int64
+    rowids: np.ndarray  # int64 (n,), ascending unless rows were appended out of order
     matrix: np.ndarray  # float32 (n, d): unit rows for cosine, raw otherwise
     sq_norms: np.ndarray | None  # float32 (n,), for L2
-    # Parsed metadata and per-key filter columns, filled on the first filtered search.
+    alive: np.ndarray | None = None  # bool (n,); None: every row is alive
+    # Per-key filter columns, filled on the first filtered search (and carried forward).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def positions(self, rowids: np.ndarray) -> np.ndarray:
-        """Matrix rows of the given rowids (all present in this snapshot)."""
-        return np.searchsorted(self.rowids, rowids)
+    @property
+    def size(self) -> int:
+        return int(self.rowids.size)
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted rowids of the alive rows, their positions), made once per snapshot."""
+        index = self.extras.get("index")
+        if index is None:
+            if self.alive is None and _ascending(self.rowids):
+                positions = np.arange(self.size)
+                index = (self.rowids, positions)
+            else:
+                alive = self.alive
+                positions = np.arange(self.size) if alive is None else np.flatnonzero(alive)
+                keys = self.rowids[positions]
+                order = np.argsort(keys, kind="stable")
+                index = (keys[order], positions[order])
+            self.extras["index"] = index
+        return index  # type: ignore[no-any-return]
+
+    def positions(self, rowids: np.ndarray) -> np.ndarray | None:
+        """Matrix rows of the given rowids; None if one is not an alive row here (stale)."""
+        keys, positions = self._index()
+        if rowids.size == 0:
+            return np.empty(0, dtype=np.intp)
+        at = np.searchsorted(keys, rowids)
+        if at.max() >= keys.size or not np.array_equal(keys[at], rowids):
+            return None
+        return positions[at]
+
+
+def _ascending(values: np.ndarray) -> bool:
+    return values.size < 2 or bool((values[1:] > values[:-1]).all())
 
 
 class VectorCache:
-    """One embedded table's vector snapshot plus the means to tell when it is stale."""
+    """One embedded table's vector snapshot plus the means to tell when it is stale.
+
+    Loads are single-flight: when the table changed, the first reader reloads and every
+    other reader waits for that load instead of reading its own copy.
+    """
 
     def __init__(self, engine: sa.Engine, metric: DistanceMetric) -> None:
         self.metric = metric
         self.snapshot: Snapshot | None = None
-        self._database = engine.url.database or ""
-        self._file = self._database not in ("", ":memory:")
-        self._watcher: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self.watcher = ChangeWatcher(engine)
+        # reentrant: the async view runs greenlets on one thread, which must not block
+        # each other (they may load twice; threads still load once)
+        self._load_lock = threading.RLock()
+        self._buffer: np.ndarray | None = None  # the matrix's rows plus spare rows
+        self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
+        self._sq_buffer: np.ndarray | None = None
+
+    @property
+    def _watcher(self) -> Any:
+        return self.watcher._conn
 
     def token(self, conn: sa.Connection) -> Any:
-        if not self._file:
-            return conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = sqlite3.connect(self._database, check_same_thread=False)
-            return self._watcher.execute("PRAGMA data_version").fetchone()[0]
+        return self.watcher.token(conn)
 
     def current(self, token: Any) -> Snapshot | None:
         snap = self.snapshot
         return snap if snap is not None and snap.token == token else None
 
-    def load(self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int) -> Snapshot:
-        rowid = sa.literal_column("rowid", sa.Integer)
-        blob = sa.type_coerce(table.c.embedding, sa.LargeBinary)
-        rows = conn.execute(sa.select(rowid, blob).order_by(rowid)).all()
-        if rows:
-            ids, blobs = zip(*rows, strict=True)
-            rowids = np.array(ids, dtype=np.int64)
-            matrix = _vector.decode_blob_rows(blobs, dimension)
-        else:
-            rowids, matrix = np.empty(0, np.int64), np.empty((0, dimension), np.float32)
-        snap = Snapshot(token, rowids, *self._prepare(matrix))
-        self.snapshot = snap
-        return snap
+    def load(
+        self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
+    ) -> tuple[Snapshot, bool]:
+        """The snapshot for ``token``: (snapshot, True) if read now on ``conn``, or
+        (snapshot, False) if another thread loaded the current state meanwhile."""
+        with self._load_lock:
+            now = self.token(conn)
+            snap = self.snapshot
+            if snap is not None and snap.token == now and snap.matrix.shape[1] == dimension:
+                return snap, False
+            self.snapshot = self._buffer = self._sq_buffer = None  # free the old copy first
+            loaded = load_vectors(conn, table, dimension, self.metric)
+            n = loaded.rowids.size
+            self._buffer, self._sq_buffer = loaded.buffer, loaded.sq_norms
+            sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
+            snap = Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
+            self.snapshot = snap
+            return snap, True
+
+    def load_private(
+        self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
+    ) -> Snapshot:
+        """A snapshot read on ``conn`` for one caller only (not kept, not shared)."""
+        loaded = load_vectors(conn, table, dimension, self.metric)
+        n = loaded.rowids.size
+        sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
+        return Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
+
+    def apply(self, before: Any, after: Any, rowids: np.ndarray, vectors: np.ndarray) -> bool:
+        """Publish the snapshot at ``after``: the one at ``before`` plus rows written by
+        this process (``rowids`` with their new ``vectors``). False if ``before`` is not
+        the current snapshot's state (the next search reloads instead)."""
+        with self._load_lock:
+            snap = self.snapshot
+            if snap is None or snap.token != before or self._buffer is None:
+                return False
+            if vectors.shape[1] != snap.matrix.shape[1]:
+                self.snapshot = None
+                return False
+            n, m = snap.size, rowids.size
+            alive = np.ones(n, dtype=bool) if snap.alive is None else snap.alive.copy()
+            keys, positions = snap._index()
+            at = np.minimum(np.searchsorted(keys, rowids), max(keys.size - 1, 0))
+            if keys.size:
+                replaced = keys[at] == rowids
+                alive[positions[at[replaced]]] = False
+            dead = n - int(alive.sum())
+            if n + m > self._buffer.shape[0] or dead > max(1024, n // 4):
+                self._compact(snap, alive, n + m)
+                snap = self.snapshot
+                assert snap is not None
+                n, alive = snap.size, np.ones(snap.size, dtype=bool)
+            buffer = self._buffer
+            assert buffer is not None
+            buffer[n : n + m] = vectors
+            sq_out = None if self._sq_buffer is None else self._sq_buffer[n : n + m]
+            prepare_rows(buffer[n : n + m], self.metric, sq_out)
+            all_alive = bool(alive.all())
+            new = Snapshot(
+                after,
+                np.concatenate([snap.rowids, rowids]),
+                buffer[: n + m],
+                None if self._sq_buffer is None else self._sq_buffer[: n + m],
+                None if all_alive else np.concatenate([alive, np.ones(m, dtype=bool)]),
+            )
+            columns = snap.extras.get("columns")
+            if columns:
+                new.extras["columns"] = dict(columns)  # extended lazily for the new rows
+            self.snapshot = new
+            return True
+
+    def _compact(self, snap: Snapshot, alive: np.ndarray, need: int) -> None:
+        """Move the alive rows into a new buffer with room for ``need`` - dead rows."""
+        keep = np.flatnonzero(alive)
+        rows = keep.size + (need - snap.size)
+        capacity = rows + spare_rows(rows)
+        buffer = np.empty((capacity, snap.matrix.shape[1]), dtype=np.float32)
+        np.take(snap.matrix, keep, axis=0, out=buffer[: keep.size])
+        sq = None
+        if self._sq_buffer is not None:
+            sq = np.zeros(capacity, dtype=np.float32)
+            assert snap.sq_norms is not None
+            sq[: keep.size] = snap.sq_norms[keep]
+        self._buffer, self._sq_buffer = buffer, sq
+        self.snapshot = Snapshot(
+            snap.token,
+            snap.rowids[keep],
+            buffer[: keep.size],
+            None if sq is None else sq[: keep.size],
+        )
 
     def filter_positions(
         self, snap: Snapshot, conn: sa.Connection, table: sa.Table, filter: Filter
@@ -97,35 +218,29 @@ class VectorCache:
         def column(key: str) -> KeyColumn:
             nonlocal stale
             cached = columns.get(key)
-            if cached is None:
-                cached = _load_column(conn, table, key, snap.rowids)
-                if cached is None:  # the rows are not the snapshot's: SQL answers instead
-                    stale = True
-                    cached = KeyColumn([None] * snap.rowids.size, [None] * snap.rowids.size)
-                else:
-                    columns[key] = cached
+            if cached is not None and len(cached.kind) < snap.size:
+                cached = _extend_column(conn, table, key, snap, cached)
+            elif cached is None:
+                cached = _load_column(conn, table, key, snap)
+            if cached is None:  # the rows are not the snapshot's: SQL answers instead
+                stale = True
+                return _missing_column(snap.size)
+            columns[key] = cached
             return cached
 
-        found = np.flatnonzero(mask(filter.node, column, snap.rowids.size))
-        return None if stale else found  # stale: not the snapshot's state, let SQL answer
+        matched = mask(filter.node, column, snap.size)
+        if stale:
+            return None
+        if snap.alive is not None:
+            matched &= snap.alive
+        return np.flatnonzero(matched)
 
     def invalidate(self) -> None:
-        self.snapshot = None
+        with self._load_lock:
+            self.snapshot = self._buffer = self._sq_buffer = None
 
     def close(self) -> None:
-        with self._lock:
-            if self._watcher is not None:
-                self._watcher.close()
-                self._watcher = None
-
-    def _prepare(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.metric is DistanceMetric.COSINE:
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0  # zero vectors score 0 similarity, like TiDB's NULL-free path
-            return np.ascontiguousarray(matrix / norms, dtype=np.float32), None
-        if self.metric is DistanceMetric.L2:
-            return np.ascontiguousarray(matrix), np.einsum("ij,ij->i", matrix, matrix)
-        return np.ascontiguousarray(matrix), None
+        self.watcher.close()
 
     def distances(
         self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None
@@ -152,22 +267,73 @@ class VectorCache:
         return self.distances(snap, query, positions)
 
 
-def _load_column(
-    conn: sa.Connection, table: sa.Table, key: str, rowids: np.ndarray
-) -> KeyColumn | None:
-    """One key's JSON type and value for every row, in rowid order (None: rows differ)."""
+_ROWID = sa.literal_column("rowid", sa.Integer)
+
+
+def _key_rows(conn: sa.Connection, table: sa.Table, key: str, rowids: list[int] | None) -> Any:
     # path_safe keys only: no quote or backslash to escape in the path
     path: sa.BindParameter[str] = sa.bindparam(None, f'$."{key}"', type_=sa.String)
-    rowid = sa.literal_column("rowid", sa.Integer)
     stmt = sa.select(
-        rowid, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
-    ).order_by(rowid)
-    rows = conn.execute(stmt).all()
-    if len(rows) != rowids.size or not np.array_equal(
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), rowids
-    ):
+        _ROWID, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
+    )
+    if rowids is None:
+        return conn.execute(stmt).all()
+    rows: list[Any] = []
+    for chunk in chunks(rowids, IN_CHUNK):
+        rows.extend(conn.execute(stmt.where(_ROWID.in_(chunk))).all())
+    return rows
+
+
+def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
+    """The key's column for snapshot positions ``start:`` from (rowid, type, value) rows;
+    None unless the rows are exactly the snapshot's alive rows there."""
+    n = snap.size - start
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    positions = snap.positions(ids)
+    if positions is None or np.unique(positions).size != len(rows):
         return None
-    return KeyColumn([r[1] for r in rows], [r[2] for r in rows])
+    alive = snap.alive[start:] if snap.alive is not None else None
+    expected = n if alive is None else int(alive.sum())
+    if start:
+        positions = positions - start
+        if positions.size and positions.min() < 0:
+            return None
+    if len(rows) != expected:
+        return None
+    types: list[str | None] = [None] * n
+    values: list[Any] = [None] * n
+    for p, row in zip(positions.tolist(), rows, strict=True):
+        types[p], values[p] = row[1], row[2]
+    return KeyColumn(types, values)
+
+
+def _load_column(
+    conn: sa.Connection, table: sa.Table, key: str, snap: Snapshot
+) -> KeyColumn | None:
+    """One key's JSON type and value for every row of ``snap`` (None: rows differ)."""
+    return _column_at(_key_rows(conn, table, key, None), snap, 0)
+
+
+def _extend_column(
+    conn: sa.Connection, table: sa.Table, key: str, snap: Snapshot, done: KeyColumn
+) -> KeyColumn | None:
+    """``done`` (the first rows' column) extended to rows appended since it was made."""
+    start = len(done.kind)
+    new = snap.rowids[start:]
+    if snap.alive is not None:
+        new = new[snap.alive[start:]]
+    tail = _column_at(_key_rows(conn, table, key, new.tolist()), snap, start)
+    if tail is None:
+        return None
+    joined = KeyColumn.__new__(KeyColumn)
+    joined.kind = np.concatenate([done.kind, tail.kind])
+    joined.values = np.concatenate([done.values, tail.values])
+    joined.empty = np.concatenate([done.empty, tail.empty])
+    return joined
+
+
+def _missing_column(n: int) -> KeyColumn:
+    return KeyColumn([None] * n, [None] * n)
 
 
 # --- scoring on a snapshot --------------------------------------------------------------
@@ -186,7 +352,12 @@ def score_hits(
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
     approx = cache.distances(snap, query, positions)
-    chosen = nearest(approx, rowids, k, max_distance)
+    if positions is None and snap.alive is not None:  # rows replaced or deleted since
+        approx[~snap.alive] = np.inf
+        chosen = nearest(approx, rowids, k, max_distance)
+        chosen = chosen[snap.alive[chosen]]
+    else:
+        chosen = nearest(approx, rowids, k, max_distance)
     chosen_positions = chosen if positions is None else positions[chosen]
     exact = cache.exact(snap, query, chosen_positions)
     order = np.lexsort((rowids[chosen], exact))

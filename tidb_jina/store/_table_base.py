@@ -225,6 +225,7 @@ class TableBase:
         an engine it created (not one you passed in). Idempotent; the table reconnects if
         used again. For the running loop's async pool use ``await table.aclose()``."""
         self._backend.close()
+        self._runner.dispose_idle()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -259,14 +260,17 @@ class TableBase:
 
     def _load(self) -> sa.Table | None:
         state = self._state
-        if state.loaded:
+        if state.loaded and not self._backend.schema_changed():
             return state.table
         with state.lock:
             if state.loaded:
-                return state.table
+                if not self._backend.schema_changed():
+                    return state.table
+                state.reset()  # dropped or re-created by someone else: read it again
             if state.drop_pending:
                 self.drop()
             with self._db.read() as conn:
+                self._backend.note_schema(conn)
                 shape = read_shape(conn, self.table_name)
             self._adopt(shape)
             return state.table
@@ -310,6 +314,7 @@ class TableBase:
                 conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
                 for index in table.indexes:
                     conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+                self._backend.note_schema(conn)
                 shape = read_shape(conn, self.table_name)
             self._adopt(shape)  # someone else may have created it first, with another size
             self._check_dimension(dimension)
