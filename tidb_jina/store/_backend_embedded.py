@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from tidb_jina._errors import DatabaseError, SchemaError
+from tidb_jina._errors import SchemaError
 from tidb_jina.store import _fulltext, _tidb, _vector
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
@@ -119,29 +119,41 @@ class EmbeddedBackend:
     def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
         assert query.vector is not None  # only TiDB embeds query text itself
         vector, k, bound = query.vector, options.k, options.max_distance
+        cache = self.cache
         for attempt in range(3):
-            last = attempt == 2  # the last try reads everything in one transaction
+            last = attempt == 2  # the last try never gives up
             with self.db.read() as conn:
-                snap, fresh = self._snapshot(conn, table, vector.shape[0], private=last)
+                token = self._pinned_token(conn)
+                if token is None and not last:
+                    continue  # a commit landed as the transaction began: look again
+                snap = self._snapshot(conn, table, vector.shape[0], token)
                 positions = self._matching(snap, conn, table, options)
-                if positions is False:  # the cached snapshot no longer matches the table
+                if positions is False:  # cannot happen: snapshot and transaction agree
                     continue
                 assert positions is not True
                 if last or not self.db.serialized:
-                    hits = score_hits(self.cache, snap, vector, k, positions, bound)
+                    hits = score_hits(cache, snap, vector, k, positions, bound)
                     rows = _fetch_rows(conn, table, hits[0], options.include_embeddings)
-                    if len(rows) == hits[0].size and (
-                        fresh or self.cache.token(conn) == snap.token
-                    ):
-                        return self._results(hits, rows, options)
-                    continue  # a commit landed mid-search: score again on fresh vectors
+                    return self._results(hits, rows, options)
             # sqlite:// is one connection under a lock: score without holding it
-            hits = score_hits(self.cache, snap, vector, k, positions, bound)
+            hits = score_hits(cache, snap, vector, k, positions, bound)
             with self.db.read() as conn:
                 rows = _fetch_rows(conn, table, hits[0], options.include_embeddings)
-                if len(rows) == hits[0].size and self.cache.token(conn) == snap.token:
+                if len(rows) == hits[0].size and cache.token(conn) == snap.token:
                     return self._results(hits, rows, options)
-        raise DatabaseError("the table kept changing during the search; try again")
+        raise AssertionError("the last try always answers")
+
+    def _pinned_token(self, conn: sa.Connection) -> Any:
+        """The change token of the state ``conn``'s read transaction sees, or None when a
+        commit landed while it began (then the state is unknown).
+
+        Read before and after the transaction takes its snapshot (its first read): equal
+        tokens mean nothing was committed in between, so the transaction sees exactly
+        that state, for all its statements. Scores (from the snapshot of that token) and
+        rows (read on ``conn``) then always agree, however busy the writers are."""
+        before = self.cache.token(conn)
+        conn.exec_driver_sql("PRAGMA schema_version").scalar_one()  # takes the snapshot
+        return before if self.cache.token(conn) == before else None
 
     def _results(
         self, hits: tuple[np.ndarray, np.ndarray], rows: dict[int, Any], options: SearchOptions
@@ -159,22 +171,14 @@ class EmbeddedBackend:
             for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
         ]
 
-    def _snapshot(
-        self, conn: sa.Connection, table: sa.Table, dim: int, *, private: bool
-    ) -> tuple[Snapshot, bool]:
-        """The current snapshot, and whether it was read on ``conn`` (in its transaction).
-
-        ``private``: read a copy on ``conn`` that no one else uses (the last retry)."""
+    def _snapshot(self, conn: sa.Connection, table: sa.Table, dim: int, token: Any) -> Snapshot:
+        """The vectors of the state ``conn`` reads (``token``; None: unknown, read them)."""
         cache = self.cache
-        token = cache.token(conn)
-        keep = self.settings.search_cache and not private
-        snap = cache.current(token) if keep else None
-        if snap is not None:
-            return snap, False
+        keep = self.settings.search_cache and token is not None
         try:
             if keep:
-                return cache.load(conn, table, token, dim)
-            return cache.load_private(conn, table, token, dim), True
+                return cache.current(token) or cache.load(conn, table, token, dim)[0]
+            return cache.load_private(conn, table, token, dim)
         except ValueError as exc:
             raise SchemaError(
                 f"table {self.settings.table_name!r} holds vectors whose length is not "

@@ -32,6 +32,8 @@ from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
 
+RECENT_SNAPSHOTS = 8
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -95,7 +97,10 @@ class VectorCache:
 
     def __init__(self, engine: sa.Engine, metric: DistanceMetric) -> None:
         self.metric = metric
-        self.snapshot: Snapshot | None = None
+        self.snapshot: Snapshot | None = None  # the newest published
+        # The last few published snapshots by token: a reader whose transaction started
+        # just before a write of this process finds its state here instead of reloading.
+        self._recent: dict[Any, Snapshot] = {}
         self.watcher = ChangeWatcher(engine)
         # reentrant: the async view runs greenlets on one thread, which must not block
         # each other (they may load twice; threads still load once)
@@ -112,27 +117,43 @@ class VectorCache:
         return self.watcher.token(conn)
 
     def current(self, token: Any) -> Snapshot | None:
-        snap = self.snapshot
-        return snap if snap is not None and snap.token == token else None
+        return self._recent.get(token)
+
+    def _publish(self, snap: Snapshot | None, *, history: bool = True) -> None:
+        recent = dict(self._recent) if history and snap is not None else {}
+        if snap is not None:
+            recent[snap.token] = snap
+            while len(recent) > RECENT_SNAPSHOTS:
+                del recent[next(iter(recent))]
+        self._recent, self.snapshot = recent, snap  # readers see old or new, never half
 
     def load(
         self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
     ) -> tuple[Snapshot, bool]:
-        """The snapshot for ``token``: (snapshot, True) if read now on ``conn``, or
-        (snapshot, False) if another thread loaded the current state meanwhile."""
+        """The snapshot of state ``token``, which ``conn``'s transaction reads:
+        (snapshot, True) if read now, (snapshot, False) if another thread loaded it
+        meanwhile (one load for every reader waiting on the lock)."""
         with self._load_lock:
-            now = self.token(conn)
-            snap = self.snapshot
-            if snap is not None and snap.token == now and snap.matrix.shape[1] == dimension:
+            snap = self._recent.get(token)
+            if snap is not None and snap.matrix.shape[1] == dimension:
                 return snap, False
-            self.snapshot = self._buffer = self._sq_buffer = None  # free the old copy first
+            self._publish(None)  # free the old copy before reading the new one
+            self._buffer = self._sq_buffer = None
             loaded = load_vectors(conn, table, dimension, self.metric)
             n = loaded.rowids.size
             self._buffer, self._sq_buffer = loaded.buffer, loaded.sq_norms
             sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
             snap = Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
-            self.snapshot = snap
+            self._publish(snap)
             return snap, True
+
+    def writer_begin(self) -> bool:
+        """Hold the load lock for a commit of this process (if free): readers that see
+        the commit wait for :meth:`apply` instead of loading. See ``_incremental``."""
+        return self._load_lock.acquire(blocking=False)
+
+    def writer_done(self) -> None:
+        self._load_lock.release()
 
     def load_private(
         self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
@@ -152,7 +173,7 @@ class VectorCache:
             if snap is None or snap.token != before or self._buffer is None:
                 return False
             if vectors.shape[1] != snap.matrix.shape[1]:
-                self.snapshot = None
+                self._publish(None)
                 return False
             n, m = snap.size, rowids.size
             alive = np.ones(n, dtype=bool) if snap.alive is None else snap.alive.copy()
@@ -183,7 +204,7 @@ class VectorCache:
             columns = snap.extras.get("columns")
             if columns:
                 new.extras["columns"] = dict(columns)  # extended lazily for the new rows
-            self.snapshot = new
+            self._publish(new)
             return True
 
     def _compact(self, snap: Snapshot, alive: np.ndarray, need: int) -> None:
@@ -199,11 +220,14 @@ class VectorCache:
             assert snap.sq_norms is not None
             sq[: keep.size] = snap.sq_norms[keep]
         self._buffer, self._sq_buffer = buffer, sq
-        self.snapshot = Snapshot(
-            snap.token,
-            snap.rowids[keep],
-            buffer[: keep.size],
-            None if sq is None else sq[: keep.size],
+        self._publish(
+            Snapshot(
+                snap.token,
+                snap.rowids[keep],
+                buffer[: keep.size],
+                None if sq is None else sq[: keep.size],
+            ),
+            history=False,  # older snapshots would keep the old buffer alive
         )
 
     def filter_positions(
@@ -237,7 +261,8 @@ class VectorCache:
 
     def invalidate(self) -> None:
         with self._load_lock:
-            self.snapshot = self._buffer = self._sq_buffer = None
+            self._publish(None)
+            self._buffer = self._sq_buffer = None
 
     def close(self) -> None:
         self.watcher.close()
