@@ -25,6 +25,9 @@ CASES = [
     ("ingest_embedded.py", ["--n", "500", "--dim", "32", "--repeat", "1"], []),
     ("langchain_add_texts.py", ["--n", "200", "--dim", "16", "--repeat", "1"], ["langchain_core"]),
     ("scaling.py", ["--sizes", "500x32,1000x16", "--queries", "2"], []),
+    ("mixed_load.py", ["--n", "500", "--dim", "16", "--seconds", "0.3"], []),
+    ("cold_open.py", ["--n", "500", "--dim", "16", "--rounds", "1"], []),
+    ("concurrency.py", ["--n", "500", "--dim", "16", "--seconds", "0.2"], []),
     (
         "tidb_round_trips.py",
         ["--n", "50", "--dim", "8"],

@@ -170,3 +170,32 @@ def test_deleted_rows_disappear_and_reused_rowids_are_right(url_or_engine):
     assert [h.id for h in table.search(_unit(2), k=1)] == ["e"]
     assert sorted(h.id for h in table.search(_unit(3), k=2)) == ["a", "f"]
     assert sorted(h.id for h in table.search(_unit(0), k=10)) == ["a", "b", "e", "f"]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
+def test_concurrent_searches_are_coalesced_and_answer_like_one_search(tmp_path, metric):
+    table = VectorTable(f"sqlite:///{tmp_path / 'co.db'}", table_name="co", metric=metric)
+    rng = np.random.default_rng(5)
+    table.upsert(rng.normal(size=(3000, 32)).astype(np.float32), ids=[str(i) for i in range(3000)])
+    queries = rng.normal(size=(16, 32)).astype(np.float32)
+    alone = [[(h.id, h.distance) for h in table.search(q, k=5)] for q in queries]
+    cache = table._backend.cache
+    before = cache.coalescer.queries
+    barrier = threading.Barrier(8)
+    got: dict[int, list] = {}
+
+    def worker(slot: int) -> None:
+        barrier.wait()
+        for rep in range(6):
+            i = (slot + rep * 8) % len(queries)
+            got[slot * 100 + rep] = (i, [(h.id, h.distance) for h in table.search(queries[i], k=5)])
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, hits in got.values():
+        assert [h[0] for h in hits] == [h[0] for h in alone[i]]
+        assert [h[1] for h in hits] == pytest.approx([h[1] for h in alone[i]], abs=1e-5)
+    assert cache.coalescer.queries - before == 48

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tidb_jina.store._coalesce import Coalescer
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
@@ -108,6 +109,8 @@ class VectorCache:
         self._buffer: np.ndarray | None = None  # the matrix's rows plus spare rows
         self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
         self._sq_buffer: np.ndarray | None = None
+        self.coalescer = Coalescer()
+        self.coalesce = True  # False: every search does its own product (benches)
 
     @property
     def _watcher(self) -> Any:
@@ -270,7 +273,12 @@ class VectorCache:
     def distances(
         self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None
     ) -> np.ndarray:
-        """Distances from ``query`` to the snapshot's rows (all, or at ``positions``)."""
+        """Distances from ``query`` to the snapshot's rows (all, or at ``positions``).
+
+        All rows: concurrent callers on one snapshot share one matrix-matrix product
+        (``_coalesce``)."""
+        if positions is None and self.coalesce and self.metric is not DistanceMetric.L1:
+            return self.coalescer.distances(snap, query, self._batch_distances)
         matrix = snap.matrix if positions is None else snap.matrix[positions]
         if self.metric is DistanceMetric.COSINE:
             norm = np.float32(np.linalg.norm(query))
@@ -283,6 +291,19 @@ class VectorCache:
             d2 = sq - 2 * (matrix @ query) + np.float32(query @ query)
             return np.sqrt(np.maximum(d2, 0, out=d2))
         return self.metric.distances(matrix, query)
+
+    def _batch_distances(self, snap: Snapshot, queries: np.ndarray) -> np.ndarray:
+        """(n, q) distances from every row to each query: one pass over the matrix."""
+        if self.metric is DistanceMetric.COSINE:
+            norms = np.linalg.norm(queries, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            return np.float32(1.0) - snap.matrix @ (queries / norms).T
+        if self.metric is DistanceMetric.INNER_PRODUCT:
+            return -(snap.matrix @ queries.T)
+        assert snap.sq_norms is not None  # L2
+        d2 = snap.sq_norms[:, None] - 2 * (snap.matrix @ queries.T)
+        d2 += np.einsum("ij,ij->i", queries, queries)[None, :]
+        return np.sqrt(np.maximum(d2, 0, out=d2))
 
     def exact(self, snap: Snapshot, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Exact distances for a few rows (the winners), free of cancellation error."""
