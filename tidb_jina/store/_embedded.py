@@ -26,14 +26,18 @@ import numpy as np
 import sqlalchemy as sa
 
 from tidb_jina.store._coalesce import Coalescer
-from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
+from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
 
 RECENT_SNAPSHOTS = 8
+# Filter columns of one snapshot are kept up to about this many bytes, least recently
+# used dropped first (a 1M-row numeric key is about 60 MB with its typed form).
+COLUMN_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -241,10 +245,12 @@ class VectorCache:
             return None
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
         stale = False
+        used: set[str] = set()
 
         def column(key: str) -> KeyColumn:
             nonlocal stale
-            cached = columns.get(key)
+            used.add(key)
+            cached = columns.pop(key, None)  # re-inserted last: least recently used first
             if cached is not None and len(cached.kind) < snap.size:
                 cached = _extend_column(conn, table, key, snap, cached)
             elif cached is None:
@@ -256,6 +262,7 @@ class VectorCache:
             return cached
 
         matched = mask(filter.node, column, snap.size)
+        _evict(columns, used, COLUMN_CACHE_BYTES)
         if stale:
             return None
         if snap.alive is not None:
@@ -375,7 +382,26 @@ def _extend_column(
     joined.kind = np.concatenate([done.kind, tail.kind])
     joined.values = np.concatenate([done.values, tail.values])
     joined.empty = np.concatenate([done.empty, tail.empty])
+    joined.typed = Typed()
     return joined
+
+
+def column_bytes(col: KeyColumn) -> int:
+    """About what a column holds: its arrays, and 40 bytes per boxed value."""
+    boxed = int(np.count_nonzero(col.kind >= NUMBER))
+    arrays = col.kind.nbytes + col.empty.nbytes + col.values.nbytes
+    return arrays + 40 * boxed + col.typed.nbytes()
+
+
+def _evict(columns: dict[str, KeyColumn], used: set[str], limit: int) -> None:
+    """Drop least recently used columns (not those of the current filter) over ``limit``."""
+    total = sum(column_bytes(c) for c in list(columns.values()))
+    for key in list(columns):
+        if total <= limit:
+            return
+        if key not in used:
+            col = columns.pop(key, None)
+            total -= 0 if col is None else column_bytes(col)
 
 
 def _missing_column(n: int) -> KeyColumn:

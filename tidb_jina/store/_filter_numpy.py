@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from tidb_jina.store._filter_tree import And, Filter, Node, Not, Or, Pred
+from tidb_jina.store._filter_typed import Typed
+from tidb_jina.store._filter_typed import compare as typed_compare
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
 _SUPPORTED = frozenset({"eq", "gt", "gte", "lt", "lte", "exists", "empty"})
@@ -45,7 +47,7 @@ class KeyColumn:
     so only this key's values are held in memory, never whole metadata objects.
     """
 
-    __slots__ = ("empty", "kind", "values")
+    __slots__ = ("empty", "kind", "typed", "values")
 
     def __init__(self, types: Sequence[str | None], values: Sequence[Any]) -> None:
         n = len(types)
@@ -59,6 +61,7 @@ class KeyColumn:
         texts = (self.kind == STRING) | (self.kind == ARRAY)
         self.empty = (self.kind == MISSING) | (self.kind == NULL)
         self.empty[texts] = np.isin(raw[texts], ["", "[]"])
+        self.typed = Typed()  # typed arrays for fast comparisons (``_filter_typed``)
 
 
 _KINDS = {
@@ -118,9 +121,12 @@ def _leaf(node: Pred, col: KeyColumn) -> np.ndarray:
     if op == "eq" and isinstance(value, bool):
         return col.kind == (TRUE if value else FALSE)
     kind = STRING if isinstance(value, str) else NUMBER
+    rows = np.flatnonzero(col.kind == kind)
+    fast = typed_compare(col.typed, rows, col.values, op, value, kind == STRING)
+    if fast is not None:
+        return fast
     compare = operator.eq if op == "eq" else _COMPARE[op]
     out = np.zeros(col.kind.shape[0], dtype=bool)
-    rows = np.flatnonzero(col.kind == kind)
     if rows.size:
         out[rows] = np.asarray(compare(col.values[rows], value), dtype=bool)
     return out
