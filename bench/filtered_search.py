@@ -50,7 +50,7 @@ def main() -> None:
     def numpy_search(groups: np.ndarray, q: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(groups == 0)
         scores = unit[rows] @ (q / np.linalg.norm(q))
-        top = np.argpartition(-scores, 9)[:10]
+        top = np.argpartition(-scores, min(9, scores.size - 1))[:10]
         return rows[top[np.argsort(-scores[top])]]
 
     out = []
