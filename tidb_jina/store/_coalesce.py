@@ -8,8 +8,9 @@ next product scores all of them at once (a matrix-matrix product: the matrix is 
 once for all of them).
 
 No query waits for a timer: the first caller computes at once (the leader); callers that
-arrive meanwhile queue, and when the leader is done it takes the whole queue in one
-product, until the queue is empty. Queries on different snapshots are never mixed.
+arrive meanwhile queue. When the leader is done it returns, and the first caller of the
+queue becomes the leader and scores the whole queue in one product (so no caller keeps
+computing for others forever). Queries on different snapshots are never mixed.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ Scorer = Callable[[Any, np.ndarray], np.ndarray]
 
 
 class _Waiting:
-    __slots__ = ("done", "error", "key", "query", "result", "scorer")
+    __slots__ = ("done", "error", "key", "lead", "query", "result", "scorer")
 
     def __init__(self, key: Any, query: np.ndarray, scorer: Scorer) -> None:
         self.key, self.query, self.scorer = key, query, scorer
         self.done = threading.Event()
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
+        self.lead = False  # woken to score the queue, not with a result
 
 
 class Coalescer:
@@ -51,27 +53,32 @@ class Coalescer:
             self._queue.append(item)
             lead = not self._busy
             self._busy = True
+        if not lead:
+            item.done.wait()
+            lead = item.lead
         if lead:
             self._lead()
-        else:
-            item.done.wait()
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._busy = False
-                    return
-                batch, self._queue = self._queue, []
-            groups: dict[int, list[_Waiting]] = {}
-            for item in batch:
-                groups.setdefault(id(item.key), []).append(item)
-            for items in groups.values():
-                self._score(items)
+        """Score everything queued now, then hand the lead to the next caller queued."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        groups: dict[int, list[_Waiting]] = {}
+        for item in batch:
+            groups.setdefault(id(item.key), []).append(item)
+        for items in groups.values():
+            self._score(items)
+        with self._lock:
+            if not self._queue:
+                self._busy = False
+                return
+            successor = self._queue[0]
+        successor.lead = True
+        successor.done.set()
 
     def _score(self, items: list[_Waiting]) -> None:
         try:

@@ -5,15 +5,17 @@
 Reading every BLOB out of SQLite for each query costs far more than scoring them, so the
 embedded engine keeps the table's vectors in one float32 matrix, prepared for the
 table's metric (rows pre-normalized for cosine, squared norms kept for L2), and scores a
-query with one matrix-vector product. A metadata filter still runs in SQL; it returns
-row ids only, and the matching rows of the matrix are scored.
+query with one matrix-vector product (concurrent queries share one matrix-matrix product:
+``_coalesce``). Common metadata filters run as NumPy masks on per-key columns
+(``_filter_numpy``); the others select row ids in SQL.
 
-The copy is never stale. It is labelled with a change token read before it is loaded:
-for a file database, ``PRAGMA data_version`` on a private watcher connection (it changes
-whenever any other connection, in this process or another, commits); for an in-memory
-database, the single connection's ``total_changes``. A search uses the copy only if the
-token is unchanged, and checks it again after reading the winning rows, so the scores
-and the rows always come from the same committed state.
+The copy is never stale. Each published :class:`Snapshot` is labelled with the change
+token (``_watch``) of the committed state it holds, and is never modified: a search pins
+its read transaction to one token and uses the snapshot of that token, so its scores and
+the rows it reads agree. Another connection's commit makes the next search load the
+vectors again (once, for every reader: single flight; streamed, ``_stream_load``); this
+process's own upserts are applied to a new snapshot that shares the matrix buffer
+(``_incremental``).
 """
 
 from __future__ import annotations
@@ -154,13 +156,9 @@ class VectorCache:
             self._publish(snap)
             return snap, True
 
-    def writer_begin(self) -> bool:
-        """Hold the load lock for a commit of this process (if free): readers that see
-        the commit wait for :meth:`apply` instead of loading. See ``_incremental``."""
-        return self._load_lock.acquire(blocking=False)
-
-    def writer_done(self) -> None:
-        self._load_lock.release()
+    def writing(self) -> threading.RLock:
+        """The load lock, held by a write of this process (see ``_incremental``)."""
+        return self._load_lock
 
     def load_private(
         self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
@@ -286,6 +284,12 @@ class VectorCache:
         (``_coalesce``)."""
         if positions is None and self.coalesce and self.metric is not DistanceMetric.L1:
             return self.coalescer.distances(snap, query, self._batch_distances)
+        return self.distances_to(snap, query, positions)
+
+    def distances_to(
+        self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Distances from one query to the rows (all, or at ``positions``), on its own."""
         matrix = snap.matrix if positions is None else snap.matrix[positions]
         if self.metric is DistanceMetric.COSINE:
             norm = np.float32(np.linalg.norm(query))
@@ -301,6 +305,8 @@ class VectorCache:
 
     def _batch_distances(self, snap: Snapshot, queries: np.ndarray) -> np.ndarray:
         """(n, q) distances from every row to each query: one pass over the matrix."""
+        if queries.shape[0] == 1:  # alone: a matrix-vector product (gemv beats gemm here)
+            return self.distances_to(snap, queries[0])[:, None]
         if self.metric is DistanceMetric.COSINE:
             norms = np.linalg.norm(queries, axis=1, keepdims=True)
             norms[norms == 0] = 1.0

@@ -46,34 +46,28 @@ def write_into_snapshot(
     """Upsert ``(id, embedding, document, meta)`` rows (``sql`` takes them in that order),
     one transaction per batch, applying each committed batch to ``cache``'s snapshot.
 
-    From just before a batch commits until it is applied, the cache's load lock is held:
-    a reader that sees the new state meanwhile waits for it instead of loading every
-    vector again. The lock is only taken if free (never waited for while SQLite's write
-    lock is held, so two writers cannot wait for each other)."""
-    pending: tuple[Any, int, list[tuple[Any, ...]]] | None = None
-    try:
+    The cache's load lock is held for the whole upsert, taken *before* SQLite's write
+    lock (every writer of this cache takes them in that order, so none waits for the
+    other's): a reader that sees a new state before it is applied waits for the apply
+    instead of loading every vector again, and no load runs in between."""
+    with cache.writing():
+        pending: tuple[Any, int, list[tuple[Any, ...]]] | None = None
         for part in [*batches, None]:
             with conn.begin():  # BEGIN IMMEDIATE: nobody else commits until this one ends
                 own = _own_version(conn)
                 if pending is not None:
                     before, own_then, written = pending
                     pending = None
-                    try:
-                        if own == own_then:  # no foreign commit since ours: the token is ours
-                            _apply(cache, conn, table, before, cache.token(conn), written)
-                    finally:
-                        cache.writer_done()
+                    if own == own_then:  # no foreign commit since ours: the token is ours
+                        _apply(cache, conn, table, before, cache.token(conn), written)
                 if part is None:
                     break
                 snap = cache.snapshot
                 before = cache.token(conn)
                 batch = rows[part]
                 conn.exec_driver_sql(sql, batch)
-                if snap is not None and snap.token == before and cache.writer_begin():
+                if snap is not None and snap.token == before:
                     pending = (before, own, batch)
-    finally:
-        if pending is not None:  # the commit or the next BEGIN failed
-            cache.writer_done()
 
 
 def _own_version(conn: sa.Connection) -> int:
