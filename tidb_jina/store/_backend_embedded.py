@@ -126,7 +126,9 @@ class EmbeddedBackend:
                 token = self._pinned_token(conn)
                 if token is None and not last:
                     continue  # a commit landed as the transaction began: look again
-                snap = self._snapshot(conn, table, vector.shape[0], token)
+                snap = self._snapshot(conn, table, vector.shape[0], token, last)
+                if snap is None:
+                    continue  # our transaction began before a newer state in memory
                 positions = self._matching(snap, conn, table, options)
                 if positions is False:  # cannot happen: snapshot and transaction agree
                     continue
@@ -171,13 +173,21 @@ class EmbeddedBackend:
             for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
         ]
 
-    def _snapshot(self, conn: sa.Connection, table: sa.Table, dim: int, token: Any) -> Snapshot:
-        """The vectors of the state ``conn`` reads (``token``; None: unknown, read them)."""
+    def _snapshot(
+        self, conn: sa.Connection, table: sa.Table, dim: int, token: Any, last: bool
+    ) -> Snapshot | None:
+        """The vectors of the state ``conn`` reads (``token``; None: unknown, read them);
+        None when a newer state is in memory (begin again on that one)."""
         cache = self.cache
         keep = self.settings.search_cache and token is not None
         try:
             if keep:
-                return cache.current(token) or cache.load(conn, table, token, dim)[0]
+                snap = cache.current(token)
+                if snap is not None:
+                    return snap
+                loaded = cache.load(conn, table, token, dim)
+                if loaded is not None or not last:
+                    return None if loaded is None else loaded[0]
             return cache.load_private(conn, table, token, dim)
         except ValueError as exc:
             raise SchemaError(

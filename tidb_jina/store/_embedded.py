@@ -91,6 +91,11 @@ class Snapshot:
         return positions[at]
 
 
+def _newer(a: Any, b: Any) -> bool:
+    """Whether token ``a`` is a later state than ``b`` (tokens of one kind only grow)."""
+    return bool(type(a) is type(b) and a[0] == b[0] and a > b)
+
+
 def _ascending(values: np.ndarray) -> bool:
     return values.size < 2 or bool((values[1:] > values[:-1]).all())
 
@@ -138,14 +143,19 @@ class VectorCache:
 
     def load(
         self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
-    ) -> tuple[Snapshot, bool]:
+    ) -> tuple[Snapshot, bool] | None:
         """The snapshot of state ``token``, which ``conn``'s transaction reads:
         (snapshot, True) if read now, (snapshot, False) if another thread loaded it
-        meanwhile (one load for every reader waiting on the lock)."""
+        meanwhile (one load for every reader waiting on the lock). None when a newer
+        state is already in memory: the caller should begin again on that one rather
+        than load an old state."""
         with self._load_lock:
             snap = self._recent.get(token)
             if snap is not None and snap.matrix.shape[1] == dimension:
                 return snap, False
+            latest = self.snapshot
+            if latest is not None and _newer(latest.token, token):
+                return None
             self._publish(None)  # free the old copy before reading the new one
             self._buffer = self._sq_buffer = None
             loaded = load_vectors(conn, table, dimension, self.metric)
@@ -273,6 +283,7 @@ class VectorCache:
             self._buffer = self._sq_buffer = None
 
     def close(self) -> None:
+        self.invalidate()  # a new watcher counts from the start again
         self.watcher.close()
 
     def distances(
