@@ -175,6 +175,12 @@ class Backend(Protocol):
         """The ``options.k`` nearest rows, nearest first."""
         ...
 
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for each row of ``queries`` (checked float32), same options."""
+        ...
+
     def full_text_rows(
         self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
     ) -> list[Any]:

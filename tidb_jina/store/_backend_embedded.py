@@ -157,6 +157,47 @@ class EmbeddedBackend:
         conn.exec_driver_sql("PRAGMA schema_version").scalar_one()  # takes the snapshot
         return before if self.cache.token(conn) == before else None
 
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        """Many queries with the same options: one read transaction, one product."""
+        cache, k, bound = self.cache, options.k, options.max_distance
+        for attempt in range(3):
+            last = attempt == 2
+            with self.db.read() as conn:
+                token = self._pinned_token(conn)
+                if token is None and not last:
+                    continue
+                snap = self._snapshot(conn, table, queries.shape[1], token, last)
+                if snap is None:
+                    continue
+                positions = self._matching(snap, conn, table, options)
+                if positions is False:
+                    continue
+                assert positions is not True
+                size = snap.size if positions is None else positions.size
+                approx = cache.many_distances(snap, queries, positions) if size else None
+                hits = [
+                    score_hits(
+                        cache,
+                        snap,
+                        q,
+                        k,
+                        positions,
+                        bound,
+                        None if approx is None else approx[:, i],
+                    )
+                    for i, q in enumerate(queries)
+                ]
+                wanted = np.unique(np.concatenate([h[0] for h in hits])) if hits else None
+                rows = (
+                    {}
+                    if wanted is None
+                    else _fetch_rows(conn, table, wanted, options.include_embeddings)
+                )
+                return [self._results(h, rows, options) for h in hits]
+        raise AssertionError("the last try always answers")
+
     def _results(
         self, hits: tuple[np.ndarray, np.ndarray], rows: dict[int, Any], options: SearchOptions
     ) -> list[SearchResult]:

@@ -221,6 +221,11 @@ class TiDBBackend:
         with self.db.read() as conn:
             return list(conn.execute(stmt).all())
 
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        return [self.search(table, Query(vector=q), options) for q in queries]
+
     def note_schema(self, conn: sa.Connection) -> None:
         return None  # a TiDB table's shape is read once (DDL by others is not tracked)
 

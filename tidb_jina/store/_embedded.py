@@ -314,6 +314,19 @@ class VectorCache:
             return np.sqrt(np.maximum(d2, 0, out=d2))
         return self.metric.distances(matrix, query)
 
+    def many_distances(
+        self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
+    ) -> np.ndarray:
+        """(rows, q) distances of many queries to the rows (all, or at ``positions``)."""
+        if self.metric is DistanceMetric.L1 or queries.shape[0] == 1:
+            return np.stack([self.distances_to(snap, q, positions) for q in queries], axis=1)
+        if positions is None:
+            return self._batch_distances(snap, queries)
+        sq = None if snap.sq_norms is None else snap.sq_norms[positions]
+        return self._batch_distances(
+            Snapshot(snap.token, snap.rowids[positions], snap.matrix[positions], sq), queries
+        )
+
     def _batch_distances(self, snap: Snapshot, queries: np.ndarray) -> np.ndarray:
         """(n, q) distances from every row to each query: one pass over the matrix."""
         if queries.shape[0] == 1:  # alone: a matrix-vector product (gemv beats gemm here)
@@ -435,12 +448,16 @@ def score_hits(
     k: int,
     positions: np.ndarray | None,
     max_distance: float | None,
+    approx: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first."""
+    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first.
+
+    ``approx``: the query's distances to those rows, when already computed (batch)."""
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
-    approx = cache.distances(snap, query, positions)
+    if approx is None:
+        approx = cache.distances(snap, query, positions)
     if positions is None and snap.alive is not None:  # rows replaced or deleted since
         approx[~snap.alive] = np.inf
         chosen = nearest(approx, rowids, k, max_distance)

@@ -48,6 +48,7 @@ from tidb_jina.store._db import Database, batch_slices
 from tidb_jina.store._engine import async_source, connect
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import last_occurrences, prepare_documents, prepare_metadatas, unique
 from tidb_jina.store._schema import (
     ID_LENGTH,
@@ -487,6 +488,33 @@ class TableBase:
             prefilter=prefilter,
             num_candidates=num_candidates,
         )
+
+    def search_many(
+        self,
+        vectors: Iterable[Any],
+        *,
+        k: int = 4,
+        filter: FilterArg = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
+    ) -> list[list[SearchResult]]:
+        """:meth:`VectorTable.search` for many query vectors at once, same options:
+        one list of hits per vector, in order. The embedded engine scores them all in
+        one pass over the vectors (a matrix-matrix product) and one read transaction;
+        TiDB runs one statement per vector."""
+        options = self._search_options(
+            k=k,
+            filter=filter,
+            ids=ids,
+            max_distance=max_distance,
+            include_embeddings=include_embeddings,
+        )
+        table = self._load()
+        queries = _vector.as_matrix(vectors, self.dimension)
+        if table is None or options.ids == [] or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        return self._backend.search_many(table, queries, options)
 
     def search_statement(
         self,
