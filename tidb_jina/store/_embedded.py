@@ -96,6 +96,11 @@ def _newer(a: Any, b: Any) -> bool:
     return bool(type(a) is type(b) and a[0] == b[0] and a > b)
 
 
+def _distinct(values: np.ndarray) -> bool:
+    """No value twice (cheap when ascending, as rows read in rowid order usually are)."""
+    return _ascending(values) or np.unique(values).size == values.size
+
+
 def _ascending(values: np.ndarray) -> bool:
     return values.size < 2 or bool((values[1:] > values[:-1]).all())
 
@@ -360,11 +365,21 @@ def _key_rows(conn: sa.Connection, table: sa.Table, key: str, rowids: list[int] 
         _ROWID, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
     )
     if rowids is None:
-        return conn.execute(stmt).all()
+        return _driver_rows(conn, stmt)
     rows: list[Any] = []
     for chunk in chunks(rowids, IN_CHUNK):
-        rows.extend(conn.execute(stmt.where(_ROWID.in_(chunk))).all())
+        rows.extend(_driver_rows(conn, stmt.where(_ROWID.in_(chunk))))
     return rows
+
+
+def _driver_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
+    """All rows as the driver's tuples: SQLAlchemy's row objects cost twice the query
+    itself here (these columns need no result processing)."""
+    result = conn.execute(stmt)
+    try:
+        return list(result.cursor.fetchall())  # type: ignore[attr-defined]
+    finally:
+        result.close()
 
 
 def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
@@ -373,7 +388,7 @@ def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
     n = snap.size - start
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     positions = snap.positions(ids)
-    if positions is None or np.unique(positions).size != len(rows):
+    if positions is None or not _distinct(positions):
         return None
     alive = snap.alive[start:] if snap.alive is not None else None
     expected = n if alive is None else int(alive.sum())
