@@ -27,6 +27,10 @@ CASES = [
     ("scaling.py", ["--sizes", "500x32,1000x16", "--queries", "2"], []),
     ("fulltext_embedded.py", ["--n", "300", "--queries", "2"], []),
     ("filter_in_lists.py", ["--n", "2000", "--values", "300", "--repeat", "1"], []),
+    ("mixed_load.py", ["--n", "500", "--dim", "16", "--seconds", "0.3"], []),
+    ("cold_open.py", ["--n", "500", "--dim", "16", "--rounds", "1"], []),
+    ("concurrency.py", ["--n", "500", "--dim", "16", "--seconds", "0.2"], []),
+    ("filtered_search.py", ["--n", "500", "--dim", "16", "--queries", "2"], []),
     (
         "tidb_round_trips.py",
         ["--n", "50", "--dim", "8"],

@@ -16,7 +16,7 @@ KEYS = ["a", "b", "c"]
 SCALARS = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([1.0, 2.5, -0.5, 2**60, 2**60 + 1]),
-    st.sampled_from(["", "x", "y", "X", "é", "10", "a b"]),
+    st.sampled_from(["", "x", "y", "X", "é", "10", "a b", "\uffff", "\U0001f600"]),
     st.booleans(),
     st.none(),
 )
@@ -24,7 +24,7 @@ VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=2), st.just({"k": 1}))
 METAS = st.lists(
     st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=3), min_size=1, max_size=25
 )
-ORDERABLE = st.one_of(st.integers(-3, 3), st.sampled_from([2.5, 2**60, "x", "é", ""]))
+ORDERABLE = st.one_of(st.integers(-3, 3), st.sampled_from([2.5, 2**60, "x", "é", "", "\U0001f600"]))
 
 
 def _leaf() -> st.SearchStrategy[dict]:
@@ -103,7 +103,7 @@ def test_only_the_filtered_keys_are_held_in_memory():
     )
     assert len(table.search(np.ones(4), k=20, filter={"g": 1})) == 10
     extras = table._backend.cache.snapshot.extras
-    assert set(extras) == {"columns"} and set(extras["columns"]) == {"g"}
+    assert set(extras) <= {"columns", "index"} and set(extras["columns"]) == {"g"}
 
 
 @pytest.mark.parametrize("key", ['q"uote', "back\\slash", "ünï", "emoji🙂"])
@@ -154,3 +154,27 @@ def test_mask_evaluates_the_parsed_tree_without_parsing(monkeypatch):
     }
     assert mask(flt, columns.__getitem__, 4).tolist() == [True, True, False, False]
     assert mask(flt.node, columns.__getitem__, 4).tolist() == [True, True, False, False]
+
+
+def test_the_column_cache_is_bounded_least_recently_used_first(monkeypatch):
+    from tidb_jina.store import _embedded
+
+    table = VectorTable("sqlite://", table_name="lru")
+    metas = [{"a": i, "b": f"s{i}", "c": i % 2} for i in range(200)]
+    vectors = np.eye(200, 4, dtype=np.float32) + 0.1
+    table.upsert(vectors, ids=[str(i) for i in range(200)], metadatas=metas)
+    for key, low in (("a", 0), ("b", ""), ("c", 0)):  # typed forms made too
+        assert len(table.search(np.ones(4), k=200, filter={key: {"$gte": low}})) == 200
+    columns = table._backend.cache.snapshot.extras["columns"]
+    assert list(columns) == ["a", "b", "c"]
+    size = {key: _embedded.column_bytes(col) for key, col in columns.items()}
+    limit = size["b"] + size["c"] + size["a"] // 2  # not room for all three
+    monkeypatch.setattr(_embedded, "COLUMN_CACHE_BYTES", limit)
+    assert [h.id for h in table.search(np.ones(4), k=5, filter={"b": "s7"})] == ["7"]
+    assert list(columns) == ["c", "b"], "the least recently used key went first"
+    for i in range(30):  # many distinct missing keys: memory stays bounded
+        assert table.search(np.ones(4), k=5, filter={f"missing{i}": 1}) == []
+    assert sum(_embedded.column_bytes(c) for c in columns.values()) <= limit
+    # an evicted key is read again when needed, with the same answer
+    hits = table.search(np.ones(4), k=5, filter={"a": {"$gte": 198}})
+    assert sorted(h.id for h in hits) == ["198", "199"]

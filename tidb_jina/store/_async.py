@@ -16,6 +16,7 @@ type checkers see ``await table.aio.search(...)`` with its real parameters.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -53,15 +54,17 @@ class AsyncRunner(Generic[T]):
     async def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._source is None:
             return await asyncio.to_thread(getattr(self._target, name), *args, **kwargs)
-        view = self._view_for(asyncio.get_running_loop(), self._source)
+        loop = asyncio.get_running_loop()
+        closed = [k for k, (lp, _, _) in self._views.items() if lp.is_closed()]
+        if closed:  # pools left by finished loops: this loop closes them (no fd leak)
+            await _dispose_all([self._views.pop(key)[2] for key in closed])
+        view = self._view_for(loop, self._source)
         return await greenlet_spawn(getattr(view, name), *args, **kwargs)
 
     def _view_for(self, loop: asyncio.AbstractEventLoop, source: AsyncSource) -> T:
         entry = self._views.get(id(loop))
         if entry is not None and entry[0] is loop:
             return entry[1]
-        for key in [k for k, (lp, _, _) in self._views.items() if lp.is_closed()]:
-            del self._views[key]
         url, engine_args, verify_tls = source
         engine = connect_async(url, engine_args=engine_args, verify_tls=verify_tls)
         view = self._rebind(engine.sync_engine)
@@ -73,6 +76,23 @@ class AsyncRunner(Generic[T]):
         entry = self._views.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
             await entry[2].dispose()
+
+    def dispose_idle(self) -> None:
+        """Close the async pools of event loops that are not running (closed ones too).
+
+        Their connections are idle; a helper thread with its own loop closes them (the
+        driver's worker threads answer on whichever loop asks)."""
+        idle = [k for k, (loop, _, _) in self._views.items() if not loop.is_running()]
+        engines = [self._views.pop(key)[2] for key in idle]
+        if engines:
+            worker = threading.Thread(target=asyncio.run, args=(_dispose_all(engines),))
+            worker.start()
+            worker.join()
+
+
+async def _dispose_all(engines: list[AsyncEngine]) -> None:
+    for engine in engines:
+        await engine.dispose()
 
 
 def twin(

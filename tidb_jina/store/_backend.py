@@ -189,6 +189,12 @@ class Backend(Protocol):
         """The ``options.k`` nearest rows, nearest first."""
         ...
 
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for each row of ``queries`` (checked float32), same options."""
+        ...
+
     def full_text_rows(
         self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None
     ) -> list[Any]:
@@ -202,6 +208,15 @@ class Backend(Protocol):
         ...
 
     def index_status(self) -> IndexStatus: ...
+
+    def note_schema(self, conn: sa.Connection) -> None:
+        """Remember the database's schema state before the table's shape is read."""
+        ...
+
+    def schema_changed(self) -> bool:
+        """True when a table was dropped or created since :meth:`note_schema` (by anyone):
+        the facade then reads the table's shape again."""
+        ...
 
     def close(self) -> None:
         """Release what the backend holds (caches, watcher connections)."""

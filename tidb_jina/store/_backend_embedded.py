@@ -17,12 +17,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from tidb_jina._errors import DatabaseError, SchemaError
+from tidb_jina._errors import SchemaError
 from tidb_jina.store import _fulltext, _tidb, _vector
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
 from tidb_jina.store._db import Database
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
+from tidb_jina.store._incremental import write_into_snapshot
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
 
@@ -68,6 +69,7 @@ class EmbeddedBackend:
     def drop_extras(self, conn: sa.Connection) -> None:
         _fulltext.run(conn, _fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
         self.cache.invalidate()
+        self.cache.schema_seen = None
 
     def create_vector_index(self, table: sa.Table | None) -> None:
         return None  # the embedded engine always searches exactly
@@ -106,7 +108,14 @@ class EmbeddedBackend:
         if shape is None or shape.has_update_time:
             updates["update_time"] = sa.func.current_timestamp()
         upsert = stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
-        self.db.write_batches(upsert, columns, rows, batches)
+        if self.cache.snapshot is None:  # nothing in memory to keep up to date
+            self.db.write_batches(upsert, columns, rows, batches)
+            return
+        compiled = upsert.compile(dialect=self.db.dialect)
+        assert list(compiled.positiontup or ()) == list(columns)  # rows go in as they are
+        sql = str(compiled)
+        with self.db.writer() as conn:
+            write_into_snapshot(self.cache, conn, table, sql, rows, batches)
 
     def insert_texts(
         self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]
@@ -117,48 +126,124 @@ class EmbeddedBackend:
 
     def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
         assert query.vector is not None  # only TiDB embeds query text itself
-        vector, k = query.vector, options.k
-        cache, metric = self.cache, self.settings.metric
+        vector, k, bound = query.vector, options.k, options.max_distance
+        cache = self.cache
         for attempt in range(3):
+            last = attempt == 2  # the last try never gives up
             with self.db.read() as conn:
-                token = cache.token(conn)
-                use_cache = attempt < 2 and self.settings.search_cache
-                snap = cache.current(token) if use_cache else None
-                fresh = snap is None
+                token = self._pinned_token(conn)
+                if token is None and not last:
+                    continue  # a commit landed as the transaction began: look again
+                snap = self._snapshot(conn, table, vector.shape[0], token, last)
                 if snap is None:
-                    snap = self._load(conn, table, token, vector.shape[0])
+                    continue  # our transaction began before a newer state in memory
                 positions = self._matching(snap, conn, table, options)
-                if positions is False:  # the cached snapshot no longer matches the table
+                if positions is False:  # cannot happen: snapshot and transaction agree
                     continue
                 assert positions is not True
-                hits = score_hits(cache, snap, vector, k, positions, options.max_distance)
+                if last or not self.db.serialized:
+                    hits = score_hits(cache, snap, vector, k, positions, bound)
+                    rows = _fetch_rows(conn, table, hits[0], options.include_embeddings)
+                    return self._results(hits, rows, options)
+            # sqlite:// is one connection under a lock: score without holding it
+            hits = score_hits(cache, snap, vector, k, positions, bound)
+            with self.db.read() as conn:
                 rows = _fetch_rows(conn, table, hits[0], options.include_embeddings)
-                if not fresh and cache.token(conn) != token:
-                    continue  # a commit landed mid-search: score again on fresh vectors
-            return [
-                SearchResult(
-                    id=rows[rid][0],
-                    document=rows[rid][1],
-                    metadata=rows[rid][2] or {},
-                    distance=float(dist),
-                    score=metric.score(float(dist)),
-                    embedding=rows[rid][3] if options.include_embeddings else None,
-                )
-                for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
-            ]
-        raise DatabaseError("the table kept changing during the search; try again")
+                if len(rows) == hits[0].size and cache.token(conn) == snap.token:
+                    return self._results(hits, rows, options)
+        raise AssertionError("the last try always answers")
 
-    def _load(self, conn: sa.Connection, table: sa.Table, token: Any, dim: int) -> Snapshot:
+    def _pinned_token(self, conn: sa.Connection) -> Any:
+        """The change token of the state ``conn``'s read transaction sees, or None when a
+        commit landed while it began (then the state is unknown).
+
+        Read before and after the transaction takes its snapshot (its first read): equal
+        tokens mean nothing was committed in between, so the transaction sees exactly
+        that state, for all its statements. Scores (from the snapshot of that token) and
+        rows (read on ``conn``) then always agree, however busy the writers are."""
+        before = self.cache.token(conn)
+        conn.exec_driver_sql("PRAGMA schema_version").scalar_one()  # takes the snapshot
+        return before if self.cache.token(conn) == before else None
+
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        """Many queries with the same options: one read transaction, one product."""
+        cache, k, bound = self.cache, options.k, options.max_distance
+        for attempt in range(3):
+            last = attempt == 2
+            with self.db.read() as conn:
+                token = self._pinned_token(conn)
+                if token is None and not last:
+                    continue
+                snap = self._snapshot(conn, table, queries.shape[1], token, last)
+                if snap is None:
+                    continue
+                positions = self._matching(snap, conn, table, options)
+                if positions is False:
+                    continue
+                assert positions is not True
+                size = snap.size if positions is None else positions.size
+                approx = cache.many_distances(snap, queries, positions) if size else None
+                hits = [
+                    score_hits(
+                        cache,
+                        snap,
+                        q,
+                        k,
+                        positions,
+                        bound,
+                        None if approx is None else approx[:, i],
+                    )
+                    for i, q in enumerate(queries)
+                ]
+                wanted = np.unique(np.concatenate([h[0] for h in hits])) if hits else None
+                rows = (
+                    {}
+                    if wanted is None
+                    else _fetch_rows(conn, table, wanted, options.include_embeddings)
+                )
+                return [self._results(h, rows, options) for h in hits]
+        raise AssertionError("the last try always answers")
+
+    def _results(
+        self, hits: tuple[np.ndarray, np.ndarray], rows: dict[int, Any], options: SearchOptions
+    ) -> list[SearchResult]:
+        metric = self.settings.metric
+        return [
+            SearchResult(
+                id=rows[rid][0],
+                document=rows[rid][1],
+                metadata=rows[rid][2] or {},
+                distance=float(dist),
+                score=metric.score(float(dist)),
+                embedding=rows[rid][3] if options.include_embeddings else None,
+            )
+            for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
+        ]
+
+    def _snapshot(
+        self, conn: sa.Connection, table: sa.Table, dim: int, token: Any, last: bool
+    ) -> Snapshot | None:
+        """The vectors of the state ``conn`` reads (``token``; None: unknown, read them);
+        None when a newer state is in memory (begin again on that one)."""
+        cache = self.cache
+        keep = self.settings.search_cache and token is not None
         try:
-            snap = self.cache.load(conn, table, token, dim)
+            if keep:
+                snap = cache.current(token)
+                if snap is not None:
+                    return snap
+                loaded = cache.load(conn, table, token, dim)
+                if loaded is not None or not last:
+                    return None if loaded is None else loaded[0]
+            return cache.load_private(conn, table, token, dim)
         except ValueError as exc:
             raise SchemaError(
                 f"table {self.settings.table_name!r} holds vectors whose length is not "
-                f"{dim}; it was written with another dimension"
+                f"{dim}; it was written with another dimension. Drop it or use another "
+                "table_name"
             ) from exc
-        if not self.settings.search_cache:
-            self.cache.invalidate()
-        return snap
 
     def _matching(
         self, snap: Snapshot, conn: sa.Connection, table: sa.Table, options: SearchOptions
@@ -179,15 +264,22 @@ class EmbeddedBackend:
             conn.execute(sa.select(_ROWID).select_from(table).where(where)).scalars().all(),
             dtype=np.int64,
         )
-        positions = snap.positions(selected)
-        if positions.size and (
-            positions[-1] >= snap.rowids.size
-            or not np.array_equal(
-                snap.rowids[np.minimum(positions, snap.rowids.size - 1)], selected
-            )
-        ):
+        selected.sort()
+        found = snap.positions(selected)
+        return False if found is None else found
+
+    def note_schema(self, conn: sa.Connection) -> None:
+        self.cache.schema_seen = int(conn.exec_driver_sql("PRAGMA schema_version").scalar_one())
+
+    def schema_changed(self) -> bool:
+        seen = self.cache.schema_seen
+        if seen is None:
             return False
-        return positions
+        now = self.cache.watcher.schema_version_now()
+        if now is None:  # sqlite:// has no watcher: ask its one connection
+            with self.db.raw() as conn:
+                now = self.cache.watcher.schema_version(conn)
+        return now != seen
 
     def full_text_rows(
         self, table: sa.Table, text: str, k: int, where: sa.ColumnElement[bool] | None

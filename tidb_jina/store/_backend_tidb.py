@@ -280,6 +280,17 @@ class TiDBBackend:
             )
         self.state.fulltext_ready = True
 
+    def search_many(
+        self, table: sa.Table, queries: np.ndarray, options: SearchOptions
+    ) -> list[list[SearchResult]]:
+        return [self.search(table, Query(vector=q), options) for q in queries]
+
+    def note_schema(self, conn: sa.Connection) -> None:
+        return None  # a TiDB table's shape is read once (DDL by others is not tracked)
+
+    def schema_changed(self) -> bool:
+        return False
+
     def close(self) -> None:
         return None
 

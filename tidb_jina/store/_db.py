@@ -41,6 +41,11 @@ class Database:
         return Database(engine, self.table_name, lock=nullcontext())
 
     @property
+    def serialized(self) -> bool:
+        """True when every use shares one connection under a lock (``sqlite://``)."""
+        return not isinstance(self._lock, nullcontext)
+
+    @property
     def is_tidb(self) -> bool:
         return self.dialect.name == "mysql"
 

@@ -5,20 +5,21 @@
 Reading every BLOB out of SQLite for each query costs far more than scoring them, so the
 embedded engine keeps the table's vectors in one float32 matrix, prepared for the
 table's metric (rows pre-normalized for cosine, squared norms kept for L2), and scores a
-query with one matrix-vector product. A metadata filter still runs in SQL; it returns
-row ids only, and the matching rows of the matrix are scored.
+query with one matrix-vector product (concurrent queries share one matrix-matrix product:
+``_coalesce``). Common metadata filters run as NumPy masks on per-key columns
+(``_filter_numpy``); the others select row ids in SQL.
 
-The copy is never stale. It is labelled with a change token read before it is loaded:
-for a file database, ``PRAGMA data_version`` on a private watcher connection (it changes
-whenever any other connection, in this process or another, commits); for an in-memory
-database, the single connection's ``total_changes``. A search uses the copy only if the
-token is unchanged, and checks it again after reading the winning rows, so the scores
-and the rows always come from the same committed state.
+The copy is never stale. Each published :class:`Snapshot` is labelled with the change
+token (``_watch``) of the committed state it holds, and is never modified: a search pins
+its read transaction to one token and uses the snapshot of that token, so its scores and
+the rows it reads agree. Another connection's commit makes the next search load the
+vectors again (once, for every reader: single flight; streamed, ``_stream_load``); this
+process's own upserts are applied to a new snapshot that shares the matrix buffer
+(``_incremental``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,64 +27,228 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from tidb_jina.store import _vector
-from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
+from tidb_jina.store._coalesce import Coalescer
+from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
+from tidb_jina.store._watch import ChangeWatcher
+
+RECENT_SNAPSHOTS = 8
+# Filter columns of one snapshot are kept up to about this many bytes, least recently
+# used dropped first (a 1M-row numeric key is about 60 MB with its typed form).
+COLUMN_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The table's vectors at one committed state, prepared for one metric."""
+    """The table's vectors at one committed state, prepared for one metric.
+
+    Never changed once published: a write by this process publishes a new snapshot that
+    shares the old one's matrix buffer (appended rows go past the old one's end, updated
+    and deleted rows are marked dead in a new ``alive`` mask), so a reader holding the
+    old one keeps seeing exactly its state.
+    """
 
     token: Any
-    rowids: np.ndarray  # sorted int64
+    rowids: np.ndarray  # int64 (n,), ascending unless rows were appended out of order
     matrix: np.ndarray  # float32 (n, d): unit rows for cosine, raw otherwise
     sq_norms: np.ndarray | None  # float32 (n,), for L2
-    # Parsed metadata and per-key filter columns, filled on the first filtered search.
+    alive: np.ndarray | None = None  # bool (n,); None: every row is alive
+    # Per-key filter columns, filled on the first filtered search (and carried forward).
     extras: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def positions(self, rowids: np.ndarray) -> np.ndarray:
-        """Matrix rows of the given rowids (all present in this snapshot)."""
-        return np.searchsorted(self.rowids, rowids)
+    @property
+    def size(self) -> int:
+        return int(self.rowids.size)
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted rowids of the alive rows, their positions), made once per snapshot."""
+        index = self.extras.get("index")
+        if index is None:
+            if self.alive is None and _ascending(self.rowids):
+                positions = np.arange(self.size)
+                index = (self.rowids, positions)
+            else:
+                alive = self.alive
+                positions = np.arange(self.size) if alive is None else np.flatnonzero(alive)
+                keys = self.rowids[positions]
+                order = np.argsort(keys, kind="stable")
+                index = (keys[order], positions[order])
+            self.extras["index"] = index
+        return index  # type: ignore[no-any-return]
+
+    def positions(self, rowids: np.ndarray) -> np.ndarray | None:
+        """Matrix rows of the given rowids; None if one is not an alive row here (stale)."""
+        keys, positions = self._index()
+        if rowids.size == 0:
+            return np.empty(0, dtype=np.intp)
+        at = np.searchsorted(keys, rowids)
+        if at.max() >= keys.size or not np.array_equal(keys[at], rowids):
+            return None
+        return positions[at]
+
+
+def _newer(a: Any, b: Any) -> bool:
+    """Whether token ``a`` is a later state than ``b`` (tokens of one kind only grow)."""
+    return bool(type(a) is type(b) and a[0] == b[0] and a > b)
+
+
+def _distinct(values: np.ndarray) -> bool:
+    """No value twice (cheap when ascending, as rows read in rowid order usually are)."""
+    return _ascending(values) or np.unique(values).size == values.size
+
+
+def _ascending(values: np.ndarray) -> bool:
+    return values.size < 2 or bool((values[1:] > values[:-1]).all())
 
 
 class VectorCache:
-    """One embedded table's vector snapshot plus the means to tell when it is stale."""
+    """One embedded table's vector snapshot plus the means to tell when it is stale.
+
+    Loads are single-flight: when the table changed, the first reader reloads and every
+    other reader waits for that load instead of reading its own copy.
+    """
 
     def __init__(self, engine: sa.Engine, metric: DistanceMetric) -> None:
         self.metric = metric
-        self.snapshot: Snapshot | None = None
-        self._database = engine.url.database or ""
-        self._file = self._database not in ("", ":memory:")
-        self._watcher: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self.snapshot: Snapshot | None = None  # the newest published
+        # The last few published snapshots by token: a reader whose transaction started
+        # just before a write of this process finds its state here instead of reloading.
+        self._recent: dict[Any, Snapshot] = {}
+        self.watcher = ChangeWatcher(engine)
+        # reentrant: the async view runs greenlets on one thread, which must not block
+        # each other (they may load twice; threads still load once)
+        self._load_lock = threading.RLock()
+        self._buffer: np.ndarray | None = None  # the matrix's rows plus spare rows
+        self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
+        self._sq_buffer: np.ndarray | None = None
+        self.coalescer = Coalescer()
+        self.coalesce = True  # False: every search does its own product (benches)
+
+    @property
+    def _watcher(self) -> Any:
+        return self.watcher._conn
 
     def token(self, conn: sa.Connection) -> Any:
-        if not self._file:
-            return conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = sqlite3.connect(self._database, check_same_thread=False)
-            return self._watcher.execute("PRAGMA data_version").fetchone()[0]
+        return self.watcher.token(conn)
 
     def current(self, token: Any) -> Snapshot | None:
-        snap = self.snapshot
-        return snap if snap is not None and snap.token == token else None
+        return self._recent.get(token)
 
-    def load(self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int) -> Snapshot:
-        rowid = sa.literal_column("rowid", sa.Integer)
-        blob = sa.type_coerce(table.c.embedding, sa.LargeBinary)
-        rows = conn.execute(sa.select(rowid, blob).order_by(rowid)).all()
-        if rows:
-            ids, blobs = zip(*rows, strict=True)
-            rowids = np.array(ids, dtype=np.int64)
-            matrix = _vector.decode_blob_rows(blobs, dimension)
-        else:
-            rowids, matrix = np.empty(0, np.int64), np.empty((0, dimension), np.float32)
-        snap = Snapshot(token, rowids, *self._prepare(matrix))
-        self.snapshot = snap
-        return snap
+    def _publish(self, snap: Snapshot | None, *, history: bool = True) -> None:
+        recent = dict(self._recent) if history and snap is not None else {}
+        if snap is not None:
+            recent[snap.token] = snap
+            while len(recent) > RECENT_SNAPSHOTS:
+                del recent[next(iter(recent))]
+        self._recent, self.snapshot = recent, snap  # readers see old or new, never half
+
+    def load(
+        self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
+    ) -> tuple[Snapshot, bool] | None:
+        """The snapshot of state ``token``, which ``conn``'s transaction reads:
+        (snapshot, True) if read now, (snapshot, False) if another thread loaded it
+        meanwhile (one load for every reader waiting on the lock). None when a newer
+        state is already in memory: the caller should begin again on that one rather
+        than load an old state."""
+        with self._load_lock:
+            snap = self._recent.get(token)
+            if snap is not None and snap.matrix.shape[1] == dimension:
+                return snap, False
+            latest = self.snapshot
+            if latest is not None and _newer(latest.token, token):
+                return None
+            self._publish(None)  # free the old copy before reading the new one
+            self._buffer = self._sq_buffer = None
+            loaded = load_vectors(conn, table, dimension, self.metric)
+            n = loaded.rowids.size
+            self._buffer, self._sq_buffer = loaded.buffer, loaded.sq_norms
+            sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
+            snap = Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
+            self._publish(snap)
+            return snap, True
+
+    def writing(self) -> threading.RLock:
+        """The load lock, held by a write of this process (see ``_incremental``)."""
+        return self._load_lock
+
+    def load_private(
+        self, conn: sa.Connection, table: sa.Table, token: Any, dimension: int
+    ) -> Snapshot:
+        """A snapshot read on ``conn`` for one caller only (not kept, not shared)."""
+        loaded = load_vectors(conn, table, dimension, self.metric)
+        n = loaded.rowids.size
+        sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
+        return Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
+
+    def apply(self, before: Any, after: Any, rowids: np.ndarray, vectors: np.ndarray) -> bool:
+        """Publish the snapshot at ``after``: the one at ``before`` plus rows written by
+        this process (``rowids`` with their new ``vectors``). False if ``before`` is not
+        the current snapshot's state (the next search reloads instead)."""
+        with self._load_lock:
+            snap = self.snapshot
+            if snap is None or snap.token != before or self._buffer is None:
+                return False
+            if vectors.shape[1] != snap.matrix.shape[1]:
+                self._publish(None)
+                return False
+            n, m = snap.size, rowids.size
+            alive = np.ones(n, dtype=bool) if snap.alive is None else snap.alive.copy()
+            keys, positions = snap._index()
+            at = np.minimum(np.searchsorted(keys, rowids), max(keys.size - 1, 0))
+            if keys.size:
+                replaced = keys[at] == rowids
+                alive[positions[at[replaced]]] = False
+            dead = n - int(alive.sum())
+            if n + m > self._buffer.shape[0] or dead > max(1024, n // 4):
+                self._compact(snap, alive, n + m)
+                snap = self.snapshot
+                assert snap is not None
+                n, alive = snap.size, np.ones(snap.size, dtype=bool)
+            buffer = self._buffer
+            assert buffer is not None
+            buffer[n : n + m] = vectors
+            sq_out = None if self._sq_buffer is None else self._sq_buffer[n : n + m]
+            prepare_rows(buffer[n : n + m], self.metric, sq_out)
+            all_alive = bool(alive.all())
+            new = Snapshot(
+                after,
+                np.concatenate([snap.rowids, rowids]),
+                buffer[: n + m],
+                None if self._sq_buffer is None else self._sq_buffer[: n + m],
+                None if all_alive else np.concatenate([alive, np.ones(m, dtype=bool)]),
+            )
+            columns = snap.extras.get("columns")
+            if columns:
+                new.extras["columns"] = dict(columns)  # extended lazily for the new rows
+            self._publish(new)
+            return True
+
+    def _compact(self, snap: Snapshot, alive: np.ndarray, need: int) -> None:
+        """Move the alive rows into a new buffer with room for ``need`` - dead rows."""
+        keep = np.flatnonzero(alive)
+        rows = keep.size + (need - snap.size)
+        capacity = rows + spare_rows(rows)
+        buffer = np.empty((capacity, snap.matrix.shape[1]), dtype=np.float32)
+        np.take(snap.matrix, keep, axis=0, out=buffer[: keep.size])
+        sq = None
+        if self._sq_buffer is not None:
+            sq = np.zeros(capacity, dtype=np.float32)
+            assert snap.sq_norms is not None
+            sq[: keep.size] = snap.sq_norms[keep]
+        self._buffer, self._sq_buffer = buffer, sq
+        self._publish(
+            Snapshot(
+                snap.token,
+                snap.rowids[keep],
+                buffer[: keep.size],
+                None if sq is None else sq[: keep.size],
+            ),
+            history=False,  # older snapshots would keep the old buffer alive
+        )
 
     def filter_positions(
         self, snap: Snapshot, conn: sa.Connection, table: sa.Table, filter: Filter
@@ -93,44 +258,54 @@ class VectorCache:
             return None
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
         stale = False
+        used: set[str] = set()
 
         def column(key: str) -> KeyColumn:
             nonlocal stale
-            cached = columns.get(key)
-            if cached is None:
-                cached = _load_column(conn, table, key, snap.rowids)
-                if cached is None:  # the rows are not the snapshot's: SQL answers instead
-                    stale = True
-                    cached = KeyColumn([None] * snap.rowids.size, [None] * snap.rowids.size)
-                else:
-                    columns[key] = cached
+            used.add(key)
+            cached = columns.pop(key, None)  # re-inserted last: least recently used first
+            if cached is not None and len(cached.kind) < snap.size:
+                cached = _extend_column(conn, table, key, snap, cached)
+            elif cached is None:
+                cached = _load_column(conn, table, key, snap)
+            if cached is None:  # the rows are not the snapshot's: SQL answers instead
+                stale = True
+                return _missing_column(snap.size)
+            columns[key] = cached
             return cached
 
-        found = np.flatnonzero(mask(filter.node, column, snap.rowids.size))
-        return None if stale else found  # stale: not the snapshot's state, let SQL answer
+        matched = mask(filter.node, column, snap.size)
+        _evict(columns, used, COLUMN_CACHE_BYTES)
+        if stale:
+            return None
+        if snap.alive is not None:
+            matched &= snap.alive
+        return np.flatnonzero(matched)
 
     def invalidate(self) -> None:
-        self.snapshot = None
+        with self._load_lock:
+            self._publish(None)
+            self._buffer = self._sq_buffer = None
 
     def close(self) -> None:
-        with self._lock:
-            if self._watcher is not None:
-                self._watcher.close()
-                self._watcher = None
-
-    def _prepare(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.metric is DistanceMetric.COSINE:
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            norms[norms == 0] = np.nan  # no cosine distance: NaN, left out like TiDB's NULL
-            return np.ascontiguousarray(matrix / norms, dtype=np.float32), None
-        if self.metric is DistanceMetric.L2:
-            return np.ascontiguousarray(matrix), np.einsum("ij,ij->i", matrix, matrix)
-        return np.ascontiguousarray(matrix), None
+        self.invalidate()  # a new watcher counts from the start again
+        self.watcher.close()
 
     def distances(
         self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None
     ) -> np.ndarray:
-        """Distances from ``query`` to the snapshot's rows (all, or at ``positions``)."""
+        """Distances from ``query`` to the snapshot's rows (all, or at ``positions``).
+
+        All rows: concurrent callers on one snapshot share one matrix-matrix product
+        (``_coalesce``)."""
+        if positions is None and self.coalesce and self.metric is not DistanceMetric.L1:
+            return self.coalescer.distances(snap, query, self._batch_distances)
+        return self.distances_to(snap, query, positions)
+
+    def distances_to(
+        self, snap: Snapshot, query: np.ndarray, positions: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Distances from one query to the rows (all, or at ``positions``), on its own."""
         matrix = snap.matrix if positions is None else snap.matrix[positions]
         if self.metric is DistanceMetric.COSINE:
             norm = np.float32(np.linalg.norm(query))
@@ -144,6 +319,34 @@ class VectorCache:
             return np.sqrt(np.maximum(d2, 0, out=d2))
         return self.metric.distances(matrix, query)
 
+    def many_distances(
+        self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
+    ) -> np.ndarray:
+        """(rows, q) distances of many queries to the rows (all, or at ``positions``)."""
+        if self.metric is DistanceMetric.L1 or queries.shape[0] == 1:
+            return np.stack([self.distances_to(snap, q, positions) for q in queries], axis=1)
+        if positions is None:
+            return self._batch_distances(snap, queries)
+        sq = None if snap.sq_norms is None else snap.sq_norms[positions]
+        return self._batch_distances(
+            Snapshot(snap.token, snap.rowids[positions], snap.matrix[positions], sq), queries
+        )
+
+    def _batch_distances(self, snap: Snapshot, queries: np.ndarray) -> np.ndarray:
+        """(n, q) distances from every row to each query: one pass over the matrix."""
+        if queries.shape[0] == 1:  # alone: a matrix-vector product (gemv beats gemm here)
+            return self.distances_to(snap, queries[0])[:, None]
+        if self.metric is DistanceMetric.COSINE:
+            norms = np.linalg.norm(queries, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            return np.float32(1.0) - snap.matrix @ (queries / norms).T
+        if self.metric is DistanceMetric.INNER_PRODUCT:
+            return -(snap.matrix @ queries.T)
+        assert snap.sq_norms is not None  # L2
+        d2 = snap.sq_norms[:, None] - 2 * (snap.matrix @ queries.T)
+        d2 += np.einsum("ij,ij->i", queries, queries)[None, :]
+        return np.sqrt(np.maximum(d2, 0, out=d2))
+
     def exact(self, snap: Snapshot, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Exact distances for a few rows (the winners), free of cancellation error."""
         rows = snap.matrix[positions]
@@ -152,22 +355,102 @@ class VectorCache:
         return self.distances(snap, query, positions)
 
 
-def _load_column(
-    conn: sa.Connection, table: sa.Table, key: str, rowids: np.ndarray
-) -> KeyColumn | None:
-    """One key's JSON type and value for every row, in rowid order (None: rows differ)."""
+_ROWID = sa.literal_column("rowid", sa.Integer)
+
+
+def _key_rows(conn: sa.Connection, table: sa.Table, key: str, rowids: list[int] | None) -> Any:
     # path_safe keys only: no quote or backslash to escape in the path
     path: sa.BindParameter[str] = sa.bindparam(None, f'$."{key}"', type_=sa.String)
-    rowid = sa.literal_column("rowid", sa.Integer)
     stmt = sa.select(
-        rowid, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
-    ).order_by(rowid)
-    rows = conn.execute(stmt).all()
-    if len(rows) != rowids.size or not np.array_equal(
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), rowids
-    ):
+        _ROWID, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
+    )
+    if rowids is None:
+        return _driver_rows(conn, stmt)
+    rows: list[Any] = []
+    for chunk in chunks(rowids, IN_CHUNK):
+        rows.extend(_driver_rows(conn, stmt.where(_ROWID.in_(chunk))))
+    return rows
+
+
+def _driver_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
+    """All rows as the driver's tuples: SQLAlchemy's row objects cost twice the query
+    itself here (these columns need no result processing)."""
+    result = conn.execute(stmt)
+    try:
+        return list(result.cursor.fetchall())  # type: ignore[attr-defined]
+    finally:
+        result.close()
+
+
+def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
+    """The key's column for snapshot positions ``start:`` from (rowid, type, value) rows;
+    None unless the rows are exactly the snapshot's alive rows there."""
+    n = snap.size - start
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    positions = snap.positions(ids)
+    if positions is None or not _distinct(positions):
         return None
-    return KeyColumn([r[1] for r in rows], [r[2] for r in rows])
+    alive = snap.alive[start:] if snap.alive is not None else None
+    expected = n if alive is None else int(alive.sum())
+    if start:
+        positions = positions - start
+        if positions.size and positions.min() < 0:
+            return None
+    if len(rows) != expected:
+        return None
+    types: list[str | None] = [None] * n
+    values: list[Any] = [None] * n
+    for p, row in zip(positions.tolist(), rows, strict=True):
+        types[p], values[p] = row[1], row[2]
+    return KeyColumn(types, values)
+
+
+def _load_column(
+    conn: sa.Connection, table: sa.Table, key: str, snap: Snapshot
+) -> KeyColumn | None:
+    """One key's JSON type and value for every row of ``snap`` (None: rows differ)."""
+    return _column_at(_key_rows(conn, table, key, None), snap, 0)
+
+
+def _extend_column(
+    conn: sa.Connection, table: sa.Table, key: str, snap: Snapshot, done: KeyColumn
+) -> KeyColumn | None:
+    """``done`` (the first rows' column) extended to rows appended since it was made."""
+    start = len(done.kind)
+    new = snap.rowids[start:]
+    if snap.alive is not None:
+        new = new[snap.alive[start:]]
+    tail = _column_at(_key_rows(conn, table, key, new.tolist()), snap, start)
+    if tail is None:
+        return None
+    joined = KeyColumn.__new__(KeyColumn)
+    joined.kind = np.concatenate([done.kind, tail.kind])
+    joined.values = np.concatenate([done.values, tail.values])
+    joined.empty = np.concatenate([done.empty, tail.empty])
+    joined.typed = Typed()
+    return joined
+
+
+def column_bytes(col: KeyColumn) -> int:
+    """About what a column holds: its arrays, and 40 bytes per boxed value."""
+    boxed = int(np.count_nonzero(col.kind >= NUMBER))
+    arrays = col.kind.nbytes + col.empty.nbytes + col.values.nbytes
+    return arrays + 40 * boxed + col.typed.nbytes()
+
+
+def _evict(columns: dict[str, KeyColumn], used: set[str], limit: int) -> None:
+    """Drop least recently used columns (not those of the current filter) over ``limit``."""
+    total = sum(column_bytes(c) for c in list(columns.values()))
+    for key in list(columns):
+        if total <= limit:
+            return
+        if key not in used:
+            col = columns.pop(key, None)
+            total -= 0 if col is None else column_bytes(col)
+
+
+def _missing_column(n: int) -> KeyColumn:
+    return KeyColumn([None] * n, [None] * n)
 
 
 # --- scoring on a snapshot --------------------------------------------------------------
@@ -180,13 +463,22 @@ def score_hits(
     k: int,
     positions: np.ndarray | None,
     max_distance: float | None,
+    approx: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first."""
+    """(rowids, distances) of the winners among ``positions`` (None: all), nearest first.
+
+    ``approx``: the query's distances to those rows, when already computed (batch)."""
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
-    approx = cache.distances(snap, query, positions)
-    chosen = nearest(approx, rowids, k, max_distance)
+    if approx is None:
+        approx = cache.distances(snap, query, positions)
+    if positions is None and snap.alive is not None:  # rows replaced or deleted since
+        approx[~snap.alive] = np.inf
+        chosen = nearest(approx, rowids, k, max_distance)
+        chosen = chosen[snap.alive[chosen]]
+    else:
+        chosen = nearest(approx, rowids, k, max_distance)
     chosen_positions = chosen if positions is None else positions[chosen]
     exact = cache.exact(snap, query, chosen_positions)
     order = np.lexsort((rowids[chosen], exact))

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from tidb_jina.store._filter_tree import Filter, Node, Not, Or, Pred
+from tidb_jina.store._filter_typed import Typed
+from tidb_jina.store._filter_typed import compare as typed_compare
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
 _SUPPORTED = frozenset({"eq", "gt", "gte", "lt", "lte", "exists", "empty"})
@@ -45,7 +47,7 @@ class KeyColumn:
     so only this key's values are held in memory, never whole metadata objects.
     """
 
-    __slots__ = ("empty", "kind", "values")
+    __slots__ = ("empty", "kind", "typed", "values")
 
     def __init__(self, types: Sequence[str | None], values: Sequence[Any]) -> None:
         n = len(types)
@@ -58,9 +60,10 @@ class KeyColumn:
         # empty: missing, null, "" or [] (json_extract gives arrays as minified JSON text)
         # The string "[]" is not empty: only an ARRAY whose JSON text is [] is.
         self.empty = (self.kind == MISSING) | (self.kind == NULL)
-        for kind, text in ((STRING, ""), (ARRAY, "[]")):
+        for kind, text in ((STRING, ""), (ARRAY, "[]")):  # the string "[]" is not empty
             rows = self.kind == kind
             self.empty[rows] = raw[rows] == text
+        self.typed = Typed()  # typed arrays for fast comparisons (``_filter_typed``)
 
 
 _KINDS = {
@@ -151,9 +154,12 @@ def _leaf(node: Pred, col: KeyColumn) -> np.ndarray:
     if op == "eq" and isinstance(value, bool):
         return col.kind == (TRUE if value else FALSE)
     kind = STRING if isinstance(value, str) else NUMBER
+    rows = np.flatnonzero(col.kind == kind)
+    fast = typed_compare(col.typed, rows, col.values, op, value, kind == STRING)
+    if fast is not None:
+        return fast
     compare = operator.eq if op == "eq" else _COMPARE[op]
     out = np.zeros(col.kind.shape[0], dtype=bool)
-    rows = np.flatnonzero(col.kind == kind)
     if rows.size:
         out[rows] = np.asarray(compare(col.values[rows], value), dtype=bool)
     return out

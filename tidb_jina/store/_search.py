@@ -56,6 +56,34 @@ def hybrid(
     """Vector and full-text hits fused by RRF (scaled to [0, 1]) or weighted scores."""
     if fusion not in FUSIONS:
         raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
+    for attempt in range(HYBRID_TRIES):
+        results = _hybrid_once(
+            table, query, text, k, filter, fusion, rrf_k, alpha, pool, ids, attempt
+        )
+        if results is not None:
+            return results
+    raise AssertionError("the last try always answers")
+
+
+HYBRID_TRIES = 3
+
+
+def _hybrid_once(
+    table: Searchable,
+    query: np.ndarray,
+    text: str,
+    k: int,
+    filter: Filter | None,
+    fusion: str,
+    rrf_k: int,
+    alpha: float,
+    pool: int,
+    ids: list[str] | None,
+    attempt: int,
+) -> list[SearchResult] | None:
+    """One fusion; None when a row found by text was deleted before its vector was read
+    (the table changed between the searches: the caller tries again). The last try
+    leaves such rows out: they no longer exist."""
     options = SearchOptions(k=pool, filter=filter, ids=ids)
     by_vector = table._vector_search(query, options)
     by_text = table._text_search(text, pool, filter, ids)
@@ -74,6 +102,10 @@ def hybrid(
     text_hits = {r.id: r for r in by_text}
     missing = [key for key in winners if key not in vector_hits]
     distances = _distances_for(table, missing, query)
+    if any(key not in distances for key in missing):
+        if attempt < HYBRID_TRIES - 1:
+            return None
+        winners = [key for key in winners if key in vector_hits or key in distances]
     results = []
     for key in winners:
         base = vector_hits.get(key) or text_hits[key]

@@ -483,6 +483,7 @@ class AsyncVectorTable:
     count = twin(VectorTable.count)
     get = twin(VectorTable.get)
     search = twin(VectorTable.search)
+    search_many = twin(VectorTable.search_many)
     max_marginal_relevance_search = twin(VectorTable.max_marginal_relevance_search)
     full_text_search = twin(VectorTable.full_text_search)
     hybrid_search = twin(VectorTable.hybrid_search)

@@ -49,6 +49,7 @@ from tidb_jina.store._db import Database, batch_slices
 from tidb_jina.store._engine import async_source, connect
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import last_occurrences, prepare_documents, prepare_metadatas, unique
 from tidb_jina.store._schema import (
     ID_LENGTH,
@@ -264,6 +265,7 @@ class TableBase:
         an engine it created (not one you passed in). Idempotent; the table reconnects if
         used again. For the running loop's async pool use ``await table.aclose()``."""
         self._backend.close()
+        self._runner.dispose_idle()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -299,12 +301,15 @@ class TableBase:
 
     def _load(self) -> sa.Table | None:
         state = self._state
-        if not state.loaded:
+        if not state.loaded or self._backend.schema_changed():
             with state.lock:
+                if state.loaded and self._backend.schema_changed():
+                    state.reset()  # dropped or re-created by someone else: read it again
                 if not state.loaded:
                     if state.drop_pending:
                         self.drop()
                     with self._db.read() as conn:
+                        self._backend.note_schema(conn)
                         shape = read_shape(conn, self.table_name)
                         recorded = _table_meta.read(conn, self.table_name) if shape else None
                     self._adopt(shape, recorded)
@@ -420,6 +425,7 @@ class TableBase:
                 self._backend.check_created(conn, table)  # its warnings: right after it
                 for index in table.indexes:
                     conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+                self._backend.note_schema(conn)
                 shape = read_shape(conn, self.table_name)
                 recorded = _table_meta.read(conn, self.table_name)
             self._adopt(shape, recorded)  # someone else may have created it first (size, model)
@@ -602,6 +608,33 @@ class TableBase:
             prefilter=prefilter,
             num_candidates=num_candidates,
         )
+
+    def search_many(
+        self,
+        vectors: Iterable[Any],
+        *,
+        k: int = 4,
+        filter: FilterArg = None,
+        max_distance: float | None = None,
+        include_embeddings: bool = False,
+        ids: Iterable[str] | None = None,
+    ) -> list[list[SearchResult]]:
+        """:meth:`VectorTable.search` for many query vectors at once, same options:
+        one list of hits per vector, in order. The embedded engine scores them all in
+        one pass over the vectors (a matrix-matrix product) and one read transaction;
+        TiDB runs one statement per vector."""
+        options = self._search_options(
+            k=k,
+            filter=filter,
+            ids=ids,
+            max_distance=max_distance,
+            include_embeddings=include_embeddings,
+        )
+        table = self._load()
+        queries = _vector.as_matrix(vectors, self.dimension)
+        if table is None or options.ids == [] or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        return self._backend.search_many(table, queries, options)
 
     def search_statement(
         self,

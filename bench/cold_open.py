@@ -1,0 +1,128 @@
+"""Cold open: a new process opens a file table and answers its first search.
+
+Baseline, in the same run: a new process ``np.load``-s the same float32 matrix from a
+``.npy`` file (the floor for getting the vectors into memory). Each contestant runs in
+its own fresh process (alternating, ``--rounds`` times, median) after the same imports,
+and reports its wall time, its peak resident memory above the process's after imports
+(``VmHWM``), and what stays resident after the first result.
+
+Goals (``docs``: issue 18): time at most 2x ``np.load``; peak at most 1.3x the matrix;
+resident afterwards at most 1.2x the matrix.
+
+    python bench/cold_open.py [--n 100000] [--dim 768] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import Row, fmt_bytes, random_vectors, table
+
+from tidb_jina.store import VectorTable
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+from tidb_jina.store import VectorTable
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0
+
+kind, target, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])
+query = np.ones(dim, dtype=np.float32)
+base = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+    f.write("5")
+start = time.perf_counter()
+if kind == "npload":
+    matrix = np.load(target)
+    _ = matrix[:1] @ query
+else:
+    hits = VectorTable(target, table_name="cold").search(query, k=10)
+    assert len(hits) == 10
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak": status("VmHWM:") - base,
+                  "resident": status("VmRSS:") - base}))
+"""
+
+
+def run(kind: str, target: str, dim: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, target, str(dim)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    url = f"sqlite:///{folder / 'cold.db'}"
+    npy = folder / "matrix.npy"
+    vectors = random_vectors(args.n, args.dim)
+    np.save(npy, vectors)
+    store = VectorTable(url, table_name="cold")
+    for start in range(0, args.n, 50_000):
+        part = vectors[start : start + 50_000]
+        store.upsert(part, ids=[str(i) for i in range(start, start + len(part))])
+    store.close()
+    matrix_bytes = vectors.nbytes
+    del vectors
+    ours, base = [], []
+    for _ in range(args.rounds):
+        base.append(run("npload", str(npy), args.dim))
+        ours.append(run("store", url, args.dim))
+
+    def med(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"## Cold open to first result, {args.n:,} x {args.dim} ({args.rounds} rounds)\n")
+    print(
+        table(
+            [
+                Row(
+                    "open + first search",
+                    med(ours, "seconds"),
+                    "np.load",
+                    med(base, "seconds"),
+                    "<= 2x",
+                    2.0,
+                ),
+            ]
+        )
+    )
+    print()
+    print(
+        table(
+            [
+                Row("peak memory", med(ours, "peak"), "matrix", matrix_bytes, "<= 1.3x", 1.3),
+                Row(
+                    "resident after", med(ours, "resident"), "matrix", matrix_bytes, "<= 1.2x", 1.2
+                ),
+                Row("np.load peak", med(base, "peak"), "matrix", matrix_bytes, "-"),
+            ],
+            fmt=fmt_bytes,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

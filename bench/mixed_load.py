@@ -1,0 +1,173 @@
+"""Reads while writing: 8 reader threads, with and without one writer, on one file table.
+
+A RAG app ingests while it serves. Phase 1: 8 threads search for ``--seconds``
+(readers only: the baseline). Phase 2: the same 8 readers while a ninth thread upserts
+100 rows every 50 ms (half new rows, half updates of existing ones). Printed as ratios of
+phase 2 to phase 1, measured in the same run:
+
+- reader throughput (goal: at least 0.7x of readers-only),
+- median search latency (goal: at most 2x),
+- peak resident memory above the process's before the first search, against the size of
+  the float32 matrix (goal: at most 1.5x the matrix); the readers-only peak is printed
+  too (8 threads' BLAS and SQLite buffers count in both).
+
+    python bench/mixed_load.py [--n 100000] [--dim 768] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import Row, fmt_bytes, table
+
+from tidb_jina.store import VectorTable
+from tidb_jina.store._stream_load import release_free_memory
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class PeakRss:
+    """Samples the resident set every 5 ms in a thread; ``peak`` is the largest seen."""
+
+    def __init__(self) -> None:
+        self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_bytes())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_readers(
+    store: VectorTable, queries: np.ndarray, seconds: float, threads: int
+) -> tuple[int, list[float]]:
+    stop = threading.Event()
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+
+    def reader(slot: int) -> None:
+        i = slot
+        while not stop.is_set():
+            start = time.perf_counter()
+            store.search(queries[i % len(queries)], k=10)
+            latencies[slot].append(time.perf_counter() - start)
+            i += threads
+
+    workers = [threading.Thread(target=reader, args=(s,)) for s in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    flat = [x for per in latencies for x in per]
+    return len(flat), flat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--readers", type=int, default=8)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((args.n, args.dim)).astype(np.float32)
+    queries = rng.standard_normal((64, args.dim)).astype(np.float32)
+    url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'mixed.db'}"
+    store = VectorTable(url, table_name="mixed")
+    store.upsert(vectors, ids=[str(i) for i in range(args.n)])
+    matrix_bytes = vectors.nbytes
+    del vectors
+    release_free_memory()  # what ingest freed is not the search's
+    base_rss = rss_bytes()
+    store.search(queries[0], k=10)  # load the snapshot
+
+    peak_r = PeakRss()
+    count_r, lat_r = run_readers(store, queries, args.seconds, args.readers)
+    peak_readers = peak_r.stop() - base_rss
+
+    stop = threading.Event()
+    writes = [0]
+    writer_store = store  # the same table object: this process's own writes
+
+    def writer() -> None:
+        wrng = np.random.default_rng(1)
+        next_id = args.n
+        while not stop.is_set():
+            start = time.perf_counter()
+            fresh = [str(next_id + j) for j in range(50)]
+            next_id += 50
+            updated = [str(int(x)) for x in wrng.integers(0, args.n, 50)]
+            ids = fresh + list(dict.fromkeys(updated))[:50]
+            batch = wrng.standard_normal((len(ids), args.dim)).astype(np.float32)
+            writer_store.upsert(batch, ids=ids)
+            writes[0] += 1
+            time.sleep(max(0.0, 0.05 - (time.perf_counter() - start)))
+
+    def safe_writer() -> None:
+        try:
+            writer()
+        except Exception as exc:  # report, do not hang the bench
+            print("writer failed:", exc)
+
+    peak = PeakRss()
+    w = threading.Thread(target=safe_writer)
+    w.start()
+    count_m, lat_m = run_readers(store, queries, args.seconds, args.readers)
+    stop.set()
+    w.join()
+    peak_bytes = peak.stop() - base_rss
+
+    thr_r, thr_m = count_r / args.seconds, count_m / args.seconds
+    p50_r, p50_m = statistics.median(lat_r), statistics.median(lat_m)
+    print(
+        f"## Mixed load: {args.readers} readers + 1 writer, {args.n:,} x {args.dim} "
+        f"({args.seconds:.0f} s per phase, {writes[0]} upserts of 100 rows)\n"
+    )
+    limit = 1 / 0.7
+    print(
+        table(
+            [
+                Row(
+                    "time per search (1 / throughput)",
+                    1 / thr_m,
+                    "readers only",
+                    1 / thr_r,
+                    "<= 1.43x (throughput >= 0.7x)",
+                    limit,
+                ),
+                Row("p50 search latency", p50_m, "readers only", p50_r, "<= 2x", 2.0),
+            ]
+        )
+    )
+    print()
+    print(
+        table(
+            [
+                Row("peak memory, mixed", peak_bytes, "matrix", matrix_bytes, "<= 1.5x", 1.5),
+                Row("peak memory, readers only", peak_readers, "matrix", matrix_bytes, "-"),
+            ],
+            fmt=fmt_bytes,
+        )
+    )
+    store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Typed forms of a filter column, so comparisons run as NumPy array operations.
+
+A :class:`~tidb_jina.store._filter_numpy.KeyColumn` holds one key's values as Python
+objects; comparing them element by element costs about 50 ns a row. Each column is
+therefore also kept, on first use, as
+
+* numbers: one float64 array (NaN where the row holds no number). Exact for integers
+  up to 2**53, where float64 and Python's int comparison agree; a column or a filter
+  value beyond that keeps the object path;
+* strings: dictionary-encoded, the distinct strings sorted by Python's own ordering
+  (code points, as SQLite's BINARY collation on UTF-8) and one int32 code per row
+  (-1: not a string). ``$eq`` compares codes; a range is a code range, found by
+  ``searchsorted`` on the sorted distinct strings.
+
+Booleans are never numbers here (``kind`` keeps them apart). Anything else returns None
+and the caller compares the objects as before: the semantics stay exactly those of
+``_filter_numpy``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_EXACT = 2.0**53
+
+
+class Typed:
+    """The typed arrays of one column (made lazily, per JSON kind)."""
+
+    __slots__ = ("numbers", "strings")
+
+    def __init__(self) -> None:
+        self.numbers: np.ndarray | bool | None = False  # False: not made yet
+        self.strings: tuple[np.ndarray, np.ndarray] | bool | None = False
+
+    def nbytes(self) -> int:
+        size = 0
+        if isinstance(self.numbers, np.ndarray):
+            size += self.numbers.nbytes
+        if isinstance(self.strings, tuple):
+            uniques, codes = self.strings
+            size += codes.nbytes + 8 * uniques.size + sum(len(s) + 49 for s in uniques)
+        return size
+
+
+def compare(
+    typed: Typed, kind_rows: np.ndarray, values: np.ndarray, op: str, value: Any, is_str: bool
+) -> np.ndarray | None:
+    """The mask of ``op value`` over the column (rows of kind ``kind_rows``), or None
+    when the typed form cannot answer exactly."""
+    if is_str:
+        if typed.strings is False:
+            typed.strings = _strings(kind_rows, values)
+        if not isinstance(typed.strings, tuple):
+            return None
+        return _compare_codes(typed.strings, op, value)
+    if not isinstance(value, (int, float)) or abs(value) > _EXACT:
+        return None
+    if typed.numbers is False:
+        typed.numbers = _numbers(kind_rows, values)
+    if not isinstance(typed.numbers, np.ndarray):
+        return None
+    numbers = typed.numbers
+    target = float(value)
+    if op == "eq":
+        return numbers == target
+    if op == "gt":
+        return numbers > target
+    if op == "gte":
+        return numbers >= target
+    if op == "lt":
+        return numbers < target
+    if op == "lte":
+        return numbers <= target
+    return None
+
+
+def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    out = np.full(values.shape[0], np.nan)
+    picked = values[rows]
+    if picked.size:
+        as_float = picked.astype(np.float64)
+        if np.abs(as_float).max() > _EXACT:
+            return None  # big integers: float64 would round them
+        out[rows] = as_float
+    return out
+
+
+def _strings(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes = np.full(values.shape[0], -1, dtype=np.int32)
+    picked = values[rows]
+    if picked.size:
+        uniques, inverse = np.unique(picked, return_inverse=True)  # Python ordering
+        codes[rows] = inverse.reshape(-1)
+    else:
+        uniques = np.empty(0, dtype=object)
+    return uniques, codes
+
+
+def _compare_codes(strings: tuple[np.ndarray, np.ndarray], op: str, value: str) -> np.ndarray:
+    uniques, codes = strings
+    left = int(np.searchsorted(uniques, value, side="left"))
+    right = int(np.searchsorted(uniques, value, side="right"))
+    is_str = codes >= 0
+    if op == "eq":
+        return (codes == left) if right > left else np.zeros(codes.shape[0], dtype=bool)
+    if op == "gt":
+        return codes >= right
+    if op == "gte":
+        return codes >= left
+    if op == "lt":
+        return is_str & (codes < left)
+    if op == "lte":
+        return is_str & (codes < right)
+    raise AssertionError(op)

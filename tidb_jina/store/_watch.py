@@ -1,0 +1,125 @@
+"""Change tokens of an embedded database: has anything been committed since we looked?
+
+The embedded search keeps the vectors in memory (``_embedded``) and must know when that
+copy is stale. ``PRAGMA data_version`` answers it: on one connection, its value changes
+whenever *another* connection (in this process or another) commits. The watcher is that
+one private connection, which never writes.
+
+It must open exactly the database the engine opened, whatever form the URL had:
+
+* a file: the absolute path SQLite itself reports for the engine's connection
+  (``PRAGMA database_list``), so a relative path followed by ``os.chdir`` still watches
+  the right file, and a ``file:`` URI is not mistaken for a file named ``file:...``;
+* a shared-cache in-memory URI (``file:name?mode=memory&cache=shared``): the same URI,
+  opened as a URI (every connection to it shares the data, so ``data_version`` works);
+* a private in-memory database (``sqlite://``): nothing else can reach it; it lives in
+  one connection used under a lock, whose ``total_changes`` is the token instead.
+
+``PRAGMA schema_version`` (same connection) tells when a table was dropped or created by
+anyone, so the facade re-reads the table's shape instead of writing to a table that is no
+longer the one it knew.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+
+
+class ChangeWatcher:
+    """Change and schema tokens of the database behind one SQLAlchemy engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._private: bool | None = None  # a private in-memory database (no watcher)
+
+    def _watcher(self, dbapi: Any) -> sqlite3.Connection | None:
+        """The private connection (made once, from the engine's own connection).
+
+        The engine's connection may be an async driver's, whose calls switch greenlets:
+        it is never used while ``_lock`` is held (another task on this thread would wait
+        for the lock forever)."""
+        if self._private is None:
+            target = _target(self._engine, dbapi)
+            with self._lock:
+                if self._private is None:
+                    self._private = target is None
+                    if target is not None:
+                        where, uri = target
+                        self._conn = sqlite3.connect(
+                            where, uri=uri, check_same_thread=False, isolation_level=None
+                        )
+        return self._conn
+
+    def _read(self, dbapi: Any, pragma: str) -> int | None:
+        """``pragma`` on the watcher; None when there is none (private memory)."""
+        if self._watcher(dbapi) is None:
+            return None
+        with self._lock:
+            if self._conn is None:  # closed meanwhile: reopened on the next call
+                return None
+            return int(self._conn.execute(pragma).fetchone()[0])
+
+    def token(self, conn: sa.Connection) -> Any:
+        """A value that changes whenever anyone commits a change to the database."""
+        dbapi = _dbapi(conn)
+        version = self._read(dbapi, "PRAGMA data_version")
+        if version is not None:
+            return ("version", version)
+        # one connection under the engine's lock: its own count of changed rows, and
+        # the schema cookie (DROP TABLE changes no rows)
+        cookie = _pragma(dbapi, "PRAGMA schema_version")[0][0]
+        return ("changes", dbapi.total_changes, cookie)
+
+    def schema_version(self, conn: sa.Connection) -> int:
+        """SQLite's schema cookie: it changes whenever any table is created or dropped."""
+        dbapi = _dbapi(conn)
+        version = self._read(dbapi, "PRAGMA schema_version")
+        if version is not None:
+            return version
+        return int(_pragma(dbapi, "PRAGMA schema_version")[0][0])
+
+    def schema_version_now(self) -> int | None:
+        """The schema cookie read on the watcher; None before it exists (or in memory)."""
+        with self._lock:
+            if self._conn is None:
+                return None
+            return int(self._conn.execute("PRAGMA schema_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn, self._private = None, None
+
+
+def _dbapi(conn: sa.Connection) -> Any:
+    return conn.connection.dbapi_connection
+
+
+def _pragma(dbapi: Any, sql: str) -> list[Any]:
+    """Run a PRAGMA on the driver connection itself (no SQLAlchemy transaction begins)."""
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _target(engine: sa.Engine, dbapi: sqlite3.Connection) -> tuple[str, bool] | None:
+    """(what to open, is it a URI) for the engine's database; None for private memory."""
+    rows = _pragma(dbapi, "PRAGMA database_list")
+    path = next((row[2] for row in rows if row[1] == "main"), "")
+    if path:  # a file: SQLite's own absolute path, immune to a later chdir
+        return path, False
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    where = str(args[0]) if args else str(kwargs.get("database", ""))
+    if kwargs.get("uri") and "cache=shared" in where:
+        return where, True  # a shared-cache in-memory URI reaches the same data
+    return None
