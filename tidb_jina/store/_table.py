@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
 from tidb_jina.embeddings._inputs import validate_texts
+from tidb_jina.embeddings._late import rows_embed
 from tidb_jina.store import _crud, _search, _vector
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive
@@ -277,7 +278,10 @@ class VectorTable(TableBase):
         prepared = self._prepare(len(text_list), ids, text_list, metadatas)
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
-        vectors = (embed or self.text_embedder().embed_documents)(text_list)
+        if embed is None:
+            embedder = self.text_embedder()
+            embed = rows_embed(embedder, prepared.metas) or embedder.embed_documents
+        vectors = embed(text_list)
         return self._write(_vector.as_matrix(vectors, self.dimension), prepared)
 
     def _insert_texts(self, prepared: PreparedRows) -> list[str]:
@@ -447,7 +451,10 @@ class AsyncVectorTable:
             return []
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
-        vectors = await (embed or table.text_embedder().aembed_documents)(text_list)
+        if embed is None:
+            embedder = table.text_embedder()
+            embed = rows_embed(embedder, prepared.metas, aio=True) or embedder.aembed_documents
+        vectors = await embed(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
         return await self._runner.run("_write", matrix, prepared)  # type: ignore[no-any-return]
 
