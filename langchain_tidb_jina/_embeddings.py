@@ -38,6 +38,7 @@ from tidb_jina.embeddings import (
     Timeouts,
 )
 from tidb_jina.embeddings._config import unknown_options_error
+from tidb_jina.embeddings._late import GroupedEmbed
 
 __all__ = ["HuggingFaceEndpointEmbeddings", "JinaEmbeddings", "ProviderEmbeddings"]
 
@@ -298,7 +299,7 @@ def late_chunking_embed(
     if client is None:
         return None
     keys = _document_keys(embedding, metadatas)
-    return lambda texts: client.embed_grouped(texts, keys(len(texts)))
+    return GroupedEmbed(client.embed_grouped, keys, client.model)
 
 
 def alate_chunking_embed(
@@ -309,7 +310,7 @@ def alate_chunking_embed(
     if client is None:
         return None
     keys = _document_keys(embedding, metadatas)
-    return lambda texts: client.aembed_grouped(texts, keys(len(texts)))
+    return GroupedEmbed(client.aembed_grouped, keys, client.model)
 
 
 def _late_client(embedding: Embeddings | None) -> JinaClient | None:

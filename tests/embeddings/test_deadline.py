@@ -113,6 +113,28 @@ def test_a_trickling_server_cannot_stretch_a_one_second_call(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [("HTTP_PROXY", "http://jina-gateway.test"), ("HTTPS_PROXY", "https://api.jina.ai")],
+)
+def test_a_proxy_from_the_environment_is_used_and_cannot_stretch_a_call(
+    mode: str, variable: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxies from the environment are used (sync and async alike), and the transports
+    httpx builds for them keep the whole-call deadline."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with TrickleServer("status") as proxy:
+        monkeypatch.setenv(variable, proxy.url)
+        client = JinaClient(api_key=KEY, base_url=url, timeout=1.0, max_retries=0)
+        method = client.embed_documents if mode == "sync" else client.aembed_documents
+        elapsed, error = _timed(lambda: method(["hello"]), mode)
+        assert proxy.connections == 1  # the request went through the proxy
+    assert elapsed < 2.0, f"a 1 s call lasted {elapsed:.1f} s"
+    assert "1 s deadline" in str(error)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_each_retry_gets_its_own_deadline_and_the_total_is_bounded(mode: str) -> None:
     with TrickleServer("body") as server:
         client = HuggingFaceClient(

@@ -255,3 +255,34 @@ def test_llama_index_from_documents_with_the_embed_model_as_a_transformation() -
         check_requests(server, 2048, V3_CONTEXT)
         hits = index.as_retriever(similarity_top_k=1).retrieve("doc2 topic2")
     assert "doc2" in hits[0].get_content()
+
+
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "async"])
+def test_table_add_texts_never_joins_unrelated_rows(aio: bool) -> None:
+    """``VectorTable.add_texts`` with a late-chunking client: rows of one
+    ``metadata["source"]`` share requests, rows without one go alone, order is kept."""
+    import asyncio
+
+    from tidb_jina.store import VectorTable
+
+    texts = ["doc1 a cats", "doc2 b dogs", "doc1 c mice", "doc3 d owls", "doc4 e bats"]
+    metas = [{"source": "x"}, {"source": "y"}, {"source": "x"}, None, {"source": ["list"]}]
+    with FakeEmbeddingServer(api_key=KEY) as server:
+        client = JinaClient(api_key=KEY, base_url=server.url, late_chunking=True, dimensions=32)
+        table = VectorTable("sqlite://", table_name="late", embedder=client)
+        if aio:
+            asyncio.run(table.aio.add_texts(texts, ids=list("abcde"), metadatas=metas))
+        else:
+            table.add_texts(texts, ids=list("abcde"), metadatas=metas)
+        sent = sorted(r.body["input"] for r in server.api_requests("/v1/embeddings"))
+        assert all(r.body["late_chunking"] for r in server.api_requests("/v1/embeddings"))
+    assert sent == [
+        ["doc1 a cats", "doc1 c mice"],
+        ["doc2 b dogs"],
+        ["doc3 d owls"],
+        ["doc4 e bats"],
+    ]
+    stored = {r.id: r.embedding for r in table.get(list("abcde"), include_embeddings=True)}
+    expected = lexical_embedding(texts, 32)
+    for i, row_id in enumerate("abcde"):
+        np.testing.assert_allclose(stored[row_id], expected[i], atol=1e-6)

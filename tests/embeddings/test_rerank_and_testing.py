@@ -132,7 +132,7 @@ def test_fake_server_contract_errors_and_log(server):
 def test_fake_server_concurrency_cap_and_retry_after():
     import threading
 
-    with FakeEmbeddingServer(latency_s=0.2, max_concurrency=1, retry_after=2) as server:
+    with FakeEmbeddingServer(latency_s=1.0, max_concurrency=1, retry_after=2) as server:
         statuses: list[httpx.Response] = []
 
         def post() -> None:

@@ -99,3 +99,18 @@ def test_rerank_batch_size_is_checked_and_adapters_split_too(server: FakeEmbeddi
         1024,
         1024,
     ]
+
+
+def test_a_repeated_rerank_index_is_a_format_error_not_a_duplicate_result() -> None:
+    """A server answering one document twice would make it appear twice after merging."""
+    import httpx
+
+    from tidb_jina import ResponseFormatError
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        results = [{"index": 1, "relevance_score": 0.9}, {"index": 1, "relevance_score": 0.8}]
+        return httpx.Response(200, json={"results": results})
+
+    client = JinaClient(api_key=KEY, transport=httpx.MockTransport(answer), max_retries=0)
+    with pytest.raises(ResponseFormatError, match="bad or repeated index: 1 for 3"):
+        client.rerank("q", ["a", "b", "c"])

@@ -116,3 +116,16 @@ def test_no_key_for_a_custom_jina_url_explains_the_environment_rule(
     with pytest.raises(MissingAPIKeyError, match="only sent to Jina AI's own hosts"):
         client.embed_query("x")
     assert server.requests == []
+
+
+def test_an_error_detail_ending_in_a_period_reads_as_one_sentence(
+    server: FakeEmbeddingServer,
+) -> None:
+    from tidb_jina import InputTooLongError
+
+    client = JinaClient(api_key=KEY, base_url=server.url, truncate=False, **FAST)
+    with pytest.raises(InputTooLongError) as info:
+        client.embed_documents(["word " * 9000])
+    message = str(info.value)
+    assert "or shorter inputs. pass truncate=True" in message
+    assert ".." not in message

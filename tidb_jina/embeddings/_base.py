@@ -51,7 +51,7 @@ from tidb_jina.embeddings._config import (
     named_parameters,
 )
 from tidb_jina.embeddings._http import (
-    DeadlineTransport,
+    DeadlineClient,
     _Call,
     _ErrorInfo,
     _Retry,
@@ -264,11 +264,12 @@ class BaseEmbeddingClient:
                     self._transport if isinstance(self._transport, httpx.BaseTransport) else None
                 )
                 limits = self._pool_limits()
-                self._owned_client = httpx.Client(
-                    timeout=self.timeout,
-                    limits=limits,
-                    transport=transport or DeadlineTransport(limits=limits),
-                )
+                if transport is not None:
+                    self._owned_client = httpx.Client(
+                        timeout=self.timeout, limits=limits, transport=transport
+                    )
+                else:  # environment proxies work, and keep the deadline
+                    self._owned_client = DeadlineClient(timeout=self.timeout, limits=limits)
             return self._owned_client
 
     def _async_client(self) -> httpx.AsyncClient:

@@ -8,7 +8,8 @@
   covering connect, send and read:
 
   - async: ``asyncio.wait_for`` around the whole call, whatever ``AsyncClient`` is used;
-  - sync: the clients we build use ``DeadlineTransport``, whose sockets cut every connect,
+  - sync: the clients we build (``DeadlineClient``, environment proxies included) run on
+    ``_DeadlineBackend``, whose sockets cut every connect,
     read and write to the time left before the deadline of the call running on that
     thread (a ``ContextVar``). An ``httpx.Client`` passed in by the caller gets each phase
     timeout capped at the deadline, which bounds each socket operation but not their sum.
@@ -31,8 +32,8 @@ import httpx
 from tidb_jina._errors import EmbeddingError
 
 __all__ = [
+    "DeadlineClient",
     "DeadlineExceeded",
-    "DeadlineTransport",
     "parse_retry_after",
     "request_async",
     "request_sync",
@@ -217,23 +218,27 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` on sockets that honour the current call's deadline.
+class DeadlineClient(httpx.Client):
+    """``httpx.Client`` whose transports honour the current call's deadline: the default
+    one and the proxy ones httpx builds from ``HTTP(S)_PROXY`` / ``ALL_PROXY``
+    (``trust_env``). Passing ``transport=`` to ``httpx.Client`` (as ``DeadlineTransport``
+    would need) turns environment proxies off, so the backend is swapped in instead."""
 
-    Built like httpx's default transport (system CA store, HTTP/1.1, ``limits``); only the
-    connection pool's network backend differs. Proxies from the environment are still
-    handled by httpx's own proxy transports (``trust_env``), which do not see the deadline.
-    """
+    def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
+        return _on_deadline_backend(super()._init_transport(*args, **kwargs))
 
-    def __init__(self, *, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_DeadlineBackend(),
-        )
+    def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx.BaseTransport:
+        return _on_deadline_backend(super()._init_proxy_transport(*args, **kwargs))
+
+
+def _on_deadline_backend(transport: httpx.BaseTransport) -> httpx.BaseTransport:
+    """``transport`` with its httpcore pool (plain, HTTP proxy or SOCKS proxy) on sockets
+    that honour the deadline."""
+    pool = getattr(transport, "_pool", None)
+    if not hasattr(pool, "_network_backend"):
+        raise RuntimeError("httpx/httpcore changed: tidb_jina cannot bound the call's deadline")
+    pool._network_backend = _DeadlineBackend()  # type: ignore[union-attr]
+    return transport
 
 
 def _phase_timeouts(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:

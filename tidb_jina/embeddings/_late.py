@@ -20,9 +20,23 @@ averages about 4.5 characters per token, CJK about one character, 3 bytes, per t
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
-__all__ = ["estimate_tokens", "group_positions", "plan_windows"]
+import orjson
+
+__all__ = [
+    "ROW_DOCUMENT_KEY",
+    "GroupedEmbed",
+    "estimate_tokens",
+    "group_positions",
+    "plan_windows",
+    "rows_embed",
+]
+
+ROW_DOCUMENT_KEY = "source"
+"""The metadata key naming a row's document for late chunking in ``VectorTable.add_texts``
+(LangChain's loaders' key, also the LangChain adapter's default)."""
 
 _TOKENISH = re.compile(r"\w+|[^\w\s]")
 
@@ -69,3 +83,43 @@ def group_positions(keys: Sequence[Hashable | None]) -> list[list[int]]:
             out.append(group)
         group.append(position)
     return out
+
+
+def rows_embed(
+    embedder: Any, metas: Sequence[str], *, aio: bool = False
+) -> Callable[..., Any] | None:
+    """For ``VectorTable.add_texts``: a late-chunking embedder (``JinaClient``) gets the rows
+    grouped by ``metadata["source"]`` (rows without one are documents of their own), so
+    unrelated rows never share a late-chunking request; None for any other embedder.
+    ``metas`` are the rows' serialised metadata."""
+    if not getattr(embedder, "late_chunking", False) or not hasattr(embedder, "embed_grouped"):
+        return None
+    keys = [_row_document(meta) for meta in metas]
+    grouped = embedder.aembed_grouped if aio else embedder.embed_grouped
+    return GroupedEmbed(grouped, lambda count: keys, getattr(embedder, "model", None))
+
+
+class GroupedEmbed:
+    """``texts -> vectors`` with each document's chunks in their own requests
+    (``grouped(texts, keys)``, sync or async). It names its client's ``model``, so a
+    table checks and records the model as it does for ``embed_documents``."""
+
+    def __init__(
+        self,
+        grouped: Callable[[list[str], list[Hashable | None]], Any],
+        keys: Callable[[int], list[Hashable | None]],
+        model: str | None,
+    ) -> None:
+        self._grouped, self._keys, self.model = grouped, keys, model
+
+    def __call__(self, texts: list[str]) -> Any:
+        return self._grouped(texts, self._keys(len(texts)))
+
+
+def _row_document(meta: str | None) -> Hashable | None:
+    try:
+        value = orjson.loads(meta) if meta else None
+    except orjson.JSONDecodeError:
+        return None
+    key = value.get(ROW_DOCUMENT_KEY) if isinstance(value, dict) else None
+    return key if isinstance(key, (str, int, float)) and not isinstance(key, bool) else None

@@ -83,7 +83,8 @@ def parse(data: Any, call: _Call) -> list[RerankResult]:
         raise ResponseFormatError("Jina AI rerank answered without a 'results' list")
     documents = call.payload["documents"]
     offset = call.offset if isinstance(call, _RerankCall) else 0
-    out = []
+    out: list[RerankResult] = []
+    seen: set[int] = set()
     for item in results:
         index = item.get("index") if isinstance(item, dict) else None
         score = item.get("relevance_score") if isinstance(item, dict) else None
@@ -91,10 +92,12 @@ def parse(data: Any, call: _Call) -> list[RerankResult]:
             raise ResponseFormatError(
                 f"Jina AI rerank returned an index that is not an integer ({type(index).__name__})"
             )
-        if not 0 <= index < len(documents):
+        if not 0 <= index < len(documents) or index in seen:
             raise ResponseFormatError(
-                f"Jina AI rerank returned index {index} for {len(documents)} documents"
+                f"Jina AI rerank returned a bad or repeated index: {index} for "
+                f"{len(documents)} documents"
             )
+        seen.add(index)
         if not isinstance(score, (int, float)) or isinstance(score, bool):
             raise ResponseFormatError(
                 f"Jina AI rerank returned a score that is not a number ({type(score).__name__})"

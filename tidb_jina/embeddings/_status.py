@@ -78,7 +78,7 @@ def map_error(client: Any, info: _ErrorInfo) -> EmbeddingError:
     """
     status, detail, code = info.status, info.detail, info.code
     where = f"{client.provider_name} answered {status}" + (f" {code}" if code else "")
-    said = f"{where}: {detail}"
+    said = f"{where}: {detail.rstrip('.')}"
     lowered = f"{code or ''} {detail}".lower()
     kw: dict[str, Any] = {"status_code": status, "code": code}
     if status == 401:

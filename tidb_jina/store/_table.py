@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
 from tidb_jina.embeddings._inputs import validate_texts
+from tidb_jina.embeddings._late import rows_embed
 from tidb_jina.store import _crud, _search, _vector, _zero_vectors
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive
@@ -281,7 +282,9 @@ class VectorTable(TableBase):
         prepared = self._prepare(len(text_list), ids, text_list, metadatas)
         if embed is None and self.server_embeds:
             return self._insert_texts(prepared)
-        embed = embed or self.text_embedder().embed_documents
+        if embed is None:
+            embedder = self.text_embedder()
+            embed = rows_embed(embedder, prepared.metas) or embedder.embed_documents
         self._check_embedder(embed)  # before paying for the embeddings
         vectors = embed(text_list)
         return self._write(_vector.as_matrix(vectors, self.dimension), prepared, embed)
@@ -453,7 +456,9 @@ class AsyncVectorTable:
             return []
         await self.exists()  # loads the table's shape (its id length bounds the ids)
         prepared = table._prepare(len(text_list), ids, text_list, metadatas)
-        embed = embed or table.text_embedder().aembed_documents
+        if embed is None:
+            embedder = table.text_embedder()
+            embed = rows_embed(embedder, prepared.metas, aio=True) or embedder.aembed_documents
         table._check_embedder(embed, load=False)  # no sync I/O on the event loop
         vectors = await embed(text_list)
         matrix = _vector.as_matrix(vectors, table.dimension)
