@@ -325,3 +325,21 @@ def test_the_langchain_store_refuses_another_model_unless_told(url):
     assert store("model-b", check_metadata=False).add_texts(["second"], ids=["b"]) == ["b"]
     with VectorTable(url, table_name="lc") as t:
         assert t.count() == 2 and t.recorded is not None and t.recorded.model == "model-a"
+
+
+def test_a_late_chunking_embed_still_names_its_model() -> None:
+    """The grouped embed a late-chunking client gets (core and LangChain) names the
+    client's model, so the table checks and records it like embed_documents."""
+    from tidb_jina.embeddings._late import rows_embed
+    from tidb_jina.store._table_meta import model_name
+
+    class LateClient:
+        late_chunking = True
+        model = "jina-embeddings-v3"
+
+        def embed_grouped(self, texts, keys):
+            return [[float(len(keys))] for _ in texts]
+
+    embed = rows_embed(LateClient(), ['{"source": "a"}', None])
+    assert embed is not None and model_name(embed) == "jina-embeddings-v3"
+    assert embed(["x", "y"]) == [[2.0], [2.0]]
