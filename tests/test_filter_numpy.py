@@ -74,7 +74,8 @@ def test_numpy_filter_equals_reference(metas, flt):
     got = {h.id for h in table.search(np.ones(4), k=n, filter=flt)}
     want = {str(i) for i, m in enumerate(metas) if matches(flt, m)}
     assert got == want
-    assert "columns" in table._backend.cache.snapshot.extras or not want
+    # A filter that sets no condition (parsed is None) needs no column.
+    assert parsed is None or "columns" in table._backend.cache.snapshot.extras or not want
 
 
 def test_unsupported_operators_fall_back_to_sql():
@@ -178,3 +179,14 @@ def test_the_column_cache_is_bounded_least_recently_used_first(monkeypatch):
     # an evicted key is read again when needed, with the same answer
     hits = table.search(np.ones(4), k=5, filter={"a": {"$gte": 198}})
     assert sorted(h.id for h in hits) == ["198", "199"]
+
+
+def test_integers_from_two_to_the_53_never_compare_through_float64() -> None:
+    """2**53 + 1 reads as 2**53 in float64: such columns and values use exact ints."""
+    from tidb_jina.store._filter_typed import Typed, compare
+
+    values = np.array([2**53 + 1, 5], dtype=object)
+    rows = np.arange(2)
+    for value in (2**53, 2**53 + 1, 5):
+        got = compare(Typed(), rows, values, "eq", value, False)
+        assert got is None or list(got) == [v == value for v in values]

@@ -5,8 +5,9 @@ objects; comparing them element by element costs about 50 ns a row. Each column 
 therefore also kept, on first use, as
 
 * numbers: one float64 array (NaN where the row holds no number). Exact for integers
-  up to 2**53, where float64 and Python's int comparison agree; a column or a filter
-  value beyond that keeps the object path;
+  below 2**53 in magnitude, where float64 and Python's int comparison agree; a column or
+  a filter value from 2**53 on (2**53 + 1 reads as 2**53 in float64) keeps the object
+  path;
 * strings: dictionary-encoded, the distinct strings sorted by Python's own ordering
   (code points, as SQLite's BINARY collation on UTF-8) and one int32 code per row
   (-1: not a string). ``$eq`` compares codes; a range is a code range, found by
@@ -56,7 +57,7 @@ def compare(
         if not isinstance(typed.strings, tuple):
             return None
         return _compare_codes(typed.strings, op, value)
-    if not isinstance(value, (int, float)) or abs(value) > _EXACT:
+    if not isinstance(value, (int, float)) or abs(value) >= _EXACT:
         return None
     if typed.numbers is False:
         typed.numbers = _numbers(kind_rows, values)
@@ -82,8 +83,8 @@ def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     picked = values[rows]
     if picked.size:
         as_float = picked.astype(np.float64)
-        if np.abs(as_float).max() > _EXACT:
-            return None  # big integers: float64 would round them
+        if np.abs(as_float).max() >= _EXACT:
+            return None  # big integers: float64 rounds them (2**53 + 1 reads as 2**53)
         out[rows] = as_float
     return out
 
