@@ -34,6 +34,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from typing_extensions import Self
 
+from langchain_tidb_jina._batch_search import BatchSearchMixin
 from langchain_tidb_jina._batches import aadd_in_batches, add_in_batches, pop_batch_size
 from langchain_tidb_jina._documents import (
     record_document,
@@ -624,7 +625,7 @@ class TiDBVectorStore(VectorStore):
 # --- translation helpers ---------------------------------------------------------------
 
 
-class TiDBVectorStoreRetriever(VectorStoreRetriever):
+class TiDBVectorStoreRetriever(BatchSearchMixin, VectorStoreRetriever):
     """LangChain's vector-store retriever plus ``hybrid`` and ``full_text`` search types."""
 
     allowed_search_types: ClassVar[Collection[str]] = (
