@@ -24,6 +24,11 @@ CASES = [
     ),
     ("ingest_embedded.py", ["--n", "500", "--dim", "32", "--repeat", "1"], []),
     ("langchain_add_texts.py", ["--n", "200", "--dim", "16", "--repeat", "1"], ["langchain_core"]),
+    (
+        "langchain_batch_search.py",
+        ["--n", "500", "--dim", "16", "--queries", "3", "--repeat", "1"],
+        ["langchain_core"],
+    ),
     ("scaling.py", ["--sizes", "500x32,1000x16", "--queries", "2"], []),
     ("fulltext_embedded.py", ["--n", "300", "--queries", "2"], []),
     ("filter_in_lists.py", ["--n", "2000", "--values", "300", "--repeat", "1"], []),
