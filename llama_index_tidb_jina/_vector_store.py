@@ -29,6 +29,7 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from llama_index_tidb_jina._filters import and_filters, to_core_filter
+from llama_index_tidb_jina._query_many import arun_plan, plan_queries, run_plan
 from tidb_jina import InvalidInputError, UnsupportedFeatureError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, Record, SearchResult, VectorTable
 from tidb_jina.store._engine import safe_url
@@ -264,6 +265,32 @@ class TiDBVectorStore(BasePydanticVectorStore):
             vector = await self._table.aio.query_vector(query.query_str or "")
         method, args = self._search_call(query, kwargs, vector)
         return _to_result(await getattr(self._table.aio, method)(**args))
+
+    def query_many(
+        self, queries: Sequence[VectorStoreQuery], **kwargs: Any
+    ) -> list[VectorStoreQueryResult]:
+        """:meth:`query` for each of ``queries``, in order; default-mode queries with an
+        embedding and the same top-k, filters and ids share one ``search_many``."""
+        plan = plan_queries(self, queries, kwargs)
+        return run_plan(
+            plan,
+            len(queries),
+            lambda i: self.query(queries[i], **kwargs),
+            lambda vectors, args: [_to_result(h) for h in self._table.search_many(vectors, **args)],
+        )
+
+    async def aquery_many(
+        self, queries: Sequence[VectorStoreQuery], **kwargs: Any
+    ) -> list[VectorStoreQueryResult]:
+        """Async :meth:`query_many`."""
+        plan = plan_queries(self, queries, kwargs)
+
+        async def many(vectors: list[Any], args: dict[str, Any]) -> list[VectorStoreQueryResult]:
+            return [_to_result(h) for h in await self._table.aio.search_many(vectors, **args)]
+
+        return await arun_plan(
+            plan, len(queries), lambda i: self.aquery(queries[i], **kwargs), many
+        )
 
     def _table_embeds_query(self, query: VectorStoreQuery) -> bool:
         """Auto-embedding: the table embeds ``query_str`` when no embedding came with it."""
