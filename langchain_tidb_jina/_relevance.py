@@ -40,7 +40,7 @@ __all__ = ["relevance_fn"]
 def relevance_fn(metric: DistanceMetric) -> Callable[[float], float]:
     """langchain-core's distance -> relevance function for ``metric``."""
     if metric is DistanceMetric.COSINE:
-        return VectorStore._cosine_relevance_score_fn
+        return _cosine_relevance
     if metric is DistanceMetric.L2:
         return VectorStore._euclidean_relevance_score_fn
     if metric is DistanceMetric.INNER_PRODUCT:
@@ -51,3 +51,10 @@ def relevance_fn(metric: DistanceMetric) -> Callable[[float], float]:
 def _inner_product_relevance(distance: float) -> float:
     """langchain-core's function where it is monotonic (dot product >= 0), else 0."""
     return VectorStore._max_inner_product_relevance_score_fn(distance) if distance <= 0 else 0.0
+
+
+def _cosine_relevance(distance: float) -> float:
+    """langchain-core's ``1 - d``; a cosine distance is never below 0, so float rounding
+    just under it (``-1e-7`` for the query's own vector) counts as 0, keeping scores <= 1
+    (langchain-core warns about a score above 1)."""
+    return VectorStore._cosine_relevance_score_fn(max(distance, 0.0))

@@ -175,3 +175,12 @@ async def test_other_embeddings_use_their_own_query_method(
     inputs = [r.body["input"] for r in fake_server.api_requests()[before:]]
     assert inputs == [[f"about {q}"] for q in QUERIES] * 2
     await embedding.aclose()
+
+
+def test_cosine_relevance_never_exceeds_one_from_float_rounding() -> None:
+    from langchain_tidb_jina._relevance import relevance_fn
+    from tidb_jina.store import DistanceMetric
+
+    fn = relevance_fn(DistanceMetric.COSINE)
+    assert fn(-1.2e-7) == 1.0
+    assert fn(0.25) == 0.75 and fn(1.5) == -0.5  # langchain-core's 1 - d elsewhere
