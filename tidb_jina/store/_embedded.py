@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -386,7 +387,7 @@ def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
     """The key's column for snapshot positions ``start:`` from (rowid, type, value) rows;
     None unless the rows are exactly the snapshot's alive rows there."""
     n = snap.size - start
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
     positions = snap.positions(ids)
     if positions is None or not _distinct(positions):
         return None
@@ -398,11 +399,20 @@ def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
             return None
     if len(rows) != expected:
         return None
-    types: list[str | None] = [None] * n
-    values: list[Any] = [None] * n
-    for p, row in zip(positions.tolist(), rows, strict=True):
-        types[p], values[p] = row[1], row[2]
-    return KeyColumn(types, values)
+    if len(rows) == n and _ascending(positions):  # distinct, ascending, n of n: 0..n-1
+        return KeyColumn(list(map(itemgetter(1), rows)), list(map(itemgetter(2), rows)))
+    types = np.full(n, None, dtype=object)
+    values = np.full(n, None, dtype=object)
+    types[positions] = _objects(list(map(itemgetter(1), rows)))
+    values[positions] = _objects(list(map(itemgetter(2), rows)))
+    return KeyColumn(types.tolist(), values.tolist())
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    """``items`` as a 1-d object array, each element as it is (no numeric coercion)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def _load_column(

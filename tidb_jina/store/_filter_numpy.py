@@ -52,9 +52,9 @@ class KeyColumn:
 
     def __init__(self, types: Sequence[str | None], values: Sequence[Any]) -> None:
         n = len(types)
-        self.kind = np.fromiter((_KINDS[t] for t in types), dtype=np.int8, count=n)
+        self.kind = np.fromiter(map(_KINDS.__getitem__, types), dtype=np.int8, count=n)
         raw = np.empty(n, dtype=object)
-        raw[:] = list(values)
+        raw[:] = values if isinstance(values, (list, tuple)) else list(values)
         scalar = (self.kind == NUMBER) | (self.kind == STRING)
         self.values = raw.copy()
         self.values[~scalar] = None
