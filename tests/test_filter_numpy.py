@@ -235,3 +235,30 @@ def test_in_is_a_typed_set_lookup_with_eq_semantics(monkeypatch) -> None:
     cols = {"g": KeyColumn(types, big)}
     assert run([2**53], cols) == [False] * 9
     assert run([2**53 + 1], cols) == [True] + [False] * 8
+
+
+def test_a_filters_new_keys_are_read_in_one_pass(monkeypatch) -> None:
+    """A first filter on several keys reads them in one statement over the rows."""
+    from tidb_jina.store import _embedded
+
+    table = VectorTable("sqlite://", table_name="multi")
+    metas = [{"a": i % 3, "b": f"s{i % 4}", "c": i % 2 == 0} for i in range(40)]
+    metas[5] = {"a": "0", "b": None}  # look-alikes and missing keys
+    table.upsert(
+        np.eye(40, 4, dtype=np.float32) + 0.1, ids=[str(i) for i in range(40)], metadatas=metas
+    )
+    table.search(np.ones(4), k=1)
+    reads: list[list[str]] = []
+    real = _embedded._key_rows
+    monkeypatch.setattr(
+        _embedded,
+        "_key_rows",
+        lambda conn, t, keys, rowids: reads.append(keys) or real(conn, t, keys, rowids),
+    )
+    flt = {"$or": [{"a": 0}, {"b": {"$in": ["s1", "s2"]}}], "c": {"$ne": True}}
+    got = {h.id for h in table.search(np.ones(4), k=40, filter=flt)}
+    want = {str(i) for i, m in enumerate(metas) if matches(flt, m)}
+    assert got == want and len(want) > 3
+    assert reads == [["a", "b", "c"]]
+    table.search(np.ones(4), k=40, filter={"a": {"$gte": 1}, "d": 1})  # only d is new: alone
+    assert reads[1:] == [["d"]]
