@@ -190,3 +190,75 @@ def test_integers_from_two_to_the_53_never_compare_through_float64() -> None:
     for value in (2**53, 2**53 + 1, 5):
         got = compare(Typed(), rows, values, "eq", value, False)
         assert got is None or list(got) == [v == value for v in values]
+
+
+def test_in_is_a_typed_set_lookup_with_eq_semantics(monkeypatch) -> None:
+    """``$in`` runs as ``np.isin`` on the typed arrays, with ``eq``'s rule per value:
+    one JSON type, ``1 == 1.0``, ``True != 1``, strings exact, 2**53 + 1 exact."""
+    from tidb_jina.store import _filter_numpy
+
+    types = ["integer", "real", "true", "text", "real", "integer", "text", "null", None]
+    values = [1, 1.0, 1, "1", -0.0, 7, "x", None, None]
+
+    def run(wanted: list, cols: dict) -> list[bool]:
+        flt = parse_filter({"g": {"$in": wanted}})
+        assert flt is not None
+        return mask(flt, cols.__getitem__, len(types)).tolist()
+
+    def reference(wanted: list, vals: list) -> list[bool]:
+        out = []
+        for t, v in zip(types, vals, strict=True):
+            kind = {"integer": int, "real": int, "text": str, "true": bool}.get(t or "")
+            out.append(
+                any(
+                    (t == "true" and w is True)
+                    or (kind is int and type(w) in (int, float) and w == v)
+                    or (kind is str and isinstance(w, str) and w == v)
+                    for w in wanted
+                )
+            )
+        return out
+
+    cases = [[1], [1.0, "x"], [True], ["1"], [0], [7, 2.5, "y"], ["zz"], [3], [2**53 + 1, 1]]
+    for wanted in cases:
+        cols = {"g": KeyColumn(types, values)}
+        assert run(wanted, cols) == reference(wanted, values), wanted
+    # the typed path answers (no per-row Python membership test) below 2**53
+    calls = []
+    real = _filter_numpy.typed_member
+    monkeypatch.setattr(_filter_numpy, "typed_member", lambda *a: calls.append(r := real(*a)) or r)
+    cols = {"g": KeyColumn(types, values)}
+    assert run([1, "x"], cols) == [True, True, False, False, False, False, True, False, False]
+    assert len(calls) == 2 and all(c is not None for c in calls)
+    # a column holding 2**53 + 1 keeps the exact path: 2**53 does not match it
+    big = [2**53 + 1, 1.0, 1, "1", -0.0, 7, "x", None, None]
+    cols = {"g": KeyColumn(types, big)}
+    assert run([2**53], cols) == [False] * 9
+    assert run([2**53 + 1], cols) == [True] + [False] * 8
+
+
+def test_a_filters_new_keys_are_read_in_one_pass(monkeypatch) -> None:
+    """A first filter on several keys reads them in one statement over the rows."""
+    from tidb_jina.store import _embedded
+
+    table = VectorTable("sqlite://", table_name="multi")
+    metas = [{"a": i % 3, "b": f"s{i % 4}", "c": i % 2 == 0} for i in range(40)]
+    metas[5] = {"a": "0", "b": None}  # look-alikes and missing keys
+    table.upsert(
+        np.eye(40, 4, dtype=np.float32) + 0.1, ids=[str(i) for i in range(40)], metadatas=metas
+    )
+    table.search(np.ones(4), k=1)
+    reads: list[list[str]] = []
+    real = _embedded._key_rows
+    monkeypatch.setattr(
+        _embedded,
+        "_key_rows",
+        lambda conn, t, keys, rowids: reads.append(keys) or real(conn, t, keys, rowids),
+    )
+    flt = {"$or": [{"a": 0}, {"b": {"$in": ["s1", "s2"]}}], "c": {"$ne": True}}
+    got = {h.id for h in table.search(np.ones(4), k=40, filter=flt)}
+    want = {str(i) for i, m in enumerate(metas) if matches(flt, m)}
+    assert got == want and len(want) > 3
+    assert reads == [["a", "b", "c"]]
+    table.search(np.ones(4), k=40, filter={"a": {"$gte": 1}, "d": 1})  # only d is new: alone
+    assert reads[1:] == [["d"]]

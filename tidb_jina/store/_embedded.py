@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import sqlalchemy as sa
 
 from tidb_jina.store._coalesce import Coalescer
 from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
-from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
 from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rows import IN_CHUNK, chunks
@@ -259,6 +260,9 @@ class VectorCache:
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
         stale = False
         used: set[str] = set()
+        new_keys = [key for key in _filter_keys(filter.node) if key not in columns]
+        # Keys read together: one pass over the rows (SQLite parses each row's JSON once)
+        loaded = _load_columns(conn, table, new_keys, snap) if len(new_keys) > 1 else {}
 
         def column(key: str) -> KeyColumn:
             nonlocal stale
@@ -266,6 +270,8 @@ class VectorCache:
             cached = columns.pop(key, None)  # re-inserted last: least recently used first
             if cached is not None and len(cached.kind) < snap.size:
                 cached = _extend_column(conn, table, key, snap, cached)
+            elif cached is None and key in loaded:
+                cached = loaded.pop(key)
             elif cached is None:
                 cached = _load_column(conn, table, key, snap)
             if cached is None:  # the rows are not the snapshot's: SQL answers instead
@@ -358,12 +364,16 @@ class VectorCache:
 _ROWID = sa.literal_column("rowid", sa.Integer)
 
 
-def _key_rows(conn: sa.Connection, table: sa.Table, key: str, rowids: list[int] | None) -> Any:
-    # path_safe keys only: no quote or backslash to escape in the path
-    path: sa.BindParameter[str] = sa.bindparam(None, f'$."{key}"', type_=sa.String)
-    stmt = sa.select(
-        _ROWID, sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)
-    )
+def _key_rows(
+    conn: sa.Connection, table: sa.Table, keys: list[str], rowids: list[int] | None
+) -> Any:
+    """(rowid, type, value, type, value, ...) per row: each key's JSON type and value."""
+    cols: list[Any] = [_ROWID]
+    for key in keys:
+        # path_safe keys only: no quote or backslash to escape in the path
+        path: sa.BindParameter[str] = sa.bindparam(None, f'$."{key}"', type_=sa.String)
+        cols += [sa.func.json_type(table.c.meta, path), sa.func.json_extract(table.c.meta, path)]
+    stmt = sa.select(*cols)
     if rowids is None:
         return _driver_rows(conn, stmt)
     rows: list[Any] = []
@@ -382,11 +392,12 @@ def _driver_rows(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
         result.close()
 
 
-def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
-    """The key's column for snapshot positions ``start:`` from (rowid, type, value) rows;
-    None unless the rows are exactly the snapshot's alive rows there."""
+def _column_at(rows: Any, snap: Snapshot, start: int, at: int = 1) -> KeyColumn | None:
+    """The key's column for snapshot positions ``start:`` from rows of (rowid, ...) with
+    its type and value at ``at`` and ``at + 1``; None unless the rows are exactly the
+    snapshot's alive rows there."""
     n = snap.size - start
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
     positions = snap.positions(ids)
     if positions is None or not _distinct(positions):
         return None
@@ -398,18 +409,44 @@ def _column_at(rows: Any, snap: Snapshot, start: int) -> KeyColumn | None:
             return None
     if len(rows) != expected:
         return None
-    types: list[str | None] = [None] * n
-    values: list[Any] = [None] * n
-    for p, row in zip(positions.tolist(), rows, strict=True):
-        types[p], values[p] = row[1], row[2]
-    return KeyColumn(types, values)
+    if len(rows) == n and _ascending(positions):  # distinct, ascending, n of n: 0..n-1
+        return KeyColumn(list(map(itemgetter(at), rows)), list(map(itemgetter(at + 1), rows)))
+    types = np.full(n, None, dtype=object)
+    values = np.full(n, None, dtype=object)
+    types[positions] = _objects(list(map(itemgetter(at), rows)))
+    values[positions] = _objects(list(map(itemgetter(at + 1), rows)))
+    return KeyColumn(types.tolist(), values.tolist())
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    """``items`` as a 1-d object array, each element as it is (no numeric coercion)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def _load_column(
     conn: sa.Connection, table: sa.Table, key: str, snap: Snapshot
 ) -> KeyColumn | None:
     """One key's JSON type and value for every row of ``snap`` (None: rows differ)."""
-    return _column_at(_key_rows(conn, table, key, None), snap, 0)
+    return _column_at(_key_rows(conn, table, [key], None), snap, 0)
+
+
+def _load_columns(
+    conn: sa.Connection, table: sa.Table, keys: list[str], snap: Snapshot
+) -> dict[str, KeyColumn | None]:
+    """Several keys' columns from one pass over the rows (None: rows differ)."""
+    rows = _key_rows(conn, table, keys, None)
+    return {key: _column_at(rows, snap, 0, 1 + 2 * i) for i, key in enumerate(keys)}
+
+
+def _filter_keys(node: Node) -> list[str]:
+    """The keys a filter tree reads, each once, in order."""
+    if isinstance(node, Pred):
+        return [node.key]
+    if isinstance(node, Not):
+        return _filter_keys(node.item)
+    return list(dict.fromkeys(key for child in node.items for key in _filter_keys(child)))
 
 
 def _extend_column(
@@ -420,7 +457,7 @@ def _extend_column(
     new = snap.rowids[start:]
     if snap.alive is not None:
         new = new[snap.alive[start:]]
-    tail = _column_at(_key_rows(conn, table, key, new.tolist()), snap, start)
+    tail = _column_at(_key_rows(conn, table, [key], new.tolist()), snap, start)
     if tail is None:
         return None
     joined = KeyColumn.__new__(KeyColumn)

@@ -29,6 +29,7 @@ import numpy as np
 from tidb_jina.store._filter_tree import Filter, Node, Not, Or, Pred
 from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._filter_typed import compare as typed_compare
+from tidb_jina.store._filter_typed import member as typed_member
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
 _SUPPORTED = frozenset({"eq", "gt", "gte", "lt", "lte", "exists", "empty"})
@@ -51,9 +52,9 @@ class KeyColumn:
 
     def __init__(self, types: Sequence[str | None], values: Sequence[Any]) -> None:
         n = len(types)
-        self.kind = np.fromiter((_KINDS[t] for t in types), dtype=np.int8, count=n)
+        self.kind = np.fromiter(map(_KINDS.__getitem__, types), dtype=np.int8, count=n)
         raw = np.empty(n, dtype=object)
-        raw[:] = list(values)
+        raw[:] = values if isinstance(values, (list, tuple)) else list(values)
         scalar = (self.kind == NUMBER) | (self.kind == STRING)
         self.values = raw.copy()
         self.values[~scalar] = None
@@ -136,10 +137,17 @@ def _member(col: KeyColumn, values: list[Any]) -> np.ndarray:
     numbers = {v for v in values if not isinstance(v, (bool, str))}
     strings = {v for v in values if isinstance(v, str)}
     for kind, wanted in ((NUMBER, numbers), (STRING, strings)):
-        rows = np.flatnonzero(col.kind == kind) if wanted else np.empty(0, dtype=np.intp)
-        if rows.size:
-            found = [value in wanted for value in col.values[rows]]
-            out[rows] = np.asarray(found, dtype=bool)
+        if not wanted:
+            continue
+        rows = np.flatnonzero(col.kind == kind)
+        if not rows.size:
+            continue
+        fast = typed_member(col.typed, rows, col.values, wanted, kind == STRING)
+        if fast is not None:
+            out |= fast
+            continue
+        found = [value in wanted for value in col.values[rows]]
+        out[rows] |= np.asarray(found, dtype=bool)
     return out
 
 

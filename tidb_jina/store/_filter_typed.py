@@ -78,6 +78,36 @@ def compare(
     return None
 
 
+def member(
+    typed: Typed, kind_rows: np.ndarray, values: np.ndarray, wanted: set[Any], is_str: bool
+) -> np.ndarray | None:
+    """The mask of "the row's value is in ``wanted``" (all strings, or all non-bool
+    numbers) over the column, or None when the typed form cannot answer exactly."""
+    if is_str:
+        if typed.strings is False:
+            typed.strings = _strings(kind_rows, values)
+        if not isinstance(typed.strings, tuple):
+            return None
+        uniques, codes = typed.strings
+        targets = np.empty(len(wanted), dtype=object)
+        targets[:] = list(wanted)
+        at = np.searchsorted(uniques, targets, side="left")
+        hit = at < uniques.size
+        hit[hit] = uniques[at[hit]] == targets[hit]
+        found = at[hit]
+        if not found.size:
+            return np.zeros(codes.shape[0], dtype=bool)
+        return np.isin(codes, found.astype(codes.dtype))
+    if not all(isinstance(v, (int, float)) and abs(v) < _EXACT for v in wanted):
+        return None
+    if typed.numbers is False:
+        typed.numbers = _numbers(kind_rows, values)
+    if not isinstance(typed.numbers, np.ndarray):
+        return None
+    targets = np.fromiter((float(v) for v in wanted), dtype=np.float64, count=len(wanted))
+    return np.isin(typed.numbers, targets)  # NaN (no number) is in no target set
+
+
 def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     out = np.full(values.shape[0], np.nan)
     picked = values[rows]
