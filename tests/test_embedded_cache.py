@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -199,3 +200,57 @@ def test_concurrent_searches_are_coalesced_and_answer_like_one_search(tmp_path, 
         assert [h[0] for h in hits] == [h[0] for h in alone[i]]
         assert [h[1] for h in hits] == pytest.approx([h[1] for h in alone[i]], abs=1e-5)
     assert cache.coalescer.queries - before == 48
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
+def test_searches_on_an_older_and_a_newer_snapshot_share_one_product(tmp_path, metric):
+    """A write of this process appends to the shared buffer: readers still pinned to the
+    state before it and readers on the new state are scored by one product, each on
+    exactly its own rows."""
+    table = VectorTable(f"sqlite:///{tmp_path / 'pre.db'}", table_name="pre", metric=metric)
+    rng = np.random.default_rng(8)
+    table.upsert(rng.normal(size=(500, 16)).astype(np.float32), ids=[str(i) for i in range(500)])
+    queries = rng.normal(size=(3, 16)).astype(np.float32)
+    table.search(queries[0], k=3)
+    cache = table._backend.cache
+    old = cache.snapshot
+    ids = [str(i) for i in range(500, 520)] + ["1", "2", "3"]
+    table.upsert(rng.normal(size=(len(ids), 16)).astype(np.float32), ids=ids)
+    new = cache.snapshot
+    assert new.matrix.base is old.matrix.base and new.size == old.size + len(ids)
+    expected = [cache.distances_to(old, queries[1]), cache.distances_to(new, queries[2])]
+
+    real, calls, gate = cache._batch_distances, [], threading.Event()
+
+    def scorer(snap, qs):
+        calls.append((snap.size, qs.shape[0]))
+        if len(calls) == 1:
+            assert gate.wait(10)  # the first product runs while the others queue
+        return real(snap, qs)
+
+    cache._batch_distances = scorer
+    got: dict[str, np.ndarray] = {}
+
+    def run(name, snap, query):
+        got[name] = cache.distances(snap, query, None)
+
+    leader = threading.Thread(target=run, args=("leader", old, queries[0]))
+    leader.start()
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.001)
+    followers = [
+        threading.Thread(target=run, args=("old", old, queries[1])),
+        threading.Thread(target=run, args=("new", new, queries[2])),
+    ]
+    for t in followers:
+        t.start()
+    while len(cache.coalescer._queue) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.set()
+    for t in [leader, *followers]:
+        t.join(10)
+    assert calls == [(old.size, 1), (new.size, 2)]  # the two queued: one product, widest
+    assert got["old"].shape == (old.size,) and got["new"].shape == (new.size,)
+    np.testing.assert_allclose(got["old"], expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["new"], expected[1], rtol=1e-5, atol=1e-5)

@@ -23,6 +23,7 @@ from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableS
 from tidb_jina.store._crud import where_clause
 from tidb_jina.store._db import Database
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
+from tidb_jina.store._fresh import search_fresh
 from tidb_jina.store._incremental import write_into_snapshot
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
@@ -128,6 +129,10 @@ class EmbeddedBackend:
         assert query.vector is not None  # only TiDB embeds query text itself
         vector, k, bound = query.vector, options.k, options.max_distance
         cache = self.cache
+        if self.settings.search_cache:
+            fresh = search_fresh(cache, self.db, table, vector, options)
+            if fresh is not None:  # the snapshot is the newest state: no transaction
+                return self._results(fresh[0], fresh[1], options)
         for attempt in range(3):
             last = attempt == 2  # the last try never gives up
             with self.db.read() as conn:

@@ -10,13 +10,19 @@ once for all of them).
 No query waits for a timer: the first caller computes at once (the leader); callers that
 arrive meanwhile queue. When the leader is done it returns, and the first caller of the
 queue becomes the leader and scores the whole queue in one product (so no caller keeps
-computing for others forever). Queries on different snapshots are never mixed.
+computing for others forever).
+
+Queries on different snapshots are scored together only when one snapshot's rows are a
+prefix of the other's (a write of this process appends rows to the shared buffer and
+publishes a longer snapshot): the product runs once on the longest, and each query takes
+the first rows of its own snapshot. Under a steady writer, readers pinned to the previous
+and the new state would otherwise need two products.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -26,10 +32,13 @@ Scorer = Callable[[Any, np.ndarray], np.ndarray]
 
 
 class _Waiting:
-    __slots__ = ("done", "error", "key", "lead", "query", "result", "scorer")
+    __slots__ = ("done", "error", "group", "key", "lead", "query", "result", "rows", "scorer")
 
-    def __init__(self, key: Any, query: np.ndarray, scorer: Scorer) -> None:
+    def __init__(
+        self, key: Any, query: np.ndarray, scorer: Scorer, group: Hashable, rows: int
+    ) -> None:
         self.key, self.query, self.scorer = key, query, scorer
+        self.group, self.rows = group, rows
         self.done = threading.Event()
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
@@ -46,9 +55,19 @@ class Coalescer:
         self.batches = 0  # products computed (for tests and benches)
         self.queries = 0
 
-    def distances(self, key: Any, query: np.ndarray, scorer: Scorer) -> np.ndarray:
-        """``scorer(key, query[None])[:, 0]``, computed with whatever else is waiting."""
-        item = _Waiting(key, query, scorer)
+    def distances(
+        self,
+        key: Any,
+        query: np.ndarray,
+        scorer: Scorer,
+        group: Hashable | None = None,
+        rows: int = -1,
+    ) -> np.ndarray:
+        """``scorer(key, query[None])[:, 0]``, computed with whatever else is waiting.
+
+        ``group``: keys of one group are prefixes of each other: the first ``rows`` rows
+        of any wider key's scores are this key's (default: the key alone)."""
+        item = _Waiting(key, query, scorer, id(key) if group is None else group, rows)
         with self._lock:
             self._queue.append(item)
             lead = not self._busy
@@ -67,9 +86,9 @@ class Coalescer:
         """Score everything queued now, then hand the lead to the next caller queued."""
         with self._lock:
             batch, self._queue = self._queue, []
-        groups: dict[int, list[_Waiting]] = {}
+        groups: dict[Hashable, list[_Waiting]] = {}
         for item in batch:
-            groups.setdefault(id(item.key), []).append(item)
+            groups.setdefault(item.group, []).append(item)
         for items in groups.values():
             self._score(items)
         with self._lock:
@@ -83,11 +102,13 @@ class Coalescer:
     def _score(self, items: list[_Waiting]) -> None:
         try:
             queries = np.stack([item.query for item in items])
-            scores = items[0].scorer(items[0].key, queries)
+            widest = max(items, key=lambda item: item.rows)
+            scores = widest.scorer(widest.key, queries)
             self.batches += 1
             self.queries += len(items)
             for i, item in enumerate(items):
-                item.result = np.ascontiguousarray(scores[:, i])
+                rows = scores.shape[0] if item.rows < 0 else item.rows
+                item.result = np.ascontiguousarray(scores[:rows, i])
         except BaseException as exc:  # every waiter gets the error, none hangs
             for item in items:
                 item.error = exc

@@ -305,7 +305,9 @@ class VectorCache:
         All rows: concurrent callers on one snapshot share one matrix-matrix product
         (``_coalesce``)."""
         if positions is None and self.coalesce and self.metric is not DistanceMetric.L1:
-            return self.coalescer.distances(snap, query, self._batch_distances)
+            # snapshots sharing a buffer are prefixes of one another (see ``apply``)
+            group = id(snap.matrix if snap.matrix.base is None else snap.matrix.base)
+            return self.coalescer.distances(snap, query, self._batch_distances, group, snap.size)
         return self.distances_to(snap, query, positions)
 
     def distances_to(
@@ -528,11 +530,22 @@ def nearest(
     distances: np.ndarray, rowids: np.ndarray, k: int, max_distance: float | None
 ) -> np.ndarray:
     """Indices of the k smallest distances (ties by rowid), optionally within a bound."""
-    candidates = np.arange(distances.shape[0])
-    if max_distance is not None:
+    n = distances.shape[0]
+    if max_distance is None and k < n:
+        # the k-th smallest value, then every row at or under it: a partitioned copy of
+        # the values is cheaper than argpartition's full index array, and ties at the
+        # k-th place are all kept so the lowest rowids win them
+        kth = np.partition(distances, k - 1)[k - 1]
+        candidates = np.flatnonzero(distances <= kth) if kth == kth else np.arange(n)
+    elif max_distance is None:
+        candidates = np.arange(n)
+    else:
         candidates = np.flatnonzero(distances <= max_distance)
     if k < candidates.size:
-        part = np.argpartition(distances[candidates], k - 1)[:k]
+        if candidates.size <= 4 * k:  # a few ties: sort them all so ties go by rowid
+            part = np.lexsort((rowids[candidates], distances[candidates]))[:k]
+        else:
+            part = np.argpartition(distances[candidates], k - 1)[:k]
         candidates = candidates[part]
     order = np.lexsort((rowids[candidates], distances[candidates]))
     return candidates[order]

@@ -76,6 +76,14 @@ class ChangeWatcher:
         cookie = _pragma(dbapi, "PRAGMA schema_version")[0][0]
         return ("changes", dbapi.total_changes, cookie)
 
+    def token_now(self) -> Any:
+        """``token`` read on the watcher alone (no engine connection); None before the
+        watcher exists, and for a private in-memory database."""
+        with self._lock:
+            if self._conn is None:
+                return None
+            return ("version", int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+
     def schema_version(self, conn: sa.Connection) -> int:
         """SQLite's schema cookie: it changes whenever any table is created or dropped."""
         dbapi = _dbapi(conn)
