@@ -31,9 +31,12 @@ class Loaded(NamedTuple):
 
 
 def spare_rows(n: int) -> int:
-    """Rows kept free after ``n`` for appends by later writes (12.5%: a full buffer is
-    copied once per n/8 new rows, amortised like a growing list)."""
-    return max(1024, n // 8)
+    """Rows kept free after ``n`` for appends by later writes: half as many again. They
+    cost address space only: the system backs a page with memory when a row is first
+    written there, so the resident size grows with the rows appended, and the whole
+    buffer is copied only once the table has grown by half (a copy needs the old and
+    the new buffer at once while searches still read the old one)."""
+    return max(1024, n // 2)
 
 
 def prepare_rows(block: np.ndarray, metric: DistanceMetric, sq_out: np.ndarray | None) -> None:
