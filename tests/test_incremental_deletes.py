@@ -313,3 +313,50 @@ def test_without_returning_the_rows_are_selected_first(where, loads, monkeypatch
     model.rows = {i: r for i, r in model.rows.items() if r[1]["g"] != 2}
     _same_answers(table, model, "cosine", queries)
     assert len(loads) == 1
+
+
+def test_langchain_and_llama_index_deletes_go_through_the_snapshot(tmp_path, loads):
+    """The adapters delete through the core: no reload either."""
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    from langchain_tidb_jina import ProviderEmbeddings
+    from langchain_tidb_jina import TiDBVectorStore as LCStore
+    from llama_index_tidb_jina import TiDBVectorStore as LIStore
+    from tidb_jina.testing import LexicalEmbedder, lexical_embedding
+
+    texts = [f"tidb vector {w} doc{i}" for i, w in enumerate(["sql", "basil", "rows"] * 4)]
+    lc = LCStore(
+        f"sqlite:///{tmp_path / 'lc.db'}",
+        embedding=ProviderEmbeddings(provider=LexicalEmbedder(dimension=32)),
+        table_name="lc",
+    )
+    ids = lc.add_texts(texts, metadatas=[{"g": i % 3} for i in range(12)])
+    assert len(lc.similarity_search("basil", k=12)) == 12
+    lc.delete([ids[0], ids[1]])
+    lc.delete(filter={"g": 2})
+    found = {d.id for d in lc.similarity_search("basil", k=12)}
+    assert found == {ids[i] for i in range(2, 12) if i % 3 != 2}
+    assert lc.clear() == len(found)
+    assert lc.similarity_search("basil", k=3) == []
+
+    li = LIStore(f"sqlite:///{tmp_path / 'li.db'}", table_name="li")
+    nodes = []
+    for i, text in enumerate(texts):
+        node = TextNode(id_=f"n{i}", text=text, metadata={"g": i % 3})
+        node.embedding = lexical_embedding([text], 32)[0].tolist()
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=f"d{i % 4}")
+        nodes.append(node)
+    li.add(nodes)
+    query = VectorStoreQuery(
+        query_embedding=lexical_embedding(["basil"], 32)[0].tolist(), similarity_top_k=12
+    )
+    assert len(li.query(query).ids) == 12
+    li.delete("d1")  # every node of source document d1
+    li.delete_nodes(["n0"])
+    assert set(li.query(query).ids) == {f"n{i}" for i in range(12) if i % 4 != 1 and i != 0}
+    li.clear()
+    assert li.query(query).ids == []
+    assert len(loads) == 2, "one load per store; their deletes must not reload"
