@@ -360,3 +360,25 @@ def test_langchain_and_llama_index_deletes_go_through_the_snapshot(tmp_path, loa
     li.clear()
     assert li.query(query).ids == []
     assert len(loads) == 2, "one load per store; their deletes must not reload"
+
+
+def test_full_text_and_hybrid_search_after_own_deletes(where, loads):
+    """The FTS5 triggers run with ``DELETE ... RETURNING``: deleted rows leave the text
+    index too, and hybrid search (both sides) never returns them."""
+    table = VectorTable(where, table_name="d")
+    docs = [f"basil tomato recipe {i}" if i % 2 else f"tidb vector rows {i}" for i in range(20)]
+    vectors = np.random.default_rng(2).normal(size=(20, DIM)).astype(np.float32)
+    table.upsert(vectors, ids=[f"r{i}" for i in range(20)], documents=docs)
+    assert len(table.full_text_search("basil", k=20)) == 10
+    table.search(vectors[1], k=1)
+    table.delete([f"r{i}" for i in range(0, 20, 3)])
+    gone = {f"r{i}" for i in range(0, 20, 3)}
+    found = {h.id for h in table.full_text_search("basil", k=20)}
+    assert found == {f"r{i}" for i in range(1, 20, 2)} - gone
+    hybrid = {h.id for h in table.hybrid_search(vectors[3], "basil", k=20)}
+    assert hybrid and not hybrid & gone
+    assert hybrid <= {f"r{i}" for i in range(20)} - gone
+    table.clear()
+    assert table.full_text_search("basil", k=5) == []
+    assert table.hybrid_search(vectors[3], "basil", k=5) == []
+    assert len(loads) == 1
