@@ -19,6 +19,7 @@ no delete before it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -39,7 +40,14 @@ def main() -> None:
     args = parser.parse_args()
     if 2 * args.rows * args.rounds >= args.n:
         parser.error("--n must exceed 2 x --rows x --rounds (rows deleted in all)")
-    path = Path(tempfile.mkdtemp()) / "deletes.db"
+    folder = Path(tempfile.mkdtemp())
+    try:
+        run(args, folder / "deletes.db")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # hundreds of MB at the default size
+
+
+def run(args: argparse.Namespace, path: Path) -> None:
     vectors = random_vectors(args.n, args.dim)
     store = VectorTable(f"sqlite:///{path}", table_name="d")
     for start in range(0, args.n, 50_000):

@@ -382,3 +382,39 @@ def test_full_text_and_hybrid_search_after_own_deletes(where, loads):
     assert table.full_text_search("basil", k=5) == []
     assert table.hybrid_search(vectors[3], "basil", k=5) == []
     assert len(loads) == 1
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_random_writes_deletes_and_clears_match_a_fresh_table(where, loads, metric):
+    """A seeded mix of upserts (inserts and updates, several batches), deletes by ids
+    (some missing), by filter, and clear(), checked after every step."""
+    rng = np.random.default_rng(21)
+    table = VectorTable(where, table_name="d", metric=metric, batch_rows=7)
+    model = Model()
+    queries = rng.normal(size=(2, DIM)).astype(np.float32)
+    model.upsert(table, *_rows(rng, 0, 40))
+    _same_answers(table, model, metric, queries)
+    done: list[str] = []
+    for step in range(30):
+        op = "clear" if step == 20 else rng.choice(["upsert", "ids", "filter"], p=[0.5, 0.4, 0.1])
+        done.append(str(op))
+        if op == "upsert":
+            picks = rng.choice(120, size=int(rng.integers(1, 20)), replace=False)
+            vectors = rng.normal(size=(picks.size, DIM)).astype(np.float32)
+            metas = [{"g": int(i) % 3, **({"tag": "t"} if i % 5 == 0 else {})} for i in picks]
+            model.upsert(table, vectors, [f"r{i}" for i in picks], metas)
+        elif op == "ids":
+            ids = [f"r{i}" for i in rng.choice(120, size=int(rng.integers(1, 15)), replace=False)]
+            assert table.delete(ids) == sum(1 for i in ids if i in model.rows)
+            for i in ids:
+                model.rows.pop(i, None)
+        elif op == "filter":
+            g = int(rng.integers(0, 3))
+            assert table.delete(filter={"g": g}) == sum(m["g"] == g for _, m in model.rows.values())
+            model.rows = {i: r for i, r in model.rows.items() if r[1]["g"] != g}
+        else:
+            assert table.clear() == len(model.rows)
+            model.rows.clear()
+        _same_answers(table, model, metric, queries)
+    assert {"upsert", "ids", "filter", "clear"} <= set(done)
+    assert len(loads) == 1
