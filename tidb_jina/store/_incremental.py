@@ -17,12 +17,14 @@ no other connection can commit until it ends):
    *another* connection commits, so if it is unchanged since step 1, nothing slipped in
    between our commit and now; the change token read now labels the new snapshot.
 
-Deletes and ``clear()`` by this process follow the same steps in one transaction
-(``delete_from_snapshot``): the deleted rowids come back from the ``DELETE`` itself
+Deletes and ``clear()`` by this process (``delete_from_snapshot``) are one transaction:
+step 1, then the ``DELETE``, whose deleted rowids come back from the statement itself
 (``RETURNING rowid``; on SQLite before 3.35 they are selected first, under the same
-lock), and the new snapshot marks them dead in a new ``alive`` mask (the matrix buffer
-and the cached filter columns stay as they are, aligned by position). ``clear()``
-publishes an empty snapshot.
+lock). Step 3 needs no further transaction: after the commit, the change token is read
+*and then* the writer's own ``data_version``; unchanged, it proves that nobody committed
+between step 1 and the token's read. The new snapshot marks the rows dead in a new
+``alive`` mask (the matrix buffer and the cached filter columns stay as they are,
+aligned by position); ``clear()`` publishes an empty snapshot.
 
 Anything else (a foreign commit, a snapshot loaded meanwhile) leaves the snapshot as it
 is: its token no longer matches and the next search reloads it, once for all readers.
