@@ -36,6 +36,7 @@ CASES = [
     ("cold_open.py", ["--n", "500", "--dim", "16", "--rounds", "1"], []),
     ("concurrency.py", ["--n", "500", "--dim", "16", "--seconds", "0.2"], []),
     ("filtered_search.py", ["--n", "500", "--dim", "16", "--queries", "2"], []),
+    ("delete_then_search.py", ["--n", "500", "--dim", "16", "--rows", "5", "--rounds", "2"], []),
     (
         "tidb_round_trips.py",
         ["--n", "50", "--dim", "8"],

@@ -185,6 +185,16 @@ class Backend(Protocol):
         """Write ``(id, document, meta)`` rows whose vectors the server computes."""
         ...
 
+    def delete(
+        self, table: sa.Table, ids: list[str] | None, where: sa.ColumnElement[bool] | None
+    ) -> int:
+        """Delete rows by ids (each ANDed with ``where``) or by ``where``; the count."""
+        ...
+
+    def clear(self, table: sa.Table) -> int:
+        """Delete every row (the table stays); the count."""
+        ...
+
     def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
         """The ``options.k`` nearest rows, nearest first."""
         ...

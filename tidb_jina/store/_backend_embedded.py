@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tidb_jina._errors import SchemaError
-from tidb_jina.store import _fulltext, _tidb, _vector
+from tidb_jina.store import _crud, _fulltext, _tidb, _vector
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
 from tidb_jina.store._db import Database
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
 from tidb_jina.store._fresh import search_fresh
-from tidb_jina.store._incremental import write_into_snapshot
+from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapshot
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
 
@@ -122,6 +122,22 @@ class EmbeddedBackend:
         self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]
     ) -> None:
         raise AssertionError("the embedded engine never embeds on the server")
+
+    def delete(
+        self, table: sa.Table, ids: list[str] | None, where: sa.ColumnElement[bool] | None
+    ) -> int:
+        """One transaction; the deleted rows leave the snapshot too (``_incremental``)."""
+        if self.cache.snapshot is None:  # nothing in memory to keep up to date
+            return _crud.delete(self.db, table, ids, where)
+        statements = _crud.delete_statements(table, ids, where)
+        with self.db.writer() as conn:
+            return delete_from_snapshot(self.cache, conn, table, statements)
+
+    def clear(self, table: sa.Table) -> int:
+        if self.cache.snapshot is None:
+            return _crud.clear(self.db, table)
+        with self.db.writer() as conn:
+            return delete_from_snapshot(self.cache, conn, table, None)
 
     # --- search -------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from tidb_jina._errors import (
     DatabaseError,
     UnsupportedFeatureError,
 )
-from tidb_jina.store import _tidb, _tidb_names, _vector
+from tidb_jina.store import _crud, _tidb, _tidb_names, _vector
 from tidb_jina.store._auto import set_key_statement
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
@@ -201,6 +201,14 @@ class TiDBBackend:
             document=stmt.inserted.document, meta=stmt.inserted.meta
         )
         self.db.write_batches(stmt, columns, rows, batches)
+
+    def delete(
+        self, table: sa.Table, ids: list[str] | None, where: sa.ColumnElement[bool] | None
+    ) -> int:
+        return _crud.delete(self.db, table, ids, where, self.delete_batch_rows)
+
+    def clear(self, table: sa.Table) -> int:
+        return _crud.clear(self.db, table, self.delete_batch_rows)
 
     def send_provider_key(self) -> None:
         """Store the provider key in TiDB's global variable, once, as a bound parameter."""

@@ -111,6 +111,21 @@ def delete(
     return deleted
 
 
+def delete_statements(
+    table: sa.Table, ids: list[str] | None, where: sa.ColumnElement[bool] | None
+) -> list[sa.Delete]:
+    """The statements :func:`delete` runs in one transaction (``batch_rows=None``)."""
+    if ids is None:
+        assert where is not None  # the facade requires ids or a filter
+        return [sa.delete(table).where(where)]
+    check_ids(table, ids)
+    statements = []
+    for chunk in chunks(ids, IN_CHUNK):
+        stmt = sa.delete(table).where(table.c.id.in_(list(chunk)))
+        statements.append(stmt if where is None else stmt.where(where))
+    return statements
+
+
 def clear(db: Database, table: sa.Table, batch_rows: int | None = None) -> int:
     """Delete every row: one statement, or ``batch_rows`` per transaction (TiDB)."""
     if batch_rows is not None:

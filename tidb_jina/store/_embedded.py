@@ -243,7 +243,7 @@ class VectorCache:
         self._buffer, self._sq_buffer = buffer, sq
         self._publish(
             Snapshot(
-                snap.token,
+                None,  # no committed state: rows dead in the coming one are gone already
                 snap.rowids[keep],
                 buffer[: keep.size],
                 None if sq is None else sq[: keep.size],

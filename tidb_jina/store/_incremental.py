@@ -17,19 +17,30 @@ no other connection can commit until it ends):
    *another* connection commits, so if it is unchanged since step 1, nothing slipped in
    between our commit and now; the change token read now labels the new snapshot.
 
+Deletes and ``clear()`` by this process (``delete_from_snapshot``) are one transaction:
+step 1, then the ``DELETE``, whose deleted rowids come back from the statement itself
+(``RETURNING rowid``; on SQLite before 3.35 they are selected first, under the same
+lock). Step 3 needs no further transaction: after the commit, the change token is read
+*and then* the writer's own ``data_version``; unchanged, it proves that nobody committed
+between step 1 and the token's read. The new snapshot marks the rows dead in a new
+``alive`` mask (the matrix buffer and the cached filter columns stay as they are,
+aligned by position); ``clear()`` publishes an empty snapshot.
+
 Anything else (a foreign commit, a snapshot loaded meanwhile) leaves the snapshot as it
 is: its token no longer matches and the next search reloads it, once for all readers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from tidb_jina.store._embedded import VectorCache
+from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._stream_load import spare_rows
 
 _LE_FLOAT32 = np.dtype("<f4")
 _ROWID = sa.literal_column("rowid", sa.Integer)
@@ -74,6 +85,17 @@ def _own_version(conn: sa.Connection) -> int:
     return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
 
 
+def _own_version_now(conn: sa.Connection) -> int:
+    """``_own_version`` outside a transaction: on the driver's connection, so that
+    SQLAlchemy does not begin one (a write connection's begin is BEGIN IMMEDIATE)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("PRAGMA data_version")
+        return int(cursor.fetchall()[0][0])
+    finally:
+        cursor.close()
+
+
 def _apply(
     cache: VectorCache,
     conn: sa.Connection,
@@ -98,3 +120,100 @@ def _apply(
     vectors = np.frombuffer(b"".join(blobs), dtype=_LE_FLOAT32).reshape(len(blobs), width // 4)
     order = np.argsort(rowids, kind="stable")  # appended rows stay in rowid order
     cache.apply(before, after, rowids[order], vectors[order].astype(np.float32))
+
+
+def delete_from_snapshot(
+    cache: VectorCache,
+    conn: sa.Connection,
+    table: sa.Table,
+    statements: Sequence[sa.Delete] | None,
+) -> int:
+    """Run ``statements`` (None: delete every row) in one transaction, then remove the
+    deleted rows from ``cache``'s snapshot; returns how many rows were deleted.
+
+    The same proof as an upsert's (module docstring): the snapshot's token is checked
+    under the write lock before deleting, and the writer's own ``data_version`` after
+    the commit (``_confirm_removal``).
+    The load lock is taken first, as by every writer of this cache."""
+    with cache.writing():
+        with conn.begin():  # BEGIN IMMEDIATE
+            own = _own_version(conn)
+            snap = cache.snapshot
+            before = cache.token(conn)
+            if statements is None:
+                rowids = None
+                deleted = int(conn.execute(sa.delete(table)).rowcount)
+            else:
+                rowids = _deleted_rowids(conn, table, statements)
+                deleted = int(rowids.size)
+        if snap is not None and snap.token == before:  # else the next search reloads
+            _confirm_removal(cache, conn, own, before, rowids)
+        return deleted
+
+
+def _confirm_removal(
+    cache: VectorCache, conn: sa.Connection, own: int, before: Any, rowids: np.ndarray | None
+) -> None:
+    """After the delete's commit: read the new token, *then* the writer's own
+    ``data_version``. If the latter did not move, nobody else committed between our
+    transaction's start and that read, so the token is exactly our delete's state.
+    (No second transaction is needed, unlike between an upsert's batches: a delete is
+    one transaction, and the empty ``BEGIN IMMEDIATE`` ... ``COMMIT`` cost about 1.5 ms.)"""
+    after = cache.token(conn)
+    if _own_version_now(conn) == own:
+        _remove(cache, before, after, rowids)
+
+
+def _deleted_rowids(
+    conn: sa.Connection, table: sa.Table, statements: Sequence[sa.Delete]
+) -> np.ndarray:
+    """Run the deletes; the rowids they deleted (sorted, each once)."""
+    found: list[int] = []
+    for stmt in statements:
+        if conn.dialect.delete_returning:  # SQLite 3.35+: one pass
+            found.extend(conn.execute(stmt.returning(_ROWID)).scalars())
+            continue
+        where = stmt.whereclause
+        select = sa.select(_ROWID).select_from(table)
+        ids = list(conn.execute(select if where is None else select.where(where)).scalars())
+        for chunk in chunks(ids, IN_CHUNK):  # we hold the write lock: the same rows
+            conn.execute(sa.delete(table).where(_ROWID.in_(chunk)))
+        found.extend(ids)
+    return np.unique(np.array(found, dtype=np.int64))
+
+
+def _remove(cache: VectorCache, before: Any, after: Any, rowids: np.ndarray | None) -> None:
+    """Publish the snapshot at ``after``: the one at ``before`` without ``rowids``
+    (None: without every row). Called with the load lock held."""
+    snap = cache.snapshot
+    if snap is None or snap.token != before or cache._buffer is None:
+        return
+    if rowids is None:  # clear(): an empty snapshot, and the old buffer freed
+        capacity, width = spare_rows(0), snap.matrix.shape[1]
+        cache._buffer = np.empty((capacity, width), dtype=np.float32)
+        if cache._sq_buffer is not None:
+            cache._sq_buffer = np.zeros(capacity, dtype=np.float32)
+        sq = None if cache._sq_buffer is None else cache._sq_buffer[:0]
+        empty = Snapshot(after, np.empty(0, dtype=np.int64), cache._buffer[:0], sq)
+        cache._publish(empty, history=False)  # older snapshots would keep the old buffer
+        return
+    if rowids.size == 0 and after == before:
+        return  # nothing deleted: the snapshot stays as it is
+    positions = snap.positions(rowids)
+    if positions is None:  # a deleted row the snapshot does not hold: never ours to fix
+        cache.invalidate()
+        return
+    alive = np.ones(snap.size, dtype=bool) if snap.alive is None else snap.alive.copy()
+    alive[positions] = False
+    dead = snap.size - int(alive.sum())
+    if dead > max(1024, snap.size // 4):  # as ``VectorCache.apply``: rebuild the buffer
+        cache._compact(snap, alive, snap.size)
+        done = cache.snapshot
+        assert done is not None
+        new = Snapshot(after, done.rowids, done.matrix, done.sq_norms)
+    else:
+        new = Snapshot(after, snap.rowids, snap.matrix, snap.sq_norms, alive)
+        columns = snap.extras.get("columns")
+        if columns:  # same positions: the alive mask hides the deleted rows
+            new.extras["columns"] = dict(columns)
+    cache._publish(new)

@@ -122,12 +122,12 @@ class VectorTable(TableBase):
         if table is None or id_list == []:
             return 0
         where = self._where(table, parsed)
-        return _crud.delete(self._db, table, id_list, where, self._backend.delete_batch_rows)
+        return self._backend.delete(table, id_list, where)
 
     def clear(self) -> int:
         """Delete every row (the table stays). Returns how many were deleted."""
         table = self._load()
-        return 0 if table is None else _crud.clear(self._db, table, self._backend.delete_batch_rows)
+        return 0 if table is None else self._backend.clear(table)
 
     def _where(self, table: sa.Table, filter: Filter | None) -> sa.ColumnElement[bool] | None:
         return _crud.where_clause(table, filter, self.engine.dialect.name, self.indexed_key)
