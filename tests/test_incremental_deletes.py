@@ -418,3 +418,47 @@ def test_random_writes_deletes_and_clears_match_a_fresh_table(where, loads, metr
         _same_answers(table, model, metric, queries)
     assert {"upsert", "ids", "filter", "clear"} <= set(done)
     assert len(loads) == 1
+
+
+@pytest.mark.parametrize("moment", ["before the token", "after the token"])
+def test_an_upsert_racing_a_foreign_commit_falls_back_to_one_reload(
+    tmp_path, loads, monkeypatch, moment
+):
+    """Another connection commits right after our upsert's commit, before or after the
+    new token is read: the snapshot is left alone (the writer's own data_version moved),
+    and the next search reloads once and sees both writes."""
+    path = tmp_path / "race_up.db"
+    table = VectorTable(f"sqlite:///{path}", table_name="d")
+    rng = np.random.default_rng(6)
+    model = Model()
+    model.upsert(table, *_rows(rng, 0, 40))
+    queries = rng.normal(size=(2, DIM)).astype(np.float32)
+    _same_answers(table, model, "cosine", queries)
+    assert len(loads) == 1
+
+    foreign = VectorTable(f"sqlite:///{path}", table_name="d")
+    extra = _rows(rng, 500, 5)
+    cache = table._backend.cache
+    real_token, real_own = cache.token, _incremental._own_version_now
+    calls = {"token": 0}
+
+    def token(conn):
+        calls["token"] += 1
+        if moment == "before the token" and calls["token"] == 2:  # 1: before, 2: after
+            foreign.upsert(extra[0], ids=extra[1], metadatas=extra[2])
+        return real_token(conn)
+
+    def own_now(conn):
+        if moment == "after the token":
+            foreign.upsert(extra[0], ids=extra[1], metadatas=extra[2])
+        return real_own(conn)
+
+    mine = _rows(rng, 900, 3)
+    with monkeypatch.context() as patch:
+        patch.setattr(cache, "token", token)
+        patch.setattr(_incremental, "_own_version_now", own_now)
+        model.upsert(table, *mine)
+    for i, v, m in zip(extra[1], extra[0], extra[2], strict=True):
+        model.rows[i] = (v, m)
+    _same_answers(table, model, "cosine", queries)
+    assert len(loads) == 2, "a foreign commit in between costs exactly one reload"

@@ -11,20 +11,24 @@ no other connection can commit until it ends):
 
 1. under the lock, before writing: the change token must still be the snapshot's, so the
    snapshot is the state being written on;
-2. the batch is written and committed;
-3. the next ``BEGIN IMMEDIATE`` (the next batch's, or an empty one after the last) takes
-   the lock again. The writing connection's own ``PRAGMA data_version`` changes only when
-   *another* connection commits, so if it is unchanged since step 1, nothing slipped in
-   between our commit and now; the change token read now labels the new snapshot.
+2. the batch is written, the rowids of its rows read (still under the lock, so they are
+   the rows just written), and the transaction committed;
+3. the change token is read, *and then* the writing connection's own
+   ``PRAGMA data_version``. That value changes only when *another* connection commits,
+   so if it is unchanged since step 1, nobody committed between step 1 and the token's
+   read: the token is exactly our batch's state, and labels the new snapshot.
 
-Deletes and ``clear()`` by this process (``delete_from_snapshot``) are one transaction:
-step 1, then the ``DELETE``, whose deleted rowids come back from the statement itself
-(``RETURNING rowid``; on SQLite before 3.35 they are selected first, under the same
-lock). Step 3 needs no further transaction: after the commit, the change token is read
-*and then* the writer's own ``data_version``; unchanged, it proves that nobody committed
-between step 1 and the token's read. The new snapshot marks the rows dead in a new
-``alive`` mask (the matrix buffer and the cached filter columns stay as they are,
-aligned by position); ``clear()`` publishes an empty snapshot.
+Everything slow (the rowids, decoding the vectors) happens in step 2, so the moment
+between the commit and the new snapshot's publication (when readers that see the new
+state wait for it) is two PRAGMA reads. (Until the third round of issue 18, step 3 took
+an empty ``BEGIN IMMEDIATE ... COMMIT`` and read the rowids there: about 2 ms more.)
+
+Deletes and ``clear()`` by this process (``delete_from_snapshot``) are one transaction
+too: step 1, then the ``DELETE``, whose deleted rowids come back from the statement
+itself (``RETURNING rowid``; on SQLite before 3.35 they are selected first, under the
+same lock), then step 3. The new snapshot marks the rows dead in a new ``alive`` mask
+(the matrix buffer and the cached filter columns stay as they are, aligned by
+position); ``clear()`` publishes an empty snapshot.
 
 Anything else (a foreign commit, a snapshot loaded meanwhile) leaves the snapshot as it
 is: its token no longer matches and the next search reloads it, once for all readers.
@@ -62,23 +66,22 @@ def write_into_snapshot(
     other's): a reader that sees a new state before it is applied waits for the apply
     instead of loading every vector again, and no load runs in between."""
     with cache.writing():
-        pending: tuple[Any, int, list[tuple[Any, ...]]] | None = None
-        for part in [*batches, None]:
+        for part in batches:
             with conn.begin():  # BEGIN IMMEDIATE: nobody else commits until this one ends
                 own = _own_version(conn)
-                if pending is not None:
-                    before, own_then, written = pending
-                    pending = None
-                    if own == own_then:  # no foreign commit since ours: the token is ours
-                        _apply(cache, conn, table, before, cache.token(conn), written)
-                if part is None:
-                    break
                 snap = cache.snapshot
                 before = cache.token(conn)
                 batch = rows[part]
                 conn.exec_driver_sql(sql, batch)
+                written = None
                 if snap is not None and snap.token == before:
-                    pending = (before, own, batch)
+                    written = _written(conn, table, batch)
+                    if written is None:  # cannot happen unless someone wrote inside our lock
+                        cache.invalidate()
+            if written is not None:
+                after = cache.token(conn)
+                if _own_version_now(conn) == own:  # nobody else committed: ``after`` is ours
+                    cache.apply(before, after, *written)
 
 
 def _own_version(conn: sa.Connection) -> int:
@@ -96,30 +99,25 @@ def _own_version_now(conn: sa.Connection) -> int:
         cursor.close()
 
 
-def _apply(
-    cache: VectorCache,
-    conn: sa.Connection,
-    table: sa.Table,
-    before: Any,
-    after: Any,
-    written: list[tuple[Any, ...]],
-) -> None:
-    ids = [row[0] for row in written]
+def _written(
+    conn: sa.Connection, table: sa.Table, batch: list[tuple[Any, ...]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rowids, float32 vectors) of the rows just upserted, in rowid order (appended rows
+    stay in rowid order); None if a row is missing or a vector has an odd size."""
+    ids = [row[0] for row in batch]
     found: dict[str, int] = {}
     for chunk in chunks(ids, IN_CHUNK):
         found.update(conn.execute(sa.select(table.c.id, _ROWID).where(table.c.id.in_(chunk))).all())  # type: ignore[arg-type]
     if len(found) != len(ids):
-        cache.invalidate()  # cannot happen unless someone wrote inside our lock
-        return
+        return None
     rowids = np.array([found[i] for i in ids], dtype=np.int64)
-    blobs = [row[1] for row in written]
+    blobs = [row[1] for row in batch]
     width = len(blobs[0])
     if width % 4 or any(len(b) != width for b in blobs):
-        cache.invalidate()
-        return
+        return None
     vectors = np.frombuffer(b"".join(blobs), dtype=_LE_FLOAT32).reshape(len(blobs), width // 4)
-    order = np.argsort(rowids, kind="stable")  # appended rows stay in rowid order
-    cache.apply(before, after, rowids[order], vectors[order].astype(np.float32))
+    order = np.argsort(rowids, kind="stable")
+    return rowids[order], vectors[order].astype(np.float32)
 
 
 def delete_from_snapshot(
