@@ -17,14 +17,14 @@ no other connection can commit until it ends):
    *another* connection commits, so if it is unchanged since step 1, nothing slipped in
    between our commit and now; the change token read now labels the new snapshot.
 
-Deletes and ``clear()`` by this process (``delete_from_snapshot``) are one transaction:
-step 1, then the ``DELETE``, whose deleted rowids come back from the statement itself
-(``RETURNING rowid``; on SQLite before 3.35 they are selected first, under the same
-lock). Step 3 needs no further transaction: after the commit, the change token is read
-*and then* the writer's own ``data_version``; unchanged, it proves that nobody committed
-between step 1 and the token's read. The new snapshot marks the rows dead in a new
-``alive`` mask (the matrix buffer and the cached filter columns stay as they are,
-aligned by position); ``clear()`` publishes an empty snapshot.
+Deletes and ``clear()`` by this process (``delete_from_snapshot``) take the same three
+steps, with one ``DELETE`` transaction as the batch; its deleted rowids come back from
+the statement itself (``RETURNING rowid``; on SQLite before 3.35 they are selected
+first, under the same lock), and step 3 is an empty ``BEGIN IMMEDIATE`` transaction
+(measured: no slower than reading the two values after the commit without the lock).
+The new snapshot marks the rows dead in a new ``alive`` mask (the matrix buffer and the
+cached filter columns stay as they are, aligned by position); ``clear()`` publishes an
+empty snapshot.
 
 Anything else (a foreign commit, a snapshot loaded meanwhile) leaves the snapshot as it
 is: its token no longer matches and the next search reloads it, once for all readers.
@@ -85,17 +85,6 @@ def _own_version(conn: sa.Connection) -> int:
     return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
 
 
-def _own_version_now(conn: sa.Connection) -> int:
-    """``_own_version`` outside a transaction: on the driver's connection, so that
-    SQLAlchemy does not begin one (a write connection's begin is BEGIN IMMEDIATE)."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute("PRAGMA data_version")
-        return int(cursor.fetchall()[0][0])
-    finally:
-        cursor.close()
-
-
 def _apply(
     cache: VectorCache,
     conn: sa.Connection,
@@ -132,8 +121,8 @@ def delete_from_snapshot(
     deleted rows from ``cache``'s snapshot; returns how many rows were deleted.
 
     The same proof as an upsert's (module docstring): the snapshot's token is checked
-    under the write lock before deleting, and the writer's own ``data_version`` after
-    the commit (``_confirm_removal``).
+    under the write lock before deleting, and the writer's own ``data_version`` under
+    the lock again after the commit (``_confirm_removal``).
     The load lock is taken first, as by every writer of this cache."""
     with cache.writing():
         with conn.begin():  # BEGIN IMMEDIATE
@@ -154,14 +143,12 @@ def delete_from_snapshot(
 def _confirm_removal(
     cache: VectorCache, conn: sa.Connection, own: int, before: Any, rowids: np.ndarray | None
 ) -> None:
-    """After the delete's commit: read the new token, *then* the writer's own
-    ``data_version``. If the latter did not move, nobody else committed between our
-    transaction's start and that read, so the token is exactly our delete's state.
-    (No second transaction is needed, unlike between an upsert's batches: a delete is
-    one transaction, and the empty ``BEGIN IMMEDIATE`` ... ``COMMIT`` cost about 1.5 ms.)"""
-    after = cache.token(conn)
-    if _own_version_now(conn) == own:
-        _remove(cache, before, after, rowids)
+    """After the delete's commit: take the write lock again (an empty transaction, as
+    after an upsert's last batch); if the writer's own ``data_version`` did not move,
+    nobody else committed since our delete began, and the token read now is its state."""
+    with conn.begin():  # BEGIN IMMEDIATE
+        if _own_version(conn) == own:
+            _remove(cache, before, cache.token(conn), rowids)
 
 
 def _deleted_rowids(
