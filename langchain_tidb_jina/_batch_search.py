@@ -3,7 +3,8 @@
 LangChain's ``Runnable.batch`` / ``abatch`` on a retriever call ``invoke`` once per query
 (a thread or task each). For ``search_type="similarity"`` and
 ``"similarity_score_threshold"`` with the store's own embeddings this mixin embeds every
-query at once (the core client's public ``embed_queries`` when it has one) and runs
+query at once (``tidb_jina.embeddings.embed_queries``: the client's own
+``embed_queries``, one request per batch, when it is faithful to ``embed_query``) and runs
 ``VectorTable.search_many`` (one read and one matrix product on the embedded engine, one
 statement per query on TiDB). The answers are the documents ``invoke`` returns for each
 query, and the callbacks fire as in ``BaseRetriever.invoke``: one retriever run per query,
@@ -34,6 +35,7 @@ from langchain_core.runnables.config import get_config_list
 from langchain_core.vectorstores import VectorStore
 
 from langchain_tidb_jina._documents import result_document
+from tidb_jina.embeddings import aembed_queries, embed_queries
 
 if TYPE_CHECKING:
     from langchain_tidb_jina._vectorstores import TiDBVectorStore
@@ -267,21 +269,6 @@ def _overrides(obj: Any, base: type, names: Sequence[str]) -> bool:
     return any(getattr(type(obj), name) is not getattr(base, name) for name in names)
 
 
-def _many(client: Any, one: str, many: str) -> Any:
-    """``client.<many>`` (e.g. ``embed_queries``) when it answers as ``<one>`` per text:
-    not when a subclass overrides ``<one>`` (a prefix, a cache) but inherits ``<many>``."""
-    cls = type(client)
-    if getattr(cls, many, None) is None or getattr(cls, one, None) is None:
-        return None
-    if not issubclass(_definer(cls, many), _definer(cls, one)):
-        return None
-    return getattr(client, many)
-
-
-def _definer(cls: type, name: str) -> type:
-    return next(c for c in cls.__mro__ if name in vars(c))
-
-
 def _query_vectors(store: TiDBVectorStore, queries: list[str]) -> Any:
     """All query vectors, with the query-side semantics of ``embed_query``."""
     from langchain_tidb_jina._vectorstores import _core_client
@@ -291,11 +278,8 @@ def _query_vectors(store: TiDBVectorStore, queries: list[str]) -> Any:
     client = _core_client(embedding)
     if client is None:
         return [embedding.embed_query(q) for q in queries]
-    embed_queries = _many(client, "embed_query", "embed_queries")
-    if embed_queries is not None:
-        # One request plan for every query, each embedded as a query (query task / prompt).
-        return embed_queries(queries)
-    return [client.embed_query(q) for q in queries]
+    # The client's own embed_queries (one request per batch) when faithful to embed_query.
+    return embed_queries(client, queries)
 
 
 async def _aquery_vectors(store: TiDBVectorStore, queries: list[str]) -> Any:
@@ -306,7 +290,4 @@ async def _aquery_vectors(store: TiDBVectorStore, queries: list[str]) -> Any:
     client = _core_client(embedding)
     if client is None:
         return [await embedding.aembed_query(q) for q in queries]
-    aembed_queries = _many(client, "aembed_query", "aembed_queries")
-    if aembed_queries is not None:
-        return await aembed_queries(queries)
-    return [await client.aembed_query(q) for q in queries]
+    return await aembed_queries(client, queries)

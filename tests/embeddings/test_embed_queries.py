@@ -12,7 +12,13 @@ import pytest
 from _emb_helpers import FAST, HF_KEY, KEY
 
 from tidb_jina import InvalidInputError, RateLimitError
-from tidb_jina.embeddings import QWEN3_QUERY_TASK, HuggingFaceClient, JinaClient
+from tidb_jina.embeddings import (
+    QWEN3_QUERY_TASK,
+    HuggingFaceClient,
+    JinaClient,
+    aembed_queries,
+    embed_queries,
+)
 from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder, lexical_embedding
 
 QUERIES = ["what is tidb", "basil recipes", "kyoto in autumn", "vector search", "sql joins"]
@@ -188,3 +194,84 @@ def test_lexical_embedder_embed_queries(call):
         np.testing.assert_array_equal(row, embedder.embed_query(query))
     with pytest.raises(InvalidInputError, match="empty"):
         call(embedder, "embed_queries", ["x", ""])
+
+
+# ---- tidb_jina.embeddings.embed_queries(provider, texts): any provider --------------------
+
+
+class PlainProvider:
+    """The four protocol methods only (no embed_queries): asked query by query."""
+
+    model = "plain"
+    dimension = 3
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def embed_documents(self, texts):
+        raise AssertionError("queries are not documents")
+
+    def embed_query(self, text: str) -> list[float]:
+        self.queries.append(text)
+        return [float(len(text)), 1.0, 0.0]
+
+    async def aembed_documents(self, texts):
+        raise AssertionError("queries are not documents")
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self.embed_query(text)
+
+
+class PrefixOnlyQuery(JinaClient):
+    """Overrides embed_query alone: the inherited embed_queries would skip the prefix."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return super().embed_query(f"about {text}")
+
+    async def aembed_query(self, text: str) -> np.ndarray:
+        return await super().aembed_query(f"about {text}")
+
+
+class PrefixBoth(PrefixOnlyQuery):
+    def embed_queries(self, texts) -> np.ndarray:
+        return super().embed_queries([f"about {t}" for t in texts])
+
+    async def aembed_queries(self, texts) -> np.ndarray:
+        return await super().aembed_queries([f"about {t}" for t in texts])
+
+
+def _function(mode: str, provider, texts):
+    if mode == "sync":
+        return embed_queries(provider, texts)
+    return asyncio.run(aembed_queries(provider, texts))
+
+
+def test_function_uses_the_client_batch_method(server, mode):
+    client = jina(server)
+    vectors = _function(mode, client, QUERIES)
+    (request,) = server.api_requests()
+    assert request.body["input"] == QUERIES and request.body["task"] == "retrieval.query"
+    np.testing.assert_array_equal(vectors, client.embed_queries(QUERIES))
+
+
+@pytest.mark.parametrize(("cls", "requests"), [(PrefixOnlyQuery, 5), (PrefixBoth, 1)])
+def test_function_honours_an_overridden_embed_query(server, mode, cls, requests):
+    client = cls(api_key=KEY, base_url=server.url, **FAST)
+    vectors = _function(mode, client, QUERIES)
+    inputs = [r.body["input"] for r in server.api_requests()]
+    assert len(inputs) == requests
+    assert sorted(t for batch in inputs for t in batch) == sorted(f"about {q}" for q in QUERIES)
+    np.testing.assert_allclose(
+        vectors, lexical_embedding([f"about {q}" for q in QUERIES], 1024), atol=1e-6
+    )
+
+
+def test_function_falls_back_to_embed_query(mode):
+    provider = PlainProvider()
+    vectors = _function(mode, provider, ["a", "bbb"])
+    assert vectors.dtype == np.float32 and vectors.tolist() == [[1, 1, 0], [3, 1, 0]]
+    assert provider.queries == ["a", "bbb"]
+    assert _function(mode, provider, []).shape == (0, 3)
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
+        _function(mode, provider, ["fine", " "])
+    assert provider.queries == ["a", "bbb"]  # refused before any call
