@@ -158,7 +158,7 @@ def test_tei_prompt_name_and_server_batch_cap(call):
         queries_twice(client, call)
         embeds = server.api_requests("/embed")
         batched = embeds[: len(embeds) - len(QUERIES)]
-        assert [len(r.body["inputs"]) for r in batched] == [2, 2, 1]  # TEI's cap of 2
+        assert sorted(len(r.body["inputs"]) for r in batched) == [1, 2, 2]  # TEI cap: 2
         assert all(r.body["prompt_name"] == "query" for r in embeds)
 
 
