@@ -26,7 +26,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tidb_jina._errors import InvalidInputError
+from tidb_jina import InvalidInputError
 from tidb_jina.embeddings import validate_texts
 from tidb_jina.store import VectorTable
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from tidb_jina._errors import ConfigurationError, InvalidInputError, SchemaError
+from tidb_jina import ConfigurationError, InvalidInputError, SchemaError
 from tidb_jina.store import VectorTable
 
 __all__ = ["check_wrapped", "known_dimension", "no_extra", "one_embedding", "require_table"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tidb_jina._errors import InvalidInputError
+from tidb_jina import InvalidInputError
 from tidb_jina.store import VectorTable
 
 # Internal core API, on purpose: raw SQL must take the same per-engine lock (the shared

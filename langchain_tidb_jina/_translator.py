@@ -44,7 +44,7 @@ from langchain_core.structured_query import (
     Visitor,
 )
 
-from tidb_jina._errors import InvalidFilterError
+from tidb_jina import InvalidFilterError
 from tidb_jina.store import escape_like, validate_filter
 
 __all__ = ["TiDBTranslator"]

@@ -55,7 +55,7 @@ from langchain_tidb_jina._relevance import relevance_fn
 from langchain_tidb_jina._setup import check_wrapped, known_dimension, one_embedding, require_table
 from langchain_tidb_jina._setup import no_extra as _no_extra
 from langchain_tidb_jina._sql_client import TiDBVectorClient
-from tidb_jina._errors import ConfigurationError
+from tidb_jina import ConfigurationError
 from tidb_jina.store import AutoEmbedding, DistanceMetric, SearchResult, VectorTable
 
 __all__ = ["DEFAULT_DISTANCE_STRATEGY", "DEFAULT_TABLE_NAME", "TiDBVectorStore"]

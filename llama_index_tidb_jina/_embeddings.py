@@ -1,8 +1,10 @@
 """LlamaIndex ``BaseEmbedding`` adapters over the core embedding clients.
 
 Queries go through ``embed_query`` (the query task / prompt), texts through
-``embed_documents`` (the passage task / prompt). LlamaIndex splits a batch into chunks of
-``embed_batch_size`` and calls ``_get_text_embeddings`` once per chunk; the client sends
+``embed_documents`` (the passage task / prompt); several queries aggregated into one
+(``get_agg_embedding_from_queries``) through ``tidb_jina.embeddings.embed_queries``.
+LlamaIndex splits a batch into chunks of ``embed_batch_size`` and calls
+``_get_text_embeddings`` once per chunk; the client sends
 each chunk as one request (split further only past the provider's own limits), with
 retries. The sync methods use the client's synchronous HTTP (no ``asyncio.run``), so they
 work inside a running event loop (Jupyter, FastAPI); the async ones are native.
@@ -26,7 +28,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 import httpx
-from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.embeddings.base import BaseEmbedding, mean_agg
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
@@ -50,6 +52,8 @@ from tidb_jina.embeddings import (
     JinaClient,
     RetryPolicy,
     TimeoutLike,
+    aembed_queries,
+    embed_queries,
 )
 from tidb_jina.embeddings._config import named_parameters, unknown_options_error
 
@@ -104,6 +108,50 @@ class ProviderEmbedding(BaseEmbedding):
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return (await self._provider.aembed_query(query)).tolist()
+
+    def get_agg_embedding_from_queries(
+        self, queries: list[str], agg_fn: Callable[..., list[float]] | None = None
+    ) -> list[float]:
+        """llama-index's aggregate of several query embeddings (``VectorIndexRetriever``
+        with a ``QueryBundle`` of several ``embedding_strs``, e.g. HyDE), the queries
+        embedded in one ``embed_queries`` call (one request per batch) instead of one
+        request each, under one embedding event. Same vectors, same aggregate."""
+        if not self._batches_queries(queries, asynchronous=False):
+            return super().get_agg_embedding_from_queries(queries, agg_fn)
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        with _embedding_event(self, list(queries)) as done:
+            rows = done(embed_queries(self._provider, queries))
+        return (agg_fn or mean_agg)(rows)
+
+    async def aget_agg_embedding_from_queries(
+        self, queries: list[str], agg_fn: Callable[..., list[float]] | None = None
+    ) -> list[float]:
+        """Async :meth:`get_agg_embedding_from_queries`."""
+        if not self._batches_queries(queries, asynchronous=True):
+            return await super().aget_agg_embedding_from_queries(queries, agg_fn)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.async_acquire()
+        with _embedding_event(self, list(queries)) as done:
+            rows = done(await aembed_queries(self._provider, queries))
+        return (agg_fn or mean_agg)(rows)
+
+    def _batches_queries(self, queries: Sequence[str], *, asynchronous: bool) -> bool:
+        """True when one batch call gives what llama-index's per-query loop gives: two or
+        more queries, no embeddings cache (it is keyed per query), and neither query
+        method overridden by a subclass (its override must run)."""
+        if len(queries) < 2 or self.embeddings_cache:
+            return False
+        public, own = (
+            ("aget_query_embedding", "_aget_query_embedding")
+            if asynchronous
+            else ("get_query_embedding", "_get_query_embedding")
+        )
+        # Compared by defining class: llama-index's instrumentation wraps these methods in
+        # descriptors that give a new object on every attribute access.
+        return _definer(type(self), public) is BaseEmbedding and (
+            _definer(type(self), own) is ProviderEmbedding
+        )
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return self._get_text_embeddings([text])[0]
@@ -339,6 +387,10 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "TiDBJinaHuggingFaceInferenceAPIEmbedding"
+
+
+def _definer(cls: type, name: str) -> type:
+    return next(c for c in cls.__mro__ if name in vars(c))
 
 
 def _node_texts(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str | None]]:

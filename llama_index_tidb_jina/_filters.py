@@ -50,15 +50,13 @@ from llama_index.core.vector_stores.types import (
 )
 
 from tidb_jina import InvalidFilterError
-from tidb_jina.store import escape_like
-from tidb_jina.store._filter_tree import (
+from tidb_jina.store import Filter, escape_like, parse_filter
+from tidb_jina.store._filter_tree import (  # the tree's node types: no public names yet
     MAX_FILTER_DEPTH,
     And,
-    Filter,
     Node,
     Not,
     Or,
-    parse_filter,
     sets_no_condition,
 )
 

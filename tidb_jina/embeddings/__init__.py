@@ -7,6 +7,10 @@ error to a ``tidb_jina.EmbeddingError`` subclass whose message says how to fix i
 
 Their options are three small config objects shared by both clients and every adapter:
 ``RetryPolicy`` (``retry=``), ``BatchLimits`` (``limits=``) and ``Timeouts`` (``timeout=``).
+
+``embed_queries(provider, texts)`` / ``aembed_queries`` embed many queries with any
+provider: its own ``embed_queries`` method (one request per batch) when it has a faithful
+one, ``embed_query`` per text otherwise.
 """
 
 from tidb_jina.embeddings._base import DEFAULT_TIMEOUT, RETRY_STATUSES
@@ -53,6 +57,7 @@ from tidb_jina.embeddings._models import (
     jina_model_info,
     qwen3_query_prefix,
 )
+from tidb_jina.embeddings._queries import aembed_queries, embed_queries
 from tidb_jina.embeddings._types import EmbeddingProvider, RerankResult
 
 __all__ = [
@@ -90,7 +95,9 @@ __all__ = [
     "RetryPolicy",
     "TimeoutLike",
     "Timeouts",
+    "aembed_queries",
     "e5_instruct_query_prefix",
+    "embed_queries",
     "hf_model_info",
     "jina_model_info",
     "qwen3_query_prefix",

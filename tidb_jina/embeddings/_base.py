@@ -551,6 +551,20 @@ class BaseEmbeddingClient:
         """Async ``embed_query``."""
         return await self._embed_one_async(text)
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed many search queries: float32 array of shape ``(len(texts), d)``.
+
+        Row ``i`` is what ``embed_query(texts[i])`` gives (the query task or prompt), but
+        the queries share requests: one per batch of ``max_batch_size`` inputs and
+        ``max_batch_chars`` characters, as ``embed_documents`` batches. Texts are checked
+        as ``embed_documents`` checks them, before any request.
+        """
+        return self._embed_sync(texts, "query")
+
+    async def aembed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Async ``embed_queries``."""
+        return await self._embed_async(texts, "query")
+
 
 def rows_to_matrix(rows: Sequence[Any], provider: str) -> np.ndarray:
     """A float32 ``(n, d)`` matrix from equal-length numeric rows, or ResponseFormatError."""

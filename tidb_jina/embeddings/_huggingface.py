@@ -18,6 +18,7 @@ without the attention mask would be a guess). ``normalize``, ``truncate``,
 Model conventions (unless ``use_model_prompts=False`` or overridden by ``query_prefix`` /
 ``passage_prefix``): multilingual-e5 gets ``query: `` / ``passage: ``, Qwen3-Embedding gets
 ``Instruct: ...\\nQuery:`` in front of queries and nothing in front of documents.
+``embed_query`` and ``embed_queries`` (many queries per request) apply the query side.
 
 Defaults (``DEFAULT_HF_LIMITS``, a ``BatchLimits``) and why: ``max_batch_size=32`` (TEI's
 default ``max_client_batch_size``; the serverless route runs on CPU),

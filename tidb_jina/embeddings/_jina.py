@@ -12,10 +12,10 @@ Defaults and why (the first three are ``DEFAULT_JINA_LIMITS``, a ``BatchLimits``
   whole batch; pass ``truncate=False`` to get ``InputTooLongError`` instead.
 - ``normalized=True``, sent explicitly where the model accepts the field (sources disagree on
   its default); v4 and the code models lack the field, so the client normalizes them itself.
-- Tasks: ``embed_documents`` sends ``retrieval.passage`` and ``embed_query``
-  ``retrieval.query`` on v3/v4/v5 (clip-v2: ``retrieval.query`` for queries only; code models:
-  ``nl2code.passage`` / ``nl2code.query``), unless ``task``, ``query_task`` or
-  ``passage_task`` is given.
+- Tasks: ``embed_documents`` sends ``retrieval.passage`` and ``embed_query`` (and
+  ``embed_queries``, many queries per request) ``retrieval.query`` on v3/v4/v5 (clip-v2:
+  ``retrieval.query`` for queries only; code models: ``nl2code.passage`` /
+  ``nl2code.query``), unless ``task``, ``query_task`` or ``passage_task`` is given.
 """
 
 from __future__ import annotations

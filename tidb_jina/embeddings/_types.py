@@ -19,6 +19,12 @@ class EmbeddingProvider(Protocol):
     set, and learned from the first response otherwise (``None`` until then). Documents and
     queries are embedded by different methods because asymmetric models (Jina v3/v4/v5, e5,
     Qwen3) encode them differently.
+
+    Optional, not part of the protocol (so existing providers still satisfy it):
+    ``embed_queries(texts)`` / ``aembed_queries(texts)``, many queries in one call, row ``i``
+    equal to ``embed_query(texts[i])``. ``JinaClient``, ``HuggingFaceClient`` and
+    ``LexicalEmbedder`` have them; the LangChain adapter uses them when a provider does and
+    calls ``embed_query`` per query otherwise.
     """
 
     model: str

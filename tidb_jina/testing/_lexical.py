@@ -85,3 +85,10 @@ class LexicalEmbedder:
 
     async def aembed_query(self, text: str) -> np.ndarray:
         return self.embed_query(text)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Many queries at once: row ``i`` is ``embed_query(texts[i])``."""
+        return self.embed_documents(texts)
+
+    async def aembed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_queries(texts)
