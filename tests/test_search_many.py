@@ -77,3 +77,29 @@ def test_search_many_async(tmp_path):
 
     assert [[h.id for h in hits] for hits in asyncio.run(run())] == [["a"], ["b"]]
     table.close()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
+def test_near_ties_rank_alike_in_a_batch_and_alone(tmp_path, metric):
+    """Rows within rounding of each other (near-duplicate chunks) and exact duplicates:
+    a batch (matrix-matrix product) and single searches (matrix-vector) round the fast
+    distances differently, yet return the same rows with the same distances, bit for
+    bit, exact ties going to the row written first."""
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(40, 64)).astype(np.float32)
+    rows = np.concatenate(
+        [base + rng.normal(scale=1e-6, size=base.shape).astype(np.float32) for _ in range(6)]
+        + [base, base]  # exact duplicates: ties broken by rowid
+    )
+    table = VectorTable(f"sqlite:///{tmp_path / 'ties.db'}", table_name="t", metric=metric)
+    table.upsert(rows, ids=[f"r{i:04d}" for i in range(len(rows))])
+    queries = base[:12] + rng.normal(scale=1e-3, size=(12, 64)).astype(np.float32)
+    for k in (1, 5, 9):
+        batch = table.search_many(queries, k=k)
+        alone = [table.search(q, k=k) for q in queries]
+        for got, want in zip(batch, alone, strict=True):
+            assert [(h.id, h.distance) for h in got] == [(h.id, h.distance) for h in want]
+    if metric != "inner_product":  # the 8 copies of row 3 come first, ties by rowid
+        hits = table.search(base[3], k=8)
+        assert sorted(h.id for h in hits) == [f"r{40 * c + 3:04d}" for c in range(8)]
+        assert [(h.distance, h.id) for h in hits] == sorted((h.distance, h.id) for h in hits)

@@ -356,11 +356,19 @@ class VectorCache:
         return np.sqrt(np.maximum(d2, 0, out=d2))
 
     def exact(self, snap: Snapshot, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Exact distances for a few rows (the winners), free of cancellation error."""
+        """Exact distances for a few rows (the winners), free of cancellation error, each
+        row's computed alone (``einsum``, not BLAS: the same bits whichever rows are
+        scored with it, so a batch and a single search rank them alike)."""
         rows = snap.matrix[positions]
         if self.metric is DistanceMetric.L2:
             return self.metric.distances(rows, query)
-        return self.distances(snap, query, positions)
+        if self.metric is DistanceMetric.COSINE:
+            norm = np.float32(np.linalg.norm(query))
+            unit = query / norm if norm > 0 else query
+            return np.float32(1.0) - np.einsum("ij,j->i", rows, unit)
+        if self.metric is DistanceMetric.INNER_PRODUCT:
+            return -np.einsum("ij,j->i", rows, query)
+        return self.distances_to(snap, query, positions)
 
 
 _ROWID = sa.literal_column("rowid", sa.Integer)
@@ -512,17 +520,22 @@ def score_hits(
         return rowids, np.empty(0, np.float32)
     if approx is None:
         approx = cache.distances(snap, query, positions)
+    # A few more than k by the fast (approximate) distances, then the k best by exact
+    # ones, ties by rowid: the winners do not depend on the rounding of the product
+    # (one query's matrix-vector product and a batch's matrix-matrix one differ there).
+    wide = k + max(8, k // 2)
     if positions is None and snap.alive is not None:  # rows replaced or deleted since
         approx[~snap.alive] = np.inf
-        chosen = nearest(approx, rowids, k, max_distance)
+        chosen = nearest(approx, rowids, wide, max_distance)
         chosen = chosen[snap.alive[chosen]]
     else:
-        chosen = nearest(approx, rowids, k, max_distance)
+        chosen = nearest(approx, rowids, wide, max_distance)
     chosen_positions = chosen if positions is None else positions[chosen]
     exact = cache.exact(snap, query, chosen_positions)
     order = np.lexsort((rowids[chosen], exact))
     if max_distance is not None:
         order = order[exact[order] <= max_distance]
+    order = order[:k]
     return rowids[chosen][order], exact[order]
 
 
