@@ -173,6 +173,29 @@ def test_clean_metadata_takes_the_fast_path_and_is_json_dumps_text(metas):
     assert texts == expected
 
 
+FLAT_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(1e-6, 1e-3) | st.floats(1e15, 1e17),  # around both ends of orjson's range
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(),
+    TEXT,
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(metas=st.lists(st.dictionaries(CLEAN_KEYS, FLAT_VALUES, max_size=5), min_size=1))
+def test_flat_rows_through_orjson_are_json_dumps_text(metas):
+    """Flat rows of plain values go through orjson; every float, string and integer must
+    come out as ``json.dumps`` writes it (``1e-05`` stays ``1e-05``)."""
+    assert _batch_checks._orjson_agrees()
+    expected = [
+        json.dumps(m, ensure_ascii=False, allow_nan=False, separators=(",", ":")) for m in metas
+    ]
+    assert _batch_checks.metadata_texts(metas, None) == expected
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
