@@ -72,32 +72,38 @@ def _runs(
     docs: list[str],
     metas: list[dict],
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall and CPU seconds of each contestant, runs interleaved so machine noise hits all
-    three alike; each database is deleted once measured (100k x 768 is 0.3 GB a file)."""
+    """Wall and CPU seconds of each contestant. Runs are interleaved and the order turns
+    each repeat (ours first, then second, then third), so neither machine noise nor the
+    write-back of the previous contestant's file favours one; each database is deleted
+    once measured (100k x 768 is 0.4 GB a file)."""
     n = len(ids)
     ddl = _our_ddl(workdir, vectors.shape[1])
     times: dict[str, list[float]] = {"ours": [], "one": [], "batched": []}
     cpu: dict[str, list[float]] = {"ours": [], "one": [], "batched": []}
-    for _ in range(repeat):
-        store = VectorTable(f"sqlite:///{workdir / 'ours.db'}", table_name="bench")
-        _measure(
-            times["ours"],
-            cpu["ours"],
-            lambda s=store: s.upsert(vectors, ids=ids, documents=docs, metadatas=metas),
-        )
-        assert store.count() == n
-        store.close()
-        _remove(workdir / "ours.db")
-        for name, batch in (("one", n), ("batched", DEFAULT_EMBEDDED_BATCH_ROWS)):
-            conn = _raw_connection(workdir / f"{name}.db", ddl)
-            _measure(
-                times[name],
-                cpu[name],
-                lambda c=conn, b=batch: _raw_ingest(c, vectors, ids, docs, metas, b),
-            )
-            assert conn.execute("SELECT count(*) FROM bench").fetchone()[0] == n
-            conn.close()
-            _remove(workdir / f"{name}.db")
+    batch = {"one": n, "batched": DEFAULT_EMBEDDED_BATCH_ROWS}
+    names = list(times)
+    for run in range(repeat):
+        for name in names[run % 3 :] + names[: run % 3]:
+            db = workdir / f"{name}.db"
+            if name == "ours":
+                store = VectorTable(f"sqlite:///{db}", table_name="bench")
+                _measure(
+                    times[name],
+                    cpu[name],
+                    lambda s=store: s.upsert(vectors, ids=ids, documents=docs, metadatas=metas),
+                )
+                assert store.count() == n
+                store.close()
+            else:
+                conn = _raw_connection(db, ddl)
+                _measure(
+                    times[name],
+                    cpu[name],
+                    lambda c=conn, b=batch[name]: _raw_ingest(c, vectors, ids, docs, metas, b),
+                )
+                assert conn.execute("SELECT count(*) FROM bench").fetchone()[0] == n
+                conn.close()
+            _remove(db)
     return times, cpu
 
 
