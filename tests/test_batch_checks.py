@@ -221,6 +221,28 @@ def test_a_bad_row_anywhere_fails_the_fast_path_and_is_named(bad, message):
     assert re.findall(r"metadata (\d+)", str(caught.value)) in ([], ["37"])
 
 
+class LooksLikeA:
+    """A key that is not a string but compares (and hashes) equal to "a"."""
+
+    def __eq__(self, other: object) -> bool:
+        return other == "a"
+
+    def __hash__(self) -> int:
+        return hash("a")
+
+
+@pytest.mark.parametrize(
+    "odd", [LooksLikeA(), Tag("a"), Tag("a\x00")], ids=["looks-like-a", "subclass", "subclass-nul"]
+)
+def test_every_key_is_checked_even_when_keys_compare_equal(odd):
+    metas = [{"a": 1}, {odd: 2}]
+    assert outcome(_rows.prepare_metadatas, metas, 2, None) == outcome(
+        _legacy_metadatas, metas, None
+    )
+    if type(odd) is LooksLikeA:
+        assert _batch_checks.metadata_texts(metas, None) is None
+
+
 def test_numpy_values_in_metadata_are_written_as_before():
     metas = [{"f": np.float32(0.1), "i": np.int64(3), "a": np.arange(3), "b": np.bool_(True)}]
     assert _rows.prepare_metadatas(metas, 1) == _legacy_metadatas(metas, None)

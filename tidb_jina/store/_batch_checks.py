@@ -84,11 +84,15 @@ def texts_ok(texts: list[Any]) -> bool:
     return True
 
 
-def _keys_ok(keys: set[Any]) -> bool:
-    """Top-level metadata keys: non-empty ``str``, no NUL, no lone surrogate."""
+def _keys_ok(keys: list[Any]) -> bool:
+    """Top-level metadata keys: non-empty ``str``, no NUL, no lone surrogate. Every key's
+    type is checked (a set of keys would keep one of two keys that compare equal)."""
     if not keys:
         return True
-    return set(map(type, keys)) == {str} and "" not in keys and _strings_ok(list(keys))
+    if set(map(type, keys)) != {str}:
+        return False
+    distinct = set(keys)  # equal strings: the same characters, checked once
+    return "" not in distinct and _strings_ok(list(distinct))
 
 
 def _values_ok(values: list[Any], kinds: set[type]) -> bool:
@@ -186,16 +190,16 @@ def _orjson_agrees() -> bool:
 
 
 def metadata_texts(metas: list[Any], indexed_key: str | None) -> list[str] | None:
-    """The JSON text of every row's metadata (None for ``{}``), exactly as the row-by-row
-    path writes it; None when any row needs that path (to be refused, or because it is not
-    a plain ``dict``)."""
+    """The JSON text of every row's metadata (a None row is ``{}``), exactly as the
+    row-by-row path writes it; None when any row needs that path (to be refused, or
+    because it is not a plain ``dict``)."""
     kinds = set(map(type, metas))
     if not kinds <= {dict, _NONE}:
         return None
     rows: list[dict[str, Any]] = (
         metas if _NONE not in kinds else [{} if m is None else m for m in metas]
     )
-    if not _keys_ok(set(chain.from_iterable(rows))):
+    if not _keys_ok(list(chain.from_iterable(rows))):
         return None
     values = list(chain.from_iterable(map(dict.values, rows)))
     kinds = set(map(type, values))
