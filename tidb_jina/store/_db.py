@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from tidb_jina._errors import DatabaseError, TiDBJinaError
@@ -100,6 +101,8 @@ class Database:
             order = [columns.index(name) for name in compiled.positiontup or ()]
 
             def params(part: list[tuple[Any, ...]]) -> list[Any]:
+                if order == list(range(len(columns))):
+                    return part  # already in the statement's order (SQLite's upsert)
                 return [tuple(row[i] for i in order) for row in part]
 
         else:  # pyformat / named: dicts
@@ -151,14 +154,17 @@ def driver_message(exc: sa.exc.SQLAlchemyError, engine: sa.Engine | None = None)
     return redact(text, connection_secrets(engine)) if engine is not None else text
 
 
-def batch_slices(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[slice]:
-    """Consecutive slices of rows bounded by ``max_rows`` rows and ``max_bytes`` bytes."""
-    out, start, total = [], 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and (i - start >= max_rows or total + size > max_bytes):
-            out.append(slice(start, i))
-            start, total = i, 0
-        total += size
-    if start < len(sizes):
-        out.append(slice(start, len(sizes)))
+def batch_slices(sizes: Sequence[int] | np.ndarray, max_rows: int, max_bytes: int) -> list[slice]:
+    """Consecutive slices of rows bounded by ``max_rows`` rows and ``max_bytes`` bytes
+    (sizes >= 0); a row bigger than ``max_bytes`` goes alone. One binary search per
+    slice over the running total, not one Python step per row."""
+    ends = np.zeros(len(sizes) + 1, dtype=np.int64)  # ends[i]: bytes of rows [0, i)
+    np.cumsum(np.asarray(sizes, dtype=np.int64), out=ends[1:])
+    n, out, start = len(sizes), [], 0
+    while start < n:
+        # the first row whose running total from ``start`` is over the byte bound
+        over = int(np.searchsorted(ends, ends[start] + max_bytes, side="right")) - 1
+        stop = max(start + 1, min(start + max_rows, over, n))
+        out.append(slice(start, stop))
+        start = stop
     return out

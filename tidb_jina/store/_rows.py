@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tidb_jina._errors import InvalidInputError
+from tidb_jina.store import _batch_checks
 from tidb_jina.store._filter_tree import check_metadata_key
 from tidb_jina.store._results import Record, SearchResult
 from tidb_jina.store._schema import INDEXED_VALUE_LENGTH
@@ -44,6 +45,8 @@ def prepare_documents(documents: Iterable[str | None] | None, n: int) -> list[st
     docs = list(documents)
     if len(docs) != n:
         raise InvalidInputError(f"got {len(docs)} documents for {n} vectors; pass one per vector")
+    if _batch_checks.texts_ok(docs):  # the whole column at once; else name the bad one
+        return docs
     for i, doc in enumerate(docs):
         if doc is not None and not isinstance(doc, str):
             raise InvalidInputError(
@@ -62,7 +65,10 @@ def prepare_metadatas(
     metas = list(metadatas)
     if len(metas) != n:
         raise InvalidInputError(f"got {len(metas)} metadatas for {n} vectors; pass one per vector")
-    out = []
+    texts = _batch_checks.metadata_texts(metas, indexed_key)  # the whole column at once
+    if texts is not None:
+        return texts
+    out = []  # row by row: a bad row is named here
     for i, meta in enumerate(metas):
         if meta is None:
             meta = {}

@@ -45,6 +45,7 @@ from tidb_jina.store._backend import (
 )
 from tidb_jina.store._backend_embedded import EmbeddedBackend
 from tidb_jina.store._backend_tidb import TiDBBackend, distance_expression, search_statement
+from tidb_jina.store._batch_checks import ids_ok, rows_to_write
 from tidb_jina.store._db import Database, batch_slices
 from tidb_jina.store._engine import async_source, connect
 from tidb_jina.store._filter_tree import Filter
@@ -530,7 +531,7 @@ class TableBase:
         when it names one: checked against the table's record, recorded in a new table;
         read after embedding, when a TEI server's model is known)."""
         model = None if embed is None else _table_meta.model_name(embed)
-        id_list, doc_list, meta_list = prepared
+        id_list = prepared.ids
         if len(matrix) != len(id_list):
             raise InvalidInputError(
                 f"got {len(matrix)} vectors for {len(id_list)} rows; pass one vector per row"
@@ -539,13 +540,11 @@ class TableBase:
             return []
         _zero_vectors.check_rows(matrix, self.metric)  # TiDB has no cosine for them
         keep = last_occurrences(id_list)
-        vectors = self._backend.encode_vectors(matrix[keep])
-        stored_vector = 4 * matrix.shape[1] + 4
-        rows, sizes = [], []
-        for vector, i in zip(vectors, keep, strict=True):
-            size = self._row_size(id_list[i], doc_list[i], meta_list[i], stored_vector)
-            rows.append((id_list[i], vector, doc_list[i], meta_list[i]))
-            sizes.append(size + len(vector))
+        if len(keep) < len(id_list):
+            matrix = matrix[keep]  # a repeated id is written once: its last occurrence
+        vectors = self._backend.encode_vectors(matrix)
+        stored = 4 * matrix.shape[1] + 4
+        rows, sizes = rows_to_write(prepared, keep, vectors, stored, self._row_size)
         table = self._state.table
         if table is None:
             table = self._create(matrix.shape[1], model)
@@ -569,7 +568,8 @@ class TableBase:
                 f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
             )
         limit = self._state.shape.id_length if self._state.shape else ID_LENGTH
-        for i, value in enumerate(id_list):
+        checked = ids_ok(id_list, limit)  # the whole column at once; else name the bad one
+        for i, value in enumerate([] if checked else id_list):
             if not isinstance(value, str) or not value:
                 raise InvalidInputError(
                     f"id {i} is {value!r}: ids must be non-empty strings (use str(...) for "

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_ROW_BYTES",
     "check_metadata_values",
     "check_text",
+    "needs_explaining",
     "row_bytes",
 ]
 
@@ -99,8 +100,11 @@ def _bad_string(text: str) -> bool:
     return "\x00" in text or _has_surrogate(text)
 
 
-def _needs_explaining(meta: Mapping[str, Any]) -> bool:
-    """Fast scan (no paths built): True when ``meta`` breaks a rule somewhere."""
+def needs_explaining(meta: Mapping[str, Any] | list[Any]) -> bool:
+    """Fast scan (no paths built): True when ``meta`` breaks a rule somewhere.
+
+    ``meta`` is one row's metadata, or a list of values scanned as one row's values would
+    be (depth 2 each: ``_batch_checks`` passes the values of many rows at once)."""
     stack: list[tuple[Any, int]] = [(meta, 1)]
     while stack:
         value, depth = stack.pop()
@@ -142,7 +146,7 @@ def check_metadata_values(meta: Mapping[str, Any], i: int) -> None:
     Iterative, so no depth of input makes it raise ``RecursionError``. The common case
     (nothing wrong) builds no path strings; only a failure is walked again to name it.
     """
-    if not _needs_explaining(meta):
+    if not needs_explaining(meta):
         return
     stack: list[tuple[Any, str, int]] = [(meta, f"metadata {i}", 1)]
     while stack:

@@ -9,6 +9,8 @@ No per-element Python formatting happens on any path.
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -96,6 +98,11 @@ def as_vector(vector: Any, dimension: int | None = None) -> np.ndarray:
 
 
 def _check_values(matrix: np.ndarray, rows: Any) -> None:
+    if matrix.size == 0:
+        return
+    low, high = float(matrix.min()), float(matrix.max())  # NaN and infinities show here
+    if math.isfinite(low) and math.isfinite(high) and max(-low, high) <= _FLOAT32_MAX:
+        return  # the common case: two reductions, no temporary the size of the matrix
     finite = np.isfinite(matrix)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
@@ -191,9 +198,24 @@ def encode_blob(vector: np.ndarray) -> bytes:
     return vector.astype(_LE_FLOAT32, copy=False).tobytes()
 
 
-def encode_blob_rows(matrix: np.ndarray) -> list[bytes]:
-    le = matrix.astype(_LE_FLOAT32, copy=False)
-    return [row.tobytes() for row in le]
+def encode_blob_rows(matrix: np.ndarray) -> list[Any]:
+    r"""Each row of ``matrix`` as its little-endian float32 bytes, for ``sqlite3`` to bind.
+
+    The rows are views into one buffer (the matrix itself when it already is
+    little-endian float32 in C order): 1-D ``uint8`` arrays, which ``sqlite3`` binds as a
+    BLOB through the buffer protocol, exactly ``encode_blob``'s bytes. Nothing is copied
+    before SQLite copies each row, and unlike ``memoryview`` objects, arrays are not tracked
+    by Python's garbage collector, so a large upsert's rows never trigger a full
+    collection. ``len()`` of a row is its size in bytes.
+
+    If the process registered a ``sqlite3`` adapter for ``np.ndarray`` (a common recipe
+    for pickling arrays), rows are ``bytes`` instead: the adapter would change what is
+    stored.
+    """
+    le = np.ascontiguousarray(matrix, dtype=_LE_FLOAT32)
+    if (np.ndarray, sqlite3.PrepareProtocol) in getattr(sqlite3, "adapters", {}):
+        return [row.tobytes() for row in le]
+    return list(le.view(np.uint8))
 
 
 def decode_blob(blob: bytes | memoryview) -> np.ndarray:
