@@ -106,9 +106,7 @@ def test_zero_rows(tmp_path, metric):
 def test_a_vector_of_another_size_or_type_is_a_clear_error(tmp_path, small_windows, bad):
     engine, table, _ = _table(tmp_path, 10)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO t (rowid, id, embedding) VALUES (100, 'bad', ?)", (bad,)
-        )
+        conn.exec_driver_sql("INSERT INTO t (rowid, id, embedding) VALUES (100, 'bad', ?)", (bad,))
     with engine.connect() as conn, pytest.raises(ValueError, match=f"not {DIM} float32"):
         load_vectors(conn, table, DIM, DistanceMetric.COSINE)
     store = VectorTable(f"sqlite:///{tmp_path / 'load.db'}", table_name="t")
