@@ -108,7 +108,7 @@ def load_vectors(
                         block.byteswap(inplace=True)
                     prepare_rows(block, metric, None if sq is None else sq[at : at + m])
                     if metas is not None:
-                        held += sum(map(len, filter(None, meta[0])))
+                        held += _text_size(meta[0])
                         if held <= meta_bytes:
                             metas.extend(meta[0])
                         else:  # too much to keep: filters read their keys in SQL
@@ -127,6 +127,14 @@ def load_vectors(
     del flat
     release_free_memory()
     return Loaded(rowids, buffer, sq, metas)
+
+
+def _text_size(values: Sequence[Any]) -> int:
+    """Characters of the texts among ``values`` (a JSON column may hold numbers too)."""
+    try:
+        return sum(map(len, filter(None, values)))
+    except TypeError:
+        return sum(len(v) for v in values if isinstance(v, (str, bytes)))
 
 
 def _copy_rows(blobs: Sequence[Any], flat: memoryview, offset: int, dimension: int) -> None:
