@@ -231,12 +231,12 @@ def _column(
     if suspect and exact is not None:
         rows = np.asarray(suspect, dtype=np.intp)
         types, raw = exact
-        got = np.fromiter(map(kind_of, types), dtype=np.int8, count=len(types))
-        kind[rows] = got
+        kinds = np.fromiter(map(kind_of, types), dtype=np.int8, count=len(types))
+        kind[rows] = kinds
         vals = np.fromiter(raw, dtype=object, count=len(raw))
         values[rows] = vals
-        emp = (got == MISSING) | (got == NULL)
-        emp |= ((got == STRING) & (vals == "")) | ((got == ARRAY) & (vals == "[]"))
+        emp = (kinds == MISSING) | (kinds == NULL)
+        emp |= ((kinds == STRING) & (vals == "")) | ((kinds == ARRAY) & (vals == "[]"))
         empty[rows] = emp
     values[(kind != NUMBER) & (kind != STRING)] = None
     col = KeyColumn.__new__(KeyColumn)
