@@ -26,8 +26,8 @@ from tidb_jina.store._metrics import DistanceMetric
 CHUNK_ROWS = 4096
 # Rows read by one statement. SQLite maps the file while a window is read (no system call
 # and no copy per page) and unmaps it after, so at most about this many rows' pages (at
-# 768 dimensions, 4 KB each: 64 MB) count in the process's resident memory at a time.
-WINDOW_ROWS = 16384
+# 768 dimensions, 4 KB each: 32 MB) count in the process's resident memory at a time.
+WINDOW_ROWS = 8192
 MMAP_BYTES = 2**40  # SQLite caps it at its compile-time limit (usually 2 GB)
 _ROWID = sa.literal_column("rowid", sa.Integer)
 _BIG_ENDIAN = sys.byteorder != "little"
