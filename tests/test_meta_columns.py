@@ -19,6 +19,8 @@ FOREIGN = [
     '{"\\u0067": 5, "s": "escaped label"}',  # SQLite's path does not find an escaped label
     '{"g": 1, "g": 2}',  # duplicate labels: SQLite takes the first
     '{"g" : 7}',  # a space before the colon
+    '{"a" :1, "g":2, "g":3}',  # a duplicate hidden by a space before a colon
+    '{"n": {"g": 1, "g": 2}, "g": 4}',  # a nested duplicate
     '{"s": "a\\u0000b"}',  # SQLite cuts a string at an escaped NUL
     '{"s": "\\ud83d\\ude00", "t": "say \\"hi\\""}',  # escapes
     '{"f": 0.1, "g": 3}',  # a float: that key is read by SQL
