@@ -190,3 +190,17 @@ def test_a_malformed_text_keeps_nothing_and_sql_reports_it(tmp_path):
     assert "known" not in store._backend.cache.snapshot.extras
     assert _meta_columns.build is not None
     store.close()
+
+
+def test_a_table_without_metadata_answers_filters_without_sql(tmp_path, monkeypatch):
+    store = _table(tmp_path, [None] * 5)
+    store.search(ANCHOR, k=1)
+    assert store._backend.cache.snapshot.extras["known"].keys == frozenset()
+
+    def no_sql(*args):
+        raise AssertionError("no key is read by SQL")
+
+    monkeypatch.setattr(_embedded, "_key_rows", no_sql)
+    assert store.search(ANCHOR, k=9, filter={"g": 1}) == []
+    assert len(store.search(ANCHOR, k=9, filter={"g": {"$exists": False}})) == 6
+    store.close()

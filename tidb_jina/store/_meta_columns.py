@@ -89,6 +89,8 @@ def build(
     """Columns of the keys (up to ``budget`` bytes as ``size_of`` counts them) and what
     the rows hold, from each row's metadata text (None: NULL); None if unsure."""
     n = len(texts)
+    if texts.count(None) == n:  # no metadata at all: every key is missing
+        return {}, Known(n, frozenset())
     if bytes in set(map(type, texts)):  # SQLite's JSON functions refuse BLOBs
         return None
     # A number stored in the JSON column (numeric affinity) is a JSON scalar: no keys
