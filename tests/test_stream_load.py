@@ -18,6 +18,7 @@ METRICS = [DistanceMetric.COSINE, DistanceMetric.L2, DistanceMetric.INNER_PRODUC
 def small_windows(monkeypatch):
     """Windows of 7 rows read in chunks of 3: every boundary case on a few rows."""
     monkeypatch.setattr(_stream_load, "WINDOW_ROWS", 7)
+    monkeypatch.setattr(_stream_load, "WINDOWS", 10**9)
     monkeypatch.setattr(_stream_load, "CHUNK_ROWS", 3)
 
 
