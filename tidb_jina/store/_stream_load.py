@@ -2,11 +2,16 @@
 
 A million 768-dimension rows are 2.9 GB as float32. Materialising them as a list of
 ``bytes`` (plus SQLAlchemy rows), joining the list, then normalising into a second array
-costs three times that at the peak and fragments the heap. Instead the rows are counted,
-a matrix (with some spare rows for later appends) is allocated once, and the cursor's
-rows are copied into it chunk by chunk; each chunk is prepared for the metric in place
-while it is hot in the cache (unit rows for cosine, squared norms for L2). Afterwards
-the C heap is trimmed so the freed chunk buffers go back to the system.
+costs three times that at the peak and fragments the heap. Instead the rows are counted
+(on the primary key's small index: ``count(*)`` would read every vector page), a matrix
+(with some spare rows for later appends) is allocated once, and the cursor's rows are
+copied into it chunk by chunk, each BLOB straight into its row; each chunk is prepared
+for the metric in place while it is hot in the cache (unit rows for cosine, squared
+norms for L2). SQLite reads the file through a memory map, one window of rows at a time,
+unmapped after each (no system call per page, and the mapped pages never pile up in the
+resident memory). Afterwards the C heap is trimmed so the freed chunk buffers go back to
+the system. The same pass can keep each row's metadata text (``_meta_columns`` builds
+the filter columns from them).
 """
 
 from __future__ import annotations
