@@ -151,3 +151,46 @@ def test_metadata_texts_are_kept_within_the_bound(tmp_path, small_windows):
         assert small.metas is None  # over the bound: nothing kept
         none = load_vectors(conn, table, DIM, DistanceMetric.COSINE)
         assert none.metas is None
+
+
+def _mapped_kb(path: str) -> int | None:
+    """Resident KB of this process's mappings of ``path`` (None: no /proc here)."""
+    try:
+        with open("/proc/self/smaps") as smaps:
+            lines = smaps.read().splitlines()
+    except OSError:
+        return None
+    total, inside = 0, False
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            inside = line.endswith(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+def test_the_file_is_read_mapped_and_unmapped_after_each_window(tmp_path, monkeypatch):
+    """The memory map is really used, and its pages leave the resident set per window."""
+    monkeypatch.setattr(_stream_load, "WINDOW_ROWS", 64)
+    monkeypatch.setattr(_stream_load, "WINDOWS", 10**9)
+    engine, table, vectors = _table(tmp_path, 300)
+    path = str(tmp_path / "load.db")
+    if _mapped_kb(path) is None:
+        pytest.skip("no /proc/self/smaps")
+    seen: list[tuple[int, int]] = []
+    real = _stream_load._unmap
+
+    def unmap(conn):
+        before = _mapped_kb(path)
+        real(conn)
+        seen.append((before, _mapped_kb(path)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_stream_load, "_unmap", unmap)
+    with engine.connect() as conn:
+        loaded = load_vectors(conn, table, DIM, DistanceMetric.INNER_PRODUCT)
+    np.testing.assert_array_equal(loaded.buffer[:300], vectors)
+    assert len(seen) == 5  # 300 rows in windows of 64
+    assert any(before > 0 for before, _ in seen)  # pages were read through the map
+    assert all(after == 0 for _, after in seen)  # and released after each window
+    assert _mapped_kb(path) == 0
