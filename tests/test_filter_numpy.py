@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from _filter_reference import matches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tidb_jina.store import VectorTable, _filter_tree
+from tidb_jina.store import VectorTable, _embedded, _filter_tree
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import parse_filter
 
@@ -62,7 +64,13 @@ def tmp_dir(tmp_path_factory):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(metas=METAS, flt=FILTERS)
 @pytest.mark.slow
-def test_numpy_filter_equals_reference(metas, flt):
+@pytest.mark.parametrize("ahead", [True, False], ids=["built-by-the-load", "read-by-sql"])
+def test_numpy_filter_equals_reference(metas, flt, ahead):
+    with mock.patch.object(_embedded, "META_TEXT_BYTES", _embedded.META_TEXT_BYTES * ahead):
+        _numpy_filter_equals_reference(metas, flt)
+
+
+def _numpy_filter_equals_reference(metas, flt):
     parsed = parse_filter(flt)  # None: the filter sets no condition ({"$nin": []})
     assert parsed is None or supported(parsed), "the strategy builds NumPy-evaluated filters"
     table = VectorTable("sqlite://", table_name="p")
@@ -96,7 +104,9 @@ def test_metadata_columns_follow_writes():
     assert sorted(h.id for h in table.search([1, 1], k=2, filter={"g": 1})) == ["a", "b"]
 
 
-def test_only_the_filtered_keys_are_held_in_memory():
+def test_only_key_columns_are_held_in_memory_and_long_texts_are_not_built_ahead():
+    """The load builds every key's column (``_meta_columns``) but long strings (text
+    bodies, serialized nodes): those are read when a filter asks, never whole objects."""
     table = VectorTable("sqlite://", table_name="mem")
     metas = [{"g": i % 2, "big": "x" * 1000, "other": [1, 2]} for i in range(20)]
     table.upsert(
@@ -104,7 +114,10 @@ def test_only_the_filtered_keys_are_held_in_memory():
     )
     assert len(table.search(np.ones(4), k=20, filter={"g": 1})) == 10
     extras = table._backend.cache.snapshot.extras
-    assert set(extras) <= {"columns", "index"} and set(extras["columns"]) == {"g"}
+    assert set(extras) <= {"columns", "index", "known"}
+    assert set(extras["columns"]) == {"g", "other"}
+    assert len(table.search(np.ones(4), k=20, filter={"big": "x" * 1000})) == 20
+    assert set(extras["columns"]) == {"g", "other", "big"}
 
 
 @pytest.mark.parametrize("key", ['q"uote', "back\\slash", "ünï", "emoji🙂"])
@@ -238,9 +251,11 @@ def test_in_is_a_typed_set_lookup_with_eq_semantics(monkeypatch) -> None:
 
 
 def test_a_filters_new_keys_are_read_in_one_pass(monkeypatch) -> None:
-    """A first filter on several keys reads them in one statement over the rows."""
+    """A first filter on several keys reads them in one statement over the rows (when
+    the load kept no metadata texts to build them from)."""
     from tidb_jina.store import _embedded
 
+    monkeypatch.setattr(_embedded, "META_TEXT_BYTES", 0)
     table = VectorTable("sqlite://", table_name="multi")
     metas = [{"a": i % 3, "b": f"s{i % 4}", "c": i % 2 == 0} for i in range(40)]
     metas[5] = {"a": "0", "b": None}  # look-alikes and missing keys

@@ -32,6 +32,8 @@ from tidb_jina.store._coalesce import Coalescer
 from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
 from tidb_jina.store._filter_typed import Typed
+from tidb_jina.store._meta_columns import META_TEXT_BYTES, Known
+from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
@@ -164,11 +166,12 @@ class VectorCache:
                 return None
             self._publish(None)  # free the old copy before reading the new one
             self._buffer = self._sq_buffer = None
-            loaded = load_vectors(conn, table, dimension, self.metric)
+            loaded = load_vectors(conn, table, dimension, self.metric, META_TEXT_BYTES)
             n = loaded.rowids.size
             self._buffer, self._sq_buffer = loaded.buffer, loaded.sq_norms
             sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
             snap = Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
+            _prebuild_columns(snap, conn, loaded.metas)
             self._publish(snap)
             return snap, True
 
@@ -225,6 +228,8 @@ class VectorCache:
             columns = snap.extras.get("columns")
             if columns:
                 new.extras["columns"] = dict(columns)  # extended lazily for the new rows
+            if "known" in snap.extras:  # what the first rows hold: still true of them
+                new.extras["known"] = snap.extras["known"]
             self._publish(new)
             return True
 
@@ -260,7 +265,9 @@ class VectorCache:
         columns: dict[str, KeyColumn] = snap.extras.setdefault("columns", {})
         stale = False
         used: set[str] = set()
-        new_keys = [key for key in _filter_keys(filter.node) if key not in columns]
+        known: Known | None = snap.extras.get("known")
+        absent = {k for k in _filter_keys(filter.node) if known and k not in known.keys}
+        new_keys = [k for k in _filter_keys(filter.node) if k not in columns and k not in absent]
         # Keys read together: one pass over the rows (SQLite parses each row's JSON once)
         loaded = _load_columns(conn, table, new_keys, snap) if len(new_keys) > 1 else {}
 
@@ -268,6 +275,8 @@ class VectorCache:
             nonlocal stale
             used.add(key)
             cached = columns.pop(key, None)  # re-inserted last: least recently used first
+            if cached is None and key in absent and known is not None:
+                cached = _missing_column(known.size)  # no row of the load holds the key
             if cached is not None and len(cached.kind) < snap.size:
                 cached = _extend_column(conn, table, key, snap, cached)
             elif cached is None and key in loaded:
@@ -494,6 +503,15 @@ def _evict(columns: dict[str, KeyColumn], used: set[str], limit: int) -> None:
         if key not in used:
             col = columns.pop(key, None)
             total -= 0 if col is None else column_bytes(col)
+
+
+def _prebuild_columns(snap: Snapshot, conn: sa.Connection, metas: list[Any] | None) -> None:
+    """Every key's filter column from the metadata texts the load read (``_meta_columns``)."""
+    if metas is None:
+        return
+    built = build_columns(conn, metas, COLUMN_CACHE_BYTES, column_bytes)
+    if built is not None:
+        snap.extras["columns"], snap.extras["known"] = built
 
 
 def _missing_column(n: int) -> KeyColumn:

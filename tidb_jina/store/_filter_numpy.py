@@ -78,6 +78,13 @@ _KINDS = {
     "array": ARRAY,
     "object": OBJECT,
 }
+
+
+def kind_of(json_type: str | None) -> int:
+    """The kind code of one SQLite ``json_type`` answer (None: the key is missing)."""
+    return _KINDS[json_type]
+
+
 # Keys SQLite's JSON paths address reliably: printable ASCII without quote or backslash
 # (no JSON writer escapes these). Others are filtered in SQL through json_each.
 _PATH_SAFE_KEY = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]+")

@@ -108,6 +108,15 @@ def member(
     return np.isin(typed.numbers, targets)  # NaN (no number) is in no target set
 
 
+def prepare(typed: Typed, numbers: np.ndarray, strings: np.ndarray, values: np.ndarray) -> None:
+    """Make the typed forms now (``numbers`` / ``strings``: masks of the rows of each kind),
+    so that no filter pays for them later."""
+    if numbers.any():
+        typed.numbers = _numbers(np.flatnonzero(numbers), values)
+    if strings.any():
+        typed.strings = _strings(np.flatnonzero(strings), values)
+
+
 def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     out = np.full(values.shape[0], np.nan)
     picked = values[rows]
