@@ -9,6 +9,7 @@ place.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -132,6 +133,11 @@ class Database:
                 f"{self.describe()} refused a statement on table "
                 f"{self.table_name!r}: {driver_message(exc, self.engine)}"
             ) from safe_cause(exc, self.engine)
+        except sqlite3.Error as exc:  # the embedded engine's own connections (watcher)
+            raise DatabaseError(
+                f"{self.describe()} failed: {redact(str(exc), connection_secrets(self.engine))}. "
+                "Another process may hold the database locked; try again"
+            ) from exc
 
 
 def safe_cause(exc: BaseException, engine: sa.Engine) -> BaseException | None:
