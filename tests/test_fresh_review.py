@@ -168,3 +168,70 @@ def test_identical_vectors_are_returned_in_insertion_order(tmp_path):
     # rewritten rows keep their rowids but move to the end of the in-memory matrix
     table.upsert(vectors[:5], ids=first)
     assert [h.id for h in table.search(q, k=5)] == first
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_an_error_in_batch_k_keeps_the_committed_batches_and_no_more(tmp_path, metric):
+    """A multi-batch upsert whose third batch fails in SQLite (a trigger refuses a row):
+    the first two batches are committed and searched without a reload, the third is
+    neither stored nor in memory, and every answer matches a table read from disk."""
+    table, rng = _table(tmp_path, metric, n=50)
+    table.batch_rows = 4
+    q = rng.normal(size=8).astype(np.float32)
+    table.search(q, k=3)  # the snapshot exists: the upsert is applied to it
+    with sqlite3.connect(tmp_path / "f.db") as other:
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON f WHEN NEW.id = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    table.search(q, k=3)  # the schema change is noticed and the snapshot reloaded
+    loads = 0
+    real = _embedded.load_vectors
+
+    def counted(*args, **kwargs):
+        nonlocal loads
+        loads += 1
+        return real(*args, **kwargs)
+
+    new = rng.normal(size=(12, 8)).astype(np.float32)
+    ids = [f"n{i}" for i in range(12)]
+    ids[9] = "bad"  # third batch of four
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_embedded, "load_vectors", counted)
+        with pytest.raises(DatabaseError, match="refused"):
+            table.upsert(new, ids=ids)
+        got = {h.id for h in table.search(new[0], k=100)}
+        assert loads == 0  # batches one and two were applied in memory
+    assert {f"n{i}" for i in range(8)} <= got and not {"n8", "bad", "n10", "n11"} & got
+    reader = VectorTable(
+        f"sqlite:///{tmp_path / 'f.db'}", table_name="f", metric=metric, search_cache=False
+    )
+    for v in new:
+        assert _ids(table, v, k=10) == _ids(reader, v, k=10)
+
+
+def _reference_nearest(distances, rowids, k, max_distance):
+    """Sort by (NaN last, distance, rowid), keep those within the bound, take k."""
+    nan = np.isnan(distances)
+    order = np.lexsort((rowids, np.where(nan, 0, distances), nan))
+    if max_distance is not None:
+        order = order[distances[order] <= max_distance]
+    return order[:k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nearest_matches_a_full_sort_with_ties_nan_and_dead_rows(seed):
+    """k below, at and above n; many ties (few distinct values); NaN rows (zero vectors
+    on cosine); inf (dead rows); a bound or none; rowids in any order."""
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        n = int(rng.integers(1, 120))
+        distances = rng.integers(0, int(rng.integers(1, 6)), size=n).astype(np.float32) / 4
+        distances[rng.random(n) < 0.1] = np.nan
+        distances[rng.random(n) < 0.1] = np.inf
+        rowids = rng.permutation(n * 2)[:n].astype(np.int64)
+        k = int(rng.integers(1, 40))
+        bound = None if rng.random() < 0.5 else float(rng.integers(0, 5)) / 4
+        got = nearest(distances, rowids, k, bound)
+        want = _reference_nearest(distances, rowids, k, bound)
+        assert rowids[got].tolist() == rowids[want].tolist(), (n, k, bound)
