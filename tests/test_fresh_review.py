@@ -235,3 +235,38 @@ def test_nearest_matches_a_full_sort_with_ties_nan_and_dead_rows(seed):
         got = nearest(distances, rowids, k, bound)
         want = _reference_nearest(distances, rowids, k, bound)
         assert rowids[got].tolist() == rowids[want].tolist(), (n, k, bound)
+
+
+@pytest.mark.parametrize("pool", ["queue", "null"])
+def test_user_built_engines_take_the_fast_path_with_the_same_answers(tmp_path, pool):
+    """An Engine the caller built (default pool or NullPool) reaches the fast path, and
+    a commit by another process between searches is seen at once."""
+    import sqlalchemy as sa
+
+    kwargs = {"poolclass": sa.pool.NullPool} if pool == "null" else {}
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'u.db'}", **kwargs)
+    table = VectorTable(engine, table_name="u", metric="l2")
+    rng = np.random.default_rng(3)
+    table.upsert(
+        rng.normal(size=(60, 8)).astype(np.float32),
+        ids=[f"u{i}" for i in range(60)],
+        metadatas=[{"g": i % 4} for i in range(60)],
+    )
+    q = rng.normal(size=8).astype(np.float32)
+    table.search(q, k=3, filter={"g": 1})
+    begins = 0
+
+    def on_begin(conn):
+        nonlocal begins
+        begins += 1
+
+    sa.event.listen(engine, "begin", on_begin)
+    fast = [_ids(table, q, k=4), _ids(table, q, k=4, filter={"g": 1})]
+    assert begins == 0
+    winner = fast[0][0][0]
+    with sqlite3.connect(tmp_path / "u.db") as other:  # another process
+        other.execute("DELETE FROM u WHERE id = ?", (winner,))
+    after = _ids(table, q, k=4)
+    assert winner not in [i for i, _ in after] and after[:3] == fast[0][1:]
+    sa.event.remove(engine, "begin", on_begin)
+    table.close()
