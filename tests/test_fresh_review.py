@@ -270,3 +270,32 @@ def test_user_built_engines_take_the_fast_path_with_the_same_answers(tmp_path, p
     assert winner not in [i for i, _ in after] and after[:3] == fast[0][1:]
     sa.event.remove(engine, "begin", on_begin)
     table.close()
+
+
+def test_a_column_used_by_the_fast_path_is_evicted_last(tmp_path, monkeypatch):
+    """Columns are dropped least recently used first: a key searched only through the
+    fast path is recently used, so loading another key evicts an idle one instead."""
+    import sqlalchemy as sa
+
+    table, rng = _table(tmp_path)
+    with table.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE f SET meta = json_set(meta, '$.k', rowid % 4)")
+    q = rng.normal(size=8).astype(np.float32)
+    table.search(q, k=3, filter={"g": 1})  # loads g
+    table.search(q, k=3, filter={"h": 1})  # loads h
+    columns = table._backend.cache.snapshot.extras["columns"]
+    assert list(columns) == ["g", "h"]
+    monkeypatch.setattr(_embedded, "COLUMN_CACHE_BYTES", 2 * _embedded.column_bytes(columns["g"]))
+    begins = 0
+
+    def on_begin(conn):
+        nonlocal begins
+        begins += 1
+
+    sa.event.listen(table.engine, "begin", on_begin)
+    table.search(q, k=3, filter={"g": 2})  # the fast path: g is now the most recent
+    assert begins == 0
+    table.search(q, k=3, filter={"k": 1})  # loads k: one column must go
+    columns = table._backend.cache.snapshot.extras["columns"]
+    assert "g" in columns and "h" not in columns
+    sa.event.remove(table.engine, "begin", on_begin)

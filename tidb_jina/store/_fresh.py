@@ -106,6 +106,10 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
             return None
         taken[key] = column
     matched = mask(filter.node, taken.__getitem__, snap.size)
+    for key in taken:  # now the most recently used: evicted last (``_evict``)
+        popped = columns.pop(key, None)
+        if popped is not None:  # unless another search put one back meanwhile
+            columns.setdefault(key, popped)
     if snap.alive is not None:
         matched = matched & snap.alive  # never in place: mask may share its array
     return np.flatnonzero(matched)
