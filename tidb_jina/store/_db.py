@@ -134,10 +134,13 @@ class Database:
                 f"{self.table_name!r}: {driver_message(exc, self.engine)}"
             ) from safe_cause(exc, self.engine)
         except sqlite3.Error as exc:  # the embedded engine's own connections (watcher)
-            raise DatabaseError(
-                f"{self.describe()} failed: {redact(str(exc), connection_secrets(self.engine))}. "
-                "Another process may hold the database locked; try again"
-            ) from exc
+            message = redact(str(exc), connection_secrets(self.engine))
+            hint = (
+                "another connection holds it locked: try again"
+                if "locked" in message
+                else ("check that the file exists, is readable and its disk is not full")
+            )
+            raise DatabaseError(f"{self.describe()} failed: {message}; {hint}") from exc
 
 
 def safe_cause(exc: BaseException, engine: sa.Engine) -> BaseException | None:
