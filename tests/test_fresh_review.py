@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -299,3 +300,61 @@ def test_a_column_used_by_the_fast_path_is_evicted_last(tmp_path, monkeypatch):
     columns = table._backend.cache.snapshot.extras["columns"]
     assert "g" in columns and "h" not in columns
     sa.event.remove(table.engine, "begin", on_begin)
+
+
+@pytest.mark.parametrize("change", ["clear", "compaction", "reload"])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_queries_on_two_buffers_are_never_scored_together(tmp_path, metric, change):
+    """Snapshots share a product only when they share a buffer (one is a prefix of the
+    other). After clear(), a rebuild (compaction) or a reload, readers still on the old
+    buffer and readers on the new one are queued together: two products, each right."""
+    table, rng = _table(tmp_path, metric, n=1500, d=16)
+    cache = table._backend.cache
+    queries = rng.normal(size=(3, 16)).astype(np.float32)
+    table.search(queries[0], k=1)
+    old = cache.snapshot
+    if change == "clear":
+        table.clear()
+        table.upsert(rng.normal(size=(5, 16)).astype(np.float32), ids=list("abcde"))
+    elif change == "compaction":
+        table.delete(ids=[f"r{i}" for i in range(1200)])
+    else:
+        with sqlite3.connect(tmp_path / "f.db") as other:  # another process writes
+            other.execute("DELETE FROM f WHERE id = 'r7'")
+        table.search(queries[0], k=1)
+    new = cache.snapshot
+    assert new.matrix.base is not old.matrix.base
+    expected = [cache.distances_to(old, queries[1]), cache.distances_to(new, queries[2])]
+    real, calls, gate = cache._batch_distances, [], threading.Event()
+
+    def scorer(snap, qs):
+        calls.append((snap.size, qs.shape[0]))
+        if len(calls) == 1:
+            assert gate.wait(10)  # the first product runs while the others queue
+        return real(snap, qs)
+
+    cache._batch_distances = scorer
+    got: dict[str, np.ndarray] = {}
+
+    def run(name, snap, query):
+        got[name] = cache.distances(snap, query, None)
+
+    leader = threading.Thread(target=run, args=("leader", old, queries[0]))
+    leader.start()
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.001)
+    followers = [
+        threading.Thread(target=run, args=("old", old, queries[1])),
+        threading.Thread(target=run, args=("new", new, queries[2])),
+    ]
+    for t in followers:
+        t.start()
+    while len(cache.coalescer._queue) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.set()
+    for t in [leader, *followers]:
+        t.join(10)
+    assert sorted(calls[1:]) == sorted([(old.size, 1), (new.size, 1)])
+    np.testing.assert_allclose(got["old"], expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["new"], expected[1], rtol=1e-5, atol=1e-5)
