@@ -358,3 +358,23 @@ def test_queries_on_two_buffers_are_never_scored_together(tmp_path, metric, chan
     assert sorted(calls[1:]) == sorted([(old.size, 1), (new.size, 1)])
     np.testing.assert_allclose(got["old"], expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["new"], expected[1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_snapshot_labelled_before_close_never_matches_a_later_watcher(tmp_path):
+    """A search that read its token before ``close()`` may publish its snapshot after
+    it. The next watcher's ``data_version`` counts from the start again, so the old
+    label could equal a new token while the file changed: tokens carry the watcher's
+    epoch, and the stale snapshot is never used."""
+    table = VectorTable(f"sqlite:///{tmp_path / 'e.db'}", table_name="e", metric="l2")
+    table.upsert(np.eye(4, dtype=np.float32), ids=list("abcd"), documents=list("ABCD"))
+    q = np.array([1, 0, 0, 0], dtype=np.float32)
+    assert table.search(q, k=1)[0].id == "a"  # the first token of the first watcher
+    cache = table._backend.cache
+    stale = cache.snapshot
+    table.close()
+    cache._publish(stale)  # the late search's snapshot, labelled by the closed watcher
+    with sqlite3.connect(tmp_path / "e.db") as other:  # another process
+        other.execute("DELETE FROM e WHERE id = 'a'")
+        other.execute("UPDATE e SET document = 'changed' WHERE id = 'b'")
+    hits = table.search(q, k=2)
+    assert [(h.id, h.document) for h in hits] == [("b", "changed"), ("c", "C")]
