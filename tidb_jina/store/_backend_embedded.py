@@ -296,7 +296,8 @@ class EmbeddedBackend:
         seen = self.cache.schema_seen
         if seen is None:
             return False
-        now = self.cache.watcher.schema_version_now()
+        with self.db.translate():  # a locked database is a DatabaseError, never raw
+            now = self.cache.watcher.schema_version_now()
         if now is None:  # sqlite:// has no watcher: ask its one connection
             with self.db.raw() as conn:
                 now = self.cache.watcher.schema_version(conn)

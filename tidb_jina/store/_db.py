@@ -9,6 +9,7 @@ place.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -135,6 +136,14 @@ class Database:
                 f"{self.describe()} refused a statement on table "
                 f"{self.table_name!r}: {driver_message(exc, self.engine)}"
             ) from safe_cause(exc, self.engine)
+        except sqlite3.Error as exc:  # the embedded engine's own connections (watcher)
+            message = redact(str(exc), connection_secrets(self.engine))
+            hint = (
+                "another connection holds it locked: try again"
+                if "locked" in message
+                else ("check that the file exists, is readable and its disk is not full")
+            )
+            raise DatabaseError(f"{self.describe()} failed: {message}; {hint}") from exc
 
 
 def safe_cause(exc: BaseException, engine: sa.Engine) -> BaseException | None:

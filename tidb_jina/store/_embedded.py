@@ -575,8 +575,25 @@ def nearest(
     if k < candidates.size:
         if candidates.size <= 4 * k:  # a few ties: sort them all so ties go by rowid
             part = np.lexsort((rowids[candidates], distances[candidates]))[:k]
+            candidates = candidates[part]
         else:
-            part = np.argpartition(distances[candidates], k - 1)[:k]
-        candidates = candidates[part]
+            candidates = _k_lowest(distances, rowids, candidates, k)
     order = np.lexsort((rowids[candidates], distances[candidates]))
     return candidates[order]
+
+
+def _k_lowest(
+    distances: np.ndarray, rowids: np.ndarray, candidates: np.ndarray, k: int
+) -> np.ndarray:
+    """The k nearest of many candidates: every one under the k-th value, then the lowest
+    rowids among those equal to it (argpartition alone picks among ties at random)."""
+    values = distances[candidates]
+    kth = np.partition(values, k - 1)[k - 1]
+    if kth != kth:  # fewer numbers than k: all of them, then NaN rows (dropped later)
+        below, tied = candidates[~np.isnan(values)], candidates[np.isnan(values)]
+    else:
+        below, tied = candidates[values < kth], candidates[values == kth]
+    need = k - below.size
+    if tied.size > need:
+        tied = tied[np.argsort(rowids[tied], kind="stable")[:need]]
+    return np.concatenate([below, tied])

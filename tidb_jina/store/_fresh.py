@@ -35,7 +35,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
-from tidb_jina.store._filter_numpy import supported
+from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON
@@ -67,27 +67,28 @@ def search_fresh(
         or snap.matrix.shape[1] != vector.shape[0]
     ):
         return None
-    token = cache.watcher.token_now()
+    try:
+        token = cache.watcher.token_now()
+    except sqlite3.Error:
+        return None  # the general path tries again and translates a lasting failure
     if token is None or token != snap.token:
         return None
     positions = None
     if options.filter is not None:
-        positions = _cached_filter_positions(cache, snap, options.filter)
+        positions = _cached_filter_positions(snap, options.filter)
         if positions is None:
             return None
     hits = score_hits(cache, snap, vector, options.k, positions, options.max_distance)
     try:
         rows = _read_rows(db, table, hits[0])
+        if cache.watcher.token_now() != token or len(rows) != hits[0].size:
+            return None
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
-    if cache.watcher.token_now() != token or len(rows) != hits[0].size:
-        return None
     return hits, rows
 
 
-def _cached_filter_positions(
-    cache: VectorCache, snap: Snapshot, filter: Filter
-) -> np.ndarray | None:
+def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | None:
     """The filter's rows from columns already in memory for every row of ``snap``;
     None when a column is missing or behind (reading it needs SQL)."""
     if not supported(filter.node):
@@ -95,12 +96,23 @@ def _cached_filter_positions(
     columns = snap.extras.get("columns")
     if not columns:
         return None
+    # Taken once: a concurrent search may pop a key from the shared dict (to re-insert
+    # it last, or to evict it) at any moment, so the dict is never read again here and
+    # no SQL is ever needed (this path has no connection).
+    taken: dict[str, KeyColumn] = {}
     for key in _keys(filter.node):
         column = columns.get(key)
-        if column is None or len(column.kind) < snap.size:
+        if column is None or len(column.kind) != snap.size:
             return None
-    # every column is in memory: ``filter_positions`` never touches the connection
-    return cache.filter_positions(snap, None, table=None, filter=filter)  # type: ignore[arg-type]
+        taken[key] = column
+    matched = mask(filter.node, taken.__getitem__, snap.size)
+    for key in taken:  # now the most recently used: evicted last (``_evict``)
+        popped = columns.pop(key, None)
+        if popped is not None:  # unless another search put one back meanwhile
+            columns.setdefault(key, popped)
+    if snap.alive is not None:
+        matched = matched & snap.alive  # never in place: mask may share its array
+    return np.flatnonzero(matched)
 
 
 def _keys(node: Node) -> list[str]:

@@ -36,6 +36,7 @@ is: its token no longer matches and the next search reloads it, once for all rea
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,13 +80,25 @@ def write_into_snapshot(
                     if written is None:  # cannot happen unless someone wrote inside our lock
                         cache.invalidate()
             if written is not None:
-                after = cache.token(conn)
-                if _own_version_now(conn) == own:  # nobody else committed: ``after`` is ours
-                    cache.apply(before, after, *written)
+                after = _confirmed(cache, conn, own)
+                if after is not None:  # nobody else committed: ``after`` is ours
+                    cache.apply(before, after[0], *written)
 
 
 def _own_version(conn: sa.Connection) -> int:
     return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
+
+
+def _confirmed(cache: VectorCache, conn: sa.Connection, own: int) -> tuple[Any] | None:
+    """After our commit: ``(token,)`` of exactly our commit's state, or None when another
+    connection committed meanwhile or the reads failed. The rows are committed by then,
+    so a driver error here (a database locked by another process) must not fail the
+    write: the snapshot keeps its old token, and the next search reloads."""
+    try:
+        after = cache.token(conn)
+        return (after,) if _own_version_now(conn) == own else None
+    except (sqlite3.Error, sa.exc.DBAPIError):
+        return None
 
 
 def _own_version_now(conn: sa.Connection) -> int:
@@ -157,9 +170,9 @@ def _confirm_removal(
     transaction's start and that read, so the token is exactly our delete's state.
     (No second transaction is needed, unlike between an upsert's batches: a delete is
     one transaction, and the empty ``BEGIN IMMEDIATE`` ... ``COMMIT`` cost about 1.5 ms.)"""
-    after = cache.token(conn)
-    if _own_version_now(conn) == own:
-        _remove(cache, before, after, rowids)
+    after = _confirmed(cache, conn, own)
+    if after is not None:
+        _remove(cache, before, after[0], rowids)
 
 
 def _deleted_rowids(

@@ -37,6 +37,10 @@ class ChangeWatcher:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._private: bool | None = None  # a private in-memory database (no watcher)
+        # data_version counts from the start again on a new connection: each connection
+        # (after close()) is a new epoch, part of the token, so a snapshot labelled by
+        # an earlier connection never equals a token of a later one
+        self._epoch = 0
 
     def _watcher(self, dbapi: Any) -> sqlite3.Connection | None:
         """The private connection (made once, from the engine's own connection).
@@ -54,6 +58,7 @@ class ChangeWatcher:
                         self._conn = sqlite3.connect(
                             where, uri=uri, check_same_thread=False, isolation_level=None
                         )
+                        self._epoch += 1
         return self._conn
 
     def _read(self, dbapi: Any, pragma: str) -> int | None:
@@ -68,9 +73,10 @@ class ChangeWatcher:
     def token(self, conn: sa.Connection) -> Any:
         """A value that changes whenever anyone commits a change to the database."""
         dbapi = _dbapi(conn)
-        version = self._read(dbapi, "PRAGMA data_version")
-        if version is not None:
-            return ("version", version)
+        if self._watcher(dbapi) is not None:
+            token = self.token_now()
+            if token is not None:
+                return token
         # one connection under the engine's lock: its own count of changed rows, and
         # the schema cookie (DROP TABLE changes no rows)
         cookie = _pragma(dbapi, "PRAGMA schema_version")[0][0]
@@ -82,7 +88,8 @@ class ChangeWatcher:
         with self._lock:
             if self._conn is None:
                 return None
-            return ("version", int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            return ("version", self._epoch, version)
 
     def schema_version(self, conn: sa.Connection) -> int:
         """SQLite's schema cookie: it changes whenever any table is created or dropped."""
