@@ -9,6 +9,7 @@ or checks the fallback when something changes in between.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -126,3 +127,44 @@ def test_own_writes_are_seen_at_once(tmp_path):
     assert (hit.id, hit.document) == ("exact", "the query itself")
     table.delete(ids=["exact"])
     assert table.search(q, k=1, filter={"g": 3})[0].id != "exact"
+
+
+def test_searches_go_the_general_way_while_the_table_is_written(tmp_path, monkeypatch):
+    """Under steady writes most transaction-free searches would be overtaken by a commit
+    and scored twice: after a write of this process, or a fast search a commit
+    overtook, searches take the general path for ``BUSY_SECONDS``, then the fast one."""
+    monkeypatch.setattr(_fresh, "BUSY_SECONDS", 0.3)
+    table, rng = _table(tmp_path)
+    q = rng.normal(size=8).astype(np.float32)
+    table.search(q, k=3)
+    begins = _Begins(table.engine)
+    table.search(q, k=3)
+    assert begins.count == 0
+    table.upsert(rng.normal(size=(2, 8)).astype(np.float32), ids=["w1", "w2"])
+    writes = begins.count  # the upsert's own transactions
+    table.search(q, k=3)
+    assert begins.count == writes + 1  # general path: the table was just written
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = begins.count
+    expected = _answer(table, q, k=3)
+    assert begins.count == before  # quiet again: fast path
+
+    real = _fresh._read_rows
+    path = str(tmp_path / "f.db")
+    bystander = next(f"r{i}" for i in range(400) if f"r{i}" not in {a[0] for a in expected})
+
+    def overtaken(db, tbl, rowids):
+        rows = real(db, tbl, rowids)
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE f SET document = 'changed' WHERE id = ?", (bystander,))
+        return rows
+
+    monkeypatch.setattr(_fresh, "_read_rows", overtaken)
+    assert _answer(table, q, k=3) == expected  # overtaken: answered by the general path
+    monkeypatch.setattr(_fresh, "_read_rows", real)
+    before = begins.count
+    table.search(q, k=3)
+    assert begins.count == before + 1  # still busy after being overtaken
+    begins.close()

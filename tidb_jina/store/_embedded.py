@@ -129,6 +129,7 @@ class VectorCache:
         self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
         self._sq_buffer: np.ndarray | None = None
         self.coalescer = Coalescer()
+        self.busy_until = 0.0  # ``_fresh``: no transaction-free search before then
         self.coalesce = True  # False: every search does its own product (benches)
 
     @property

@@ -17,6 +17,10 @@ needed to know what the search sees:
    end of the SELECT, so the rows are the snapshot's state, and the answer is the one
    the general path would give.
 
+While the table is being written (by this process, or a commit overtook a fast search
+in the last second), searches take the general path: under steady writes most fast
+searches would be overtaken, and each would be scored twice.
+
 Anything else (a token that moved, a filter key not yet in memory, id lists, embeddings
 asked for, an async engine, ``sqlite://``'s one shared connection) returns None, and the
 general path answers.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +64,7 @@ def search_fresh(
     snap = cache.snapshot
     if (
         snap is None
+        or time.monotonic() < cache.busy_until
         or options.ids is not None
         or options.include_embeddings
         or db.serialized
@@ -82,10 +88,19 @@ def search_fresh(
     try:
         rows = _read_rows(db, table, hits[0])
         if cache.watcher.token_now() != token or len(rows) != hits[0].size:
+            note_busy(cache)  # overtaken by a commit: the next ones go the general way
             return None
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
     return hits, rows
+
+
+BUSY_SECONDS = 1.0
+
+
+def note_busy(cache: VectorCache) -> None:
+    """Send this table's searches the general way for ``BUSY_SECONDS`` (it is written)."""
+    cache.busy_until = time.monotonic() + BUSY_SECONDS
 
 
 def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | None:
