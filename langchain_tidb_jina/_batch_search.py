@@ -63,7 +63,9 @@ _STORE_METHODS = {
         "_asimilarity_search_with_relevance_scores",
     ),
 }
-_RETRIEVER_METHODS = ("_get_relevant_documents", "_aget_relevant_documents")
+# ``Runnable.batch`` calls ``invoke`` per query: a retriever subclass that overrides it (or
+# the methods it calls) must see every query, so it gets LangChain's per-query ``batch``.
+_RETRIEVER_METHODS = ("invoke", "ainvoke", "_get_relevant_documents", "_aget_relevant_documents")
 
 
 class BatchSearchMixin:

@@ -15,7 +15,12 @@ from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 from test_lc_batch_retrieval import METAS, QUERIES, TEXTS, Recorder
 
-from langchain_tidb_jina import JinaEmbeddings, ProviderEmbeddings, TiDBVectorStore
+from langchain_tidb_jina import (
+    JinaEmbeddings,
+    ProviderEmbeddings,
+    TiDBVectorStore,
+    TiDBVectorStoreRetriever,
+)
 from tidb_jina.embeddings import JinaClient
 from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder
 
@@ -276,3 +281,34 @@ async def test_provider_subclass_query_method_is_honoured(
         [f"about {q}" for q in QUERIES] * 2
     )
     await client.aclose()
+
+
+class TaggingRetriever(TiDBVectorStoreRetriever):
+    """Overrides ``invoke`` / ``ainvoke`` (post-processing): ``Runnable.batch`` calls them per
+    query, so the batched path must step aside and let them run."""
+
+    def invoke(self, input: str, config: Any = None, **kwargs: Any) -> list[Document]:
+        return [_tagged(d) for d in super().invoke(input, config, **kwargs)]
+
+    async def ainvoke(self, input: str, config: Any = None, **kwargs: Any) -> list[Document]:
+        return [_tagged(d) for d in await super().ainvoke(input, config, **kwargs)]
+
+
+def _tagged(doc: Document) -> Document:
+    return Document(id=doc.id, page_content=doc.page_content, metadata={**doc.metadata, "t": 1})
+
+
+@pytest.mark.parametrize("search_type", ["similarity", "similarity_score_threshold"])
+async def test_overridden_invoke_runs_for_every_query(
+    make_store: MakeStore, jina: JinaEmbeddings, search_type: str
+) -> None:
+    store = make_store(jina)
+    store.add_texts(TEXTS, METAS, ids=[f"d{i}" for i in range(len(TEXTS))])
+    options: dict[str, Any] = {"k": 3}
+    if search_type == "similarity_score_threshold":
+        options["score_threshold"] = 0.0
+    retriever = TaggingRetriever(vectorstore=store, search_type=search_type, search_kwargs=options)
+    want = [retriever.invoke(q) for q in QUERIES]
+    assert all(docs and all(d.metadata["t"] == 1 for d in docs) for docs in want)
+    assert _docs(retriever.batch(QUERIES)) == _docs(want)
+    assert _docs(await retriever.abatch(QUERIES)) == _docs(want)
