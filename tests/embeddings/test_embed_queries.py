@@ -275,3 +275,51 @@ def test_function_falls_back_to_embed_query(mode):
     with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
         _function(mode, provider, ["fine", " "])
     assert provider.queries == ["a", "bbb"]  # refused before any call
+
+
+def test_function_with_langchain_embeddings(mode):
+    """A LangChain ``Embeddings`` has ``embed_query`` and no ``dimension``: per query, and
+    an empty list is an empty matrix, not an AttributeError."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    lc = DeterministicFakeEmbedding(size=8)
+    vectors = _function(mode, lc, ["a", "b"])
+    assert vectors.dtype == np.float32 and vectors.shape == (2, 8)
+    np.testing.assert_array_equal(vectors[1], np.asarray(lc.embed_query("b"), np.float32))
+    assert _function(mode, lc, []).shape == (0, 0)
+
+
+def test_function_honours_embed_query_patched_on_the_instance(server, mode):
+    client = jina(server)
+    plain_query = client.embed_query
+    client.embed_query = lambda text: plain_query(f"about {text}")  # type: ignore[method-assign]
+    plain_async = client.aembed_query
+
+    async def patched(text: str) -> np.ndarray:
+        return await plain_async(f"about {text}")
+
+    client.aembed_query = patched  # type: ignore[method-assign]
+    vectors = _function(mode, client, QUERIES[:2])
+    assert sorted(r.body["input"][0] for r in server.api_requests()) == sorted(
+        f"about {q}" for q in QUERIES[:2]
+    )
+    np.testing.assert_allclose(
+        vectors, lexical_embedding([f"about {q}" for q in QUERIES[:2]], 1024), atol=1e-6
+    )
+
+
+class ShoutingLexical(LexicalEmbedder):
+    """Overrides the sync ``embed_query`` only; ``aembed_query`` calls it."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return super().embed_query(text.upper() + " shout")
+
+
+def test_lexical_subclass_async_queries_follow_embed_query(mode):
+    embedder = ShoutingLexical(dimension=32)
+    many = _function(mode, embedder, QUERIES)
+    direct = asyncio.run(embedder.aembed_queries(QUERIES))
+    for row, other, query in zip(many, direct, QUERIES, strict=True):
+        want = embedder.embed_query(query)
+        np.testing.assert_array_equal(row, want)
+        np.testing.assert_array_equal(other, asyncio.run(embedder.aembed_query(query)))
