@@ -323,3 +323,40 @@ def test_lexical_subclass_async_queries_follow_embed_query(mode):
         want = embedder.embed_query(query)
         np.testing.assert_array_equal(row, want)
         np.testing.assert_array_equal(other, asyncio.run(embedder.aembed_query(query)))
+
+
+@pytest.mark.parametrize("method", ["embed_queries", "embed_documents"])
+def test_lone_surrogate_is_refused_before_any_request(server, call, method):
+    """Not the JSON encoder's bare TypeError, and no batch sent (or billed) before it."""
+    client = jina(server, max_batch_size=1)
+    texts = ["fine", "caf\u00e9", "bad \ud800 text"]
+    with pytest.raises(InvalidInputError, match=r"texts\[2\] is not valid Unicode.*surrogate"):
+        call(client, method, texts)
+    with pytest.raises(InvalidInputError, match=r"text\[0\] is not valid Unicode"):
+        call(client, "embed_query", "\udfff")
+    assert server.api_requests() == []
+
+
+def test_nul_and_non_ascii_queries_equal_embed_query(server, call):
+    """NUL is valid JSON text (``\\u0000``): sent as is, each row equal to ``embed_query``."""
+    client = jina(server)
+    texts = ["a\x00b", "caf\u00e9 \U0001f600", "\u4e2d\u6587 query"]
+    many = call(client, "embed_queries", texts)
+    (batched, *_) = server.api_requests()
+    assert batched.body["input"] == texts
+    for row, text in zip(many, texts, strict=True):
+        np.testing.assert_array_equal(row, call(client, "embed_query", text))
+
+
+def test_ten_thousand_queries_respect_the_provider_cap(server, call):
+    """v4 takes at most 512 inputs per request (the fake server answers 400 beyond it): a
+    10,000-query list with a larger max_batch_size is still split, rows in order."""
+    client = jina(server, model="jina-embeddings-v4", max_batch_size=5000)
+    texts = [f"query number {i}" for i in range(10_000)]
+    vectors = call(client, "embed_queries", texts)
+    sizes = [len(r.body["input"]) for r in server.api_requests()]
+    assert sum(sizes) == 10_000 and max(sizes) == 512 and len(sizes) == 20
+    assert all(
+        r.status == 200 and r.body["task"] == "retrieval.query" for r in server.api_requests()
+    )
+    np.testing.assert_allclose(vectors, lexical_embedding(texts, 2048), atol=1e-6)
