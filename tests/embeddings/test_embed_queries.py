@@ -360,3 +360,18 @@ def test_ten_thousand_queries_respect_the_provider_cap(server, call):
         r.status == 200 and r.body["task"] == "retrieval.query" for r in server.api_requests()
     )
     np.testing.assert_allclose(vectors, lexical_embedding(texts, 2048), atol=1e-6)
+
+
+def test_hf_character_budget_counts_the_prefix(call):
+    """max_batch_chars bounds the characters sent: Qwen3's query instruction counts."""
+    budget = 400
+    with FakeEmbeddingServer(api_key=HF_KEY) as server:
+        client = hf_router(server, QWEN, max_batch_chars=budget)
+        texts = [f"query {i:02d}" for i in range(12)]
+        many = call(client, "embed_queries", texts)
+        sent = [r.body["inputs"] for r in server.api_requests()]
+        assert sorted(t for batch in sent for t in batch) == sorted(
+            f"Instruct: {QWEN3_QUERY_TASK}\nQuery:{q}" for q in texts
+        )
+        assert len(sent) > 1 and all(sum(map(len, batch)) <= budget for batch in sent)
+        np.testing.assert_array_equal(many[3], call(client, "embed_query", texts[3]))
