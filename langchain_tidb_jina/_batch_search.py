@@ -197,7 +197,7 @@ class BatchSearchMixin:
             return None
         if not set(self.search_kwargs) <= allowed:
             return None
-        if not all(isinstance(q, str) and q.strip() for q in inputs):
+        if not all(_embeddable(q) for q in inputs):
             return None  # invoke raises the clear per-query error
         store = self.vectorstore
         if getattr(store, "_embedding", None) is None:
@@ -283,6 +283,18 @@ def _returned(answers: list[Any], return_exceptions: bool) -> list[Any]:
             if isinstance(answer, Exception):
                 raise answer
     return answers
+
+
+def _embeddable(query: Any) -> bool:
+    """A text the embedding clients accept (non-empty, valid Unicode): a bad one fails
+    its own ``invoke`` only, so its batch goes query by query."""
+    if not isinstance(query, str) or not query.strip():
+        return False
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _overrides(obj: Any, base: type, names: Sequence[str]) -> bool:

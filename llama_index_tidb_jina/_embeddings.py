@@ -144,6 +144,8 @@ class ProviderEmbedding(BaseEmbedding):
         method overridden by a subclass (its override must run)."""
         if len(queries) < 2 or self.embeddings_cache:
             return False
+        if not all(_embeddable(q) for q in queries):
+            return False  # the loop raises its own error, in that query's own event
         public, own = (
             ("aget_query_embedding", "_aget_query_embedding")
             if asynchronous
@@ -389,6 +391,17 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "TiDBJinaHuggingFaceInferenceAPIEmbedding"
+
+
+def _embeddable(query: Any) -> bool:
+    """Non-empty valid Unicode text (what ``embed_queries`` accepts)."""
+    if not isinstance(query, str) or not query.strip():
+        return False
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _definer(cls: type, name: str) -> type:

@@ -343,3 +343,16 @@ async def test_one_too_long_query_fails_only_its_own_run(
     with pytest.raises(InputTooLongError):
         retriever.batch(qs)
     await embeddings.aclose()
+
+
+async def test_a_query_with_a_lone_surrogate_fails_alone(
+    make_store: MakeStore, jina: JinaEmbeddings
+) -> None:
+    store = make_store(jina)
+    store.add_texts(TEXTS, METAS, ids=[f"d{i}" for i in range(len(TEXTS))])
+    retriever = store.as_retriever(search_kwargs={"k": 3})
+    qs = [QUERIES[0], "bad \ud800 query", QUERIES[1]]
+    want = [_outcome(lambda q=q: retriever.invoke(q)) for q in qs]
+    assert [type(a).__name__ for a in want] == ["list", "InvalidInputError", "list"]
+    assert _docs(retriever.batch(qs, return_exceptions=True)) == _docs(want)
+    assert _docs(await retriever.abatch(qs, return_exceptions=True)) == _docs(want)

@@ -24,7 +24,7 @@ from llama_index.core.instrumentation.events.embedding import (
 from llama_index.core.schema import QueryBundle
 
 from llama_index_tidb_jina import JinaEmbedding, ProviderEmbedding, TiDBVectorStore
-from tidb_jina import AuthenticationError
+from tidb_jina import AuthenticationError, InvalidInputError
 from tidb_jina.testing import FakeEmbeddingServer
 
 KEY = "jina_llama_test_key_0123456789"
@@ -192,3 +192,21 @@ async def test_retriever_with_several_embedding_strs(
     )
     assert [n.node.get_content() for n in nodes] == [n.node.get_content() for n in want]
     assert "TiDB" in nodes[0].node.get_content()
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "bad \ud800"])
+async def test_a_bad_query_fails_as_in_the_loop(
+    server: FakeEmbeddingServer, api: str, bad: str
+) -> None:
+    """The loop embeds the good query (its own event), then fails on the bad one with the
+    single-query message; the aggregate does the same."""
+    debug = LlamaDebugHandler()
+    model = _jina(server, callback_manager=CallbackManager([debug]))
+    with pytest.raises(InvalidInputError) as ours:
+        await _agg(model, api, [QUERIES[0], bad])
+    ours_pairs = len(debug.get_event_pairs(CBEventType.EMBEDDING))
+    debug.flush_event_logs()
+    with pytest.raises(InvalidInputError) as loop:
+        await _per_query(model, api, [QUERIES[0], bad])
+    assert str(ours.value) == str(loop.value) and "text[0]" in str(ours.value)
+    assert ours_pairs == len(debug.get_event_pairs(CBEventType.EMBEDDING)) == 2
