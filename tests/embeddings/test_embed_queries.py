@@ -375,3 +375,26 @@ def test_hf_character_budget_counts_the_prefix(call):
         )
         assert len(sent) > 1 and all(sum(map(len, batch)) <= budget for batch in sent)
         np.testing.assert_array_equal(many[3], call(client, "embed_query", texts[3]))
+
+
+@pytest.mark.parametrize("route", ["router", "tei"])
+def test_hf_options_are_those_of_embed_query(call, route):
+    """normalize / truncate / truncation_direction / prompt_name: the batch sends every
+    field ``embed_query`` sends, and the same vectors (un-normalised ones included)."""
+    options = {"normalize": False, "truncate": True, "truncation_direction": "left"}
+    with FakeEmbeddingServer(api_key=HF_KEY, tei_prompts={"query"}) as server:
+        if route == "router":
+            client = hf_router(server, E5, **options)
+        else:
+            client = HuggingFaceClient(
+                base_url=server.url, api_key=HF_KEY, query_prompt_name="query", **options, **FAST
+            )
+        queries_twice(client, call)
+        path = "/embed" if route == "tei" else "/feature-extraction"
+        batched, *singles = [r for r in server.api_requests() if r.path.endswith(path)]
+        assert len(singles) == len(QUERIES)
+        assert batched.body["normalize"] is False and batched.body["truncation_direction"] == "left"
+        for single in singles:
+            assert {k: v for k, v in single.body.items() if k != "inputs"} == {
+                k: v for k, v in batched.body.items() if k != "inputs"
+            }
