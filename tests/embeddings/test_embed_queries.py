@@ -11,7 +11,7 @@ import orjson
 import pytest
 from _emb_helpers import FAST, HF_KEY, KEY
 
-from tidb_jina import InvalidInputError, RateLimitError
+from tidb_jina import InvalidInputError, InvalidRequestError, RateLimitError
 from tidb_jina.embeddings import (
     QWEN3_QUERY_TASK,
     HuggingFaceClient,
@@ -398,3 +398,26 @@ def test_hf_options_are_those_of_embed_query(call, route):
             assert {k: v for k, v in single.body.items() if k != "inputs"} == {
                 k: v for k, v in batched.body.items() if k != "inputs"
             }
+
+
+def test_tei_batches_stay_under_the_payload_limit(call):
+    """TEI refuses a body over 2 MB (413, enforced by the fake server). The default 100,000
+    characters per request stay under it even for the costliest characters in JSON (a
+    control character is 6 bytes escaped, an emoji 4 in UTF-8)."""
+    chunk = "\x01\U0001f600 \u00e9" * 1250  # 5,000 characters, 13,750 bytes as JSON
+    texts = [f"{i} {chunk}" for i in range(80)]
+    with FakeEmbeddingServer(tei_max_client_batch_size=512) as server:
+        client = HuggingFaceClient(base_url=server.url, **FAST)
+        many = call(client, "embed_queries", texts)
+        embeds = server.api_requests("/embed")
+        assert len(embeds) >= 4 and all(r.status == 200 for r in embeds)
+        assert sorted(len(r.body["inputs"]) for r in embeds)[-1] <= 20
+        np.testing.assert_array_equal(many[7], call(client, "embed_query", texts[7]))
+
+
+def test_fake_tei_answers_413_over_its_payload_limit(call):
+    with FakeEmbeddingServer(tei_payload_limit=5_000) as server:
+        client = HuggingFaceClient(base_url=server.url, **FAST)
+        with pytest.raises(InvalidRequestError, match="too large; lower max_batch_chars"):
+            call(client, "embed_queries", ["word " * 1200, "x"])
+        assert [r.status for r in server.api_requests("/embed")] == [413]
