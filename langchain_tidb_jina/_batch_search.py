@@ -15,6 +15,8 @@ A threshold retriever's hits go, query by query, through langchain-core's own
 its warning for scores outside [0, 1], its ``score_threshold`` cut and its log line when
 nothing is left), so they are cut exactly as ``invoke`` cuts them. An error there (a
 warning turned into an error) fails that query's run only, as it would in ``invoke``.
+So does a query the provider refuses as too long (``InputTooLongError``, with
+``truncate=False``): the batch is then answered query by query, as ``invoke`` would.
 
 Anything the batched path does not cover (other search types, ``invoke`` keyword
 arguments, search options other than ``k``, ``filter`` and ``score_threshold``, a store
@@ -35,6 +37,7 @@ from langchain_core.runnables.config import get_config_list
 from langchain_core.vectorstores import VectorStore
 
 from langchain_tidb_jina._documents import result_document
+from tidb_jina import InputTooLongError
 from tidb_jina.embeddings import aembed_queries, embed_queries
 
 if TYPE_CHECKING:
@@ -63,7 +66,9 @@ _STORE_METHODS = {
         "_asimilarity_search_with_relevance_scores",
     ),
 }
-_RETRIEVER_METHODS = ("_get_relevant_documents", "_aget_relevant_documents")
+# ``Runnable.batch`` calls ``invoke`` per query: a retriever subclass that overrides it (or
+# the methods it calls) must see every query, so it gets LangChain's per-query ``batch``.
+_RETRIEVER_METHODS = ("invoke", "ainvoke", "_get_relevant_documents", "_aget_relevant_documents")
 
 
 class BatchSearchMixin:
@@ -99,22 +104,31 @@ class BatchSearchMixin:
             )
             for query, c in zip(inputs, configs, strict=True)
         ]
+        answers: list[Any] = []
         try:
             hits = store.vector_table.search_many(
                 _query_vectors(store, inputs), **self._batch_options()
             )
+        except InputTooLongError:
+            # One query's error, not the batch's: each query as invoke answers it, in its
+            # own run, so the others still get their documents.
+            for q, run in zip(inputs, runs, strict=True):
+                try:
+                    answers.append(self._get_relevant_documents(q, run_manager=run))  # type: ignore[attr-defined]
+                except Exception as one:
+                    answers.append(one)
         except Exception as error:
             for run in runs:
                 run.on_retriever_error(error)
             if return_exceptions:
                 return [error] * len(inputs)
             raise
-        answers: list[Any] = []
-        for q, results in zip(inputs, hits, strict=True):
-            try:
-                answers.append(self._answer(store, q, results))
-            except Exception as error:  # reported on that query's run only
-                answers.append(error)
+        else:
+            for q, results in zip(inputs, hits, strict=True):
+                try:
+                    answers.append(self._answer(store, q, results))
+                except Exception as error:  # reported on that query's run only
+                    answers.append(error)
         for run, answer in zip(runs, answers, strict=True):
             if isinstance(answer, Exception):
                 run.on_retriever_error(answer)
@@ -145,21 +159,28 @@ class BatchSearchMixin:
             )
             for query, c in zip(inputs, configs, strict=True)
         ]
+        answers: list[Any] = []
         try:
             vectors = await _aquery_vectors(store, inputs)
             hits = await store.vector_table.aio.search_many(vectors, **self._batch_options())
+        except InputTooLongError:
+            for q, run in zip(inputs, runs, strict=True):
+                try:
+                    answers.append(await self._aget_relevant_documents(q, run_manager=run))  # type: ignore[attr-defined]
+                except Exception as one:
+                    answers.append(one)
         except Exception as error:
             for run in runs:
                 await run.on_retriever_error(error)
             if return_exceptions:
                 return [error] * len(inputs)
             raise
-        answers: list[Any] = []
-        for q, results in zip(inputs, hits, strict=True):
-            try:
-                answers.append(await self._aanswer(store, q, results))
-            except Exception as error:
-                answers.append(error)
+        else:
+            for q, results in zip(inputs, hits, strict=True):
+                try:
+                    answers.append(await self._aanswer(store, q, results))
+                except Exception as error:
+                    answers.append(error)
         for run, answer in zip(runs, answers, strict=True):
             if isinstance(answer, Exception):
                 await run.on_retriever_error(answer)
@@ -176,7 +197,7 @@ class BatchSearchMixin:
             return None
         if not set(self.search_kwargs) <= allowed:
             return None
-        if not all(isinstance(q, str) and q.strip() for q in inputs):
+        if not all(_embeddable(q) for q in inputs):
             return None  # invoke raises the clear per-query error
         store = self.vectorstore
         if getattr(store, "_embedding", None) is None:
@@ -262,6 +283,18 @@ def _returned(answers: list[Any], return_exceptions: bool) -> list[Any]:
             if isinstance(answer, Exception):
                 raise answer
     return answers
+
+
+def _embeddable(query: Any) -> bool:
+    """A text the embedding clients accept (non-empty, valid Unicode): a bad one fails
+    its own ``invoke`` only, so its batch goes query by query."""
+    if not isinstance(query, str) or not query.strip():
+        return False
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _overrides(obj: Any, base: type, names: Sequence[str]) -> bool:

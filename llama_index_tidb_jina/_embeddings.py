@@ -115,12 +115,14 @@ class ProviderEmbedding(BaseEmbedding):
         """llama-index's aggregate of several query embeddings (``VectorIndexRetriever``
         with a ``QueryBundle`` of several ``embedding_strs``, e.g. HyDE), the queries
         embedded in one ``embed_queries`` call (one request per batch) instead of one
-        request each, under one embedding event. Same vectors, same aggregate."""
+        request each. Same vectors, same aggregate, and the same events: one embedding
+        event per query carrying that query and its vector, as ``get_query_embedding``
+        emits them (the first one spans the request)."""
         if not self._batches_queries(queries, asynchronous=False):
             return super().get_agg_embedding_from_queries(queries, agg_fn)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
-        with _embedding_event(self, list(queries)) as done:
+        with _query_events(self, list(queries)) as done:
             rows = done(embed_queries(self._provider, queries))
         return (agg_fn or mean_agg)(rows)
 
@@ -132,7 +134,7 @@ class ProviderEmbedding(BaseEmbedding):
             return await super().aget_agg_embedding_from_queries(queries, agg_fn)
         if self.rate_limiter is not None:
             await self.rate_limiter.async_acquire()
-        with _embedding_event(self, list(queries)) as done:
+        with _query_events(self, list(queries)) as done:
             rows = done(await aembed_queries(self._provider, queries))
         return (agg_fn or mean_agg)(rows)
 
@@ -142,6 +144,8 @@ class ProviderEmbedding(BaseEmbedding):
         method overridden by a subclass (its override must run)."""
         if len(queries) < 2 or self.embeddings_cache:
             return False
+        if not all(_embeddable(q) for q in queries):
+            return False  # the loop raises its own error, in that query's own event
         public, own = (
             ("aget_query_embedding", "_aget_query_embedding")
             if asynchronous
@@ -389,6 +393,17 @@ class HuggingFaceInferenceAPIEmbedding(ProviderEmbedding):
         return "TiDBJinaHuggingFaceInferenceAPIEmbedding"
 
 
+def _embeddable(query: Any) -> bool:
+    """Non-empty valid Unicode text (what ``embed_queries`` accepts)."""
+    if not isinstance(query, str) or not query.strip():
+        return False
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _definer(cls: type, name: str) -> type:
     return next(c for c in cls.__mro__ if name in vars(c))
 
@@ -425,6 +440,40 @@ def _embedding_event(
             return rows
 
         yield done
+
+
+@contextmanager
+def _query_events(
+    model: BaseEmbedding, queries: list[str]
+) -> Iterator[Callable[[Any], list[list[float]]]]:
+    """The events llama-index's per-query loop emits, around one batched call: for each
+    query a start event, a callback ``EMBEDDING`` event whose payload is that query and its
+    vector, and an end event, in query order (token counters and tracers count them). The
+    first query's events span the call; yields ``done(matrix)``, which returns the rows.
+    On an error only the first event ends (with the exception), as in the loop."""
+    payload = model.to_payload()
+    rows: list[list[float]] = []
+    _dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+    with model.callback_manager.event(
+        CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+    ) as event:
+
+        def done(matrix: Any) -> list[list[float]]:
+            rows.extend(matrix.tolist())
+            event.on_end(
+                payload={EventPayload.CHUNKS: queries[:1], EventPayload.EMBEDDINGS: rows[:1]}
+            )
+            return rows
+
+        yield done
+    _dispatcher.event(EmbeddingEndEvent(chunks=queries[:1], embeddings=rows[:1]))
+    for query, row in zip(queries[1:], rows[1:], strict=True):
+        _dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with model.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            event.on_end(payload={EventPayload.CHUNKS: [query], EventPayload.EMBEDDINGS: [row]})
+        _dispatcher.event(EmbeddingEndEvent(chunks=[query], embeddings=[row]))
 
 
 def _split_options(

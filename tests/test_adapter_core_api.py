@@ -59,14 +59,83 @@ def _modules() -> list[Path]:
 
 
 def _private_core_imports(path: Path) -> dict[str, set[str]]:
+    return _private_core_uses(path.read_text())
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_core_uses(source: str) -> dict[str, set[str]]:
+    """``{core module: names}`` for every private core name ``source`` reaches: names
+    imported from a private module (``from tidb_jina.store._engine import x``), private
+    names or modules imported from a public one (``from tidb_jina import _errors``),
+    private modules imported whole (``import tidb_jina._errors``, recorded as ``"*"``) and
+    private attributes of the package (``tidb_jina.store._engine.x``)."""
     found: dict[str, set[str]] = {}
-    for node in ast.walk(ast.parse(path.read_text())):
-        if not isinstance(node, ast.ImportFrom) or node.module is None:
-            continue
-        parts = node.module.split(".")
-        if parts[0] == "tidb_jina" and any(p.startswith("_") for p in parts[1:]):
-            found.setdefault(node.module, set()).update(a.name for a in node.names)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[0] != "tidb_jina":
+                continue
+            names = {a.name for a in node.names}
+            if not any(_private(p) for p in parts[1:]):
+                names = {n for n in names if _private(n)}
+            if names:
+                found.setdefault(node.module, set()).update(names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "tidb_jina" and any(_private(p) for p in parts[1:]):
+                    found.setdefault(alias.name, set()).add("*")
+        elif isinstance(node, ast.Attribute) and _private(node.attr):
+            dotted = _dotted(node.value)
+            if dotted is not None and dotted.split(".")[0] == "tidb_jina":
+                found.setdefault(dotted, set()).add(node.attr)
     return found
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "name"),
+    [
+        (
+            "from tidb_jina.store._engine import engine_lock",
+            "tidb_jina.store._engine",
+            "engine_lock",
+        ),
+        ("from tidb_jina import _errors", "tidb_jina", "_errors"),
+        ("from tidb_jina.store import _engine as e", "tidb_jina.store", "_engine"),
+        ("import tidb_jina._errors", "tidb_jina._errors", "*"),
+        ("import tidb_jina.store._engine as e", "tidb_jina.store._engine", "*"),
+        ("import tidb_jina\nx = tidb_jina._errors.SchemaError", "tidb_jina", "_errors"),
+        (
+            "def f():\n    from tidb_jina.embeddings._late import plan_windows",
+            "tidb_jina.embeddings._late",
+            "plan_windows",
+        ),
+    ],
+)
+def test_the_check_sees_every_form_of_private_import(source: str, module: str, name: str) -> None:
+    assert name in _private_core_uses(source).get(module, set())
+
+
+def test_the_check_leaves_public_names_alone() -> None:
+    source = (
+        "import tidb_jina\nfrom tidb_jina import SchemaError\nfrom tidb_jina.store import "
+        "VectorTable\nfrom ._x import _y\nv = tidb_jina.__version__\nfrom langchain_core._api "
+        "import deprecated"
+    )
+    assert _private_core_uses(source) == {}
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))

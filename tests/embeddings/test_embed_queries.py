@@ -11,7 +11,7 @@ import orjson
 import pytest
 from _emb_helpers import FAST, HF_KEY, KEY
 
-from tidb_jina import InvalidInputError, RateLimitError
+from tidb_jina import InvalidInputError, InvalidRequestError, RateLimitError
 from tidb_jina.embeddings import (
     QWEN3_QUERY_TASK,
     HuggingFaceClient,
@@ -275,3 +275,149 @@ def test_function_falls_back_to_embed_query(mode):
     with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
         _function(mode, provider, ["fine", " "])
     assert provider.queries == ["a", "bbb"]  # refused before any call
+
+
+def test_function_with_langchain_embeddings(mode):
+    """A LangChain ``Embeddings`` has ``embed_query`` and no ``dimension``: per query, and
+    an empty list is an empty matrix, not an AttributeError."""
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    lc = DeterministicFakeEmbedding(size=8)
+    vectors = _function(mode, lc, ["a", "b"])
+    assert vectors.dtype == np.float32 and vectors.shape == (2, 8)
+    np.testing.assert_array_equal(vectors[1], np.asarray(lc.embed_query("b"), np.float32))
+    assert _function(mode, lc, []).shape == (0, 0)
+
+
+def test_function_honours_embed_query_patched_on_the_instance(server, mode):
+    client = jina(server)
+    plain_query = client.embed_query
+    client.embed_query = lambda text: plain_query(f"about {text}")  # type: ignore[method-assign]
+    plain_async = client.aembed_query
+
+    async def patched(text: str) -> np.ndarray:
+        return await plain_async(f"about {text}")
+
+    client.aembed_query = patched  # type: ignore[method-assign]
+    vectors = _function(mode, client, QUERIES[:2])
+    assert sorted(r.body["input"][0] for r in server.api_requests()) == sorted(
+        f"about {q}" for q in QUERIES[:2]
+    )
+    np.testing.assert_allclose(
+        vectors, lexical_embedding([f"about {q}" for q in QUERIES[:2]], 1024), atol=1e-6
+    )
+
+
+class ShoutingLexical(LexicalEmbedder):
+    """Overrides the sync ``embed_query`` only; ``aembed_query`` calls it."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return super().embed_query(text.upper() + " shout")
+
+
+def test_lexical_subclass_async_queries_follow_embed_query(mode):
+    embedder = ShoutingLexical(dimension=32)
+    many = _function(mode, embedder, QUERIES)
+    direct = asyncio.run(embedder.aembed_queries(QUERIES))
+    for row, other, query in zip(many, direct, QUERIES, strict=True):
+        want = embedder.embed_query(query)
+        np.testing.assert_array_equal(row, want)
+        np.testing.assert_array_equal(other, asyncio.run(embedder.aembed_query(query)))
+
+
+@pytest.mark.parametrize("method", ["embed_queries", "embed_documents"])
+def test_lone_surrogate_is_refused_before_any_request(server, call, method):
+    """Not the JSON encoder's bare TypeError, and no batch sent (or billed) before it."""
+    client = jina(server, max_batch_size=1)
+    texts = ["fine", "caf\u00e9", "bad \ud800 text"]
+    with pytest.raises(InvalidInputError, match=r"texts\[2\] is not valid Unicode.*surrogate"):
+        call(client, method, texts)
+    with pytest.raises(InvalidInputError, match=r"text\[0\] is not valid Unicode"):
+        call(client, "embed_query", "\udfff")
+    assert server.api_requests() == []
+
+
+def test_nul_and_non_ascii_queries_equal_embed_query(server, call):
+    """NUL is valid JSON text (``\\u0000``): sent as is, each row equal to ``embed_query``."""
+    client = jina(server)
+    texts = ["a\x00b", "caf\u00e9 \U0001f600", "\u4e2d\u6587 query"]
+    many = call(client, "embed_queries", texts)
+    (batched, *_) = server.api_requests()
+    assert batched.body["input"] == texts
+    for row, text in zip(many, texts, strict=True):
+        np.testing.assert_array_equal(row, call(client, "embed_query", text))
+
+
+def test_ten_thousand_queries_respect_the_provider_cap(server, call):
+    """v4 takes at most 512 inputs per request (the fake server answers 400 beyond it): a
+    10,000-query list with a larger max_batch_size is still split, rows in order."""
+    client = jina(server, model="jina-embeddings-v4", max_batch_size=5000)
+    texts = [f"query number {i}" for i in range(10_000)]
+    vectors = call(client, "embed_queries", texts)
+    sizes = [len(r.body["input"]) for r in server.api_requests()]
+    assert sum(sizes) == 10_000 and max(sizes) == 512 and len(sizes) == 20
+    assert all(
+        r.status == 200 and r.body["task"] == "retrieval.query" for r in server.api_requests()
+    )
+    np.testing.assert_allclose(vectors, lexical_embedding(texts, 2048), atol=1e-6)
+
+
+def test_hf_character_budget_counts_the_prefix(call):
+    """max_batch_chars bounds the characters sent: Qwen3's query instruction counts."""
+    budget = 400
+    with FakeEmbeddingServer(api_key=HF_KEY) as server:
+        client = hf_router(server, QWEN, max_batch_chars=budget)
+        texts = [f"query {i:02d}" for i in range(12)]
+        many = call(client, "embed_queries", texts)
+        sent = [r.body["inputs"] for r in server.api_requests()]
+        assert sorted(t for batch in sent for t in batch) == sorted(
+            f"Instruct: {QWEN3_QUERY_TASK}\nQuery:{q}" for q in texts
+        )
+        assert len(sent) > 1 and all(sum(map(len, batch)) <= budget for batch in sent)
+        np.testing.assert_array_equal(many[3], call(client, "embed_query", texts[3]))
+
+
+@pytest.mark.parametrize("route", ["router", "tei"])
+def test_hf_options_are_those_of_embed_query(call, route):
+    """normalize / truncate / truncation_direction / prompt_name: the batch sends every
+    field ``embed_query`` sends, and the same vectors (un-normalised ones included)."""
+    options = {"normalize": False, "truncate": True, "truncation_direction": "left"}
+    with FakeEmbeddingServer(api_key=HF_KEY, tei_prompts={"query"}) as server:
+        if route == "router":
+            client = hf_router(server, E5, **options)
+        else:
+            client = HuggingFaceClient(
+                base_url=server.url, api_key=HF_KEY, query_prompt_name="query", **options, **FAST
+            )
+        queries_twice(client, call)
+        path = "/embed" if route == "tei" else "/feature-extraction"
+        batched, *singles = [r for r in server.api_requests() if r.path.endswith(path)]
+        assert len(singles) == len(QUERIES)
+        assert batched.body["normalize"] is False and batched.body["truncation_direction"] == "left"
+        for single in singles:
+            assert {k: v for k, v in single.body.items() if k != "inputs"} == {
+                k: v for k, v in batched.body.items() if k != "inputs"
+            }
+
+
+def test_tei_batches_stay_under_the_payload_limit(call):
+    """TEI refuses a body over 2 MB (413, enforced by the fake server). The default 100,000
+    characters per request stay under it even for the costliest characters in JSON (a
+    control character is 6 bytes escaped, an emoji 4 in UTF-8)."""
+    chunk = "\x01\U0001f600 \u00e9" * 1250  # 5,000 characters, 13,750 bytes as JSON
+    texts = [f"{i} {chunk}" for i in range(80)]
+    with FakeEmbeddingServer(tei_max_client_batch_size=512) as server:
+        client = HuggingFaceClient(base_url=server.url, **FAST)
+        many = call(client, "embed_queries", texts)
+        embeds = server.api_requests("/embed")
+        assert len(embeds) >= 4 and all(r.status == 200 for r in embeds)
+        assert sorted(len(r.body["inputs"]) for r in embeds)[-1] <= 20
+        np.testing.assert_array_equal(many[7], call(client, "embed_query", texts[7]))
+
+
+def test_fake_tei_answers_413_over_its_payload_limit(call):
+    with FakeEmbeddingServer(tei_payload_limit=5_000) as server:
+        client = HuggingFaceClient(base_url=server.url, **FAST)
+        with pytest.raises(InvalidRequestError, match="too large; lower max_batch_chars"):
+            call(client, "embed_queries", ["word " * 1200, "x"])
+        assert [r.status for r in server.api_requests("/embed")] == [413]

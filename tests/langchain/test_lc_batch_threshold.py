@@ -11,11 +11,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from _lc_helpers import API_KEY, DIMENSION
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 from test_lc_batch_retrieval import METAS, QUERIES, TEXTS, Recorder
 
-from langchain_tidb_jina import JinaEmbeddings, ProviderEmbeddings, TiDBVectorStore
+from langchain_tidb_jina import (
+    JinaEmbeddings,
+    ProviderEmbeddings,
+    TiDBVectorStore,
+    TiDBVectorStoreRetriever,
+)
+from tidb_jina import InputTooLongError
 from tidb_jina.embeddings import JinaClient
 from tidb_jina.testing import FakeEmbeddingServer, LexicalEmbedder
 
@@ -282,3 +289,76 @@ async def test_provider_subclass_query_method_is_honoured(
         [f"about {q}" for q in QUERIES] * 2
     )
     await client.aclose()
+
+
+class TaggingRetriever(TiDBVectorStoreRetriever):
+    """Overrides ``invoke`` / ``ainvoke`` (post-processing): ``Runnable.batch`` calls them per
+    query, so the batched path must step aside and let them run."""
+
+    def invoke(self, input: str, config: Any = None, **kwargs: Any) -> list[Document]:
+        return [_tagged(d) for d in super().invoke(input, config, **kwargs)]
+
+    async def ainvoke(self, input: str, config: Any = None, **kwargs: Any) -> list[Document]:
+        return [_tagged(d) for d in await super().ainvoke(input, config, **kwargs)]
+
+
+def _tagged(doc: Document) -> Document:
+    return Document(id=doc.id, page_content=doc.page_content, metadata={**doc.metadata, "t": 1})
+
+
+@pytest.mark.parametrize("search_type", ["similarity", "similarity_score_threshold"])
+async def test_overridden_invoke_runs_for_every_query(
+    make_store: MakeStore, jina: JinaEmbeddings, search_type: str
+) -> None:
+    store = make_store(jina)
+    store.add_texts(TEXTS, METAS, ids=[f"d{i}" for i in range(len(TEXTS))])
+    options: dict[str, Any] = {"k": 3}
+    if search_type == "similarity_score_threshold":
+        options["score_threshold"] = 0.0
+    retriever = TaggingRetriever(vectorstore=store, search_type=search_type, search_kwargs=options)
+    want = [retriever.invoke(q) for q in QUERIES]
+    assert all(docs and all(d.metadata["t"] == 1 for d in docs) for docs in want)
+    assert _docs(retriever.batch(QUERIES)) == _docs(want)
+    assert _docs(await retriever.abatch(QUERIES)) == _docs(want)
+
+
+@pytest.mark.parametrize("search_type", ["similarity", "similarity_score_threshold"])
+async def test_one_too_long_query_fails_only_its_own_run(
+    make_store: MakeStore, fake_server: FakeEmbeddingServer, search_type: str
+) -> None:
+    """With ``truncate=False`` the provider refuses the batch for one over-long query;
+    ``invoke`` would fail that query alone, so the batch answers query by query."""
+    embeddings = JinaEmbeddings(
+        api_key=API_KEY, base_url=fake_server.url, dimensions=DIMENSION, truncate=False
+    )
+    store = make_store(embeddings)
+    store.add_texts(TEXTS, METAS, ids=[f"d{i}" for i in range(len(TEXTS))])
+    options: dict[str, Any] = {"k": 3}
+    if search_type == "similarity_score_threshold":
+        options["score_threshold"] = 0.0
+    retriever = store.as_retriever(search_type=search_type, search_kwargs=options)
+    qs = [QUERIES[0], "tidb " * 9000, QUERIES[1]]
+    per_query, batched, abatched = Recorder(), Recorder(), Recorder()
+    want = [_outcome(lambda q=q: retriever.invoke(q, {"callbacks": [per_query]})) for q in qs]
+    assert [type(a).__name__ for a in want] == ["list", "InputTooLongError", "list"]
+    assert want[0] and want[2]
+    got = retriever.batch(qs, {"callbacks": [batched]}, return_exceptions=True)
+    agot = await retriever.abatch(qs, {"callbacks": [abatched]}, return_exceptions=True)
+    assert _docs(got) == _docs(want) == _docs(agot)
+    assert _by_query(batched) == _by_query(per_query) == _by_query(abatched)
+    with pytest.raises(InputTooLongError):
+        retriever.batch(qs)
+    await embeddings.aclose()
+
+
+async def test_a_query_with_a_lone_surrogate_fails_alone(
+    make_store: MakeStore, jina: JinaEmbeddings
+) -> None:
+    store = make_store(jina)
+    store.add_texts(TEXTS, METAS, ids=[f"d{i}" for i in range(len(TEXTS))])
+    retriever = store.as_retriever(search_kwargs={"k": 3})
+    qs = [QUERIES[0], "bad \ud800 query", QUERIES[1]]
+    want = [_outcome(lambda q=q: retriever.invoke(q)) for q in qs]
+    assert [type(a).__name__ for a in want] == ["list", "InvalidInputError", "list"]
+    assert _docs(retriever.batch(qs, return_exceptions=True)) == _docs(want)
+    assert _docs(await retriever.abatch(qs, return_exceptions=True)) == _docs(want)

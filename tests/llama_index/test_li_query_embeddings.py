@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
 from llama_index.core.schema import QueryBundle
 
 from llama_index_tidb_jina import JinaEmbedding, ProviderEmbedding, TiDBVectorStore
+from tidb_jina import AuthenticationError, InvalidInputError
 from tidb_jina.testing import FakeEmbeddingServer
 
 KEY = "jina_llama_test_key_0123456789"
@@ -50,21 +59,75 @@ async def _per_query(model: Any, api: str, queries: list[str]) -> list[float]:
     return await BaseEmbedding.aget_agg_embedding_from_queries(model, queries)
 
 
-async def test_one_request_same_aggregate(server: FakeEmbeddingServer, api: str) -> None:
+class Events(BaseEventHandler):
+    """Embedding start / end events from llama-index's instrumentation, in order."""
+
+    seen: list[tuple[str, Any, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Events"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, EmbeddingStartEvent):
+            self.seen.append(("start", None, None))
+        elif isinstance(event, EmbeddingEndEvent):
+            self.seen.append(("end", event.chunks, event.embeddings))
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    handler = Events(seen=[])
+    root = get_dispatcher()
+    root.add_event_handler(handler)
+    yield handler
+    root.event_handlers.remove(handler)
+
+
+def _pairs(debug: LlamaDebugHandler) -> list[tuple[Any, Any]]:
+    """Each embedding event's (chunks, embeddings), in order."""
+    return [
+        (end.payload[EventPayload.CHUNKS], end.payload[EventPayload.EMBEDDINGS])
+        for _, end in debug.get_event_pairs(CBEventType.EMBEDDING)
+        if end.payload is not None
+    ]
+
+
+@pytest.mark.parametrize("queries", [QUERIES, [*QUERIES, "kyoto in autumn"]])
+async def test_one_request_same_aggregate_and_events(
+    server: FakeEmbeddingServer, api: str, events: Events, queries: list[str]
+) -> None:
     debug = LlamaDebugHandler()
     model = _jina(server, callback_manager=CallbackManager([debug]))
-    got = await _agg(model, api, QUERIES)
+    got = await _agg(model, api, queries)
     (request,) = server.api_requests()
-    assert request.body["input"] == QUERIES and request.body["task"] == "retrieval.query"
-    # One embedding event carrying every query and its vector.
-    (pair,) = debug.get_event_pairs(CBEventType.EMBEDDING)
-    assert pair[1].payload is not None
-    assert pair[1].payload[EventPayload.CHUNKS] == QUERIES
-    assert len(pair[1].payload[EventPayload.EMBEDDINGS]) == 2
-    want = await _per_query(model, api, QUERIES)
-    assert len(server.api_requests()) == 1 + len(QUERIES)
+    assert request.body["input"] == queries and request.body["task"] == "retrieval.query"
+    ours, our_events = _pairs(debug), list(events.seen)
+    debug.flush_event_logs()
+    events.seen.clear()
+    want = await _per_query(model, api, queries)
+    assert len(server.api_requests()) == 1 + len(queries)
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert not np.allclose(got, await _agg(model, api, QUERIES[:1]))  # both queries count
+    # The loop's events: one per query, carrying that query and its vector, in order.
+    assert [chunks for chunks, _ in ours] == [[q] for q in queries]
+    assert ours == _pairs(debug)
+    assert our_events == events.seen and len(our_events) == 2 * len(queries)
+    assert not np.allclose(got, await _agg(model, api, queries[:1]))  # every query counts
+
+
+async def test_failed_request_ends_the_first_event_with_the_error(
+    server: FakeEmbeddingServer, api: str, events: Events
+) -> None:
+    debug = LlamaDebugHandler()
+    model = _jina(server, callback_manager=CallbackManager([debug]))
+    server.inject(401)
+    with pytest.raises(AuthenticationError):
+        await _agg(model, api, QUERIES)
+    ((_start, end),) = debug.get_event_pairs(CBEventType.EMBEDDING)
+    assert end.payload is not None and isinstance(
+        end.payload[EventPayload.EXCEPTION], AuthenticationError
+    )
+    assert events.seen == [("start", None, None)]  # no end event, as in the loop
 
 
 class PrefixedQueries(JinaEmbedding):
@@ -129,3 +192,21 @@ async def test_retriever_with_several_embedding_strs(
     )
     assert [n.node.get_content() for n in nodes] == [n.node.get_content() for n in want]
     assert "TiDB" in nodes[0].node.get_content()
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "bad \ud800"])
+async def test_a_bad_query_fails_as_in_the_loop(
+    server: FakeEmbeddingServer, api: str, bad: str
+) -> None:
+    """The loop embeds the good query (its own event), then fails on the bad one with the
+    single-query message; the aggregate does the same."""
+    debug = LlamaDebugHandler()
+    model = _jina(server, callback_manager=CallbackManager([debug]))
+    with pytest.raises(InvalidInputError) as ours:
+        await _agg(model, api, [QUERIES[0], bad])
+    ours_pairs = len(debug.get_event_pairs(CBEventType.EMBEDDING))
+    debug.flush_event_logs()
+    with pytest.raises(InvalidInputError) as loop:
+        await _per_query(model, api, [QUERIES[0], bad])
+    assert str(ours.value) == str(loop.value) and "text[0]" in str(ours.value)
+    assert ours_pairs == len(debug.get_event_pairs(CBEventType.EMBEDDING)) == 2

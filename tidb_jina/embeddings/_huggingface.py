@@ -45,6 +45,7 @@ from tidb_jina.embeddings._base import (
 )
 from tidb_jina.embeddings._config import BatchLimits, ClientOptions, RetryPolicy, TimeoutLike
 from tidb_jina.embeddings._http import _Secret, resolve_secret, resolve_url
+from tidb_jina.embeddings._inputs import plan_batches
 from tidb_jina.embeddings._keys import HF_HOSTS
 from tidb_jina.embeddings._models import hf_model_info
 
@@ -302,6 +303,17 @@ class HuggingFaceClient(BaseEmbeddingClient):
         if self._server_batch_size is not None:
             count = min(count, self._server_batch_size)
         return count, self.max_batch_chars
+
+    def _plan_calls(self, texts: list[str], kind: Kind) -> list[_Call]:
+        """Batches by count and characters as sent: the prefix counts (Qwen3's query
+        instruction is about 90 characters, so 32 queries add about 3,000)."""
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        count, chars = self._batch_limits()
+        sent = [prefix + text for text in texts] if prefix else texts
+        return [
+            self._build_embed_call(texts[start:end], kind)
+            for start, end in plan_batches(sent, count, chars)
+        ]
 
     def build_payload(self, texts: list[str], kind: Kind) -> dict[str, Any]:
         """The JSON body for ``texts``: prefixed inputs (always a list) and top-level options."""

@@ -33,7 +33,21 @@ def validate_texts(texts: Iterable[str], what: str = "texts") -> list[str]:
                 f"{what}[{i}] is empty or whitespace only; providers reject empty inputs, "
                 "so drop it before embedding"
             )
+        if not text.isascii() and _lone_surrogate(text):
+            # Else the JSON encoder's bare TypeError, after earlier batches were billed.
+            raise InvalidInputError(
+                f"{what}[{i}] is not valid Unicode: it holds a lone surrogate "
+                f"({text[:40]!r}); decode the source with errors='replace' or fix the text"
+            )
     return items
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def plan_batches(texts: Sequence[str], max_count: int, max_chars: int) -> list[tuple[int, int]]:

@@ -36,6 +36,8 @@ def query_batch_method(provider: Any, *, asynchronous: bool = False) -> Callable
     cls = type(provider)
     if not callable(getattr(cls, many, None)) or not callable(getattr(cls, one, None)):
         return None
+    if one in getattr(provider, "__dict__", {}):
+        return None  # ``embed_query`` replaced on the instance (a patch, a wrapper)
     if not issubclass(_definer(cls, many), _definer(cls, one)):
         return None
     return getattr(provider, many)  # type: ignore[no-any-return]
@@ -66,8 +68,8 @@ async def aembed_queries(provider: EmbeddingProvider, texts: Sequence[str]) -> n
 
 
 def _stack(rows: list[Any], provider: EmbeddingProvider) -> np.ndarray:
-    if not rows:
-        return np.empty((0, provider.dimension or 0), dtype=np.float32)
+    if not rows:  # a LangChain ``Embeddings`` (or any object) may have no ``dimension``
+        return np.empty((0, getattr(provider, "dimension", None) or 0), dtype=np.float32)
     return np.stack([np.asarray(row, dtype=np.float32) for row in rows])
 
 

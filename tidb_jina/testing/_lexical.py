@@ -17,6 +17,7 @@ import numpy as np
 
 from tidb_jina._errors import InvalidInputError
 from tidb_jina.embeddings._inputs import validate_texts
+from tidb_jina.embeddings._queries import embed_queries
 
 __all__ = ["DEFAULT_LEXICAL_DIMENSION", "LexicalEmbedder", "lexical_embedding"]
 
@@ -91,4 +92,6 @@ class LexicalEmbedder:
         return self.embed_documents(texts)
 
     async def aembed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed_queries(texts)
+        # As ``aembed_query`` (which calls ``embed_query``): through the sync dispatch, so
+        # a subclass that overrides only ``embed_query`` is asked query by query.
+        return embed_queries(self, texts)

@@ -16,7 +16,8 @@ dropped connections. It serves:
   comes back as ``[[...]]`` as TEI sends it; token-level output for models listed in
   ``token_level_models``;
 - ``GET /info`` and ``POST /embed`` (TEI): ``max_client_batch_size`` (422 beyond, as TEI
-  really answers), ``max_input_length``, ``{"error", "error_type"}`` bodies, unknown fields
+  really answers), ``max_input_length``, a body over ``tei_payload_limit`` bytes (2 MB,
+  TEI's default) is a plain-text 413, ``{"error", "error_type"}`` bodies, unknown fields
   ignored, and a 401 with an empty body.
 
 Each of these contracts is pinned by ``tests/embeddings/test_fake_contracts.py``.
@@ -63,6 +64,8 @@ _ROUTER = re.compile(r"^/(?P<provider>[^/]+)/models/(?P<model>.+)/pipeline/featu
 _WORD = re.compile(r"\w+")
 _DEFAULT_HF_DIMENSION = 384
 JINA_MAX_INPUTS = 2048
+TEI_PAYLOAD_LIMIT = 2_000_000
+"""TEI's default ``--payload-limit`` in bytes: a larger ``/embed`` body is a 413."""
 """The live Jina API answers 400 to more inputs in one request (512 for v4)."""
 JINA_MAX_RERANK_DOCUMENTS = 1024
 """Documents per rerank request that the fake accepts (Jina's own MCP server's cap)."""
@@ -135,6 +138,7 @@ class FakeEmbeddingServer:
         tei_max_input_length: int = 512,
         tei_prompts: Collection[str] = (),
         rerank_max_documents: int = JINA_MAX_RERANK_DOCUMENTS,
+        tei_payload_limit: int = TEI_PAYLOAD_LIMIT,
     ) -> None:
         self.api_key = api_key
         self.latency_s = latency_s
@@ -152,6 +156,7 @@ class FakeEmbeddingServer:
         self.tei_max_input_length = tei_max_input_length
         self.tei_prompts = set(tei_prompts)
         self.rerank_max_documents = rerank_max_documents
+        self.tei_payload_limit = tei_payload_limit
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
         self._faults: deque[Fault] = deque(faults)
@@ -236,6 +241,9 @@ class FakeEmbeddingServer:
         record = RecordedRequest(method, path, logged, body, authorized)
         with self._lock:
             self.requests.append(record)
+        if path == "/embed" and len(raw) > self.tei_payload_limit:  # TEI's --payload-limit
+            record.status = 413
+            raise _Reply(413, "Failed to buffer the request body: length limit exceeded")
         try:
             result = self._dispatch(method, path, body, authorized, record)
         except _Reply as reply:
