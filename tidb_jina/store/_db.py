@@ -128,6 +128,7 @@ class Database:
                 f"{self.describe()} failed: {message}. "
                 + (
                     tls_hint(message)
+                    or _embedded_hint(self.dialect.name, message)
                     or "Check that the server is reachable and the URL, user and password are right"
                 )
             ) from safe_cause(exc, self.engine)
@@ -144,6 +145,18 @@ class Database:
                 else ("check that the file exists, is readable and its disk is not full")
             )
             raise DatabaseError(f"{self.describe()} failed: {message}; {hint}") from exc
+
+
+def _embedded_hint(dialect: str, message: str) -> str | None:
+    """What to do about an embedded database's error (SQLite has no server to reach)."""
+    if dialect != "sqlite":
+        return None
+    if "locked" in message:
+        return (
+            "Another connection or process held it locked longer than the busy timeout "
+            "(a long write): try again, or write from one process at a time"
+        )
+    return "Check that the file exists, is readable and writable, and its disk is not full"
 
 
 def safe_cause(exc: BaseException, engine: sa.Engine) -> BaseException | None:

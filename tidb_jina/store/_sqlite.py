@@ -16,6 +16,7 @@ The embedded engine must give the same answers as TiDB, so each new connection g
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,27 @@ def configure_connection(dbapi_connection: sqlite3.Connection, *, file_backed: b
         cursor.execute("PRAGMA case_sensitive_like = ON")
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         if file_backed:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (it stays so: later connections only check).
+
+    Switching needs an exclusive lock, and while another connection opens the same new
+    file SQLite answers "database is locked" at once, without the busy wait (a shared
+    lock waiting for an exclusive one could deadlock): two processes creating one
+    database failed that way. Try again for up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # sqlite3's, or the async driver's same-named error
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
