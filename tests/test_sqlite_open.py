@@ -23,7 +23,7 @@ def test_connections_opening_one_new_file_at_once_all_succeed(tmp_path):
         engines = [connect(url) for _ in range(6)]
         barrier = threading.Barrier(len(engines))
 
-        def open_one(engine: sa.Engine) -> None:
+        def open_one(engine: sa.Engine, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             try:
                 with engine.connect() as conn:
