@@ -169,10 +169,14 @@ def _leaf(node: Pred, col: KeyColumn) -> np.ndarray:
     if op == "eq" and isinstance(value, bool):
         return col.kind == (TRUE if value else FALSE)
     kind = STRING if isinstance(value, str) else NUMBER
-    rows = np.flatnonzero(col.kind == kind)
-    fast = typed_compare(col.typed, rows, col.values, op, value, kind == STRING)
+    typed = col.typed  # built once per column; then the rows of the kind are not needed
+    ready = isinstance(typed.strings if kind == STRING else typed.numbers, (tuple, np.ndarray))
+    rows = None if ready else np.flatnonzero(col.kind == kind)
+    fast = typed_compare(typed, rows, col.values, op, value, kind == STRING)
     if fast is not None:
         return fast
+    if rows is None:
+        rows = np.flatnonzero(col.kind == kind)
     compare = operator.eq if op == "eq" else _COMPARE[op]
     out = np.zeros(col.kind.shape[0], dtype=bool)
     if rows.size:

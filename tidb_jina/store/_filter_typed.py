@@ -47,12 +47,19 @@ class Typed:
 
 
 def compare(
-    typed: Typed, kind_rows: np.ndarray, values: np.ndarray, op: str, value: Any, is_str: bool
+    typed: Typed,
+    kind_rows: np.ndarray | None,
+    values: np.ndarray,
+    op: str,
+    value: Any,
+    is_str: bool,
 ) -> np.ndarray | None:
     """The mask of ``op value`` over the column (rows of kind ``kind_rows``), or None
-    when the typed form cannot answer exactly."""
+    when the typed form cannot answer exactly. ``kind_rows`` may be None once the typed
+    form of that kind is built (it is only read to build it)."""
     if is_str:
         if typed.strings is False:
+            assert kind_rows is not None
             typed.strings = _strings(kind_rows, values)
         if not isinstance(typed.strings, tuple):
             return None
@@ -60,6 +67,7 @@ def compare(
     if not isinstance(value, (int, float)) or abs(value) >= _EXACT:
         return None
     if typed.numbers is False:
+        assert kind_rows is not None
         typed.numbers = _numbers(kind_rows, values)
     if not isinstance(typed.numbers, np.ndarray):
         return None
