@@ -357,11 +357,15 @@ class VectorCache:
         if self.metric is DistanceMetric.COSINE:
             norms = np.linalg.norm(queries, axis=1, keepdims=True)
             norms[norms == 0] = 1.0
-            return np.float32(1.0) - snap.matrix @ (queries / norms).T
+            out = _products(snap.matrix, queries / norms)
+            return np.subtract(np.float32(1.0), out, out=out)
         if self.metric is DistanceMetric.INNER_PRODUCT:
-            return -(snap.matrix @ queries.T)
+            out = _products(snap.matrix, queries)
+            return np.negative(out, out=out)
         assert snap.sq_norms is not None  # L2
-        d2 = snap.sq_norms[:, None] - 2 * (snap.matrix @ queries.T)
+        d2 = _products(snap.matrix, queries)
+        d2 *= np.float32(-2.0)
+        d2 += snap.sq_norms[:, None]
         d2 += np.einsum("ij,ij->i", queries, queries)[None, :]
         return np.sqrt(np.maximum(d2, 0, out=d2))
 
@@ -379,6 +383,23 @@ class VectorCache:
         if self.metric is DistanceMetric.INNER_PRODUCT:
             return -np.einsum("ij,j->i", rows, query)
         return self.distances_to(snap, query, positions)
+
+
+# Rows per matrix-matrix product: a block of 2048 x 768 float32 (6 MB) stays in the
+# cache while BLAS packs it; one product over 100,000 rows and 8 queries took 33-37 ms,
+# blocks of 2048 rows 25 ms (a single matrix-vector product: 12-14 ms).
+BLOCK_ROWS = 2048
+
+
+def _products(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``matrix @ queries.T`` (float32 (n, q)), computed block of rows by block."""
+    n = matrix.shape[0]
+    qt = np.ascontiguousarray(queries.T, dtype=np.float32)
+    out = np.empty((n, qt.shape[1]), dtype=np.float32)
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(n, start + BLOCK_ROWS)
+        np.matmul(matrix[start:stop], qt, out=out[start:stop])
+    return out
 
 
 _ROWID = sa.literal_column("rowid", sa.Integer)
