@@ -6,10 +6,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
+from _product_race import race
 
 from tidb_jina.store import VectorTable, connect
 
@@ -220,36 +220,7 @@ def test_searches_on_an_older_and_a_newer_snapshot_share_one_product(tmp_path, m
     assert new.matrix.base is old.matrix.base and new.size == old.size + len(ids)
     expected = [cache.distances_to(old, queries[1]), cache.distances_to(new, queries[2])]
 
-    real, calls, gate = cache._batch_distances, [], threading.Event()
-
-    def scorer(snap, qs):
-        calls.append((snap.size, qs.shape[0]))
-        if len(calls) == 1:
-            assert gate.wait(10)  # the first product runs while the others queue
-        return real(snap, qs)
-
-    cache._batch_distances = scorer
-    got: dict[str, np.ndarray] = {}
-
-    def run(name, snap, query):
-        got[name] = cache.distances(snap, query, None)
-
-    leader = threading.Thread(target=run, args=("leader", old, queries[0]))
-    leader.start()
-    deadline = time.monotonic() + 10
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.001)
-    followers = [
-        threading.Thread(target=run, args=("old", old, queries[1])),
-        threading.Thread(target=run, args=("new", new, queries[2])),
-    ]
-    for t in followers:
-        t.start()
-    while len(cache.coalescer._queue) < 2 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    gate.set()
-    for t in [leader, *followers]:
-        t.join(10)
+    calls, got = race(cache, old, new, queries)
     assert calls == [(old.size, 1), (new.size, 2)]  # the two queued: one product, widest
     assert got["old"].shape == (old.size,) and got["new"].shape == (new.size,)
     np.testing.assert_allclose(got["old"], expected[0], rtol=1e-5, atol=1e-5)

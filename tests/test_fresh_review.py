@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import numpy as np
 import pytest
+from _product_race import race
 
 from tidb_jina import DatabaseError
 from tidb_jina.store import VectorTable, _embedded, _incremental
@@ -327,36 +327,7 @@ def test_queries_on_two_buffers_are_never_scored_together(tmp_path, metric, chan
     new = cache.snapshot
     assert new.matrix.base is not old.matrix.base
     expected = [cache.distances_to(old, queries[1]), cache.distances_to(new, queries[2])]
-    real, calls, gate = cache._batch_distances, [], threading.Event()
-
-    def scorer(snap, qs):
-        calls.append((snap.size, qs.shape[0]))
-        if len(calls) == 1:
-            assert gate.wait(10)  # the first product runs while the others queue
-        return real(snap, qs)
-
-    cache._batch_distances = scorer
-    got: dict[str, np.ndarray] = {}
-
-    def run(name, snap, query):
-        got[name] = cache.distances(snap, query, None)
-
-    leader = threading.Thread(target=run, args=("leader", old, queries[0]))
-    leader.start()
-    deadline = time.monotonic() + 10
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.001)
-    followers = [
-        threading.Thread(target=run, args=("old", old, queries[1])),
-        threading.Thread(target=run, args=("new", new, queries[2])),
-    ]
-    for t in followers:
-        t.start()
-    while len(cache.coalescer._queue) < 2 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    gate.set()
-    for t in [leader, *followers]:
-        t.join(10)
+    calls, got = race(cache, old, new, queries)
     assert sorted(calls[1:]) == sorted([(old.size, 1), (new.size, 1)])
     np.testing.assert_allclose(got["old"], expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["new"], expected[1], rtol=1e-5, atol=1e-5)
