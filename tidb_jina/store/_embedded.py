@@ -35,6 +35,7 @@ from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._meta_columns import META_TEXT_BYTES, Known
 from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
+from tidb_jina.store._rounding import within
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
@@ -564,14 +565,31 @@ def score_hits(
     # ones, ties by rowid: the winners do not depend on the rounding of the product
     # (one query's matrix-vector product and a batch's matrix-matrix one differ there).
     wide = k + max(8, k // 2)
-    if positions is None and snap.alive is not None:  # rows replaced or deleted since
-        approx[~snap.alive] = np.inf
-        chosen = nearest(approx, rowids, wide, max_distance)
-        chosen = chosen[snap.alive[chosen]]
-    else:
-        chosen = nearest(approx, rowids, wide, max_distance)
-    chosen_positions = chosen if positions is None else positions[chosen]
-    exact = cache.exact(snap, query, chosen_positions)
+    live = snap.alive if positions is None else None
+    if live is not None:  # rows replaced or deleted since
+        approx[~live] = np.inf
+
+    def fast_bound(bound: float) -> float:  # a row exactly within shows at most this
+        return within(cache.metric, snap.matrix, snap.sq_norms, snap.extras, query, bound)
+
+    top = None if max_distance is None else fast_bound(max_distance)
+    chosen = nearest(approx, rowids, wide, top)
+    if live is not None:
+        chosen = chosen[live[chosen]]
+    exact = cache.exact(snap, query, chosen if positions is None else positions[chosen])
+    # Any row nearer (exactly) than the k-th exact winner shows a fast distance within
+    # the rounding margin of it: score them all exactly when the wide pick missed some.
+    finite = np.sort(exact[~np.isnan(exact)])
+    limit = finite[k - 1] if finite.size >= k else max_distance
+    if limit is not None and max_distance is not None:
+        limit = min(float(limit), max_distance)
+    if limit is not None:
+        wider = np.flatnonzero(approx <= fast_bound(float(limit)))
+        if live is not None:
+            wider = wider[live[wider]]
+        if wider.size > chosen.size:
+            chosen = wider
+            exact = cache.exact(snap, query, chosen if positions is None else positions[chosen])
     order = np.lexsort((rowids[chosen], exact))
     if max_distance is not None:
         order = order[exact[order] <= max_distance]
