@@ -89,29 +89,52 @@ def configure_connection(dbapi_connection: sqlite3.Connection, *, file_backed: b
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA case_sensitive_like = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         if file_backed:
-            _use_wal(cursor)
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            # NORMAL is durable in WAL mode only; a rollback journal needs FULL
+            wal = _use_wal(cursor)
+            cursor.execute(f"PRAGMA synchronous = {'NORMAL' if wal else 'FULL'}")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")  # after the switch
     finally:
         cursor.close()
 
 
-def _use_wal(cursor: Any) -> None:
-    """Put the database file in WAL mode (it stays so: later connections only check).
+# How long a new connection tries to switch a file to WAL while another holds it open:
+# long enough for connections creating one new file together (milliseconds), short
+# enough that a file another tool keeps open in rollback-journal mode costs each new
+# connection this much, not the whole busy timeout, before it goes on in that mode.
+WAL_SWITCH_SECONDS = 2.0
+
+
+def _use_wal(cursor: Any) -> bool:
+    """Put the database file in WAL mode (it stays so: later connections only check);
+    True when the file is in WAL mode.
 
     Switching needs an exclusive lock, and while another connection opens the same new
     file SQLite answers "database is locked" at once, without the busy wait (a shared
     lock waiting for an exclusive one could deadlock): two processes creating one
-    database failed that way. Try again for up to the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    database failed that way. Try again for a while (``WAL_SWITCH_SECONDS``); a file that
+    cannot switch (read-only, or held open by another tool in rollback-journal mode) is
+    used in its own mode: SQLite keeps that correct, WAL only lets readers and the writer
+    overlap."""
+    window = min(BUSY_TIMEOUT_MS / 1000, WAL_SWITCH_SECONDS)
+    deadline = time.monotonic() + window
+    # the switch waits on a reader's lock for the busy timeout: wait the window only
+    cursor.execute(f"PRAGMA busy_timeout = {max(1, int(window * 1000)):d}")
+    mode = ""
     while True:
         try:
             cursor.execute("PRAGMA journal_mode")
-            if str(cursor.fetchone()[0]).lower() != "wal":
+            mode = str(cursor.fetchone()[0]).lower()
+            if mode != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")
-            return
+                mode = str(cursor.fetchone()[0]).lower()
+            return mode == "wal"
         except Exception as exc:  # sqlite3's, or the async driver's same-named error
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            text = str(exc)
+            if "readonly" in text or "read-only" in text:
+                return False
+            if "locked" not in text:
                 raise
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.005)
