@@ -268,8 +268,8 @@ class VectorCache:
         stale = False
         used: set[str] = set()
         known: Known | None = snap.extras.get("known")
-        absent = {k for k in _filter_keys(filter.node) if known and k not in known.keys}
-        new_keys = [k for k in _filter_keys(filter.node) if k not in columns and k not in absent]
+        absent = {k for k in filter_keys(filter.node) if known and k not in known.keys}
+        new_keys = [k for k in filter_keys(filter.node) if k not in columns and k not in absent]
         # Keys read together: one pass over the rows (SQLite parses each row's JSON once)
         loaded = _load_columns(conn, table, new_keys, snap) if len(new_keys) > 1 else {}
 
@@ -482,13 +482,13 @@ def _load_columns(
     return {key: _column_at(rows, snap, 0, 1 + 2 * i) for i, key in enumerate(keys)}
 
 
-def _filter_keys(node: Node) -> list[str]:
+def filter_keys(node: Node) -> list[str]:
     """The keys a filter tree reads, each once, in order."""
     if isinstance(node, Pred):
         return [node.key]
     if isinstance(node, Not):
-        return _filter_keys(node.item)
-    return list(dict.fromkeys(key for child in node.items for key in _filter_keys(child)))
+        return filter_keys(node.item)
+    return list(dict.fromkeys(key for child in node.items for key in filter_keys(child)))
 
 
 def _extend_column(

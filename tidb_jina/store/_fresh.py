@@ -39,9 +39,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tidb_jina.store._backend import SearchOptions
-from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
+from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
-from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
+from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON
 
@@ -115,7 +115,7 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
     # it last, or to evict it) at any moment, so the dict is never read again here and
     # no SQL is ever needed (this path has no connection).
     taken: dict[str, KeyColumn] = {}
-    for key in _keys(filter.node):
+    for key in filter_keys(filter.node):
         column = columns.get(key)
         if column is None or len(column.kind) != snap.size:
             return None
@@ -128,14 +128,6 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
     if snap.alive is not None:
         matched = matched & snap.alive  # never in place: mask may share its array
     return np.flatnonzero(matched)
-
-
-def _keys(node: Node) -> list[str]:
-    if isinstance(node, Pred):
-        return [node.key]
-    if isinstance(node, Not):
-        return _keys(node.item)
-    return [key for child in node.items for key in _keys(child)]
 
 
 def _read_rows(db: Database, table: sa.Table, rowids: np.ndarray) -> Rows:
