@@ -34,7 +34,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -43,7 +42,7 @@ from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._rows import IN_CHUNK, chunks
-from tidb_jina.store._types import MetadataJSON
+from tidb_jina.store._types import MetadataJSON, load_metadata
 
 if TYPE_CHECKING:
     from tidb_jina.store._db import Database
@@ -142,7 +141,7 @@ def _read_rows(db: Database, table: sa.Table, rowids: np.ndarray) -> Rows:
             for chunk in chunks(rowids.tolist(), IN_CHUNK):
                 cursor.execute(_rows_sql(table, len(chunk)), chunk)
                 for rowid, id_, document, meta in cursor.fetchall():
-                    fetched[rowid] = (id_, document, _metadata(meta), None)
+                    fetched[rowid] = (id_, document, load_metadata(meta), None)
         finally:
             cursor.close()
     finally:
@@ -160,10 +159,3 @@ def _rows_sql(table: sa.Table, count: int) -> str:
 
 
 _SQLITE = sqlite_dialect.dialect(paramstyle="qmark")
-
-
-def _metadata(value: Any) -> Any:
-    """As ``MetadataJSON`` reads the column."""
-    if value is None or isinstance(value, dict):
-        return value
-    return orjson.loads(value)

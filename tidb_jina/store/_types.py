@@ -112,12 +112,14 @@ class MetadataJSON(TypeDecorator):
         return dumps_metadata(value)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
-        def process(value: Any) -> Any:
-            if value is None or isinstance(value, dict):
-                return value
-            return orjson.loads(value)
+        return load_metadata
 
-        return process
+
+def load_metadata(value: Any) -> Any:
+    """The ``meta`` column's value as read (None, a driver's dict, or JSON text)."""
+    if value is None or isinstance(value, dict):
+        return value
+    return orjson.loads(value)
 
 
 def _json_default(value: Any) -> Any:
