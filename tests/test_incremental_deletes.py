@@ -189,34 +189,47 @@ def test_compaction_never_labels_missing_rows_with_an_older_state(tmp_path):
     assert old is None or old.size == n, "a snapshot labelled with the old state lacks rows"
 
 
+class _Race:
+    """A table of 40 rows with its vectors in memory (one load), and another connection
+    (a second table object on the file) with 5 rows ready to commit at a chosen moment."""
+
+    def __init__(self, path, seed: int, loads: list[int]) -> None:
+        self.table = VectorTable(f"sqlite:///{path}", table_name="d")
+        self.rng = np.random.default_rng(seed)
+        self.model = Model()
+        self.model.upsert(self.table, *_rows(self.rng, 0, 40))
+        self.queries = self.rng.normal(size=(2, DIM)).astype(np.float32)
+        _same_answers(self.table, self.model, "cosine", self.queries)
+        assert len(loads) == 1
+        self.foreign = VectorTable(f"sqlite:///{path}", table_name="d")
+        self.extra = _rows(self.rng, 500, 5)
+
+    def foreign_commit(self) -> None:
+        self.foreign.upsert(self.extra[0], ids=self.extra[1], metadatas=self.extra[2])
+
+    def check_one_reload(self, loads: list[int]) -> None:
+        """Answers hold both writes, and the foreign commit cost exactly one reload."""
+        for i, v, m in zip(self.extra[1], self.extra[0], self.extra[2], strict=True):
+            self.model.rows[i] = (v, m)
+        _same_answers(self.table, self.model, "cosine", self.queries)
+        assert len(loads) == 2, "a foreign commit in between costs exactly one reload"
+
+
 def test_a_delete_racing_a_foreign_commit_falls_back_to_one_reload(tmp_path, loads, monkeypatch):
     """Another connection commits between our delete's commit and its check: the
     snapshot is left alone, and the next search reloads once and sees both changes."""
-    path = tmp_path / "race.db"
-    table = VectorTable(f"sqlite:///{path}", table_name="d")
-    rng = np.random.default_rng(5)
-    model = Model()
-    model.upsert(table, *_rows(rng, 0, 40))
-    queries = rng.normal(size=(2, DIM)).astype(np.float32)
-    _same_answers(table, model, "cosine", queries)
-    assert len(loads) == 1
-
-    foreign = VectorTable(f"sqlite:///{path}", table_name="d")
-    extra = _rows(rng, 500, 5)
+    race = _Race(tmp_path / "race.db", 5, loads)
     real = _incremental._confirm_removal
 
     def foreign_commit_first(*args, **kwargs):
-        foreign.upsert(extra[0], ids=extra[1], metadatas=extra[2])  # a real commit
+        race.foreign_commit()  # a real commit
         return real(*args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(_incremental, "_confirm_removal", foreign_commit_first)
-        assert table.delete(["r0", "r1"]) == 2
-    del model.rows["r0"], model.rows["r1"]
-    for i, v, m in zip(extra[1], extra[0], extra[2], strict=True):
-        model.rows[i] = (v, m)
-    _same_answers(table, model, "cosine", queries)
-    assert len(loads) == 2, "a foreign commit in between costs exactly one reload"
+        assert race.table.delete(["r0", "r1"]) == 2
+    del race.model.rows["r0"], race.model.rows["r1"]
+    race.check_one_reload(loads)
 
 
 def test_deletes_racing_a_foreign_writer_end_in_correct_results(tmp_path):
@@ -427,38 +440,25 @@ def test_an_upsert_racing_a_foreign_commit_falls_back_to_one_reload(
     """Another connection commits right after our upsert's commit, before or after the
     new token is read: the snapshot is left alone (the writer's own data_version moved),
     and the next search reloads once and sees both writes."""
-    path = tmp_path / "race_up.db"
-    table = VectorTable(f"sqlite:///{path}", table_name="d")
-    rng = np.random.default_rng(6)
-    model = Model()
-    model.upsert(table, *_rows(rng, 0, 40))
-    queries = rng.normal(size=(2, DIM)).astype(np.float32)
-    _same_answers(table, model, "cosine", queries)
-    assert len(loads) == 1
-
-    foreign = VectorTable(f"sqlite:///{path}", table_name="d")
-    extra = _rows(rng, 500, 5)
-    cache = table._backend.cache
+    race = _Race(tmp_path / "race_up.db", 6, loads)
+    cache = race.table._backend.cache
     real_token, real_own = cache.token, _incremental._own_version_now
     calls = {"token": 0}
 
     def token(conn):
         calls["token"] += 1
         if moment == "before the token" and calls["token"] == 2:  # 1: before, 2: after
-            foreign.upsert(extra[0], ids=extra[1], metadatas=extra[2])
+            race.foreign_commit()
         return real_token(conn)
 
     def own_now(conn):
         if moment == "after the token":
-            foreign.upsert(extra[0], ids=extra[1], metadatas=extra[2])
+            race.foreign_commit()
         return real_own(conn)
 
-    mine = _rows(rng, 900, 3)
+    mine = _rows(race.rng, 900, 3)
     with monkeypatch.context() as patch:
         patch.setattr(cache, "token", token)
         patch.setattr(_incremental, "_own_version_now", own_now)
-        model.upsert(table, *mine)
-    for i, v, m in zip(extra[1], extra[0], extra[2], strict=True):
-        model.rows[i] = (v, m)
-    _same_answers(table, model, "cosine", queries)
-    assert len(loads) == 2, "a foreign commit in between costs exactly one reload"
+        race.model.upsert(race.table, *mine)
+    race.check_one_reload(loads)
