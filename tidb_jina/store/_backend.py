@@ -46,6 +46,7 @@ class TableSettings:
     vector_index: bool = True
     search_cache: bool = True
     auto_embedding: AutoEmbedding | None = None
+    snapshot_file: Any = False  # embedded files: True, or a directory (``_snapshot_file``)
 
 
 @dataclass

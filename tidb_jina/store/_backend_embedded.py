@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from tidb_jina._errors import SchemaError
+from tidb_jina._errors import ConfigurationError, SchemaError
 from tidb_jina.store import _crud, _fulltext, _tidb, _vector
 from tidb_jina.store._backend import Query, SearchOptions, TableSettings, TableState
 from tidb_jina.store._crud import where_clause
@@ -27,6 +27,7 @@ from tidb_jina.store._fresh import search_fresh
 from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapshot
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._snapshot_file import SnapshotFile, check_option
 
 # Larger transactions amortise the WAL commit.
 DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
@@ -50,6 +51,14 @@ class EmbeddedBackend:
         self.settings = settings
         self.state = state
         self.cache = VectorCache(db.engine, settings.metric)
+        place = check_option(settings.snapshot_file, db.engine)
+        if place and not settings.search_cache:
+            raise ConfigurationError(
+                "snapshot_file= keeps the in-memory vectors on disk; it needs "
+                "search_cache=True (the default): remove one of the two options"
+            )
+        if place:
+            self.cache.file = SnapshotFile(place, settings.table_name, settings.metric)
 
     def bind(self, db: Database) -> EmbeddedBackend:
         other = copy.copy(self)  # shares the cache: one snapshot per table object
@@ -69,6 +78,8 @@ class EmbeddedBackend:
 
     def drop_extras(self, conn: sa.Connection) -> None:
         _fulltext.run(conn, _fulltext.drop_ddl(self.db.dialect, self.settings.table_name))
+        if self.cache.file is not None:  # its token row and its file go with the table
+            self.cache.file.forget(conn)
         self.cache.invalidate()
         self.cache.schema_seen = None
 

@@ -37,6 +37,7 @@ from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rounding import within
 from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._snapshot_file import SnapshotFile
 from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
 
@@ -132,6 +133,7 @@ class VectorCache:
         self.coalescer = Coalescer()
         self.busy_until = 0.0  # ``_fresh``: no transaction-free search before then
         self.coalesce = True  # False: every search does its own product (benches)
+        self.file: SnapshotFile | None = None  # ``snapshot_file=`` (``_snapshot_file``)
 
     @property
     def _watcher(self) -> Any:
@@ -168,13 +170,19 @@ class VectorCache:
                 return None
             self._publish(None)  # free the old copy before reading the new one
             self._buffer = self._sq_buffer = None
-            loaded = load_vectors(conn, table, dimension, self.metric, META_TEXT_BYTES)
+            file = self.file  # the opt-in snapshot file (``_snapshot_file``)
+            mapped = None if file is None else file.read(conn, table, dimension)
+            loaded = mapped or load_vectors(conn, table, dimension, self.metric, META_TEXT_BYTES)
             n = loaded.rowids.size
             self._buffer, self._sq_buffer = loaded.buffer, loaded.sq_norms
             sq = None if loaded.sq_norms is None else loaded.sq_norms[:n]
             snap = Snapshot(token, loaded.rowids, loaded.buffer[:n], sq)
             _prebuild_columns(snap, conn, loaded.metas)
             self._publish(snap)
+            if file is not None and mapped:
+                file.saved = token  # the file holds this state
+            elif file is not None:  # that was slow: the next open maps a file instead
+                file.save_later(self, snap)
             return snap, True
 
     def writing(self) -> threading.RLock:
@@ -305,6 +313,8 @@ class VectorCache:
             self._buffer = self._sq_buffer = None
 
     def close(self) -> None:
+        if self.file is not None:
+            self.file.on_close(self)
         self.invalidate()  # a new watcher counts from the start again
         self.watcher.close()
 

@@ -77,6 +77,8 @@ class VectorTable(TableBase):
         search_cache: embedded engine only: keep the vectors in memory between searches
             (always exact: see :mod:`tidb_jina.store._embedded`). Costs 4 bytes per
             dimension per row of RAM.
+        snapshot_file: embedded file databases only, opt-in: also keep the vectors in a
+            file the next open maps (True: beside the database, or a directory). README.
     """
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -62,6 +63,7 @@ from tidb_jina.store._schema import (
     indexed_key_column,
     read_shape,
 )
+from tidb_jina.store._snapshot_file import check_option as check_snapshot_option
 
 DEFAULT_TABLE_NAME = "tidb_jina_vectors"
 MAX_ROW_BYTES = _validate.MAX_ROW_BYTES  # TiDB's 6 MiB per row, less headroom
@@ -78,6 +80,7 @@ class PreparedRows(NamedTuple):
 
 def backend_for(db: Database, settings: TableSettings, state: TableState) -> Backend:
     """The engine implementation for ``db``: TiDB for MySQL dialects, else embedded."""
+    check_snapshot_option(settings.snapshot_file, db.engine)  # files of SQLite only
     if db.is_tidb:
         return TiDBBackend(db, settings, state)
     return EmbeddedBackend(db, settings, state)
@@ -129,6 +132,7 @@ class TableBase:
         indexed_key: str | None = None,
         embedding_model: str | None = None,
         check_metadata: bool = True,
+        snapshot_file: bool | str | os.PathLike[str] = False,
     ) -> None:
         table_name = check_table_name(table_name)
         self._declared_dimension = None if dimension is None else _vector.check_dimension(dimension)
@@ -150,6 +154,7 @@ class TableBase:
             vector_index,
             search_cache,
             auto_embedding,
+            snapshot_file,
         )
         # Fixed for the table's life (read-only below): the backend holds the same values.
         self._settings = settings
