@@ -49,7 +49,7 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -58,9 +58,9 @@ from tidb_jina._errors import ConfigurationError
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._stream_load import Loaded, count_rows
 
-if TYPE_CHECKING:
-    from tidb_jina.store._embedded import Snapshot, VectorCache
-
+# ``_embedded`` imports this module: its VectorCache and Snapshot are typed ``Any`` here
+VectorCache = Any
+Snapshot = Any
 log = logging.getLogger(__name__)
 
 MAGIC = b"TJVSNAP\x00"
