@@ -409,3 +409,48 @@ def test_two_processes_opening_at_once(tmp_path):
     _settle(table)
     table.close()
     assert _reopened_uses_file(url, vectors[5])
+
+
+def test_an_older_file_is_refused(tmp_path):
+    """A crash after the commit that set a new token, before the rename: the file in
+    place is the previous one, whose token is no longer the stored one."""
+    url, vectors = _built(tmp_path)
+    older = tmp_path / "older"
+    older.write_bytes(_file(tmp_path).read_bytes())
+    table = _open(url)
+    table.search(vectors[0], k=1)
+    table.upsert(vectors[:1] * -1, ids=["r3"])  # own write: close() writes a new file
+    table.close()
+    os.replace(older, _file(tmp_path))
+    table = _open(url)
+    assert table.search(vectors[0] * -1, k=1)[0].id == "r3"
+    assert not _used(table)
+    table.close()
+
+
+def test_temporary_files_of_ended_processes_are_removed(tmp_path):
+    url, vectors = _built(tmp_path)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = tmp_path / f"snap.db.t.vectors.{ended.stdout.strip()}.abcd1234.tmp"
+    orphan.write_bytes(b"half a file")
+    _file(tmp_path).unlink()
+    table = _open(url)
+    table.search(vectors[0], k=1)
+    _settle(table)
+    table.close()
+    assert not orphan.exists()
+    assert _reopened_uses_file(url, vectors[0])
+
+
+async def test_async_view_maps_the_file(tmp_path):
+    url, vectors = _built(tmp_path, "inner_product")
+    table = _open(url, "inner_product")
+    hits = await table.aio.search(vectors[8], k=3)
+    assert hits[0].id == "r8"
+    assert _used(table)
+    await table.aclose()
