@@ -34,7 +34,11 @@ CASES = [
     ("filter_in_lists.py", ["--n", "2000", "--values", "300", "--repeat", "1"], []),
     ("mixed_load.py", ["--n", "500", "--dim", "16", "--seconds", "0.3"], []),
     ("cold_open.py", ["--n", "500", "--dim", "16", "--rounds", "1"], []),
-    ("cold_open.py", ["--n", "500", "--dim", "16", "--rounds", "1", "--snapshot-file", "--warm"], []),
+    (
+        "cold_open.py",
+        ["--n", "500", "--dim", "16", "--rounds", "1", "--snapshot-file", "--warm"],
+        [],
+    ),
     ("concurrency.py", ["--n", "500", "--dim", "16", "--seconds", "0.2"], []),
     ("filtered_search.py", ["--n", "500", "--dim", "16", "--queries", "2"], []),
     ("delete_then_search.py", ["--n", "500", "--dim", "16", "--rows", "5", "--rounds", "2"], []),

@@ -454,3 +454,24 @@ async def test_async_view_maps_the_file(tmp_path):
     assert hits[0].id == "r8"
     assert _used(table)
     await table.aclose()
+
+
+def test_a_save_is_seen_once_by_another_reader(tmp_path):
+    """A save commits a new token: another table object reloads once, by mapping the new
+    file, and writes none itself; the saver keeps its snapshot (relabelled, no reload)."""
+    url, vectors = _built(tmp_path)
+    _file(tmp_path).unlink()
+    first = _open(url)
+    first.search(vectors[0], k=1)  # reads the rows, then saves
+    _settle(first)
+    kept = first._backend.cache.snapshot
+    second = _open(url)
+    assert second.search(vectors[1], k=1)[0].id == "r1"
+    assert _used(second)
+    _settle(second)
+    assert first.search(vectors[2], k=1)[0].id == "r2"
+    assert first._backend.cache.snapshot.matrix is kept.matrix  # not loaded again
+    assert second.search(vectors[3], k=1)[0].id == "r3"
+    assert _used(second)
+    first.close()
+    second.close()
