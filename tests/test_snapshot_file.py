@@ -340,6 +340,7 @@ def test_directory_option(tmp_path):
         "sqlite:///:memory:",
         "sqlite:///file:shared_snap?mode=memory&cache=shared&uri=true",
         "mysql+pymysql://user:secret@127.0.0.1:4000/test",
+        "sqlite:///file:/tmp/snap_ro.db?mode=ro&uri=true",
     ],
 )
 def test_option_refused_without_a_database_file(url):

@@ -98,6 +98,12 @@ def check_option(option: Any, engine: sa.Engine) -> Path | bool:
             "is gone when the process ends, so a file of its vectors could never be reused; "
             "remove the option or use a file"
         )
+    read_only = url.query.get("mode") == "ro" or "mode=ro" in database
+    if read_only or url.query.get("immutable") == "1" or "immutable=1" in database:
+        raise ConfigurationError(
+            "snapshot_file= records a token in the database on every save, and this URL "
+            "opens it read-only: remove the option, or open the file read-write"
+        )
     if option is True:
         return True
     given = os.fspath(option)  # type: ignore[arg-type]  # a str or PathLike by now
@@ -282,6 +288,8 @@ class SnapshotFile:
         path, database = self.path, self.database
         if path is None or database is None or snap.token is None:
             return False
+        if cache.watcher.token_now() != snap.token:
+            return False  # not the committed state any more: no file to write
         _remove_orphans(path)
         temp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
