@@ -200,6 +200,7 @@ class SnapshotFile:
         if loaded is None:
             return None
         self.used = True  # ``VectorCache.load`` records the state it holds (``saved``)
+        _remove_orphans(path)  # saves cut short by a dead process (each a whole copy)
         return loaded
 
     def _mismatch(

@@ -1,0 +1,105 @@
+"""The snapshot file when a process dies in the middle of writing it.
+
+A child process is made to die (``os._exit``, no cleanup, as on SIGKILL) at each point
+of a save: while the arrays are written, after the header but before the commit, and
+after the commit but before the rename. Whatever is left on disk, the next open must
+give the table's exact committed rows: the old file only if it still holds them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tidb_jina.store import VectorTable
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX rename and mmap")
+
+DIM, N = 16, 400
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from tidb_jina.store import VectorTable, _snapshot_file as sf
+
+    url, where, write = sys.argv[1], sys.argv[2], sys.argv[3] == "write"
+
+    def die(*args, **kwargs):
+        os._exit(9)
+
+    if where == "arrays":
+        sf._write_arrays = die
+    elif where == "header":  # the header is in the file; the commit is not done
+        real_header = sf._write_header
+        def header_then_die(*args, **kwargs):
+            real_header(*args, **kwargs)
+            die()
+        sf._write_header = header_then_die
+    elif where == "rename":  # committed, not renamed
+        sf.os.replace = die
+    table = VectorTable(url, table_name="t", snapshot_file=True)
+    table.search(np.ones(16, np.float32), k=1)
+    cache = table._backend.cache
+    cache.file.wait()
+    if write:  # our own write: the file is behind, close() saves again
+        table.upsert(np.full((1, 16), -3, np.float32), ids=["r0"])
+        table.close()
+    else:  # nothing written: save the same state again
+        cache.file.save(cache, cache.snapshot)
+    os._exit(0)
+    """
+)
+
+
+def _vectors() -> np.ndarray:
+    return np.random.default_rng(5).standard_normal((N, DIM)).astype(np.float32)
+
+
+def _built(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    table = VectorTable(url, table_name="t", snapshot_file=True)
+    table.upsert(_vectors(), ids=[f"r{i}" for i in range(N)])
+    table.search(_vectors()[0], k=1)
+    table._backend.cache.file.wait()
+    table.close()
+    return url
+
+
+@pytest.mark.parametrize("where", ["arrays", "header", "rename"])
+@pytest.mark.parametrize("write", [True, False], ids=["after-own-write", "same-state"])
+def test_a_save_cut_short_never_gives_wrong_rows(tmp_path, where, write):
+    url = _built(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, url, where, "write" if write else "same"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 9, done.stderr
+    table = VectorTable(url, table_name="t", snapshot_file=True)
+    reference = VectorTable(url, table_name="t")  # the rows, read now
+    queries = np.concatenate([_vectors()[:5], np.full((1, DIM), -3, np.float32)])
+    for q in queries:
+        got = [(h.id, h.distance) for h in table.search(q, k=5)]
+        assert got == [(h.id, h.distance) for h in reference.search(q, k=5)]
+    if write:  # the stored token moved (or is NULL): the old file is never used
+        assert not table._backend.cache.file.used
+        assert table.search(queries[-1], k=1)[0].id == "r0"
+    elif where != "rename":  # nothing committed: the old file still holds the rows
+        assert table._backend.cache.file.used
+    else:  # a new token was committed, its file never renamed: the old one is refused
+        assert not table._backend.cache.file.used
+    table._backend.cache.file.wait()  # written again if refused; the dead child's temp gone
+    table.close()
+    reference.close()
+    assert not list(tmp_path.glob("*.tmp"))
+    again = VectorTable(url, table_name="t", snapshot_file=True)
+    again.search(queries[0], k=1)
+    assert again._backend.cache.file.used
+    again.close()
