@@ -15,7 +15,8 @@ its read transaction to one token and uses the snapshot of that token, so its sc
 the rows it reads agree. Another connection's commit makes the next search load the
 vectors again (once, for every reader: single flight; streamed, ``_stream_load``); this
 process's own upserts are applied to a new snapshot that shares the matrix buffer
-(``_incremental``).
+(``_incremental``). With ``snapshot_file=``, a load first tries the table's mapped
+snapshot file, used only with a proof that it holds the same state (``_snapshot_file``).
 """
 
 from __future__ import annotations

@@ -370,8 +370,9 @@ class SnapshotFile:
                 f"DELETE FROM {STATE_TABLE} WHERE table_name = ?",  # noqa: S608
                 (self.table_name,),
             )
-        if path is not None and os.path.exists(path):
-            os.unlink(path)
+        if path is not None:  # a file that cannot go (mapped elsewhere, on Windows) is
+            with contextlib.suppress(OSError):  # stale anyway: its token row is gone
+                os.unlink(path)
         self.saved, self.used = None, False
 
 
