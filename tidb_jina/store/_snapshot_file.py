@@ -48,6 +48,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ ALIGN = 64
 STATE_TABLE = "tidb_jina_snapshots"
 SUFFIX = ".vectors"
 BUSY_SECONDS = 2.0  # how long a save waits for SQLite's write lock before giving up
+POLL_SECONDS = 0.05  # ... asking again this often (``forget`` may stop it meanwhile)
 WRITE_ROWS = 8192  # rows per write of the matrix
 _BIG_ENDIAN = sys.byteorder != "little"
 _MADV_POPULATE_READ = 22  # Linux 5.14+: fault the mapped pages in with one call
@@ -117,12 +119,19 @@ def check_option(option: Any, engine: sa.Engine) -> Path | bool:
 
 
 def trigger_sql(table_name: str) -> dict[str, str]:
-    """Our three triggers' names and SQL, as SQLite stores it in ``sqlite_master``.
+    """Our three triggers' and our guard index's names and SQL, as SQLite stores them in
+    ``sqlite_master``.
+
+    The index holds no row (``WHERE 0``: nothing to store or update) and exists for one
+    effect: SQLite refuses to open a writable BLOB handle (``sqlite3_blob_open``,
+    Python's ``Connection.blobopen``) on a table with an index on an expression, and a
+    BLOB handle writes bytes in place without firing any trigger.
 
     ``table_name`` is a checked identifier (letters, digits, underscores): it is quoted
     here, and no value ever enters the text."""
     where = f"{STATE_TABLE} WHERE table_name = '{table_name}'"
-    out = {}
+    guard = f"{table_name}__snap_nb"
+    out = {guard: f'CREATE INDEX "{guard}" ON "{table_name}"((0)) WHERE 0'}
     for event, tag in (("INSERT", "ai"), ("UPDATE", "au"), ("DELETE", "ad")):
         name = f"{table_name}__snap_{tag}"
         reset = f"UPDATE {STATE_TABLE} SET token = NULL WHERE table_name = '{table_name}'"  # noqa: S608
@@ -157,6 +166,7 @@ class SnapshotFile:
         self.used = False  # the last load mapped the file
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set by ``forget``: a save under way gives up
 
     # --- where ------------------------------------------------------------------------
 
@@ -222,15 +232,16 @@ class SnapshotFile:
         if (header.get("table"), header.get("dimension"), header.get("metric")) != mine:
             return "another table, dimension or metric"
         found = conn.exec_driver_sql(
-            "SELECT type, name, sql FROM sqlite_master WHERE (type = 'trigger' AND tbl_name = ?)"
+            "SELECT type, name, sql FROM sqlite_master WHERE (type IN ('trigger', 'index')"
+            " AND tbl_name = ?)"
             " OR (type = 'table' AND name = ?)",
             (self.table_name, STATE_TABLE),
         ).all()
         if not any(kind == "table" for kind, _, _ in found):
             return "no token table"
-        triggers = {name: sql for kind, name, sql in found if kind == "trigger"}
-        if any(triggers.get(name) != sql for name, sql in trigger_sql(self.table_name).items()):
-            return "our triggers are missing or changed"
+        guards = {name: sql for kind, name, sql in found if kind != "table"}
+        if any(guards.get(name) != sql for name, sql in trigger_sql(self.table_name).items()):
+            return "our triggers or guard index are missing or changed"
         token = conn.exec_driver_sql(
             f"SELECT token FROM {STATE_TABLE} WHERE table_name = ?",  # noqa: S608
             (self.table_name,),
@@ -295,7 +306,9 @@ class SnapshotFile:
         temp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
             with open(temp, "w+b") as f:
-                rows = _write_arrays(f, snap, self.metric)
+                rows = _write_arrays(f, snap, self.metric, self._stop)
+                if self._stop.is_set():
+                    return False
                 f.flush()
                 os.fsync(f.fileno())
                 return self._commit(cache, snap, f, rows, database, path, temp)
@@ -315,9 +328,11 @@ class SnapshotFile:
     ) -> bool:
         """The one write transaction that makes the temporary file the valid one."""
         with cache.writing():  # the load lock first, then SQLite's (as every writer)
-            db = sqlite3.connect(database, timeout=BUSY_SECONDS, isolation_level=None)
+            db = sqlite3.connect(database, timeout=POLL_SECONDS, isolation_level=None)
             try:
-                db.execute("BEGIN IMMEDIATE")
+                if not _begin(db, self._stop):
+                    log.debug("snapshot file %s not written: the database stayed locked", path)
+                    return False
                 try:
                     own = _one(db, "PRAGMA data_version")
                     if cache.watcher.token_now() != snap.token:
@@ -359,8 +374,15 @@ class SnapshotFile:
 
     def forget(self, conn: sa.Connection) -> None:
         """The table is being dropped: its token row and its file go (in ``conn``'s
-        transaction; the file even if that rolls back: it is only rebuilt then)."""
-        self.wait()
+        transaction; the file even if that rolls back: it is only rebuilt then).
+
+        ``conn`` holds SQLite's write lock: a save under way is told to give up (it
+        would wait for that lock), and is waited for."""
+        self._stop.set()
+        try:
+            self.wait()
+        finally:
+            self._stop.clear()
         path = self.locate(conn)
         exists = conn.exec_driver_sql(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (STATE_TABLE,)
@@ -376,6 +398,24 @@ class SnapshotFile:
         self.saved, self.used = None, False
 
 
+def _begin(db: sqlite3.Connection, stop: threading.Event) -> bool:
+    """``BEGIN IMMEDIATE`` on ``db``, retried while the database is locked, for at most
+    ``BUSY_SECONDS``; False when it stayed locked or ``stop`` was set meanwhile."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while not stop.is_set():
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            continue
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")  # for the COMMIT
+        return True
+    return False
+
+
 def _one(db: sqlite3.Connection, sql: str) -> int:
     return int(db.execute(sql).fetchone()[0])
 
@@ -387,13 +427,15 @@ def _install(db: sqlite3.Connection, table_name: str) -> None:
     )
     have = dict(
         db.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+            "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'index')"
+            " AND tbl_name = ?",
             (table_name,),
         ).fetchall()
     )
     for name, sql in trigger_sql(table_name).items():
         if have.get(name) != sql:
-            db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+            kind = "INDEX" if sql.startswith("CREATE INDEX") else "TRIGGER"
+            db.execute(f'DROP {kind} IF EXISTS "{name}"')
             db.execute(sql)
 
 
@@ -405,8 +447,9 @@ def _relabel(cache: VectorCache, snap: Snapshot, token: Any) -> None:
     cache._publish(dataclasses.replace(snap, token=token, extras=extras))
 
 
-def _write_arrays(f: Any, snap: Snapshot, metric: DistanceMetric) -> int:
-    """The alive rows' rowids, matrix and squared norms, in rowid order; the row count."""
+def _write_arrays(f: Any, snap: Snapshot, metric: DistanceMetric, stop: threading.Event) -> int:
+    """The alive rows' rowids, matrix and squared norms, in rowid order; the row count.
+    Stops early (a partial temporary file) when ``stop`` is set."""
     rowids = snap.rowids
     order: np.ndarray | None = None
     if snap.alive is not None or not (rowids.size < 2 or bool((rowids[1:] > rowids[:-1]).all())):
@@ -420,8 +463,10 @@ def _write_arrays(f: Any, snap: Snapshot, metric: DistanceMetric) -> int:
     f.write(np.ascontiguousarray(rowids, dtype="<i8").data)
     f.seek(at_matrix)
     for start in range(0, rows, WRITE_ROWS):
-        stop = min(rows, start + WRITE_ROWS)
-        block = snap.matrix[start:stop] if order is None else snap.matrix[order[start:stop]]
+        if stop.is_set():
+            return rows
+        end_row = min(rows, start + WRITE_ROWS)
+        block = snap.matrix[start:end_row] if order is None else snap.matrix[order[start:end_row]]
         f.write(np.ascontiguousarray(block, dtype="<f4").data)
     if metric is DistanceMetric.L2:
         assert snap.sq_norms is not None

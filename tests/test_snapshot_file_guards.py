@@ -1,0 +1,121 @@
+"""The snapshot file's proof against writes that fire no trigger, and a save that must
+give way to ``drop()``.
+
+* A BLOB handle (``sqlite3_blob_open``; Python's ``Connection.blobopen``) writes a
+  vector's bytes in place and fires no trigger: our zero-row guard index on an
+  expression makes SQLite refuse to open one for writing, and a file whose guard index
+  is gone is not trusted.
+* ``drop()`` holds SQLite's write lock while it waits for a save on the thread: the save
+  gives up at once (no wait for the lock, no warning), and no file is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tidb_jina.store import VectorTable
+from tidb_jina.store import _snapshot_file as sf
+
+DIM, N = 16, 300
+
+
+def _vectors(n: int = N, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def _open(url: str) -> VectorTable:
+    return VectorTable(url, table_name="t", snapshot_file=True)
+
+
+def _built(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    table = _open(url)
+    table.upsert(_vectors(), ids=[f"r{i}" for i in range(N)])
+    table.search(_vectors(1)[0], k=1)
+    table._backend.cache.file.wait()
+    table.close()
+    assert (tmp_path / "g.db.t.vectors").exists()
+    return url
+
+
+def _mapped_and_right(url: str) -> bool:
+    """Whether a reopen maps the file; asserts its results are the rows' either way."""
+    probe = _vectors(1, seed=9)[0]
+    mapped, streamed = _open(url), VectorTable(url, table_name="t")
+    try:
+        got = [(h.id, h.distance) for h in mapped.search(probe, k=N)]
+        assert got == [(h.id, h.distance) for h in streamed.search(probe, k=N)]
+        return bool(mapped._backend.cache.file.used)
+    finally:
+        mapped.close()
+        streamed.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Connection.blobopen is 3.11+")
+def test_a_blob_handle_cannot_write_the_vectors_behind_the_triggers(tmp_path):
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db")
+    rowid = db.execute("SELECT rowid FROM t WHERE id = 'r3'").fetchone()[0]
+    with pytest.raises(sqlite3.OperationalError, match="indexed"):
+        db.blobopen("t", "embedding", rowid)  # writable: refused
+    with db.blobopen("t", "embedding", rowid, readonly=True) as blob:  # reading: fine
+        assert len(blob.read()) == 4 * DIM
+    db.close()
+    assert _mapped_and_right(url)  # nothing changed: still the valid file
+
+
+def test_guard_index_removed_means_no_trust(tmp_path):
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db")
+    db.execute('DROP INDEX "t__snap_nb"')
+    db.commit()
+    db.close()
+    assert not _mapped_and_right(url)  # refused (and a new file written, guard repaired)
+    assert _mapped_and_right(url)
+    db = sqlite3.connect(tmp_path / "g.db")
+    found = db.execute("SELECT sql FROM sqlite_master WHERE name = 't__snap_nb'").fetchone()
+    assert found == (sf.trigger_sql("t")["t__snap_nb"],)
+    db.close()
+
+
+def test_drop_during_a_save_does_not_wait_for_it(tmp_path, monkeypatch, caplog):
+    url = _built(tmp_path)
+    (tmp_path / "g.db.t.vectors").unlink()  # the next open loads the rows and saves
+    gate = threading.Event()
+    real_write = sf._write_arrays
+
+    def gated_write(*args, **kwargs):
+        gate.wait(10)  # until drop() holds SQLite's write lock
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(sf, "_write_arrays", gated_write)
+    table = _open(url)
+    file = table._backend.cache.file
+    real_forget = file.forget
+
+    def forget_inside_drop(conn):
+        gate.set()  # the save goes on now, and meets drop's lock
+        time.sleep(0.2)
+        real_forget(conn)
+
+    monkeypatch.setattr(file, "forget", forget_inside_drop)
+    table.search(_vectors(1)[0], k=1)
+    assert file._thread is not None and file._thread.is_alive()
+    caplog.set_level(logging.DEBUG, logger=sf.__name__)
+    started = time.monotonic()
+    table.drop()
+    took = time.monotonic() - started
+    assert took < sf.BUSY_SECONDS, took  # the save gave up instead of waiting 2 s
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not file._thread.is_alive()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".vectors" in p.name) == []
+    assert not table.exists()
+    table.close()
