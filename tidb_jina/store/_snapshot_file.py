@@ -13,19 +13,22 @@ The file is used only with a proof that it holds the table's committed state:
   triggers on the vector table (AFTER INSERT / UPDATE / DELETE) that set the table's
   ``token`` to NULL (only while it is not NULL: one UPDATE per write transaction, the
   other rows pay a primary-key lookup). Every SQL write by anyone, in any process or
-  tool, fires them; a write that rolls back rolls the NULL back with it;
+  tool, fires them; a write that rolls back rolls the NULL back with it. A zero-row
+  index on an expression (``<table>__snap_nb``) makes SQLite refuse writable BLOB
+  handles (``Connection.blobopen``), which write in place without firing triggers;
 * writing a file: the arrays go to a temporary file first (no lock held), then ONE write
   transaction (``BEGIN IMMEDIATE``) checks that the snapshot the file was written from
   is exactly the committed state (its change token is the watcher's, read under the
-  write lock), creates the table and triggers if missing, sets ``token`` to a new
-  ``randomblob(16)``, writes the token and ``PRAGMA schema_version`` into the file's
+  write lock), creates the table, triggers and index if missing, sets ``token`` to a
+  new ``randomblob(16)``, writes the token and ``PRAGMA schema_version`` into the file's
   header and syncs it, commits, then renames the file into place;
 * opening: in the read transaction that would otherwise load the rows, the file is
   accepted only if its token equals the stored one, the schema cookie is the same (a
   ``VACUUM`` may renumber rowids; ``DROP`` / ``CREATE`` / ``ALTER`` of any table bump
-  it), the three triggers exist with exactly our SQL, and name, dimension, metric, row
-  count and file size agree. Anything else (a missing, torn, foreign or stale file) is
-  ignored: the rows are read as usual, and a new file is written for the next open.
+  it), the three triggers and the index exist with exactly our SQL, and name,
+  dimension, metric, row count and file size agree. Anything else (a missing, torn,
+  foreign or stale file) is ignored: the rows are read as usual, and a new file is
+  written for the next open.
 
 Crash orders: before the commit, the stored token is unchanged (the old file, if it
 matches, still holds exactly that state) and only a temporary file is left (removed
@@ -33,8 +36,9 @@ by a later save once its process is gone); after the commit and before the renam
 old file holds the old token: rejected. Two writers (threads or processes) each rename
 a complete file; the loser's token is no longer the stored one: rejected, rebuilt.
 
-Not covered (see ``docs/decisions.md``): dropping our triggers and then writing,
-``PRAGMA schema_version=`` writes, and editing the file's bytes.
+Not covered (see ``docs/decisions.md``): dropping our triggers, writing, re-creating
+them and setting ``PRAGMA schema_version=`` back; a TEMP trigger of another connection
+made to suppress our UPDATE (``RAISE(IGNORE)``); editing the file's bytes.
 """
 
 from __future__ import annotations
