@@ -11,6 +11,7 @@ give way to ``drop()``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import sys
@@ -119,3 +120,35 @@ def test_drop_during_a_save_does_not_wait_for_it(tmp_path, monkeypatch, caplog):
     assert sorted(p.name for p in tmp_path.iterdir() if ".vectors" in p.name) == []
     assert not table.exists()
     table.close()
+
+
+async def test_aclose_writes_the_file_off_the_event_loop(tmp_path, monkeypatch):
+    """``aclose()`` may write the file (our own writes left it behind): the loop keeps
+    running meanwhile, and the file is written and valid afterwards."""
+    url = _built(tmp_path)
+    table = _open(url)
+    await table.aio.search(_vectors(1)[0], k=1)  # maps the file
+    await table.aio.upsert(_vectors(1, seed=4), ids=["new"])  # now the file is behind
+    real_save = sf.SnapshotFile.save
+
+    def slow_save(self, cache, snap):
+        time.sleep(0.6)  # as a big matrix's write would take
+        return real_save(self, cache, snap)
+
+    monkeypatch.setattr(sf.SnapshotFile, "save", slow_save)
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    await table.aclose()
+    await asyncio.sleep(0.05)  # one more tick: a blocked loop shows as one long gap
+    ticker.cancel()
+    gaps = np.diff(ticks)
+    assert gaps.max() < 0.4, gaps.max()  # the loop was never blocked by the save
+    monkeypatch.setattr(sf.SnapshotFile, "save", real_save)
+    assert _mapped_and_right(url)  # the file written at close holds the new row too

@@ -15,6 +15,7 @@ occurrence.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import os
@@ -278,6 +279,8 @@ class TableBase:
     async def aclose(self) -> None:
         """:meth:`close`, plus the async pool of the running event loop."""
         await self._runner.dispose()
+        # off the loop: closing may write the embedded snapshot file (seconds at 1M rows)
+        await asyncio.to_thread(self._backend.close)
         self.close()
 
     def exists(self) -> bool:
