@@ -152,3 +152,51 @@ async def test_aclose_writes_the_file_off_the_event_loop(tmp_path, monkeypatch):
     assert gaps.max() < 0.4, gaps.max()  # the loop was never blocked by the save
     monkeypatch.setattr(sf.SnapshotFile, "save", real_save)
     assert _mapped_and_right(url)  # the file written at close holds the new row too
+
+
+def test_a_commit_while_the_arrays_are_written_is_never_saved_as_fresh(tmp_path, monkeypatch):
+    """The arrays are written with no lock held: a foreign commit landing then must make
+    the save give up (checked again under the write lock), not label old arrays with a
+    new token."""
+    url = _built(tmp_path)
+    (tmp_path / "g.db.t.vectors").unlink()
+    real_write = sf._write_arrays
+
+    def write_then_foreign_commit(*args, **kwargs):
+        rows = real_write(*args, **kwargs)
+        db = sqlite3.connect(tmp_path / "g.db")
+        db.execute(
+            "INSERT INTO t (id, embedding, meta) VALUES ('late', ?, '{}')",
+            (np.full(DIM, 7, "<f4").tobytes(),),
+        )
+        db.commit()
+        db.close()
+        return rows
+
+    monkeypatch.setattr(sf, "_write_arrays", write_then_foreign_commit)
+    table = _open(url)
+    table.search(_vectors(1)[0], k=1)
+    file = table._backend.cache.file
+    file.wait()
+    assert file.saved is None  # gave up
+    table.close()
+    monkeypatch.setattr(sf, "_write_arrays", real_write)
+    assert not (tmp_path / "g.db.t.vectors").exists()
+    _mapped_and_right(url)  # the rows, with 'late'; then a good file
+    reopened = _open(url)
+    assert reopened.search(np.ones(DIM, np.float32), k=1)[0].id == "late"
+    assert reopened._backend.cache.file.used
+    reopened.close()
+
+
+def test_a_missing_trigger_is_refused_even_with_the_cookie_set_back(tmp_path):
+    """Our trigger dropped, a vector changed (nothing marks the file stale) and the
+    schema cookie set back: the trigger check still refuses the file."""
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    cookie = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute('DROP TRIGGER "t__snap_au"')
+    db.execute("UPDATE t SET embedding = ? WHERE id = 'r5'", (np.ones(DIM, "<f4").tobytes(),))
+    db.execute(f"PRAGMA schema_version = {cookie}")
+    db.close()
+    assert not _mapped_and_right(url)
