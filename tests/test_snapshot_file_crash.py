@@ -103,3 +103,54 @@ def test_a_save_cut_short_never_gives_wrong_rows(tmp_path, where, write):
     again.search(queries[0], k=1)
     assert again._backend.cache.file.used
     again.close()
+
+
+FULL_DISK_CHILD = textwrap.dedent(
+    """
+    import os, resource, signal, sys
+    import numpy as np
+    from tidb_jina.store import VectorTable
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))  # no file beyond 1 MiB
+    table = VectorTable(sys.argv[1], table_name="t", snapshot_file=True)
+    q = np.ones(int(sys.argv[2]), np.float32)
+    first = [h.id for h in table.search(q, k=5)]
+    table._backend.cache.file.wait()  # the save failed with OSError on the thread
+    assert table._backend.cache.file.saved is None
+    assert [h.id for h in table.search(q, k=5)] == first  # the table still works
+    print(",".join(first))
+    sys.stdout.flush()
+    os._exit(0)
+    """
+)
+
+
+def test_a_full_disk_while_writing_leaves_no_file_and_a_working_table(tmp_path):
+    """The file system refuses the file's bytes (a real EFBIG from ``RLIMIT_FSIZE``):
+    the save is given up with a warning, no file (not even a temporary one) is left,
+    and the next open reads the rows and writes a good file."""
+    url, dim, n = f"sqlite:///{tmp_path / 'full.db'}", 128, 3000  # a 1.5 MB file
+    vectors = np.random.default_rng(2).standard_normal((n, dim)).astype(np.float32)
+    table = VectorTable(url, table_name="t")  # no file yet
+    table.upsert(vectors, ids=[f"r{i}" for i in range(n)])
+    expected = [h.id for h in table.search(np.ones(dim, np.float32), k=5)]
+    table.close()
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, url, str(dim)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ",".join(expected)
+    assert "could not write the snapshot file" in done.stderr  # said, not hidden
+    assert sorted(p.name for p in tmp_path.iterdir() if "vectors" in p.name) == []
+    again = VectorTable(url, table_name="t", snapshot_file=True)
+    assert [h.id for h in again.search(np.ones(dim, np.float32), k=5)] == expected
+    again._backend.cache.file.wait()
+    again.close()
+    reopened = VectorTable(url, table_name="t", snapshot_file=True)
+    assert [h.id for h in reopened.search(np.ones(dim, np.float32), k=5)] == expected
+    assert reopened._backend.cache.file.used
+    reopened.close()
