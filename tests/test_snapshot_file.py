@@ -326,11 +326,26 @@ def test_directory_option(tmp_path):
     table.search(vectors[0], k=1)
     _settle(table)
     table.close()
-    assert (folder / "snap.db.t.vectors").exists()
+    (saved,) = folder.glob("snap.db.*.t.vectors")  # the database's own file in the folder
     table = VectorTable(url, table_name="t", snapshot_file=str(folder))
     assert table.search(vectors[9], k=1)[0].id == "9"
     assert _used(table)
     table.close()
+    # another database of the same name, same folder: its own file, neither overwritten
+    (tmp_path / "other").mkdir()
+    other_url = _url(tmp_path / "other")
+    other = VectorTable(other_url, table_name="t", snapshot_file=folder)
+    other.upsert(vectors[:5], ids=[f"o{i}" for i in range(5)])
+    other.search(vectors[0], k=1)
+    _settle(other)
+    other.close()
+    assert len(list(folder.glob("snap.db.*.t.vectors"))) == 2 and saved.exists()
+    for where, first in ((url, "9"), (other_url, "o3")):
+        probe = vectors[int(first[-1])]
+        table = VectorTable(where, table_name="t", snapshot_file=folder)
+        assert table.search(probe, k=1)[0].id == first
+        assert _used(table)
+        table.close()
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import mmap
@@ -182,7 +183,11 @@ class SnapshotFile:
             if not database:
                 return None
             name = f"{Path(database).name}.{self.table_name}{SUFFIX}"
-            folder = Path(database).parent if self.place is True else Path(str(self.place))
+            folder = Path(database).parent
+            if self.place is not True:  # a folder shared by databases of the same name:
+                folder = Path(str(self.place))  # one file each, not one they overwrite
+                where = hashlib.sha256(database.encode()).hexdigest()[:12]
+                name = f"{Path(database).name}.{where}.{self.table_name}{SUFFIX}"
             self.database, self.path = database, str(folder / name)
         return self.path
 
