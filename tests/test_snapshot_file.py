@@ -364,12 +364,20 @@ def test_option_refused_without_a_database_file(url):
     assert "secret" not in str(err.value)
 
 
-def test_bad_option_values(tmp_path):
+def test_bad_option_values(tmp_path, monkeypatch):
     url = _url(tmp_path)
     with pytest.raises(ConfigurationError, match="not an existing directory"):
         VectorTable(url, snapshot_file=tmp_path / "missing")
     with pytest.raises(ConfigurationError, match="True, False or a directory"):
         VectorTable(url, snapshot_file=3)
+    with pytest.raises(ConfigurationError, match="not an existing directory"):
+        VectorTable(url, snapshot_file="")  # not silently the current directory
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    real_access = os.access  # root may write anyway: the check is asked to say no
+    monkeypatch.setattr(os, "access", lambda p, m: p != locked and real_access(p, m))
+    with pytest.raises(ConfigurationError, match="cannot write to"):
+        VectorTable(url, snapshot_file=locked)
     with pytest.raises(ConfigurationError, match="search_cache=True"):
         VectorTable(url, snapshot_file=True, search_cache=False)
 

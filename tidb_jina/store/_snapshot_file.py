@@ -115,10 +115,15 @@ def check_option(option: Any, engine: sa.Engine) -> Path | bool:
         return True
     given = os.fspath(option)  # type: ignore[arg-type]  # a str or PathLike by now
     folder = Path(given).expanduser().absolute()
-    if not folder.is_dir():
+    if not given or not folder.is_dir():
         raise ConfigurationError(
             f"snapshot_file={given!r} is not an existing directory: create it, "
             "or pass True to keep the file next to the database"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"snapshot_file={given!r} is a directory this process cannot write to: "
+            "give it write permission, or pass another directory (or True)"
         )
     return folder
 
