@@ -200,3 +200,12 @@ def test_a_missing_trigger_is_refused_even_with_the_cookie_set_back(tmp_path):
     db.execute(f"PRAGMA schema_version = {cookie}")
     db.close()
     assert not _mapped_and_right(url)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="MADV_POPULATE_READ is Linux's")
+def test_a_kernel_without_populate_read_still_maps_the_file(tmp_path, monkeypatch):
+    """An advice the kernel refuses (older kernels: EINVAL for MADV_POPULATE_READ) only
+    loses the prefetch: the file is mapped and the pages are read as they are touched."""
+    url = _built(tmp_path)
+    monkeypatch.setattr(sf, "_MADV_POPULATE_READ", 9999)  # EINVAL on every kernel
+    assert _mapped_and_right(url)

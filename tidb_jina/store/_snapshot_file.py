@@ -548,7 +548,7 @@ def _arrays(mapped: mmap.mmap, rows: int, dimension: int, metric: DistanceMetric
         sq = None if sq is None else sq.astype(np.float32)
     if rows > 1 and not bool((rowids[1:] > rowids[:-1]).all()):
         return None
-    if hasattr(mapped, "madvise") and rows:
+    if sys.platform == "linux" and hasattr(mapped, "madvise") and rows:  # 22: Linux only
         with contextlib.suppress(OSError):  # fault the pages in with one call
             mapped.madvise(_MADV_POPULATE_READ)
     return Loaded(rowids, matrix, sq, None)
