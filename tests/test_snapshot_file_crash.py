@@ -154,3 +154,31 @@ def test_a_full_disk_while_writing_leaves_no_file_and_a_working_table(tmp_path):
     assert [h.id for h in reopened.search(np.ones(dim, np.float32), k=5)] == expected
     assert reopened._backend.cache.file.used
     reopened.close()
+
+
+EXIT_CHILD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from tidb_jina.store import VectorTable
+
+    table = VectorTable(sys.argv[1], table_name="t", snapshot_file=True)
+    print(table.search(np.ones(16, np.float32), k=1)[0].id)
+    # no close(), no wait: the interpreter ends while the file may still be written
+    """
+)
+
+
+def test_a_script_that_ends_right_after_its_first_search_leaves_a_good_file(tmp_path):
+    url = _built(tmp_path)
+    (tmp_path / "crash.db.t.vectors").unlink()
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_CHILD, url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # nothing printed
+    assert (tmp_path / "crash.db.t.vectors").exists()  # the thread finished first
+    assert not list(tmp_path.glob("*.tmp"))
+    table = VectorTable(url, table_name="t", snapshot_file=True)
+    assert table.search(np.ones(16, np.float32), k=1)[0].id == done.stdout.strip()
+    assert table._backend.cache.file.used
+    table.close()
