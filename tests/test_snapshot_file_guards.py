@@ -7,6 +7,9 @@ give way to ``drop()``.
   is gone is not trusted.
 * ``drop()`` holds SQLite's write lock while it waits for a save on the thread: the save
   gives up at once (no wait for the lock, no warning), and no file is left.
+* SQL from outside, in the forms the sqlite3 CLI allows (UPSERT, an UPDATE that changes
+  nothing, REPLACE, ALTER TABLE RENAME, VACUUM INTO restored, ATTACH): the file is
+  refused and the results are the rows'; a rolled-back SAVEPOINT leaves it valid.
 """
 
 from __future__ import annotations
@@ -208,4 +211,78 @@ def test_a_kernel_without_populate_read_still_maps_the_file(tmp_path, monkeypatc
     loses the prefetch: the file is mapped and the pages are read as they are touched."""
     url = _built(tmp_path)
     monkeypatch.setattr(sf, "_MADV_POPULATE_READ", 9999)  # EINVAL on every kernel
+    assert _mapped_and_right(url)
+
+
+ONE = np.full(DIM, 5, "<f4").tobytes()
+
+
+def _rename_ours(db: sqlite3.Connection, folder: Path) -> None:
+    """Our table renamed away, a copy in another rowid order under its name, written."""
+    db.execute("ALTER TABLE t RENAME TO t_old")
+    ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = 't_old'").fetchone()[0]
+    db.execute(ddl.replace('"t_old"', "t").replace("t_old", "t", 1))
+    db.execute("INSERT INTO t SELECT * FROM t_old ORDER BY id DESC")
+    db.execute("UPDATE t SET embedding = ? WHERE id = 'r2'", (ONE,))
+    db.execute("DROP TABLE t_old")
+
+
+def _vacuum_into_restored(db: sqlite3.Connection, folder: Path) -> None:
+    """A ``VACUUM INTO`` copy of the saved state (same token; rowids may be renumbered:
+    the rows deleted before the save left gaps) moved over the database."""
+    db.close()
+    table = _open(f"sqlite:///{folder / 'g.db'}")
+    table.delete(ids=[f"r{i}" for i in range(0, N, 3)])
+    table.search(_vectors(1)[0], k=1)
+    table.close()  # the file saved again, with the gaps
+    db = sqlite3.connect(folder / "g.db", isolation_level=None)
+    db.execute("VACUUM INTO ?", (str(folder / "copy.db"),))
+    db.close()
+    (folder / "copy.db").replace(folder / "g.db")
+
+
+ATTACKS = {
+    "upsert": lambda db, folder: db.execute(
+        "INSERT INTO t (id, embedding, meta) VALUES ('r1', ?, '{}') "
+        "ON CONFLICT(id) DO UPDATE SET embedding = excluded.embedding",
+        (ONE,),
+    ),
+    "update-no-change": lambda db, folder: db.execute("UPDATE t SET id = id WHERE id = 'r1'"),
+    "replace-recursive": lambda db, folder: (
+        db.execute("PRAGMA recursive_triggers = ON"),
+        db.execute("REPLACE INTO t (id, embedding, meta) VALUES ('r7', ?, '{}')", (ONE,)),
+    ),
+    "rename-ours": _rename_ours,
+    "rename-token-table": lambda db, folder: (
+        db.execute(f"ALTER TABLE {sf.STATE_TABLE} RENAME TO elsewhere"),
+        db.execute("UPDATE t SET embedding = ? WHERE id = 'r2'", (ONE,)),
+    ),
+    "vacuum-into-restored": _vacuum_into_restored,
+    "attach": lambda db, folder: (
+        db.execute("ATTACH ? AS aux", (str(folder / "g.db"),)),
+        db.execute("UPDATE aux.t SET embedding = ? WHERE id = 'r4'", (ONE,)),
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_sql_from_outside_never_leaves_an_accepted_stale_file(tmp_path, attack):
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    ATTACKS[attack](db, tmp_path)
+    db.close()
+    assert not _mapped_and_right(url)  # refused, and the rows' results
+    assert _mapped_and_right(url)  # the file written again is good
+
+
+def test_a_rolled_back_savepoint_leaves_the_file_valid(tmp_path):
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    db.execute("BEGIN")
+    db.execute("SAVEPOINT s")
+    db.execute("UPDATE t SET embedding = ? WHERE id = 'r3'", (ONE,))
+    db.execute("ROLLBACK TO s")
+    db.execute("RELEASE s")
+    db.execute("COMMIT")
+    db.close()
     assert _mapped_and_right(url)
