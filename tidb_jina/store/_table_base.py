@@ -279,8 +279,7 @@ class TableBase:
     async def aclose(self) -> None:
         """:meth:`close`, plus the async pool of the running event loop."""
         await self._runner.dispose()
-        # off the loop: closing may write the embedded snapshot file (seconds at 1M rows)
-        await asyncio.to_thread(self._backend.close)
+        await asyncio.to_thread(self._backend.close)  # may write a snapshot file: off the loop
         self.close()
 
     def exists(self) -> bool:
