@@ -286,3 +286,27 @@ def test_a_rolled_back_savepoint_leaves_the_file_valid(tmp_path):
     db.execute("COMMIT")
     db.close()
     assert _mapped_and_right(url)
+
+
+def test_a_mapped_file_deleted_or_replaced_keeps_answering(tmp_path):
+    """The map holds the file's inode: deleting the file, or another file renamed over
+    its name, changes nothing for the table that mapped it (and nothing is rewritten
+    into a map: it is read-only)."""
+    url = _built(tmp_path)
+    probe = _vectors(1, seed=9)[0]
+    table, reference = _open(url), VectorTable(url, table_name="t")
+    before = [(h.id, h.distance) for h in table.search(probe, k=20)]
+    assert table._backend.cache.file.used
+    path = tmp_path / "g.db.t.vectors"
+    path.unlink()
+    assert [(h.id, h.distance) for h in table.search(probe, k=20)] == before
+    path.write_bytes(b"\xff" * 4096 * 4)  # a new inode under the name
+    assert [(h.id, h.distance) for h in table.search(probe, k=20)] == before
+    assert before == [(h.id, h.distance) for h in reference.search(probe, k=20)]
+    with pytest.raises(ValueError, match="read-only"):
+        table._backend.cache.snapshot.matrix[0, 0] = 1.0
+    table.upsert(_vectors(1, seed=4), ids=["r0"])  # own write: copied out of the map
+    got = [(h.id, h.distance) for h in table.search(probe, k=20)]
+    assert got == [(h.id, h.distance) for h in reference.search(probe, k=20)]
+    table.close()
+    reference.close()
