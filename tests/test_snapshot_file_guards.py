@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tidb_jina import DatabaseError
 from tidb_jina.store import VectorTable
 from tidb_jina.store import _snapshot_file as sf
 
@@ -310,3 +311,29 @@ def test_a_mapped_file_deleted_or_replaced_keeps_answering(tmp_path):
     assert got == [(h.id, h.distance) for h in reference.search(probe, k=20)]
     table.close()
     reference.close()
+
+
+def test_token_table_dropped_by_hand_gives_a_clear_error_and_a_search_repairs(tmp_path):
+    """Our triggers name the token table: dropping it by hand makes writes fail (SQLite
+    compiles the triggers with each write). The error says what to do, and doing it
+    works. (SQLite keeps failing on a connection that cached the schema without the
+    table, even once it exists again: hence a new table object.)"""
+    url = _built(tmp_path)
+    db = sqlite3.connect(tmp_path / "g.db")
+    db.execute(f"DROP TABLE {sf.STATE_TABLE}")
+    db.commit()
+    db.close()
+    table = _open(url)
+    with pytest.raises(DatabaseError, match="open the table again with snapshot_file=True"):
+        table.upsert(_vectors(1, seed=4), ids=["new"])
+    table.close()
+    table = _open(url)
+    assert table.search(_vectors(1)[0], k=1)  # the rows (no token: no trust), then a save
+    table._backend.cache.file.wait()
+    table.close()
+    table = _open(url)
+    table.upsert(_vectors(1, seed=4), ids=["new"])  # the token table is back
+    assert table.get(ids=["new"])[0].id == "new"
+    table.close()  # (it searched nothing: no file written at close)
+    assert not _mapped_and_right(url)  # the write made the file stale: the rows
+    assert _mapped_and_right(url)

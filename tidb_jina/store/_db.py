@@ -151,6 +151,13 @@ def _embedded_hint(dialect: str, message: str) -> str | None:
     """What to do about an embedded database's error (SQLite has no server to reach)."""
     if dialect != "sqlite":
         return None
+    if "no such table: main.tidb_jina_snapshots" in message:  # ``_snapshot_file``
+        return (
+            "The table tidb_jina_snapshots of snapshot_file= was dropped while its "
+            "triggers on this table remain: open the table again with snapshot_file=True "
+            "and search it once (the table is made again; connections opened before keep "
+            "failing), or drop the '<table>__snap_*' triggers and index"
+        )
     if "locked" in message:
         return (
             "Another connection or process held it locked longer than the busy timeout "
