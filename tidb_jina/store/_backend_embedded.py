@@ -27,6 +27,7 @@ from tidb_jina.store._fresh import search_fresh
 from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapshot
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._types import load_metadata
 
 # Larger transactions amortise the WAL commit.
 DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
@@ -333,11 +334,13 @@ class EmbeddedBackend:
 def _fetch_rows(
     conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
 ) -> dict[int, Any]:
-    columns = [_ROWID, table.c.id, table.c.document, table.c.meta]
+    meta = sa.type_coerce(table.c.meta, sa.Text)  # the text: decoded below, with its id
+    columns = [_ROWID, table.c.id, table.c.document, meta]
     if include_embeddings:
         columns.append(table.c.embedding)
     fetched = {}
     for chunk in chunks(rowids.tolist(), IN_CHUNK):
         for row in conn.execute(sa.select(*columns).where(_ROWID.in_(chunk))):
-            fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
+            decoded = (row[1], row[2], load_metadata(row[3], row[1]))
+            fetched[row[0]] = decoded + (tuple(row[4:]) if include_embeddings else (None,))
     return fetched
