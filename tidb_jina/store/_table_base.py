@@ -318,6 +318,15 @@ class TableBase:
             self._use_metric(state.metric)
         return state.table
 
+    def _loaded(self) -> tuple[sa.Table | None, int | None, DistanceMetric]:
+        """The table, its dimension and its metric from one look at the schema (the
+        ``dimension`` and ``metric`` properties each look again: a search asks once)."""
+        table = self._load()  # settles the metric and the shape
+        dimension = self._declared_dimension
+        if dimension is None and self._state.shape is not None:
+            dimension = self._state.shape.dimension
+        return table, dimension, self._settings.metric
+
     def _use_metric(self, metric: DistanceMetric) -> None:
         """Search by the table's recorded metric (the caller gave none)."""
         old = self._backend
@@ -630,8 +639,8 @@ class TableBase:
             max_distance=max_distance,
             include_embeddings=include_embeddings,
         )
-        table = self._load()
-        queries = _vector.as_matrix(vectors, self.dimension)
+        table, dimension, _ = self._loaded()
+        queries = _vector.as_matrix(vectors, dimension)
         if table is None or options.ids == [] or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         return self._backend.search_many(table, queries, options)

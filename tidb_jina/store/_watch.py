@@ -24,9 +24,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+
+# The winners' rows of a fast search (``read_then_token``) are read through a memory map:
+# no system call and no copy per page. Ten random rows of a 100,000 x 768 table took
+# about 120 us with pread right after a search's gather, 50 us mapped. The map is
+# dropped after MAP_ROWS rows (it is made again on the next read, about 0.3 ms), so the
+# file pages it touched (counted in the resident size) stay a few MB.
+MAP_BYTES = 2**40  # SQLite caps it at its compile-time limit (usually 2 GB)
+MAP_ROWS = 1024
 
 
 class ChangeWatcher:
@@ -41,6 +50,7 @@ class ChangeWatcher:
         # (after close()) is a new epoch, part of the token, so a snapshot labelled by
         # an earlier connection never equals a token of a later one
         self._epoch = 0
+        self._mapped = 0  # rows read through the current memory map (read_then_token)
 
     def _watcher(self, dbapi: Any) -> sqlite3.Connection | None:
         """The private connection (made once, from the engine's own connection).
@@ -91,6 +101,34 @@ class ChangeWatcher:
             version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
             return ("version", self._epoch, version)
 
+    def read_then_token(
+        self, statements: list[tuple[str, Sequence[Any]]]
+    ) -> tuple[list[Any], Any] | None:
+        """(rows of ``statements``, then ``token_now()``), read on the watcher under one
+        hold of its lock (no pool checkout: a fast search's winners are a few rows); None
+        when there is no watcher. Each statement is its own read transaction, so the
+        caller compares the token with the one it read before (unchanged: nothing was
+        committed meanwhile). Read-only statements only: the watcher never writes."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return None
+            if not self._mapped:  # read through a memory map (see MAP_ROWS)
+                conn.execute(f"PRAGMA mmap_size = {MAP_BYTES:d}").fetchall()
+            rows: list[Any] = []
+            cursor = conn.cursor()
+            try:
+                for sql, params in statements:
+                    rows.extend(cursor.execute(sql, params).fetchall())
+            finally:
+                cursor.close()
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            self._mapped += len(rows) + 1
+            if self._mapped > MAP_ROWS:  # unmap: the touched pages leave the RSS
+                conn.execute("PRAGMA mmap_size = 0").fetchall()
+                self._mapped = 0
+            return rows, ("version", self._epoch, version)
+
     def schema_version(self, conn: sa.Connection) -> int:
         """SQLite's schema cookie: it changes whenever any table is created or dropped."""
         dbapi = _dbapi(conn)
@@ -110,7 +148,7 @@ class ChangeWatcher:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
-            self._conn, self._private = None, None
+            self._conn, self._private, self._mapped = None, None, 0
 
 
 def _dbapi(conn: sa.Connection) -> Any:
