@@ -148,9 +148,17 @@ def _read_rows(cache: VectorCache, table: sa.Table, rowids: np.ndarray) -> tuple
     return fetched, read[1]
 
 
-@functools.lru_cache(maxsize=64)
 def _rows_sql(table: sa.Table, count: int) -> str:
     """SQLite's ``SELECT rowid, id, document, meta ... WHERE rowid IN (?, ...)``."""
+    return _rows_sql_for(table.name, table.schema, count)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql_for(name: str, schema: str | None, count: int) -> str:
+    """The text for a table by name: the cache keeps strings, not ``sa.Table`` objects
+    (with their metadata) alive after the tables are gone."""
+    table = sa.table(name, sa.column("id"), sa.column("document"), sa.column("meta"))
+    table.schema = schema
     rowid = sa.literal_column("rowid", sa.Integer)
     marks = [sa.bindparam(f"r{i}", type_=sa.Integer) for i in range(count)]
     stmt = sa.select(rowid, table.c.id, table.c.document, table.c.meta).where(rowid.in_(marks))
