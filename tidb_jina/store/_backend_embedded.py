@@ -231,18 +231,13 @@ class EmbeddedBackend:
     def _results(
         self, hits: tuple[np.ndarray, np.ndarray], rows: dict[int, Any], options: SearchOptions
     ) -> list[SearchResult]:
-        metric = self.settings.metric
-        return [
-            SearchResult(
-                id=rows[rid][0],
-                document=rows[rid][1],
-                metadata=rows[rid][2] or {},
-                distance=float(dist),
-                score=metric.score(float(dist)),
-                embedding=rows[rid][3] if options.include_embeddings else None,
-            )
-            for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
-        ]
+        score, embeddings = self.settings.metric.score, options.include_embeddings
+        out = []
+        for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True):  # floats
+            row = rows[rid]
+            embedding = row[3] if embeddings else None
+            out.append(SearchResult(row[0], row[1], row[2] or {}, dist, score(dist), embedding))
+        return out
 
     def _snapshot(
         self, conn: sa.Connection, table: sa.Table, dim: int, token: Any, last: bool
