@@ -224,8 +224,7 @@ class VectorTable(TableBase):
         return self._backend.search(table, Query(text=text), options)
 
     def _vector_search(self, vector: Any, options: SearchOptions) -> list[SearchResult]:
-        # first: an existing table's dimension outranks a declared one
-        table, dimension, metric = self._loaded()  # one schema check per search
+        table, dimension, metric = self._loaded()  # first (the table's dimension wins); once
         query = _vector.as_vector(vector, dimension)
         if table is None or options.ids == []:
             return []

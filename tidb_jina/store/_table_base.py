@@ -319,12 +319,9 @@ class TableBase:
         return state.table
 
     def _loaded(self) -> tuple[sa.Table | None, int | None, DistanceMetric]:
-        """The table, its dimension and its metric from one look at the schema (the
-        ``dimension`` and ``metric`` properties each look again: a search asks once)."""
-        table = self._load()  # settles the metric and the shape
-        dimension = self._declared_dimension
-        if dimension is None and self._state.shape is not None:
-            dimension = self._state.shape.dimension
+        """Table, dimension and metric from one schema check (each property checks)."""
+        table, shape = self._load(), self._state.shape  # _load settles metric and shape
+        dimension = self._declared_dimension or (shape.dimension if shape else None)
         return table, dimension, self._settings.metric
 
     def _use_metric(self, metric: DistanceMetric) -> None:
