@@ -102,6 +102,8 @@ def as_vector(vector: Any, dimension: int | None = None) -> np.ndarray:
 def _plain_float32(vector: np.ndarray, dimension: int | None) -> bool:
     """A contiguous, finite float32 vector of the right length (what ``as_matrix`` would
     return unchanged), told with two reductions and no copies."""
+    if type(vector) is not np.ndarray:  # a subclass (masked, memmap) leaves as a plain copy
+        return False
     if vector.dtype != np.float32 or not vector.flags.c_contiguous or not vector.size:
         return False
     if vector.shape[0] != (dimension or vector.shape[0]) or vector.shape[0] > MAX_DIMENSION:
