@@ -1,0 +1,195 @@
+"""Review of issue 18's fast search round: the windows the freshness proof must close.
+
+``ChangeWatcher.read_then_token`` reads the winners' rows and then the change token on
+the watcher's connection. A commit landing after the rows were read (or between two
+chunks of rows) and before the token must be seen: the search then answers from the new
+state, never from rows of the old one. The commits here are made by another connection
+at exactly those points (a proxy around the watcher's connection).
+
+Also: a query array is taken as is only when it is a plain float32 ndarray (NaN and
+infinities still refused), and the JSON5 constants another tool may have written read as
+SQLite reads them.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tidb_jina import InvalidVectorError
+from tidb_jina.store import VectorTable, _fresh
+from tidb_jina.store._backend import SearchOptions
+from tidb_jina.store._types import load_metadata
+from tidb_jina.store._vector import as_vector
+
+
+class _Cursor:
+    def __init__(self, cursor: sqlite3.Cursor, after_rows: Any) -> None:
+        self._cursor, self._after_rows = cursor, after_rows
+        self._sql = ""
+
+    def execute(self, sql: str, params: Any = ()) -> _Cursor:
+        self._sql = sql
+        self._cursor.execute(sql, params)
+        return self
+
+    def fetchall(self) -> list[Any]:
+        rows = self._cursor.fetchall()
+        if self._sql.startswith("SELECT rowid"):
+            self._after_rows()
+        return rows
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class _Conn:
+    """The watcher's connection, calling ``after_rows`` once each chunk of rows is read."""
+
+    def __init__(self, conn: sqlite3.Connection, after_rows: Any) -> None:
+        self._conn, self._after_rows = conn, after_rows
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self._conn.cursor(), self._after_rows)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _table(tmp_path, n):
+    table = VectorTable(f"sqlite:///{tmp_path / 'w.db'}", table_name="w")
+    rng = np.random.default_rng(5)
+    table.upsert(
+        rng.normal(size=(n, 8)).astype(np.float32),
+        ids=[f"r{i}" for i in range(n)],
+        documents=[f"doc {i}" for i in range(n)],
+        metadatas=[{"g": i % 10} for i in range(n)],
+    )
+    return table, rng
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "commit_after"),
+    [(300, 5, 1), (1200, 1000, 1)],  # after the only chunk; between two chunks (900 + 100)
+    ids=["rows-then-token", "between-chunks"],
+)
+def test_a_commit_after_the_rows_are_read_is_seen(tmp_path, n, k, commit_after):
+    table, rng = _table(tmp_path, n)
+    q = rng.normal(size=8).astype(np.float32)
+    first = table.search(q, k=k)  # loads the snapshot: the next search takes the fast path
+    winner = first[0].id
+    watcher = table._backend.cache.watcher
+    real = watcher._conn
+    chunks_read = []
+
+    def commit_now() -> None:
+        chunks_read.append(1)
+        if len(chunks_read) == commit_after:
+            with sqlite3.connect(tmp_path / "w.db") as other:  # another process, say
+                other.execute("UPDATE w SET document = 'changed' WHERE id = ?", (winner,))
+            other.close()
+
+    watcher._conn = _Conn(real, commit_now)
+    try:
+        fresh = _fresh.search_fresh(
+            table._backend.cache, table._backend.db, table.table, q, _options(k)
+        )
+        assert fresh is None  # overtaken: the general path answers
+        assert len(chunks_read) == (1 if k < 900 else 2)  # the rows were really read
+    finally:
+        watcher._conn = real
+    hits = table.search(q, k=k)
+    assert (hits[0].id, hits[0].document) == (winner, "changed")
+    assert len(hits) == k
+    table.close()
+
+
+def _options(k):
+    return SearchOptions(k=k, filter=None, ids=None, max_distance=None, include_embeddings=False)
+
+
+def test_without_a_commit_the_proxy_path_answers_fast(tmp_path):
+    """The same proxy and no commit: the fast path answers (the test above is not
+    passing merely because the proxy breaks the fast path)."""
+    table, rng = _table(tmp_path, 300)
+    q = rng.normal(size=8).astype(np.float32)
+    expected = [(h.id, h.document) for h in table.search(q, k=5)]
+    watcher = table._backend.cache.watcher
+    real = watcher._conn
+    watcher._conn = _Conn(real, lambda: None)
+    try:
+        fresh = _fresh.search_fresh(
+            table._backend.cache, table._backend.db, table.table, q, _options(5)
+        )
+    finally:
+        watcher._conn = real
+    assert fresh is not None
+    hits, rows = fresh
+    assert [(rows[r][0], rows[r][1]) for r in hits[0].tolist()] == expected
+    table.close()
+
+
+# --- the query taken as is ------------------------------------------------------------
+
+
+def test_a_plain_float32_query_is_taken_as_is():
+    q = np.arange(1, 5, dtype=np.float32)
+    assert as_vector(q, 4) is q
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_float32_query_with_nan_or_inf_is_refused(tmp_path, bad):
+    q = np.ones(8, dtype=np.float32)
+    q[3] = bad
+    with pytest.raises(InvalidVectorError):
+        as_vector(q, 8)
+    table, _ = _table(tmp_path, 20)
+    table.search(np.ones(8, dtype=np.float32), k=1)  # snapshot loaded: the fast path
+    with pytest.raises(InvalidVectorError):
+        table.search(q, k=1)
+    table.close()
+
+
+def test_subclasses_and_other_layouts_come_back_as_plain_float32(tmp_path):
+    base = np.arange(1, 9, dtype=np.float32)
+    masked = np.ma.array(base, mask=[0, 1, 0, 0, 0, 0, 0, 0])
+    mapped = np.memmap(tmp_path / "q.bin", dtype=np.float32, mode="w+", shape=(8,))
+    mapped[:] = base
+    for query in [masked, mapped, base.astype(">f4"), np.repeat(base, 2)[::2]]:
+        out = as_vector(query, 8)
+        assert type(out) is np.ndarray and out.dtype == np.float32, type(query)
+        assert out.flags.c_contiguous
+        assert out.tolist() == base.tolist()
+
+
+# --- JSON5 constants another tool wrote -----------------------------------------------
+
+
+def test_json5_constants_read_as_sqlite_reads_them():
+    """SQLite 3.42+ reads NaN as null and Infinity as 9e999: so does the fallback (a NaN
+    in the metadata would compare unlike in any filter engine)."""
+    got = load_metadata('{"a": NaN, "b": Infinity, "c": -Infinity, "d": [NaN, 1]}', "r1")
+    assert got == {"a": None, "b": math.inf, "c": -math.inf, "d": [None, 1]}
+
+
+def test_a_nan_written_by_another_tool_reads_as_null_on_search(tmp_path):
+    table, rng = _table(tmp_path, 20)
+    table.close()
+    with sqlite3.connect(tmp_path / "w.db") as other:
+        other.execute("UPDATE w SET meta = '{\"g\": NaN}' WHERE id = 'r3'")
+    other.close()
+    for cache in (True, False):
+        table = VectorTable(f"sqlite:///{tmp_path / 'w.db'}", table_name="w", search_cache=cache)
+        q = rng.normal(size=8).astype(np.float32)
+        table.search(q, k=1)
+        hits = {h.id: h.metadata for h in table.search(q, k=20)}
+        assert hits["r3"] == {"g": None}
+        assert table.get(["r3"])[0].metadata == {"g": None}
+        table.close()
