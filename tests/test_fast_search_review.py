@@ -193,3 +193,38 @@ def test_a_nan_written_by_another_tool_reads_as_null_on_search(tmp_path):
         assert hits["r3"] == {"g": None}
         assert table.get(["r3"])[0].metadata == {"g": None}
         table.close()
+
+
+def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path):
+    """A file that stays in rollback-journal mode (opened read-only, so it cannot switch
+    to WAL): ``data_version`` still moves when another connection commits."""
+    table, rng = _table(tmp_path, 60)
+    table.close()
+    plain = sqlite3.connect(tmp_path / "w.db")
+    assert plain.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    plain.close()
+    table = VectorTable(f"sqlite:///file:{tmp_path / 'w.db'}?mode=ro&uri=true", table_name="w")
+    q = rng.normal(size=8).astype(np.float32)
+    winner = table.search(q, k=3)[0].id
+    watcher = table._backend.cache.watcher
+    real = watcher._conn
+    assert real.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    committed = []
+
+    def commit_now() -> None:
+        with sqlite3.connect(tmp_path / "w.db") as other:
+            other.execute("UPDATE w SET document = 'changed' WHERE id = ?", (winner,))
+        other.close()
+        committed.append(1)
+
+    watcher._conn = _Conn(real, commit_now)
+    try:
+        fresh = _fresh.search_fresh(
+            table._backend.cache, table._backend.db, table.table, q, _options(3)
+        )
+    finally:
+        watcher._conn = real
+    assert committed and fresh is None
+    hit = table.search(q, k=3)[0]
+    assert (hit.id, hit.document) == (winner, "changed")
+    table.close()
