@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tidb_jina import InvalidVectorError
-from tidb_jina.store import VectorTable, _fresh
+from tidb_jina import InvalidVectorError, SchemaError
+from tidb_jina.store import VectorTable, _fresh, _watch
 from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._types import load_metadata
 from tidb_jina.store._vector import as_vector
@@ -227,4 +227,41 @@ def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path):
     assert committed and fresh is None
     hit = table.search(q, k=3)[0]
     assert (hit.id, hit.document) == (winner, "changed")
+    table.close()
+
+
+def test_metadata_that_is_not_json_names_the_row_on_the_fast_path(tmp_path, monkeypatch):
+    table = VectorTable(f"sqlite:///{tmp_path / 'w.db'}", table_name="w")
+    eye = np.eye(8, dtype=np.float32)
+    table.upsert(eye, ids=[f"r{i}" for i in range(8)], metadatas=[{"x": i} for i in range(8)])
+    table.close()
+    with sqlite3.connect(tmp_path / "w.db") as other:
+        other.execute("UPDATE w SET meta = '{not json' WHERE id = 'r7'")
+    other.close()
+    table = VectorTable(f"sqlite:///{tmp_path / 'w.db'}", table_name="w")
+    assert [h.id for h in table.search(eye[0], k=1)] == ["r0"]  # loads the snapshot
+    used = []
+    real = _fresh._read_rows
+    monkeypatch.setattr(_fresh, "_read_rows", lambda *a: used.append(1) or real(*a))
+    with pytest.raises(SchemaError, match=r"'r7'.*not JSON.*json_valid"):
+        table.search(eye[7], k=1)
+    assert used  # raised by the fast path's own read
+    table.close()
+
+
+def test_the_watcher_maps_the_file_for_the_rows_then_drops_the_map(tmp_path, monkeypatch):
+    monkeypatch.setattr(_watch, "MAP_ROWS", 20)
+    table, rng = _table(tmp_path, 100)
+    q = rng.normal(size=8).astype(np.float32)
+    table.search(q, k=5)  # loads the snapshot (general path)
+    watcher = table._backend.cache.watcher
+    mmap_size = "PRAGMA mmap_size"
+    assert watcher._conn.execute(mmap_size).fetchone()[0] == 0  # not mapped yet
+    table.search(q, k=5)
+    assert watcher._mapped == 6  # five rows and a token
+    assert watcher._conn.execute(mmap_size).fetchone()[0] > 0
+    for _ in range(3):
+        table.search(q, k=5)
+    assert watcher._mapped == 0  # 24 > 20: dropped
+    assert watcher._conn.execute(mmap_size).fetchone()[0] == 0
     table.close()
