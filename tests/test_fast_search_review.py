@@ -265,3 +265,39 @@ def test_the_watcher_maps_the_file_for_the_rows_then_drops_the_map(tmp_path, mon
     assert watcher._mapped == 0  # 24 > 20: dropped
     assert watcher._conn.execute(mmap_size).fetchone()[0] == 0
     table.close()
+
+
+def test_a_sync_table_used_inside_a_coroutine_still_waits_for_the_wal_switch(
+    tmp_path, monkeypatch
+):
+    """A loop runs on the thread but the sync driver's connection is made outside
+    SQLAlchemy's greenlet bridge (a notebook calling the sync API): the retry cannot
+    hand the wait to the loop and sleeps, as before (no ``MissingGreenlet``)."""
+    import asyncio
+
+    from tidb_jina.store import _sqlite
+
+    path = tmp_path / "held.db"
+    table, _ = _table(tmp_path, 4)
+    table.close()
+    (tmp_path / "w.db").rename(path)
+    plain = sqlite3.connect(path)
+    assert plain.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    plain.close()
+    monkeypatch.setattr(_sqlite, "WAL_SWITCH_SECONDS", 0.1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def main() -> list[str]:
+        inside = VectorTable(f"sqlite:///{path}", table_name="w")
+        try:
+            return [h.id for h in inside.search(np.ones(8, dtype=np.float32), k=2)]
+        finally:
+            inside.close()
+
+    try:
+        ids = asyncio.run(main())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(ids) == 2
