@@ -267,9 +267,7 @@ def test_the_watcher_maps_the_file_for_the_rows_then_drops_the_map(tmp_path, mon
     table.close()
 
 
-def test_a_sync_table_used_inside_a_coroutine_still_waits_for_the_wal_switch(
-    tmp_path, monkeypatch
-):
+def test_a_sync_table_used_inside_a_coroutine_still_waits_for_the_wal_switch(tmp_path, monkeypatch):
     """A loop runs on the thread but the sync driver's connection is made outside
     SQLAlchemy's greenlet bridge (a notebook calling the sync API): the retry cannot
     hand the wait to the loop and sleeps, as before (no ``MissingGreenlet``)."""
