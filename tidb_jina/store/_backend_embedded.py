@@ -28,6 +28,7 @@ from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapsh
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import load_metadata
+from tidb_jina.store._watch import Busy
 
 # Larger transactions amortise the WAL commit.
 DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
@@ -185,7 +186,10 @@ class EmbeddedBackend:
         rows (read on ``conn``) then always agree, however busy the writers are."""
         before = self.cache.token(conn)
         conn.exec_driver_sql("PRAGMA schema_version").scalar_one()  # takes the snapshot
-        return before if self.cache.token(conn) == before else None
+        try:  # never wait here for a commit: it waits for this transaction to end
+            return before if self.cache.token(conn, wait=False) == before else None
+        except Busy:  # rollback-journal mode, a writer committing: look again after it
+            return None
 
     def search_many(
         self, table: sa.Table, queries: np.ndarray, options: SearchOptions

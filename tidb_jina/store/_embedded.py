@@ -137,8 +137,8 @@ class VectorCache:
     def _watcher(self) -> Any:
         return self.watcher._conn
 
-    def token(self, conn: sa.Connection) -> Any:
-        return self.watcher.token(conn)
+    def token(self, conn: sa.Connection, wait: bool = True) -> Any:
+        return self.watcher.token(conn, wait)
 
     def current(self, token: Any) -> Snapshot | None:
         return self._recent.get(token)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +37,16 @@ import sqlalchemy as sa
 # file pages it touched (counted in the resident size) stay a few MB.
 MAP_BYTES = 2**40  # SQLite caps it at its compile-time limit (usually 2 GB)
 MAP_ROWS = 1024
+
+# How long a watcher read waits for a file another connection locks (rollback-journal
+# mode: a writer committing). The wait is spent outside the watcher's lock (see
+# ``ChangeWatcher._on_watcher``), so the other readers are never queued behind it.
+WAIT_SECONDS = 5.0
+
+
+class Busy(Exception):
+    """The file is locked for a commit in progress (rollback-journal mode), and the
+    caller asked not to wait (``token(..., wait=False)``)."""
 
 
 class ChangeWatcher:
@@ -65,26 +76,57 @@ class ChangeWatcher:
                     self._private = target is None
                     if target is not None:
                         where, uri = target
+                        # timeout=0: a locked file is waited for outside the lock
                         self._conn = sqlite3.connect(
-                            where, uri=uri, check_same_thread=False, isolation_level=None
+                            where,
+                            uri=uri,
+                            check_same_thread=False,
+                            isolation_level=None,
+                            timeout=0,
                         )
                         self._epoch += 1
         return self._conn
+
+    def _on_watcher(self, read: Callable[[sqlite3.Connection], Any], wait: bool = True) -> Any:
+        """``read(connection)`` under the lock; None when there is no watcher (closed
+        meanwhile: reopened on the next call).
+
+        In rollback-journal mode a reader cannot start while a writer commits. SQLite's
+        busy wait would keep the lock for all that time, and a reader holding the file's
+        shared lock while it waits for ours would hold up that very commit (a deadlock
+        until the busy timeout: searches failed with "database is locked"). So the
+        connection does not wait (``timeout=0``) and the wait happens here, without the
+        lock; with ``wait=False`` a locked file raises ``Busy`` at once."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            with self._lock:
+                if self._conn is None:
+                    return None
+                try:
+                    return read(self._conn)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        raise
+                    if not wait:
+                        raise Busy(str(exc)) from exc
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.001)
 
     def _read(self, dbapi: Any, pragma: str) -> int | None:
         """``pragma`` on the watcher; None when there is none (private memory)."""
         if self._watcher(dbapi) is None:
             return None
-        with self._lock:
-            if self._conn is None:  # closed meanwhile: reopened on the next call
-                return None
-            return int(self._conn.execute(pragma).fetchone()[0])
+        return self._on_watcher(lambda conn: int(conn.execute(pragma).fetchone()[0]))
 
-    def token(self, conn: sa.Connection) -> Any:
-        """A value that changes whenever anyone commits a change to the database."""
+    def token(self, conn: sa.Connection, wait: bool = True) -> Any:
+        """A value that changes whenever anyone commits a change to the database.
+
+        ``wait=False``: ``Busy`` instead of waiting for a commit in progress (a caller
+        holding a read transaction open must not wait for a writer that waits for it)."""
         dbapi = _dbapi(conn)
         if self._watcher(dbapi) is not None:
-            token = self.token_now()
+            token = self.token_now(wait)
             if token is not None:
                 return token
         # one connection under the engine's lock: its own count of changed rows, and
@@ -92,14 +134,14 @@ class ChangeWatcher:
         cookie = _pragma(dbapi, "PRAGMA schema_version")[0][0]
         return ("changes", dbapi.total_changes, cookie)
 
-    def token_now(self) -> Any:
+    def token_now(self, wait: bool = True) -> Any:
         """``token`` read on the watcher alone (no engine connection); None before the
         watcher exists, and for a private in-memory database."""
-        with self._lock:
-            if self._conn is None:
-                return None
-            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-            return ("version", self._epoch, version)
+
+        def read(conn: sqlite3.Connection) -> Any:
+            return ("version", self._epoch, int(conn.execute("PRAGMA data_version").fetchone()[0]))
+
+        return self._on_watcher(read, wait)
 
     def read_then_token(
         self, statements: list[tuple[str, Sequence[Any]]]
@@ -139,10 +181,9 @@ class ChangeWatcher:
 
     def schema_version_now(self) -> int | None:
         """The schema cookie read on the watcher; None before it exists (or in memory)."""
-        with self._lock:
-            if self._conn is None:
-                return None
-            return int(self._conn.execute("PRAGMA schema_version").fetchone()[0])
+        return self._on_watcher(
+            lambda conn: int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        )
 
     def close(self) -> None:
         with self._lock:
