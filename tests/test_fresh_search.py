@@ -92,13 +92,13 @@ def test_a_commit_between_token_and_rows_falls_back_to_the_new_state(tmp_path, m
     real = _fresh._read_rows
     path = str(tmp_path / "f.db")
 
-    def read_then_foreign_write(db, tbl, rowids):
-        rows = real(db, tbl, rowids)
+    def foreign_write_then_read(cache, tbl, rowids):
+        # the rows (and the token read with them) come after the commit
         with sqlite3.connect(path) as other:  # another process would do the same
             other.execute("UPDATE f SET document = 'changed' WHERE id = ?", (winner,))
-        return rows
+        return real(cache, tbl, rowids)
 
-    monkeypatch.setattr(_fresh, "_read_rows", read_then_foreign_write)
+    monkeypatch.setattr(_fresh, "_read_rows", foreign_write_then_read)
     after = _answer(table, q, k=3)
     monkeypatch.setattr(_fresh, "_read_rows", real)
     assert after[0][0] == winner and after[0][1] == "changed"
@@ -110,7 +110,7 @@ def test_a_driver_error_in_the_fast_path_falls_back(tmp_path, monkeypatch):
     q = rng.normal(size=8).astype(np.float32)
     expected = _answer(table, q, k=4)
 
-    def locked(db, tbl, rowids):
+    def locked(cache, tbl, rowids):
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(_fresh, "_read_rows", locked)
@@ -155,11 +155,10 @@ def test_searches_go_the_general_way_while_the_table_is_written(tmp_path, monkey
     path = str(tmp_path / "f.db")
     bystander = next(f"r{i}" for i in range(400) if f"r{i}" not in {a[0] for a in expected})
 
-    def overtaken(db, tbl, rowids):
-        rows = real(db, tbl, rowids)
+    def overtaken(cache, tbl, rowids):
         with sqlite3.connect(path) as other:
             other.execute("UPDATE f SET document = 'changed' WHERE id = ?", (bystander,))
-        return rows
+        return real(cache, tbl, rowids)
 
     monkeypatch.setattr(_fresh, "_read_rows", overtaken)
     assert _answer(table, q, k=3) == expected  # overtaken: answered by the general path

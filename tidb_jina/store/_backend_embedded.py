@@ -28,6 +28,8 @@ from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapsh
 from tidb_jina.store._results import SearchResult
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._snapshot_file import SnapshotFile, check_option
+from tidb_jina.store._types import load_metadata
+from tidb_jina.store._watch import Busy
 
 # Larger transactions amortise the WAL commit.
 DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
@@ -195,7 +197,10 @@ class EmbeddedBackend:
         rows (read on ``conn``) then always agree, however busy the writers are."""
         before = self.cache.token(conn)
         conn.exec_driver_sql("PRAGMA schema_version").scalar_one()  # takes the snapshot
-        return before if self.cache.token(conn) == before else None
+        try:  # never wait here for a commit: it waits for this transaction to end
+            return before if self.cache.token(conn, wait=False) == before else None
+        except Busy:  # rollback-journal mode, a writer committing: look again after it
+            return None
 
     def search_many(
         self, table: sa.Table, queries: np.ndarray, options: SearchOptions
@@ -241,18 +246,13 @@ class EmbeddedBackend:
     def _results(
         self, hits: tuple[np.ndarray, np.ndarray], rows: dict[int, Any], options: SearchOptions
     ) -> list[SearchResult]:
-        metric = self.settings.metric
-        return [
-            SearchResult(
-                id=rows[rid][0],
-                document=rows[rid][1],
-                metadata=rows[rid][2] or {},
-                distance=float(dist),
-                score=metric.score(float(dist)),
-                embedding=rows[rid][3] if options.include_embeddings else None,
-            )
-            for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True)
-        ]
+        score, embeddings = self.settings.metric.score, options.include_embeddings
+        out = []
+        for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True):  # floats
+            row = rows[rid]
+            embedding = row[3] if embeddings else None
+            out.append(SearchResult(row[0], row[1], row[2] or {}, dist, score(dist), embedding))
+        return out
 
     def _snapshot(
         self, conn: sa.Connection, table: sa.Table, dim: int, token: Any, last: bool
@@ -344,11 +344,13 @@ class EmbeddedBackend:
 def _fetch_rows(
     conn: sa.Connection, table: sa.Table, rowids: np.ndarray, include_embeddings: bool
 ) -> dict[int, Any]:
-    columns = [_ROWID, table.c.id, table.c.document, table.c.meta]
+    meta = sa.type_coerce(table.c.meta, sa.Text)  # the text: decoded below, with its id
+    columns = [_ROWID, table.c.id, table.c.document, meta]
     if include_embeddings:
         columns.append(table.c.embedding)
     fetched = {}
     for chunk in chunks(rowids.tolist(), IN_CHUNK):
         for row in conn.execute(sa.select(*columns).where(_ROWID.in_(chunk))):
-            fetched[row[0]] = tuple(row[1:]) + (() if include_embeddings else (None,))
+            decoded = (row[1], row[2], load_metadata(row[3], row[1]))
+            fetched[row[0]] = decoded + (tuple(row[4:]) if include_embeddings else (None,))
     return fetched

@@ -130,8 +130,10 @@ def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     picked = values[rows]
     if picked.size:
         as_float = picked.astype(np.float64)
-        if np.abs(as_float).max() >= _EXACT:
+        big = np.abs(as_float) >= _EXACT
+        if big.any() and np.isfinite(as_float[big]).any():
             return None  # big integers: float64 rounds them (2**53 + 1 reads as 2**53)
+        # (+-inf, from a number beyond float64 such as 1e400, compares as Python's does)
         out[rows] = as_float
     return out
 

@@ -85,12 +85,15 @@ def search_fresh(
             return None
     hits = score_hits(cache, snap, vector, options.k, positions, options.max_distance)
     try:
-        rows = _read_rows(db, table, hits[0])
-        if cache.watcher.token_now() != token or len(rows) != hits[0].size:
-            note_busy(cache)  # overtaken by a commit: the next ones go the general way
-            return None
+        read = _read_rows(cache, table, hits[0])
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
+    if read is None:
+        return None  # the watcher was closed meanwhile
+    rows, after = read
+    if after != token or len(rows) != hits[0].size:
+        note_busy(cache)  # overtaken by a commit: the next ones go the general way
+        return None
     return hits, rows
 
 
@@ -129,29 +132,33 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
     return np.flatnonzero(matched)
 
 
-def _read_rows(db: Database, table: sa.Table, rowids: np.ndarray) -> Rows:
-    """The rows' (id, document, metadata) in plain SELECTs on the driver's connection."""
+def _read_rows(cache: VectorCache, table: sa.Table, rowids: np.ndarray) -> tuple[Rows, Any] | None:
+    """(the rows' (id, document, metadata), the change token read right after them), in
+    plain SELECTs on the watcher's connection (``ChangeWatcher.read_then_token``: no
+    pool checkout); None when the watcher is closed."""
+    statements = [
+        (_rows_sql(table, len(chunk)), chunk) for chunk in chunks(rowids.tolist(), IN_CHUNK)
+    ]
+    read = cache.watcher.read_then_token(statements)
+    if read is None:
+        return None
     fetched: Rows = {}
-    if rowids.size == 0:
-        return fetched
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        try:
-            for chunk in chunks(rowids.tolist(), IN_CHUNK):
-                cursor.execute(_rows_sql(table, len(chunk)), chunk)
-                for rowid, id_, document, meta in cursor.fetchall():
-                    fetched[rowid] = (id_, document, load_metadata(meta), None)
-        finally:
-            cursor.close()
-    finally:
-        raw.close()
-    return fetched
+    for rowid, id_, document, meta in read[0]:
+        fetched[rowid] = (id_, document, load_metadata(meta, id_), None)
+    return fetched, read[1]
+
+
+def _rows_sql(table: sa.Table, count: int) -> str:
+    """SQLite's ``SELECT rowid, id, document, meta ... WHERE rowid IN (?, ...)``."""
+    return _rows_sql_for(table.name, table.schema, count)
 
 
 @functools.lru_cache(maxsize=64)
-def _rows_sql(table: sa.Table, count: int) -> str:
-    """SQLite's ``SELECT rowid, id, document, meta ... WHERE rowid IN (?, ...)``."""
+def _rows_sql_for(name: str, schema: str | None, count: int) -> str:
+    """The text for a table by name: the cache keeps strings, not ``sa.Table`` objects
+    (with their metadata) alive after the tables are gone."""
+    table = sa.table(name, sa.column("id"), sa.column("document"), sa.column("meta"))
+    table.schema = schema
     rowid = sa.literal_column("rowid", sa.Integer)
     marks = [sa.bindparam(f"r{i}", type_=sa.Integer) for i in range(count)]
     stmt = sa.select(rowid, table.c.id, table.c.document, table.c.meta).where(rowid.in_(marks))

@@ -47,12 +47,13 @@ def within(
     (``inf`` when nothing useful bounds it, e.g. NaN or overflowing values)."""
     d = matrix.shape[1] if matrix.ndim == 2 else 1
     gamma = 2.0 * (d + 8) * _EPS
-    q = float(np.linalg.norm(query.astype(np.float64)))
     if metric is DistanceMetric.COSINE:  # unit (or zero) rows, unit (or zero) query
         slack = gamma * 2.0
     elif metric is DistanceMetric.INNER_PRODUCT:
+        q = float(np.linalg.norm(query.astype(np.float64)))
         slack = gamma * (_max_norm(matrix, sq_norms, extras) * q + 1.0)
     elif metric is DistanceMetric.L2:
+        q = float(np.linalg.norm(query.astype(np.float64)))
         r = _max_norm(matrix, sq_norms, extras)
         sq_slack = gamma * (r + q) ** 2 + gamma
         top = float(np.sqrt(max(bound, 0.0) ** 2 + sq_slack))

@@ -15,11 +15,14 @@ The embedded engine must give the same answers as TiDB, so each new connection g
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import MissingGreenlet
+from sqlalchemy.util import await_only
 
 from tidb_jina.store import _vector
 
@@ -137,4 +140,23 @@ def _use_wal(cursor: Any) -> bool:
                 raise
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.005)
+            pause(0.005)
+
+
+def pause(seconds: float) -> None:
+    """Wait before trying again, without stopping an event loop: an async driver's new
+    connection (aiosqlite through SQLAlchemy's greenlet bridge) is set up on the loop's
+    thread, where ``time.sleep`` would stop every other task for the whole wait (up to
+    ``WAL_SWITCH_SECONDS`` while another connection holds the file's lock). There the
+    loop waits instead (``asyncio.sleep``) and runs the other tasks meanwhile."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop on this thread: a plain sleep stops nobody else
+        time.sleep(seconds)
+        return
+    waiting = asyncio.sleep(seconds)
+    try:
+        await_only(waiting)
+    except MissingGreenlet:  # sync code called from a coroutine: it blocks anyway
+        waiting.close()
+        time.sleep(seconds)

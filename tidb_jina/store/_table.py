@@ -226,11 +226,11 @@ class VectorTable(TableBase):
         return self._backend.search(table, Query(text=text), options)
 
     def _vector_search(self, vector: Any, options: SearchOptions) -> list[SearchResult]:
-        table = self._load()  # first: an existing table's dimension outranks a declared one
-        query = _vector.as_vector(vector, self.dimension)
+        table, dimension, metric = self._loaded()  # first (the table's dimension wins); once
+        query = _vector.as_vector(vector, dimension)
         if table is None or options.ids == []:
             return []
-        _zero_vectors.check_query(query, self.metric)
+        _zero_vectors.check_query(query, metric)
         return _zero_vectors.defined(self._backend.search(table, Query(vector=query), options))
 
     def query_vector(self, text: str) -> np.ndarray:

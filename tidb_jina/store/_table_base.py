@@ -325,6 +325,12 @@ class TableBase:
             self._use_metric(state.metric)
         return state.table
 
+    def _loaded(self) -> tuple[sa.Table | None, int | None, DistanceMetric]:
+        """Table, dimension and metric from one schema check (each property checks)."""
+        table, shape = self._load(), self._state.shape  # _load settles metric and shape
+        dimension = self._declared_dimension or (shape.dimension if shape else None)
+        return table, dimension, self._settings.metric
+
     def _use_metric(self, metric: DistanceMetric) -> None:
         """Search by the table's recorded metric (the caller gave none)."""
         old = self._backend
@@ -637,8 +643,8 @@ class TableBase:
             max_distance=max_distance,
             include_embeddings=include_embeddings,
         )
-        table = self._load()
-        queries = _vector.as_matrix(vectors, self.dimension)
+        table, dimension, _ = self._loaded()
+        queries = _vector.as_matrix(vectors, dimension)
         if table is None or options.ids == [] or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         return self._backend.search_many(table, queries, options)

@@ -15,6 +15,7 @@ Comparator methods mirror pgvector's::
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
-from tidb_jina._errors import InvalidInputError
+from tidb_jina._errors import InvalidInputError, SchemaError
 from tidb_jina.store import _vector
 from tidb_jina.store._metrics import DistanceMetric
 
@@ -115,11 +116,43 @@ class MetadataJSON(TypeDecorator):
         return load_metadata
 
 
-def load_metadata(value: Any) -> Any:
-    """The ``meta`` column's value as read (None, a driver's dict, or JSON text)."""
+def load_metadata(value: Any, row_id: Any = None) -> Any:
+    """The ``meta`` column's value as read (None, a driver's dict, or JSON text).
+
+    orjson is the fast path. A few texts SQLite stores and reads as JSON (so filters
+    match them) are refused by orjson: a number beyond float64 (``1e400``), an escaped
+    lone surrogate (``"\\ud800"``), and on SQLite 3.42+ the JSON5 ``NaN`` / ``Infinity``.
+    Another tool (the ``sqlite3`` module, a peer store) may have written them; those are
+    read as Python's ``json`` reads them (``inf``, the surrogate), which is what
+    ``json.loads``-based stores such as LangChain's give, except ``NaN``: None, as SQLite
+    reads it (a NaN no filter engine compares alike). A text neither reads raises
+    ``SchemaError`` naming the row (when known) and how to find and repair such rows."""
     if value is None or isinstance(value, dict):
         return value
-    return orjson.loads(value)
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return _load_metadata_slowly(value, row_id)
+
+
+# JSON5's constants as SQLite 3.42+ reads them (NaN is null there, so filters treat it as
+# missing); NaN as Python's json reads it would be a number no filter engine agrees on
+_JSON5_CONSTANTS = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _load_metadata_slowly(value: Any, row_id: Any) -> Any:
+    if isinstance(value, (int, float)):  # JSON scalar text the column's affinity made a number
+        return value
+    try:
+        return json.loads(value, parse_constant=_JSON5_CONSTANTS.__getitem__)
+    except (TypeError, ValueError) as exc:
+        text = value if isinstance(value, str) else repr(value)
+        where = "a row" if row_id is None else f"the row with id {row_id!r}"
+        raise SchemaError(
+            f"{where} holds metadata that is not JSON ({exc}): {text[:60]!r}. Another "
+            "tool wrote it; the condition json_valid(meta) = 0 finds such rows in "
+            "SQLite: store a JSON object (or NULL) in their meta column"
+        ) from exc
 
 
 def _json_default(value: Any) -> Any:
