@@ -98,9 +98,12 @@ def main() -> None:
     base_rss = rss_bytes()
     store.search(queries[0], k=10)  # load the snapshot
 
+    coalescer = store._backend.cache.coalescer  # type: ignore[attr-defined]
     peak_r = PeakRss()
     count_r, lat_r = run_readers(store, queries, args.seconds, args.readers)
     peak_readers = peak_r.stop() - base_rss
+    per_product_r = coalescer.queries / max(1, coalescer.batches)
+    coalescer.queries = coalescer.batches = 0
 
     stop = threading.Event()
     writes = [0]
@@ -133,6 +136,7 @@ def main() -> None:
     stop.set()
     w.join()
     peak_bytes = peak.stop() - base_rss
+    per_product_m = coalescer.queries / max(1, coalescer.batches)
 
     thr_r, thr_m = count_r / args.seconds, count_m / args.seconds
     p50_r, p50_m = statistics.median(lat_r), statistics.median(lat_m)
@@ -166,6 +170,7 @@ def main() -> None:
             fmt=fmt_bytes,
         )
     )
+    print(f"\nqueries per product: {per_product_m:.1f} mixed, {per_product_r:.1f} readers only")
     store.close()
 
 

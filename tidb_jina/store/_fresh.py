@@ -17,9 +17,14 @@ needed to know what the search sees:
    end of the SELECT, so the rows are the snapshot's state, and the answer is the one
    the general path would give.
 
-While the table is being written (by this process, or a commit overtook a fast search
-in the last second), searches take the general path: under steady writes most fast
-searches would be overtaken, and each would be scored twice.
+A search overtaken by a write of *this* process (the new state is in memory, applied to
+the same buffer) keeps its answer when that write cannot have changed it: no winner was
+written and no new row ranks before the k-th (``_overtaken``, with the proof). Under a
+steady writer of this process that is nearly every overtaken search. A search overtaken
+otherwise (another connection's commit, or the rule gives up) is answered by the
+general path, and searches take the general path for a second after it: under steady
+foreign writes most fast searches would be overtaken, and each would be scored twice.
+(Until issue 18's fourth round, every own write also sent searches the general way.)
 
 Anything else (a token that moved, a filter key not yet in memory, id lists, embeddings
 asked for, an async engine, ``sqlite://``'s one shared connection) returns None, and the
@@ -41,6 +46,7 @@ from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._overtaken import applied, kept
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON, load_metadata
 
@@ -76,8 +82,12 @@ def search_fresh(
         token = cache.watcher.token_now()
     except sqlite3.Error:
         return None  # the general path tries again and translates a lasting failure
-    if token is None or token != snap.token:
+    if token is None:
         return None
+    if token != snap.token:  # a write of this process being published: wait for it
+        snap = applied(cache, token)
+        if snap is None or snap.matrix.shape[1] != vector.shape[0]:
+            return None
     positions = None
     if options.filter is not None:
         positions = _cached_filter_positions(snap, options.filter)
@@ -86,12 +96,29 @@ def search_fresh(
     hits = score_hits(cache, snap, vector, options.k, positions, options.max_distance)
     try:
         rows = _read_rows(db, table, hits[0])
-        if cache.watcher.token_now() != token or len(rows) != hits[0].size:
+        now = cache.watcher.token_now()
+        if now != token and not _overtaken_by_own(cache, snap, now, vector, hits, options):
             note_busy(cache)  # overtaken by a commit: the next ones go the general way
+            return None
+        if len(rows) != hits[0].size:
             return None
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
     return hits, rows
+
+
+def _overtaken_by_own(
+    cache: VectorCache,
+    snap: Snapshot,
+    now: Any,
+    vector: np.ndarray,
+    hits: tuple[np.ndarray, np.ndarray],
+    options: SearchOptions,
+) -> bool:
+    """Whether the answer on ``snap`` is also that of state ``now``, written since by
+    this process only (``_overtaken``)."""
+    later = None if now is None else applied(cache, now)
+    return later is not None and kept(cache, snap, later, vector, hits, options.k)
 
 
 BUSY_SECONDS = 1.0

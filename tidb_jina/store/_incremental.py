@@ -44,7 +44,6 @@ import numpy as np
 import sqlalchemy as sa
 
 from tidb_jina.store._embedded import Snapshot, VectorCache
-from tidb_jina.store._fresh import note_busy
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import spare_rows
 
@@ -67,7 +66,6 @@ def write_into_snapshot(
     lock (every writer of this cache takes them in that order, so none waits for the
     other's): a reader that sees a new state before it is applied waits for the apply
     instead of loading every vector again, and no load runs in between."""
-    note_busy(cache)  # readers skip the transaction-free search meanwhile (``_fresh``)
     with cache.writing():
         for part in batches:
             with conn.begin():  # BEGIN IMMEDIATE: nobody else commits until this one ends
@@ -85,7 +83,6 @@ def write_into_snapshot(
                 after = _confirmed(cache, conn, own)
                 if after is not None:  # nobody else committed: ``after`` is ours
                     cache.apply(before, after[0], *written)
-            note_busy(cache)  # and for a while after each commit
 
 
 def _own_version(conn: sa.Connection) -> int:
@@ -149,7 +146,6 @@ def delete_from_snapshot(
     under the write lock before deleting, and the writer's own ``data_version`` after
     the commit (``_confirm_removal``).
     The load lock is taken first, as by every writer of this cache."""
-    note_busy(cache)  # readers skip the transaction-free search meanwhile (``_fresh``)
     with cache.writing():
         with conn.begin():  # BEGIN IMMEDIATE
             own = _own_version(conn)
@@ -163,7 +159,6 @@ def delete_from_snapshot(
                 deleted = int(rowids.size)
         if snap is not None and snap.token == before:  # else the next search reloads
             _confirm_removal(cache, conn, own, before, rowids)
-        note_busy(cache)
         return deleted
 
 
