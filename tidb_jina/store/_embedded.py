@@ -37,7 +37,8 @@ from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rounding import within
 from tidb_jina.store._rows import IN_CHUNK, chunks
-from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
+from tidb_jina.store._slots import Slots, write_rows
+from tidb_jina.store._stream_load import load_vectors, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
 
 RECENT_SNAPSHOTS = 8
@@ -130,6 +131,7 @@ class VectorCache:
         self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
         self._sq_buffer: np.ndarray | None = None
         self.coalescer = Coalescer()
+        self.slots = Slots()  # where rows live in the buffer, which dead slots to reuse
         self.busy_until = 0.0  # ``_fresh``: no transaction-free search before then
         self.coalesce = True  # False: every search does its own product (benches)
 
@@ -149,6 +151,7 @@ class VectorCache:
             recent[snap.token] = snap
             while len(recent) > RECENT_SNAPSHOTS:
                 del recent[next(iter(recent))]
+        self.slots.published(snap)
         self._recent, self.snapshot = recent, snap  # readers see old or new, never half
 
     def load(
@@ -203,35 +206,30 @@ class VectorCache:
                 return False
             n, m = snap.size, rowids.size
             alive = np.ones(n, dtype=bool) if snap.alive is None else snap.alive.copy()
-            keys, positions = snap._index()
-            at = np.minimum(np.searchsorted(keys, rowids), max(keys.size - 1, 0))
-            if keys.size:
-                replaced = keys[at] == rowids
-                alive[positions[at[replaced]]] = False
-            dead = n - int(alive.sum())
-            if n + m > self._buffer.shape[0] or dead > max(1024, n // 4):
+            replaced = self.slots.replaced(snap, rowids)
+            alive[replaced] = False
+            # dead slots no snapshot still held sees alive take rows first (``_slots``)
+            reuse = self.slots.take(0 if snap.extras.get("columns") else m)
+            extra = m - reuse.size  # rows appended past the end
+            dead = n - int(alive.sum()) - reuse.size
+            if n + extra > self._buffer.shape[0] or dead > max(1024, n // 4):
                 self._compact(snap, alive, n + m)
                 snap = self.snapshot
                 assert snap is not None
                 n, alive = snap.size, np.ones(snap.size, dtype=bool)
-            buffer = self._buffer
+                replaced, reuse, extra = reuse[:0], reuse[:0], m
+            buffer, sq_buffer = self._buffer, self._sq_buffer
             assert buffer is not None
-            buffer[n : n + m] = vectors
-            sq_out = None if self._sq_buffer is None else self._sq_buffer[n : n + m]
-            prepare_rows(buffer[n : n + m], self.metric, sq_out)
-            all_alive = bool(alive.all())
-            new = Snapshot(
-                after,
-                np.concatenate([snap.rowids, rowids]),
-                buffer[: n + m],
-                None if self._sq_buffer is None else self._sq_buffer[: n + m],
-                None if all_alive else np.concatenate([alive, np.ones(m, dtype=bool)]),
-            )
+            parts = write_rows(buffer, sq_buffer, self.metric, snap, alive, rowids, vectors, reuse)
+            new = Snapshot(after, *parts)
             columns = snap.extras.get("columns")
             if columns:
                 new.extras["columns"] = dict(columns)  # extended lazily for the new rows
-            if "known" in snap.extras:  # what the first rows hold: still true of them
+            if "known" in snap.extras and not reuse.size:  # what the first rows hold
                 new.extras["known"] = snap.extras["known"]
+            self.slots.retire(replaced)
+            slots = np.concatenate([reuse, np.arange(n, n + extra)])
+            self.slots.advance(snap, new, rowids, slots)
             self._publish(new)
             return True
 

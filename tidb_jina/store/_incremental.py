@@ -227,4 +227,6 @@ def _remove(cache: VectorCache, before: Any, after: Any, rowids: np.ndarray | No
         columns = snap.extras.get("columns")
         if columns:  # same positions: the alive mask hides the deleted rows
             new.extras["columns"] = dict(columns)
+        cache.slots.retire(positions)  # reusable once no snapshot sees them (``_slots``)
+        cache.slots.advance(snap, new, rowids, np.full(rowids.size, -1, dtype=np.intp))
     cache._publish(new)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from tidb_jina.store._embedded import Snapshot, VectorCache
+from tidb_jina.store._slots import root
 
 
 def applied(cache: VectorCache, token: Any) -> Snapshot | None:
@@ -55,13 +56,6 @@ def applied(cache: VectorCache, token: Any) -> Snapshot | None:
         return snap
     with cache.writing():
         return cache.current(token)
-
-
-def root(array: np.ndarray) -> np.ndarray:
-    """The array owning ``array``'s memory (snapshots of one buffer share it)."""
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
 
 
 def kept(
