@@ -52,9 +52,10 @@ class Snapshot:
     """The table's vectors at one committed state, prepared for one metric.
 
     Never changed once published: a write by this process publishes a new snapshot that
-    shares the old one's matrix buffer (appended rows go past the old one's end, updated
-    and deleted rows are marked dead in a new ``alive`` mask), so a reader holding the
-    old one keeps seeing exactly its state.
+    shares the old one's matrix buffer (updated and deleted rows are marked dead in a new
+    ``alive`` mask; new versions go past the old one's end, or into a slot dead in every
+    snapshot still held: ``_slots``), so a reader holding the old one keeps seeing
+    exactly its state (its alive rows are never written over).
     """
 
     token: Any

@@ -20,10 +20,11 @@ needed to know what the search sees:
 A search overtaken by a write of *this* process (the new state is in memory, applied to
 the same buffer) keeps its answer when that write cannot have changed it: no winner was
 written and no new row ranks before the k-th (``_overtaken``, with the proof). Under a
-steady writer of this process that is nearly every overtaken search. A search overtaken
-otherwise (another connection's commit, or the rule gives up) is answered by the
-general path, and searches take the general path for a second after it: under steady
-foreign writes most fast searches would be overtaken, and each would be scored twice.
+steady writer of this process that is nearly every overtaken search; when the rule gives
+up, that one search is answered by the general path. A search overtaken by another
+connection's commit is answered by the general path too, and searches take the general
+path for a second after it: under steady foreign writes most fast searches would be
+overtaken, and each would be scored twice.
 (Until issue 18's fourth round, every own write also sent searches the general way.)
 
 Anything else (a token that moved, a filter key not yet in memory, id lists, embeddings
@@ -97,28 +98,18 @@ def search_fresh(
     try:
         rows = _read_rows(db, table, hits[0])
         now = cache.watcher.token_now()
-        if now != token and not _overtaken_by_own(cache, snap, now, vector, hits, options):
-            note_busy(cache)  # overtaken by a commit: the next ones go the general way
-            return None
+        if now != token:
+            later = None if now is None else applied(cache, now)
+            if later is None:  # another connection's commit (or one not in memory)
+                note_busy(cache)  # the next searches go the general way for a while
+                return None
+            if not kept(cache, snap, later, vector, hits, options.k):
+                return None  # our own write changed this answer: this one search
         if len(rows) != hits[0].size:
             return None
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
     return hits, rows
-
-
-def _overtaken_by_own(
-    cache: VectorCache,
-    snap: Snapshot,
-    now: Any,
-    vector: np.ndarray,
-    hits: tuple[np.ndarray, np.ndarray],
-    options: SearchOptions,
-) -> bool:
-    """Whether the answer on ``snap`` is also that of state ``now``, written since by
-    this process only (``_overtaken``)."""
-    later = None if now is None else applied(cache, now)
-    return later is not None and kept(cache, snap, later, vector, hits, options.k)
 
 
 BUSY_SECONDS = 1.0
