@@ -241,3 +241,19 @@ def test_slots_unit_generations():
     assert sorted(slots.take(1).tolist() + slots.take(5).tolist()) == [1, 2]
     slots.published(Snap(np.zeros((3, 2), dtype=np.float32)))  # another buffer: reset
     assert slots.take(5).size == 0 and slots.gen == 0
+
+
+def test_writes_give_freed_memory_back_at_most_once_per_trim_period(tmp_path, monkeypatch):
+    from tidb_jina.store import _incremental
+
+    calls = []
+    monkeypatch.setattr(_incremental, "release_free_memory", lambda: calls.append(1))
+    monkeypatch.setattr(_incremental, "_trimmed_at", [0.0])
+    table, rng, _ = _table(tmp_path)
+    monkeypatch.setattr(_incremental, "TRIM_SECONDS", 3600.0)
+    for i in range(3):
+        table.upsert(rng.normal(size=(2, D)).astype(np.float32), ids=[f"t{i}", "r1"])
+    assert len(calls) == 1  # the first write trims, the next ones are within the period
+    monkeypatch.setattr(_incremental, "TRIM_SECONDS", 0.0)
+    table.upsert(rng.normal(size=(1, D)).astype(np.float32), ids=["t9"])
+    assert len(calls) == 2
