@@ -47,7 +47,7 @@ from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
-from tidb_jina.store._overtaken import applied, kept
+from tidb_jina.store._overtaken import applied, kept, starting
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON, load_metadata
 
@@ -85,8 +85,8 @@ def search_fresh(
         return None  # the general path tries again and translates a lasting failure
     if token is None:
         return None
-    if token != snap.token:  # a write of this process being published: wait for it
-        snap = applied(cache, token)
+    if token != snap.token:  # a newer state: in memory, or being applied right now
+        snap = starting(cache, snap, token)
         if snap is None or snap.matrix.shape[1] != vector.shape[0]:
             return None
     positions = None
@@ -98,7 +98,7 @@ def search_fresh(
     try:
         rows = _read_rows(db, table, hits[0])
         now = cache.watcher.token_now()
-        if now != token:
+        if now != snap.token:
             later = None if now is None else applied(cache, now)
             if later is None:  # another connection's commit (or one not in memory)
                 note_busy(cache)  # the next searches go the general way for a while

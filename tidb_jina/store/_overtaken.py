@@ -58,6 +58,28 @@ def applied(cache: VectorCache, token: Any) -> Snapshot | None:
         return cache.current(token)
 
 
+def starting(cache: VectorCache, snap: Snapshot, token: Any) -> Snapshot | None:
+    """The snapshot a fast search that read ``token`` (newer than ``snap``) scores.
+
+    ``token``'s own when in memory. While the load lock is held (a write of this process
+    is between its commit and its apply, or a load runs), ``snap`` itself, without
+    waiting: the search ends with the same check as one overtaken meanwhile (``kept``
+    against the state read after its rows), which already covers every state from
+    ``snap``'s on, so the product overlaps the writer's apply instead of waiting for it.
+    None when the lock is free and the state is not in memory (another connection's
+    commit: the general path reloads)."""
+    newer = cache.current(token)
+    if newer is not None:
+        return newer
+    lock = cache.writing()
+    if not lock.acquire(blocking=False):
+        return snap
+    try:
+        return cache.current(token)
+    finally:
+        lock.release()
+
+
 def kept(
     cache: VectorCache,
     snap: Snapshot,
