@@ -319,3 +319,47 @@ def test_concurrent_readers_and_an_own_writer_see_whole_states(tmp_path):
         t.join()
     assert not bad, bad[:3]
     assert seen[0] > 8
+
+
+@pytest.mark.parametrize("nearer", [True, False])
+def test_a_search_starting_while_an_own_write_is_applied_answers_its_state(
+    tmp_path, monkeypatch, nearer
+):
+    """The own upsert has committed but not yet published its snapshot (its apply is
+    held back): a search started then scores the previous snapshot without waiting
+    (``starting``), and must still answer the committed state: the new row when it is
+    nearer (the answer is rejected, the general path gives it), else the same rows."""
+    from tidb_jina.store._embedded import VectorCache
+
+    table, rng, _ = _table(tmp_path)
+    q = rng.normal(size=D).astype(np.float32)
+    before = _answer(table, q, k=4)
+    cache = _cache(table)
+    committed, release = threading.Event(), threading.Event()
+    real_apply = VectorCache.apply
+
+    def slow_apply(self, *args):
+        committed.set()
+        release.wait(5)
+        return real_apply(self, *args)
+
+    monkeypatch.setattr(VectorCache, "apply", slow_apply)
+    row = q if nearer else -q
+    writer = threading.Thread(
+        target=lambda: table.upsert([row], ids=["new"], documents=["new row"])
+    )
+    writer.start()
+    assert committed.wait(5)
+    old = cache.snapshot
+    assert cache.watcher.token_now() != old.token  # committed, not yet published
+    timer = threading.Timer(0.2, release.set)
+    timer.start()
+    got = _answer(table, q, k=4)
+    writer.join()
+    timer.join()
+    monkeypatch.setattr(VectorCache, "apply", real_apply)
+    if nearer:
+        assert got[0][:2] == ("new", "new row")
+    else:
+        assert got == before
+    assert got == _answer(table, q, k=4)
