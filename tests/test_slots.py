@@ -257,3 +257,18 @@ def test_writes_give_freed_memory_back_at_most_once_per_trim_period(tmp_path, mo
     monkeypatch.setattr(_incremental, "TRIM_SECONDS", 0.0)
     table.upsert(rng.normal(size=(1, D)).astype(np.float32), ids=["t9"])
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("name", ["select", "Mixed_Case", "_x1"])
+def test_own_upserts_find_their_rowids_under_any_table_name(tmp_path, name):
+    """The rowids of an upsert are read with the table's name quoted by the dialect."""
+    table = VectorTable(f"sqlite:///{tmp_path / 'n.db'}", table_name=name)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(50, D)).astype(np.float32)
+    table.upsert(vectors, ids=[f"r{i}" for i in range(50)])
+    table.search(vectors[0], k=1)
+    new = rng.normal(size=(2, D)).astype(np.float32)
+    table.upsert(new, ids=["r3", "fresh"])
+    snap = _cache(table).snapshot
+    assert snap.token == _cache(table).watcher.token_now()  # applied, not reloaded later
+    assert [table.search(v, k=1)[0].id for v in new] == ["r3", "fresh"]

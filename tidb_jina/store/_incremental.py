@@ -142,8 +142,15 @@ def _written(
     stay in rowid order); None if a row is missing or a vector has an odd size."""
     ids = [row[0] for row in batch]
     found: dict[str, int] = {}
+    # the ids go to the driver as the upsert sent them; a plain statement, not a compiled
+    # SELECT with an expanding IN (about 1 ms of Python per 100-row batch, GIL held).
+    # Only identifiers quoted by the dialect enter the text; the ids are bound.
+    quote = conn.dialect.identifier_preparer
+    head = f"SELECT {quote.quote('id')}, rowid FROM {quote.format_table(table)} WHERE "  # noqa: S608
     for chunk in chunks(ids, IN_CHUNK):
-        found.update(conn.execute(sa.select(table.c.id, _ROWID).where(table.c.id.in_(chunk))).all())  # type: ignore[arg-type]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"{head}{quote.quote('id')} IN ({marks})"
+        found.update(conn.exec_driver_sql(sql, tuple(chunk)).all())  # type: ignore[arg-type]
     if len(found) != len(ids):
         return None
     rowids = np.array([found[i] for i in ids], dtype=np.int64)
