@@ -224,7 +224,9 @@ class VectorCache:
             parts = write_rows(buffer, sq_buffer, self.metric, snap, alive, rowids, vectors, reuse)
             new = Snapshot(after, *parts)
             columns = snap.extras.get("columns")
-            if columns:
+            # a filter may cache columns on ``snap`` meanwhile (in place, without this
+            # lock): never inherited by a snapshot whose reused slots they would misdescribe
+            if columns and not reuse.size:
                 new.extras["columns"] = dict(columns)  # extended lazily for the new rows
             if "known" in snap.extras and not reuse.size:  # what the first rows hold
                 new.extras["known"] = snap.extras["known"]
