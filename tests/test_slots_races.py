@@ -62,3 +62,21 @@ def test_columns_cached_by_a_filter_during_an_update_never_describe_reused_slots
     assert sorted(h.id for h in blue) == ids
     red = table.search(q, k=10, filter={"c": "red"})
     assert not {h.id for h in red} & set(ids)
+
+
+def test_a_read_only_buffer_is_copied_never_written(tmp_path):
+    """A snapshot buffer that may not be written (a read-only mapped matrix): an own
+    update with dead slots free to reuse, and one appending, copy the rows into a new
+    buffer instead of writing into it (which raised after the commit)."""
+    table, cache, rng = _table(tmp_path)
+    for buffer in (cache._buffer, cache._sq_buffer):
+        if buffer is not None:
+            buffer.flags.writeable = False
+    frozen = cache._buffer
+    before = frozen.copy()
+    q = rng.normal(size=D).astype(np.float32)
+    table.upsert(np.tile(q, (3, 1)), ids=["r0", "r1", "new"], metadatas=[{"c": "red"}] * 3)
+    assert cache._buffer is not frozen and cache._buffer.flags.writeable
+    assert np.array_equal(frozen, before)
+    assert cache.snapshot.token == cache.watcher.token_now()  # applied, not dropped
+    assert sorted(h.id for h in table.search(q, k=3)) == ["new", "r0", "r1"]

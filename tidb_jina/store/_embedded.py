@@ -210,10 +210,12 @@ class VectorCache:
             replaced = self.slots.replaced(snap, rowids)
             alive[replaced] = False
             # dead slots no snapshot still held sees alive take rows first (``_slots``)
-            reuse = self.slots.take(0 if snap.extras.get("columns") else m)
+            # a read-only buffer (a mapped file) is never written: copied first
+            fixed = not _writable(self._buffer, self._sq_buffer)
+            reuse = self.slots.take(0 if fixed or snap.extras.get("columns") else m)
             extra = m - reuse.size  # rows appended past the end
             dead = n - int(alive.sum()) - reuse.size
-            if n + extra > self._buffer.shape[0] or dead > max(1024, n // 4):
+            if fixed or n + extra > self._buffer.shape[0] or dead > max(1024, n // 4):
                 self._compact(snap, alive, n + m)
                 snap = self.snapshot
                 assert snap is not None
@@ -536,6 +538,10 @@ def _prebuild_columns(snap: Snapshot, conn: sa.Connection, metas: list[Any] | No
     built = build_columns(conn, metas, COLUMN_CACHE_BYTES, column_bytes)
     if built is not None:
         snap.extras["columns"], snap.extras["known"] = built
+
+
+def _writable(buffer: np.ndarray, sq_buffer: np.ndarray | None) -> bool:
+    return bool(buffer.flags.writeable) and (sq_buffer is None or sq_buffer.flags.writeable)
 
 
 def _missing_column(n: int) -> KeyColumn:
