@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 
 import numpy as np
+import pytest
 
 from tidb_jina.store import VectorTable, _embedded
 from tidb_jina.store._embedded import RECENT_SNAPSHOTS
@@ -14,8 +15,8 @@ from tidb_jina.store._embedded import RECENT_SNAPSHOTS
 D = 8
 
 
-def _table(tmp_path, n=200):
-    table = VectorTable(f"sqlite:///{tmp_path / 'r.db'}", table_name="r")
+def _table(tmp_path, n=200, metric="cosine"):
+    table = VectorTable(f"sqlite:///{tmp_path / 'r.db'}", table_name="r", metric=metric)
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(n, D)).astype(np.float32)
     table.upsert(vectors, ids=[f"r{i}" for i in range(n)], metadatas=[{"c": "red"}] * n)
@@ -64,11 +65,12 @@ def test_columns_cached_by_a_filter_during_an_update_never_describe_reused_slots
     assert not {h.id for h in red} & set(ids)
 
 
-def test_a_read_only_buffer_is_copied_never_written(tmp_path):
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_a_read_only_buffer_is_copied_never_written(tmp_path, metric):
     """A snapshot buffer that may not be written (a read-only mapped matrix): an own
     update with dead slots free to reuse, and one appending, copy the rows into a new
     buffer instead of writing into it (which raised after the commit)."""
-    table, cache, rng = _table(tmp_path)
+    table, cache, rng = _table(tmp_path, metric=metric)
     for buffer in (cache._buffer, cache._sq_buffer):
         if buffer is not None:
             buffer.flags.writeable = False
