@@ -9,7 +9,6 @@ or checks the fallback when something changes in between.
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -129,10 +128,11 @@ def test_own_writes_are_seen_at_once(tmp_path):
     assert table.search(q, k=1, filter={"g": 3})[0].id != "exact"
 
 
-def test_searches_go_the_general_way_while_the_table_is_written(tmp_path, monkeypatch):
-    """Under steady writes most transaction-free searches would be overtaken by a commit
-    and scored twice: after a write of this process, or a fast search a commit
-    overtook, searches take the general path for ``BUSY_SECONDS``, then the fast one."""
+def test_searches_go_the_general_way_after_a_foreign_commit_overtook_one(tmp_path, monkeypatch):
+    """Under steady foreign writes most transaction-free searches would be overtaken by
+    a commit and scored twice: after a fast search another connection's commit
+    overtook, searches take the general path for ``BUSY_SECONDS``, then the fast one.
+    A write of this process does not send them away (``_overtaken``)."""
     monkeypatch.setattr(_fresh, "BUSY_SECONDS", 0.3)
     table, rng = _table(tmp_path)
     q = rng.normal(size=8).astype(np.float32)
@@ -142,14 +142,10 @@ def test_searches_go_the_general_way_while_the_table_is_written(tmp_path, monkey
     assert begins.count == 0
     table.upsert(rng.normal(size=(2, 8)).astype(np.float32), ids=["w1", "w2"])
     writes = begins.count  # the upsert's own transactions
-    table.search(q, k=3)
-    assert begins.count == writes + 1  # general path: the table was just written
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert writes >= 1
     before = begins.count
     expected = _answer(table, q, k=3)
-    assert begins.count == before  # quiet again: fast path
+    assert begins.count == before  # our own write: still the fast path
 
     real = _fresh._read_rows
     path = str(tmp_path / "f.db")

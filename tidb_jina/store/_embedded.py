@@ -38,8 +38,9 @@ from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rounding import within
 from tidb_jina.store._rows import IN_CHUNK, chunks
+from tidb_jina.store._slots import Slots, write_rows
 from tidb_jina.store._snapshot_file import SnapshotFile
-from tidb_jina.store._stream_load import load_vectors, prepare_rows, spare_rows
+from tidb_jina.store._stream_load import load_vectors, spare_rows
 from tidb_jina.store._watch import ChangeWatcher
 
 RECENT_SNAPSHOTS = 8
@@ -53,9 +54,10 @@ class Snapshot:
     """The table's vectors at one committed state, prepared for one metric.
 
     Never changed once published: a write by this process publishes a new snapshot that
-    shares the old one's matrix buffer (appended rows go past the old one's end, updated
-    and deleted rows are marked dead in a new ``alive`` mask), so a reader holding the
-    old one keeps seeing exactly its state.
+    shares the old one's matrix buffer (updated and deleted rows are marked dead in a new
+    ``alive`` mask; new versions go past the old one's end, or into a slot dead in every
+    snapshot still held: ``_slots``), so a reader holding the old one keeps seeing
+    exactly its state (its alive rows are never written over).
     """
 
     token: Any
@@ -132,6 +134,7 @@ class VectorCache:
         self.schema_seen: int | None = None  # PRAGMA schema_version when the shape was read
         self._sq_buffer: np.ndarray | None = None
         self.coalescer = Coalescer()
+        self.slots = Slots()  # where rows live in the buffer, which dead slots to reuse
         self.busy_until = 0.0  # ``_fresh``: no transaction-free search before then
         self.coalesce = True  # False: every search does its own product (benches)
         self.file: SnapshotFile | None = None  # ``snapshot_file=`` (``_snapshot_file``)
@@ -152,6 +155,7 @@ class VectorCache:
             recent[snap.token] = snap
             while len(recent) > RECENT_SNAPSHOTS:
                 del recent[next(iter(recent))]
+        self.slots.published(snap)
         self._recent, self.snapshot = recent, snap  # readers see old or new, never half
 
     def load(
@@ -212,35 +216,34 @@ class VectorCache:
                 return False
             n, m = snap.size, rowids.size
             alive = np.ones(n, dtype=bool) if snap.alive is None else snap.alive.copy()
-            keys, positions = snap._index()
-            at = np.minimum(np.searchsorted(keys, rowids), max(keys.size - 1, 0))
-            if keys.size:
-                replaced = keys[at] == rowids
-                alive[positions[at[replaced]]] = False
-            dead = n - int(alive.sum())
-            if n + m > self._buffer.shape[0] or dead > max(1024, n // 4):
+            replaced = self.slots.replaced(snap, rowids)
+            alive[replaced] = False
+            # dead slots no snapshot still held sees alive take rows first (``_slots``)
+            # a read-only buffer (a mapped file) is never written: copied first
+            fixed = not _writable(self._buffer, self._sq_buffer)
+            reuse = self.slots.take(0 if fixed or snap.extras.get("columns") else m)
+            extra = m - reuse.size  # rows appended past the end
+            dead = n - int(alive.sum()) - reuse.size
+            if fixed or n + extra > self._buffer.shape[0] or dead > max(1024, n // 4):
                 self._compact(snap, alive, n + m)
                 snap = self.snapshot
                 assert snap is not None
                 n, alive = snap.size, np.ones(snap.size, dtype=bool)
-            buffer = self._buffer
+                replaced, reuse, extra = reuse[:0], reuse[:0], m
+            buffer, sq_buffer = self._buffer, self._sq_buffer
             assert buffer is not None
-            buffer[n : n + m] = vectors
-            sq_out = None if self._sq_buffer is None else self._sq_buffer[n : n + m]
-            prepare_rows(buffer[n : n + m], self.metric, sq_out)
-            all_alive = bool(alive.all())
-            new = Snapshot(
-                after,
-                np.concatenate([snap.rowids, rowids]),
-                buffer[: n + m],
-                None if self._sq_buffer is None else self._sq_buffer[: n + m],
-                None if all_alive else np.concatenate([alive, np.ones(m, dtype=bool)]),
-            )
+            parts = write_rows(buffer, sq_buffer, self.metric, snap, alive, rowids, vectors, reuse)
+            new = Snapshot(after, *parts)
             columns = snap.extras.get("columns")
-            if columns:
+            # a filter may cache columns on ``snap`` meanwhile (in place, without this
+            # lock): never inherited by a snapshot whose reused slots they would misdescribe
+            if columns and not reuse.size:
                 new.extras["columns"] = dict(columns)  # extended lazily for the new rows
-            if "known" in snap.extras:  # what the first rows hold: still true of them
+            if "known" in snap.extras and not reuse.size:  # what the first rows hold
                 new.extras["known"] = snap.extras["known"]
+            self.slots.retire(replaced)
+            slots = np.concatenate([reuse, np.arange(n, n + extra)])
+            self.slots.advance(snap, new, rowids, slots)
             self._publish(new)
             return True
 
@@ -250,7 +253,10 @@ class VectorCache:
         rows = keep.size + (need - snap.size)
         capacity = rows + spare_rows(rows)
         buffer = np.empty((capacity, snap.matrix.shape[1]), dtype=np.float32)
-        np.take(snap.matrix, keep, axis=0, out=buffer[: keep.size])
+        # mode="clip": with ``out`` the default mode="raise" gathers into a temporary
+        # copy of the whole result first (one more matrix at the peak); ``keep`` comes
+        # from ``flatnonzero`` over the snapshot's rows, so no index can be out of range
+        np.take(snap.matrix, keep, axis=0, out=buffer[: keep.size], mode="clip")
         sq = None
         if self._sq_buffer is not None:
             sq = np.zeros(capacity, dtype=np.float32)
@@ -547,6 +553,10 @@ def _prebuild_columns(snap: Snapshot, conn: sa.Connection, metas: list[Any] | No
     built = build_columns(conn, metas, COLUMN_CACHE_BYTES, column_bytes)
     if built is not None:
         snap.extras["columns"], snap.extras["known"] = built
+
+
+def _writable(buffer: np.ndarray, sq_buffer: np.ndarray | None) -> bool:
+    return bool(buffer.flags.writeable) and (sq_buffer is None or sq_buffer.flags.writeable)
 
 
 def _missing_column(n: int) -> KeyColumn:

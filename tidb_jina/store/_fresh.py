@@ -17,9 +17,15 @@ needed to know what the search sees:
    end of the SELECT, so the rows are the snapshot's state, and the answer is the one
    the general path would give.
 
-While the table is being written (by this process, or a commit overtook a fast search
-in the last second), searches take the general path: under steady writes most fast
-searches would be overtaken, and each would be scored twice.
+A search overtaken by a write of *this* process (the new state is in memory, applied to
+the same buffer) keeps its answer when that write cannot have changed it: no winner was
+written and no new row ranks before the k-th (``_overtaken``, with the proof). Under a
+steady writer of this process that is nearly every overtaken search; when the rule gives
+up, that one search is answered by the general path. A search overtaken by another
+connection's commit is answered by the general path too, and searches take the general
+path for a second after it: under steady foreign writes most fast searches would be
+overtaken, and each would be scored twice.
+(Until issue 18's fourth round, every own write also sent searches the general way.)
 
 Anything else (a token that moved, a filter key not yet in memory, id lists, embeddings
 asked for, an async engine, ``sqlite://``'s one shared connection) returns None, and the
@@ -41,6 +47,7 @@ from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
 from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter
+from tidb_jina.store._overtaken import applied, kept, starting
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON, load_metadata
 
@@ -76,8 +83,12 @@ def search_fresh(
         token = cache.watcher.token_now()
     except sqlite3.Error:
         return None  # the general path tries again and translates a lasting failure
-    if token is None or token != snap.token:
+    if token is None:
         return None
+    if token != snap.token:  # a newer state: in memory, or being applied right now
+        snap = starting(cache, snap, token)
+        if snap is None or snap.matrix.shape[1] != vector.shape[0]:
+            return None
     positions = None
     if options.filter is not None:
         positions = _cached_filter_positions(snap, options.filter)
@@ -86,14 +97,20 @@ def search_fresh(
     hits = score_hits(cache, snap, vector, options.k, positions, options.max_distance)
     try:
         read = _read_rows(cache, table, hits[0])
+        if read is None:
+            return None  # the watcher was closed meanwhile
+        rows, after = read
+        if after != snap.token:
+            later = None if after is None else applied(cache, after)
+            if later is None:  # another connection's commit (or one not in memory)
+                note_busy(cache)  # the next searches go the general way for a while
+                return None
+            if not kept(cache, snap, later, vector, hits, options.k):
+                return None  # our own write changed this answer: this one search
+        if len(rows) != hits[0].size:
+            return None
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
-    if read is None:
-        return None  # the watcher was closed meanwhile
-    rows, after = read
-    if after != token or len(rows) != hits[0].size:
-        note_busy(cache)  # overtaken by a commit: the next ones go the general way
-        return None
     return hits, rows
 
 
