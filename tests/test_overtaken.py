@@ -169,16 +169,20 @@ def test_not_kept_across_a_reload(tmp_path):
 
 
 def _overtake(monkeypatch, write):
-    """The fast path's row read runs ``write`` (once) right after reading the rows."""
+    """The fast path's row read runs ``write`` (once) between reading the rows and
+    reading the change token (``read_then_token`` reads both under the watcher's lock;
+    an own write confirms its commit on the watcher, so the write is run between the
+    rows and a second token read here, as if it had committed inside that hold)."""
     real = _fresh._read_rows
     done = []
 
-    def read_then_write(db, tbl, rowids):
-        rows = real(db, tbl, rowids)
-        if not done:
-            done.append(True)
-            write()
-        return rows
+    def read_then_write(cache, tbl, rowids):
+        read = real(cache, tbl, rowids)
+        if read is None or done:
+            return read
+        done.append(True)
+        write()
+        return read[0], cache.watcher.token_now()
 
     monkeypatch.setattr(_fresh, "_read_rows", read_then_write)
     return real
