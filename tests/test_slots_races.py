@@ -79,6 +79,6 @@ def test_a_read_only_buffer_is_copied_never_written(tmp_path, metric):
     q = rng.normal(size=D).astype(np.float32)
     table.upsert(np.tile(q, (3, 1)), ids=["r0", "r1", "new"], metadatas=[{"c": "red"}] * 3)
     assert cache._buffer is not frozen and cache._buffer.flags.writeable
-    assert np.array_equal(frozen, before)
+    assert frozen.tobytes() == before.tobytes()  # spare rows may hold NaN bits
     assert cache.snapshot.token == cache.watcher.token_now()  # applied, not dropped
     assert sorted(h.id for h in table.search(q, k=3)) == ["new", "r0", "r1"]
