@@ -499,3 +499,24 @@ def test_a_save_is_seen_once_by_another_reader(tmp_path):
     assert _used(second)
     first.close()
     second.close()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_delete_then_update_after_a_mapped_open(tmp_path, metric):
+    """A delete leaves a dead slot in the mapped (read-only) matrix; the update after
+    it may reuse dead slots (``_slots``): it must copy out of the map, never write it."""
+    url, vectors = _built(tmp_path, metric)
+    table = _open(url, metric)
+    table.search(vectors[0], k=1)
+    assert _used(table)
+    table.delete(ids=["r1", "r2"])  # dead slots in the map
+    table.upsert(vectors[20:23] * -1, ids=["r20", "r21", "r22"])  # updates
+    table.upsert(vectors[30:31] * -1, ids=["r30"])
+    fresh = VectorTable(url, table_name="t", metric=metric)  # the rows, read now
+    queries = np.concatenate([vectors[1:3], -vectors[20:23], -vectors[30:31], _vectors(4, seed=9)])
+    assert _hits(table, queries, k=5) == _hits(fresh, queries, k=5)
+    assert _hits(table, queries[:3], k=5, filter={"g": 6}) == _hits(
+        fresh, queries[:3], k=5, filter={"g": 6}
+    )
+    fresh.close()
+    table.close()
