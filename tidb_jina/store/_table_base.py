@@ -81,8 +81,8 @@ class PreparedRows(NamedTuple):
 
 def backend_for(db: Database, settings: TableSettings, state: TableState) -> Backend:
     """The engine implementation for ``db``: TiDB for MySQL dialects, else embedded."""
-    check_snapshot_option(settings.snapshot_file, db.engine)  # files of SQLite only
-    if db.is_tidb:
+    if db.is_tidb:  # the embedded backend checks its own option (it keeps the place)
+        check_snapshot_option(settings.snapshot_file, db.engine)  # refused: files of SQLite only
         return TiDBBackend(db, settings, state)
     return EmbeddedBackend(db, settings, state)
 
