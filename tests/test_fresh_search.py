@@ -12,7 +12,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
+from _begins import Begins
 
 from tidb_jina.store import VectorTable, _fresh
 from tidb_jina.store import _backend_embedded as backend_module
@@ -37,21 +37,6 @@ def _answer(table, query, **kw):
     return [(h.id, h.document, h.metadata, round(h.distance, 5)) for h in table.search(query, **kw)]
 
 
-class _Begins:
-    """Counts transactions begun on the table's engine."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.count = 0
-        self._engine = engine
-        sa.event.listen(engine, "begin", self._on_begin)
-
-    def _on_begin(self, conn) -> None:
-        self.count += 1
-
-    def close(self) -> None:
-        sa.event.remove(self._engine, "begin", self._on_begin)
-
-
 @pytest.mark.parametrize("metric", METRICS)
 def test_a_fresh_snapshot_is_searched_without_a_transaction(tmp_path, monkeypatch, metric):
     table, rng = _table(tmp_path, metric)
@@ -59,7 +44,7 @@ def test_a_fresh_snapshot_is_searched_without_a_transaction(tmp_path, monkeypatc
     filters = [None, {"g": 3}, {"name": {"$in": ["n1", "n2"]}}, {"flag": True, "g": {"$gte": 5}}]
     for f in filters:  # the general path loads the snapshot and the filter columns
         table.search(queries[0], k=5, filter=f)
-    begins = _Begins(table.engine)
+    begins = Begins(table.engine)
     fast = [_answer(table, q, k=5, filter=f) for q in queries for f in filters]
     assert begins.count == 0  # every one of them took the fast path
     begins.close()
@@ -73,7 +58,7 @@ def test_cases_the_fast_path_leaves_to_the_general_one(tmp_path):
     table, rng = _table(tmp_path)
     q = rng.normal(size=8).astype(np.float32)
     table.search(q, k=3)
-    begins = _Begins(table.engine)
+    begins = Begins(table.engine)
     table.search(q, k=3, filter={"never_read": 1})  # a key not in memory yet: SQL reads it
     table.search(q, k=3, ids=["r1", "r2"])
     table.search(q, k=3, include_embeddings=True)
@@ -137,7 +122,7 @@ def test_searches_go_the_general_way_after_a_foreign_commit_overtook_one(tmp_pat
     table, rng = _table(tmp_path)
     q = rng.normal(size=8).astype(np.float32)
     table.search(q, k=3)
-    begins = _Begins(table.engine)
+    begins = Begins(table.engine)
     table.search(q, k=3)
     assert begins.count == 0
     table.upsert(rng.normal(size=(2, 8)).astype(np.float32), ids=["w1", "w2"])

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
+from _begins import Begins
 
 from tidb_jina.store import VectorTable, _fresh
 from tidb_jina.store import _backend_embedded as backend_module
@@ -38,19 +38,6 @@ def _cache(table):
 
 def _answer(table, query, **kw):
     return [(h.id, h.document, round(h.distance, 5)) for h in table.search(query, **kw)]
-
-
-class _Begins:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.count = 0
-        self._engine = engine
-        sa.event.listen(engine, "begin", self._on_begin)
-
-    def _on_begin(self, conn) -> None:
-        self.count += 1
-
-    def close(self) -> None:
-        sa.event.remove(self._engine, "begin", self._on_begin)
 
 
 def _hits_before_and_after(table, q, k, write):
@@ -202,7 +189,7 @@ def test_an_overtaken_search_keeps_its_answer_without_a_transaction(tmp_path, mo
     expected = _answer(table, q, k=5)
     bystander = next(f"r{i}" for i in range(300) if f"r{i}" not in {a[0] for a in expected})
     _overtake(monkeypatch, lambda: table.upsert([-q], ids=[bystander], documents=["far"]))
-    begins = _Begins(table.engine)
+    begins = Begins(table.engine)
     got = _answer(table, q, k=5)
     fast_begins = begins.count
     begins.close()
