@@ -12,6 +12,10 @@ resident afterwards at most 1.2x the matrix.
     python bench/cold_open.py [--n 100000] [--dim 768] [--rounds 3] [--meta] [--dir DIR]
                               [--snapshot-file]
 
+A third contestant, also in its own new process, is the floor of any reader through the
+``sqlite3`` driver: a bare loop that copies each row's BLOB into a preallocated matrix
+(printed as "sqlite3 read loop": ours against it, and it against ``np.load``).
+
 ``--warm`` reads each contestant's files once right before it runs, so every contestant
 (``np.load`` included) reads from the page cache: on a shared machine the cache may or
 may not still hold a 3 GB file, and that alone moved ``np.load`` at 1M from 0.6 s to 3.9 s.
@@ -62,6 +66,20 @@ start = time.perf_counter()
 written = None
 if kind == "npload":
     matrix = np.load(target)
+    _ = matrix[:1] @ query
+elif kind == "sqlite3":  # the floor of any reader through the sqlite3 module
+    import sqlite3
+    con = sqlite3.connect(target.removeprefix("sqlite:///"))
+    key = 'INDEXED BY "sqlite_autoindex_cold_1"'  # the primary key's index: few pages
+    count = con.execute(f'SELECT count(*) FROM "cold" {key}').fetchone()[0]
+    matrix = np.empty((count, dim), dtype=np.float32)
+    flat, width, at = memoryview(matrix.data).cast("B"), 4 * dim, 0
+    cursor = con.execute('SELECT embedding FROM "cold" ORDER BY rowid')
+    while rows := cursor.fetchmany(4096):
+        for (blob,) in rows:
+            flat[at : at + width] = blob
+            at += width
+    assert at == matrix.nbytes, (at, matrix.nbytes)
     _ = matrix[:1] @ query
 elif kind == "store":
     hits = VectorTable(target, table_name="cold").search(query, k=10)
@@ -137,7 +155,7 @@ def main() -> None:
     matrix_bytes = 4 * args.n * args.dim
     if not (npy.exists() and (folder / "cold.db").exists()):
         build(url, npy, args.n, args.dim, args.meta)
-    ours, base, builds, maps = [], [], [], []
+    ours, base, floor, builds, maps = [], [], [], [], []
     snap = folder / "cold.db.cold.vectors"
     db = folder / "cold.db"
 
@@ -151,6 +169,8 @@ def main() -> None:
         base.append(run("npload", str(npy), args.dim))
         warm(db)
         ours.append(run("store", url, args.dim))
+        warm(db)
+        floor.append(run("sqlite3", url, args.dim))
         if args.snapshot_file:
             snap.unlink(missing_ok=True)
             warm(db)
@@ -172,6 +192,20 @@ def main() -> None:
                     med(base, "seconds"),
                     "<= 2x",
                     2.0,
+                ),
+                Row(
+                    "open + first search",
+                    med(ours, "seconds"),
+                    "sqlite3 read loop",
+                    med(floor, "seconds"),
+                    "-",
+                ),
+                Row(
+                    "sqlite3 read loop",
+                    med(floor, "seconds"),
+                    "np.load",
+                    med(base, "seconds"),
+                    "-",
                 ),
             ]
         )
