@@ -49,6 +49,7 @@ def check_wrapped(
     connection_string: Any,
     engine: Any,
     engine_args: Any,
+    snapshot_file: Any = False,
 ) -> None:
     if not isinstance(table, VectorTable):
         raise ConfigurationError(
@@ -58,6 +59,11 @@ def check_wrapped(
         raise ConfigurationError(
             "vector_table= already has its connection; drop connection_string, engine and "
             "engine_args"
+        )
+    if snapshot_file is not False:
+        raise ConfigurationError(
+            "vector_table= is already built; pass snapshot_file= to its VectorTable(...) "
+            "instead of to the store"
         )
 
 

@@ -21,6 +21,7 @@ changed, plus ``embedding``, ``engine``, ``vector_table`` and ``vector_dimension
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -92,6 +93,9 @@ class TiDBVectorStore(VectorStore):
         drop_existing_table: drop the table before first use.
         check_metadata: False opens a table whose recorded embedding model or metric
             differs from this store's (otherwise a ``SchemaError`` names both).
+        snapshot_file: embedded file databases only, opt-in: ``True`` (or a directory)
+            also keeps the table's vectors in a file that a new process maps instead of
+            reading every row (see ``VectorTable``'s ``snapshot_file``).
 
     The constructor does no I/O: the table is read or created on first use.
     """
@@ -111,12 +115,13 @@ class TiDBVectorStore(VectorStore):
         drop_existing_table: bool = False,
         auto_embedding: AutoEmbedding | str | None = None,
         check_metadata: bool = True,
+        snapshot_file: bool | str | os.PathLike[str] = False,
     ) -> None:
         self._embedding = one_embedding(
             embedding_function, embedding, optional=auto_embedding is not None
         )
         if vector_table is not None:
-            check_wrapped(vector_table, connection_string, engine, engine_args)
+            check_wrapped(vector_table, connection_string, engine, engine_args, snapshot_file)
             self._table = vector_table
             return
         if connection_string is not None and engine is not None:
@@ -130,6 +135,7 @@ class TiDBVectorStore(VectorStore):
             drop_existing=drop_existing_table,
             auto_embedding=auto_embedding,
             check_metadata=check_metadata,
+            snapshot_file=snapshot_file,
         )
 
     def __repr__(self) -> str:

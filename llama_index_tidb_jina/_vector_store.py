@@ -12,6 +12,7 @@ one float32 matrix and checks them, with the ids and metadata, before anything i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
         engine_args: extra ``sqlalchemy.create_engine`` arguments.
         drop_existing_table: drop the table before first use.
         flat_metadata: refuse nested metadata values (as ``node_to_metadata_dict``).
+        snapshot_file: embedded file databases only, opt-in: ``True`` (or a directory)
+            also keeps the table's vectors in a file that a new process maps instead of
+            reading every row (see ``VectorTable``'s ``snapshot_file``).
 
     The constructor does no I/O. ``to_dict()`` / ``to_json()`` hold the URL with its
     password masked (``database_url``), never the password.
@@ -90,6 +94,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
         drop_existing_table: bool = False,
         flat_metadata: bool = False,
         auto_embedding: AutoEmbedding | str | None = None,
+        snapshot_file: bool | str | os.PathLike[str] = False,
     ) -> None:
         table = VectorTable(
             connection_string,
@@ -101,6 +106,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
             # delete(ref_doc_id) looks rows up through an index, not a scan.
             indexed_key=REF_DOC_ID_KEY,
             auto_embedding=auto_embedding,
+            snapshot_file=snapshot_file,
         )
         auto = table.auto_embedding
         super().__init__(  # type: ignore[call-arg]  # pydantic fields (no mypy plugin)
