@@ -23,8 +23,9 @@ uses it, one leader at a time), and each query's column is copied into an array 
 caller allocated before waiting. Allocated per batch by the leader (an (n, q) product and
 q columns: 6.4 MB at 100,000 rows and 8 queries), they stayed in every reader thread's
 malloc arena once it had led, about 6 MB per arena, 48 MB for 8 readers at 100k x 768
-(issue 18's fifth round). The workspace costs n x q x 4 bytes for the coalescer's life
-(q: the most queries scored together; 1% of the matrix at 768 dimensions and 8 queries).
+(issue 18's fifth round). The workspace costs n x q x 4 bytes while the vectors are in
+memory (q: the most queries scored together, at most ``WORKSPACE_QUERIES``; 1% of the
+matrix at 768 dimensions and 8 queries, q/d of it in general).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ import numpy as np
 # (snapshot key, queries (q, d), workspace (n, q) or None) -> distances (n, q), written
 # into the workspace when one is given
 Scorer = Callable[[Any, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+# The most queries whose product the kept workspace holds: n x 16 x 4 bytes at most (16/d
+# of the matrix: 2% at 768 dimensions). A wider batch (more than 16 callers at once)
+# gets a product of its own, freed after the batch, as before the workspace.
+WORKSPACE_QUERIES = 16
 
 
 class _Waiting:
@@ -144,13 +150,19 @@ class Coalescer:
 
     def _space(self, rows: int, queries: int) -> np.ndarray | None:
         """The (rows, queries) workspace for the leader's product (grown as needed);
-        None when the number of rows is unknown."""
-        if rows < 0:
+        None when the number of rows is unknown or the batch is wider than
+        ``WORKSPACE_QUERIES`` (the scorer then allocates a product of its own, not kept).
+
+        Read once into a local: ``release()`` may run on another thread at any moment
+        (an invalidation), and must not turn this batch into a raw ``TypeError``."""
+        if rows < 0 or queries > WORKSPACE_QUERIES:
             return None
         need = rows * queries
-        if self._workspace is None or self._workspace.size < need:
-            self._workspace = np.empty(need, dtype=np.float32)
-        return self._workspace[:need].reshape(rows, queries)
+        space = self._workspace
+        if space is None or space.size < need:
+            space = np.empty(need, dtype=np.float32)
+            self._workspace = space
+        return space[:need].reshape(rows, queries)
 
     def release(self) -> None:
         """Drop the workspace (the table's vectors left memory; made again when needed)."""

@@ -175,6 +175,7 @@ class VectorCache:
                 return None
             self._publish(None)  # free the old copy before reading the new one
             self._buffer = self._sq_buffer = None
+            self.coalescer.release()  # sized for the old rows: made again when needed
             file = self.file  # the opt-in snapshot file (``_snapshot_file``)
             mapped = None if file is None else file.read(conn, table, dimension)
             loaded = mapped or load_vectors(conn, table, dimension, self.metric, META_TEXT_BYTES)
