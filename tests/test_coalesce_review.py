@@ -166,3 +166,27 @@ def test_a_reload_drops_the_workspace_sized_for_the_old_rows(tmp_path):
     assert cache.snapshot is not snap  # reloaded
     assert cache.coalescer._workspace is None or cache.coalescer._workspace.size <= 2999
     table.close()
+
+
+def test_the_watcher_is_never_mapped_even_where_sqlite_maps_by_default(tmp_path, monkeypatch):
+    """A SQLite built with a nonzero ``SQLITE_DEFAULT_MMAP_SIZE`` (simulated: every new
+    connection starts mapped) still gives the watcher no map: it sets
+    ``PRAGMA mmap_size = 0`` itself when it connects."""
+    import sqlite3
+
+    from tidb_jina.store import _watch
+
+    real = sqlite3.connect
+
+    def mapped_by_default(*args, **kwargs):
+        conn = real(*args, **kwargs)
+        conn.execute("PRAGMA mmap_size = 268435456").fetchall()
+        return conn
+
+    monkeypatch.setattr(_watch.sqlite3, "connect", mapped_by_default)
+    table, cache, rng = _cache(tmp_path)
+    table.search(rng.normal(size=16).astype(np.float32), k=5)  # the fast path
+    watcher = cache.watcher._conn
+    assert watcher is not None
+    assert watcher.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    table.close()
