@@ -9,6 +9,7 @@ query's distances on their own snapshot; and the kept workspace has a bound.
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -189,4 +190,55 @@ def test_the_watcher_is_never_mapped_even_where_sqlite_maps_by_default(tmp_path,
     watcher = cache.watcher._conn
     assert watcher is not None
     assert watcher.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    table.close()
+
+
+def test_a_waiter_interrupted_in_the_queue_hands_the_lead_on(tmp_path, monkeypatch):
+    """A caller whose wait is interrupted (KeyboardInterrupt) stayed in the queue: picked
+    to lead next, it never did, and every later search on the table hung."""
+    table, cache, rng = _cache(tmp_path)
+    snap = cache.snapshot
+    real, gate, entered = cache._batch_distances, threading.Event(), threading.Event()
+
+    def held(key, queries, out=None):
+        entered.set()
+        assert gate.wait(10)
+        return real(key, queries, out)
+
+    class Interrupted(threading.Event):
+        def wait(self, timeout=None):
+            if threading.current_thread().name == "victim":
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    # the module's own name only (the threading module itself is left alone)
+    monkeypatch.setattr(_coalesce, "threading", SimpleNamespace(Event=Interrupted))
+    cache._batch_distances = held
+    got: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            got[name] = cache.distances(snap, rng.normal(size=16).astype(np.float32), None)
+        except BaseException as exc:
+            got[name] = exc
+
+    leader = threading.Thread(target=run, args=("leader",))
+    leader.start()
+    assert entered.wait(10)
+    victim = threading.Thread(target=run, args=("victim",), name="victim")
+    victim.start()
+    victim.join(10)
+    other = threading.Thread(target=run, args=("other",))
+    other.start()
+    for _ in range(1000):
+        if len(cache.coalescer._queue) >= 1:
+            break
+        gate.wait(0.01)
+    gate.set()
+    for t in (leader, other):
+        t.join(10)
+        assert not t.is_alive(), "a search hangs behind an interrupted one"
+    assert isinstance(got["victim"], KeyboardInterrupt)
+    assert isinstance(got["leader"], np.ndarray) and isinstance(got["other"], np.ndarray)
+    assert not cache.coalescer._busy
     table.close()

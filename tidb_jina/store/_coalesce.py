@@ -102,7 +102,11 @@ class Coalescer:
             lead = not self._busy
             self._busy = True
         if not lead:
-            item.done.wait()
+            try:
+                item.done.wait()
+            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue
+                self._abandon(item)
+                raise
             lead = item.lead
         if lead:
             self._lead()
@@ -118,15 +122,37 @@ class Coalescer:
         groups: dict[Hashable, list[_Waiting]] = {}
         for item in batch:
             groups.setdefault(item.group, []).append(item)
-        for items in groups.values():
-            self._score(items)
+        try:
+            for items in groups.values():
+                self._score(items)
+        finally:  # even interrupted between groups: no caller of the batch hangs
+            for item in batch:
+                if not item.done.is_set():
+                    item.error = RuntimeError("the search was interrupted; run it again")
+                    item.done.set()
+            self._hand_off(None)
+
+    def _hand_off(self, leaving: _Waiting | None) -> None:
+        """Wake the first caller queued to lead (or mark the coalescer idle). ``leaving``:
+        a caller whose wait was interrupted, taken out of the queue first (if it was
+        picked to lead, the next one is picked instead)."""
         with self._lock:
+            if leaving is not None:
+                if leaving in self._queue:
+                    self._queue.remove(leaving)
+                if not leaving.lead:
+                    return  # not picked: the running leader hands off later
             if not self._queue:
                 self._busy = False
                 return
             successor = self._queue[0]
-        successor.lead = True
+            successor.lead = True  # picked under the lock (``_abandon`` reads it there)
         successor.done.set()
+
+    def _abandon(self, item: _Waiting) -> None:
+        """A waiter interrupted before its answer: it leaves the queue; if it had been
+        picked to lead, the lead passes on, so the callers behind it never hang."""
+        self._hand_off(item)
 
     def _score(self, items: list[_Waiting]) -> None:
         try:
