@@ -57,6 +57,36 @@ class PeakRss:
         return self.peak
 
 
+def resident_by_kind(buffer: int = 0) -> dict[str, int]:
+    """Resident bytes by kind of mapping (``/proc/self/smaps``): the vector buffer (the
+    mapping holding address ``buffer``), the heap, other anonymous regions (glibc's
+    per-thread malloc arenas, BLAS buffers, large temporaries), the database file,
+    other files."""
+    kinds: dict[str, int] = {}
+    kind = ""
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=5)
+            if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                name = head[5].strip() if len(head) == 6 else ""
+                if lo <= buffer < hi:
+                    kind = "vector buffer"
+                elif name == "[heap]":
+                    kind = "heap"
+                elif name.endswith((".db", ".db-wal", ".db-shm")):
+                    kind = "database file"
+                elif name.startswith("/"):
+                    kind = "other files"
+                elif name:
+                    kind = name
+                else:
+                    kind = "anonymous (malloc arenas, BLAS, temporaries)"
+            elif head and head[0] == "Rss:":
+                kinds[kind] = kinds.get(kind, 0) + int(head[1]) * 1024
+    return kinds
+
+
 def run_readers(
     store: VectorTable, queries: np.ndarray, seconds: float, threads: int
 ) -> tuple[int, list[float]]:
@@ -89,6 +119,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--readers", type=int, default=8)
     parser.add_argument("--slices", type=int, default=5, help="alternations of the phases")
+    parser.add_argument(
+        "--where", action="store_true", help="print where the memory is (Linux smaps)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.n, args.dim)).astype(np.float32)
@@ -100,6 +133,7 @@ def main() -> None:
     del vectors
     release_free_memory()  # what ingest freed is not the search's
     base_rss = rss_bytes()
+    base_kinds = resident_by_kind() if args.where else {}
     store.search(queries[0], k=10)  # load the snapshot
 
     coalescer = store._backend.cache.coalescer  # type: ignore[attr-defined]
@@ -201,6 +235,14 @@ def main() -> None:
         )
     )
     print(f"\nqueries per product: {per_product_m:.1f} mixed, {per_product_r:.1f} readers only")
+    if args.where:  # at the end of the run (not at the peak), growth since the start
+        print("\nresident growth by kind of mapping, end of run:")
+        buffer = store._backend.cache._buffer  # type: ignore[attr-defined]
+        at = 0 if buffer is None else buffer.ctypes.data + buffer.nbytes // 2  # inside
+        for kind, size in sorted(resident_by_kind(at).items(), key=lambda kv: -kv[1]):
+            grown = size - base_kinds.get(kind, 0)
+            if abs(grown) >= 2**20:
+                print(f"- {kind}: {fmt_bytes(grown)}")
     store.close()
 
 

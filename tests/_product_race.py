@@ -19,11 +19,11 @@ def race(
 ) -> tuple[list[tuple[int, int]], dict[str, np.ndarray]]:
     real, calls, gate = cache._batch_distances, [], threading.Event()
 
-    def scorer(snap: Any, qs: np.ndarray) -> np.ndarray:
+    def scorer(snap: Any, qs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         calls.append((snap.size, qs.shape[0]))
         if len(calls) == 1:
             assert gate.wait(10)  # the first product runs while the others queue
-        return real(snap, qs)
+        return real(snap, qs, out)
 
     cache._batch_distances = scorer
     got: dict[str, np.ndarray] = {}

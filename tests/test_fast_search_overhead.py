@@ -3,9 +3,9 @@
 A fast search (``_fresh``) looks at the schema once, reads the change token, scores,
 then reads the winners' rows and the token again on the watcher's own connection
 (``ChangeWatcher.read_then_token``): no pool checkout, no transaction. The rows are
-read through a memory map that is dropped every ``MAP_ROWS`` rows, so the file pages
-it touched never pile up in the resident memory. The statement text is cached by table
-name, keeping no ``sa.Table`` alive.
+read without a memory map, so the file pages they touch never pile up in the resident
+memory (``test_fast_search_resident``). The statement text is cached by table name,
+keeping no ``sa.Table`` alive.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from tidb_jina.store import VectorTable, _fresh, _watch
+from tidb_jina.store import VectorTable, _fresh
 
 
 def _table(tmp_path, n=300, d=8):
@@ -53,25 +53,17 @@ def test_a_fast_search_looks_at_the_schema_once_and_checks_out_nothing(tmp_path)
     table.close()
 
 
-def test_rows_are_read_through_a_map_dropped_every_map_rows(tmp_path, monkeypatch):
-    """Every answer equals the general path's while the map is made and dropped, and a
-    foreign commit plus a checkpoint (the file's pages change under the map) is seen."""
-    monkeypatch.setattr(_watch, "MAP_ROWS", 16)
+def test_rows_read_on_the_watcher_equal_the_general_paths(tmp_path):
+    """Every answer equals the general path's, and a foreign commit plus a checkpoint
+    (the file's pages change under the watcher's page cache) is seen."""
     table, rng = _table(tmp_path)
     general = VectorTable(f"sqlite:///{tmp_path / 'o.db'}", table_name="o", search_cache=False)
-    watcher = table._backend.cache.watcher
-    mapped = []
     for i in range(40):
         q = rng.normal(size=8).astype(np.float32)
         flt = {"g": i % 10}
         assert _answer(table.search(q, k=7, filter=flt)) == _answer(
             general.search(q, k=7, filter=flt)
         )
-        mapped.append(watcher._mapped)
-        assert watcher._mapped <= 16 + 8
-    assert 0 in mapped[1:]  # dropped (and made again) along the way
-    mmap = watcher._conn.execute("PRAGMA mmap_size").fetchone()[0]
-    assert mmap > 0 or watcher._mapped == 0
     q = rng.normal(size=8).astype(np.float32)
     first = table.search(q, k=1)[0]
     with sqlite3.connect(tmp_path / "o.db") as other:

@@ -17,6 +17,15 @@ prefix of the other's (a write of this process appends rows to the shared buffer
 publishes a longer snapshot): the product runs once on the longest, and each query takes
 the first rows of its own snapshot. Under a steady writer, readers pinned to the previous
 and the new state would otherwise need two products.
+
+Memory: the product is written into one workspace kept by the coalescer (only the leader
+uses it, one leader at a time), and each query's column is copied into an array its own
+caller allocated before waiting. Allocated per batch by the leader (an (n, q) product and
+q columns: 6.4 MB at 100,000 rows and 8 queries), they stayed in every reader thread's
+malloc arena once it had led, about 6 MB per arena, 48 MB for 8 readers at 100k x 768
+(issue 18's fifth round). The workspace costs n x q x 4 bytes while the vectors are in
+memory (q: the most queries scored together, at most ``WORKSPACE_QUERIES``; 1% of the
+matrix at 768 dimensions and 8 queries, q/d of it in general).
 """
 
 from __future__ import annotations
@@ -27,12 +36,29 @@ from typing import Any
 
 import numpy as np
 
-# (snapshot key, queries (q, d)) -> distances (n, q)
-Scorer = Callable[[Any, np.ndarray], np.ndarray]
+# (snapshot key, queries (q, d), workspace (n, q) or None) -> distances (n, q), written
+# into the workspace when one is given
+Scorer = Callable[[Any, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+# The most queries whose product the kept workspace holds: n x 16 x 4 bytes at most (16/d
+# of the matrix: 2% at 768 dimensions). A wider batch (more than 16 callers at once)
+# gets a product of its own, freed after the batch, as before the workspace.
+WORKSPACE_QUERIES = 16
 
 
 class _Waiting:
-    __slots__ = ("done", "error", "group", "key", "lead", "query", "result", "rows", "scorer")
+    __slots__ = (
+        "done",
+        "error",
+        "group",
+        "key",
+        "lead",
+        "out",
+        "query",
+        "result",
+        "rows",
+        "scorer",
+    )
 
     def __init__(
         self, key: Any, query: np.ndarray, scorer: Scorer, group: Hashable, rows: int
@@ -43,6 +69,8 @@ class _Waiting:
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.lead = False  # woken to score the queue, not with a result
+        # the result's array, allocated by the caller's thread (its own malloc arena)
+        self.out = np.empty(rows, dtype=np.float32) if rows >= 0 else None
 
 
 class Coalescer:
@@ -54,6 +82,7 @@ class Coalescer:
         self._busy = False
         self.batches = 0  # products computed (for tests and benches)
         self.queries = 0
+        self._workspace: np.ndarray | None = None  # the leader's product (flat float32)
 
     def distances(
         self,
@@ -73,7 +102,11 @@ class Coalescer:
             lead = not self._busy
             self._busy = True
         if not lead:
-            item.done.wait()
+            try:
+                item.done.wait()
+            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue
+                self._abandon(item)
+                raise
             lead = item.lead
         if lead:
             self._lead()
@@ -89,29 +122,74 @@ class Coalescer:
         groups: dict[Hashable, list[_Waiting]] = {}
         for item in batch:
             groups.setdefault(item.group, []).append(item)
-        for items in groups.values():
-            self._score(items)
+        try:
+            for items in groups.values():
+                self._score(items)
+        finally:  # even interrupted between groups: no caller of the batch hangs
+            for item in batch:
+                if not item.done.is_set():
+                    item.error = RuntimeError("the search was interrupted; run it again")
+                    item.done.set()
+            self._hand_off(None)
+
+    def _hand_off(self, leaving: _Waiting | None) -> None:
+        """Wake the first caller queued to lead (or mark the coalescer idle). ``leaving``:
+        a caller whose wait was interrupted, taken out of the queue first (if it was
+        picked to lead, the next one is picked instead)."""
         with self._lock:
+            if leaving is not None:
+                if leaving in self._queue:
+                    self._queue.remove(leaving)
+                if not leaving.lead:
+                    return  # not picked: the running leader hands off later
             if not self._queue:
                 self._busy = False
                 return
             successor = self._queue[0]
-        successor.lead = True
+            successor.lead = True  # picked under the lock (``_abandon`` reads it there)
         successor.done.set()
+
+    def _abandon(self, item: _Waiting) -> None:
+        """A waiter interrupted before its answer: it leaves the queue; if it had been
+        picked to lead, the lead passes on, so the callers behind it never hang."""
+        self._hand_off(item)
 
     def _score(self, items: list[_Waiting]) -> None:
         try:
             queries = np.stack([item.query for item in items])
             widest = max(items, key=lambda item: item.rows)
-            scores = widest.scorer(widest.key, queries)
+            scores = widest.scorer(widest.key, queries, self._space(widest.rows, len(items)))
             self.batches += 1
             self.queries += len(items)
             for i, item in enumerate(items):
-                rows = scores.shape[0] if item.rows < 0 else item.rows
-                item.result = np.ascontiguousarray(scores[:rows, i])
+                if item.out is None:
+                    item.result = np.ascontiguousarray(scores[:, i])
+                else:
+                    np.copyto(item.out, scores[: item.rows, i])
+                    item.result = item.out
         except BaseException as exc:  # every waiter gets the error, none hangs
             for item in items:
                 item.error = exc
         finally:
             for item in items:
                 item.done.set()
+
+    def _space(self, rows: int, queries: int) -> np.ndarray | None:
+        """The (rows, queries) workspace for the leader's product (grown as needed);
+        None when the number of rows is unknown or the batch is wider than
+        ``WORKSPACE_QUERIES`` (the scorer then allocates a product of its own, not kept).
+
+        Read once into a local: ``release()`` may run on another thread at any moment
+        (an invalidation), and must not turn this batch into a raw ``TypeError``."""
+        if rows < 0 or queries > WORKSPACE_QUERIES:
+            return None
+        need = rows * queries
+        space = self._workspace
+        if space is None or space.size < need:
+            space = np.empty(need, dtype=np.float32)
+            self._workspace = space
+        return space[:need].reshape(rows, queries)
+
+    def release(self) -> None:
+        """Drop the workspace (the table's vectors left memory; made again when needed)."""
+        self._workspace = None

@@ -175,6 +175,7 @@ class VectorCache:
                 return None
             self._publish(None)  # free the old copy before reading the new one
             self._buffer = self._sq_buffer = None
+            self.coalescer.release()  # sized for the old rows: made again when needed
             file = self.file  # the opt-in snapshot file (``_snapshot_file``)
             mapped = None if file is None else file.read(conn, table, dimension)
             loaded = mapped or load_vectors(conn, table, dimension, self.metric, META_TEXT_BYTES)
@@ -318,6 +319,7 @@ class VectorCache:
         with self._load_lock:
             self._publish(None)
             self._buffer = self._sq_buffer = None
+            self.coalescer.release()
 
     def close(self) -> None:
         if self.file is not None:
@@ -369,24 +371,27 @@ class VectorCache:
             Snapshot(snap.token, snap.rowids[positions], snap.matrix[positions], sq), queries
         )
 
-    def _batch_distances(self, snap: Snapshot, queries: np.ndarray) -> np.ndarray:
-        """(n, q) distances from every row to each query: one pass over the matrix."""
-        if queries.shape[0] == 1:  # alone: a matrix-vector product (gemv beats gemm here)
+    def _batch_distances(
+        self, snap: Snapshot, queries: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, q) distances from every row to each query: one pass over the matrix
+        (written into ``out`` when given, except for a single query)."""
+        if queries.shape[0] == 1 and out is None:  # alone: a matrix-vector product
             return self.distances_to(snap, queries[0])[:, None]
         if self.metric is DistanceMetric.COSINE:
             norms = np.linalg.norm(queries, axis=1, keepdims=True)
             norms[norms == 0] = 1.0
-            out = _products(snap.matrix, queries / norms)
+            out = _products(snap.matrix, queries / norms, out)
             return np.subtract(np.float32(1.0), out, out=out)
         if self.metric is DistanceMetric.INNER_PRODUCT:
-            out = _products(snap.matrix, queries)
+            out = _products(snap.matrix, queries, out)
             return np.negative(out, out=out)
         assert snap.sq_norms is not None  # L2
-        d2 = _products(snap.matrix, queries)
+        d2 = _products(snap.matrix, queries, out)
         d2 *= np.float32(-2.0)
         d2 += snap.sq_norms[:, None]
         d2 += np.einsum("ij,ij->i", queries, queries)[None, :]
-        return np.sqrt(np.maximum(d2, 0, out=d2))
+        return np.sqrt(np.maximum(d2, 0, out=d2), out=d2)
 
     def exact(self, snap: Snapshot, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Exact distances for a few rows (the winners), free of cancellation error, each
@@ -410,11 +415,16 @@ class VectorCache:
 BLOCK_ROWS = 2048
 
 
-def _products(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``matrix @ queries.T`` (float32 (n, q)), computed block of rows by block."""
+def _products(matrix: np.ndarray, queries: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``matrix @ queries.T`` (float32 (n, q)), computed block of rows by block (into
+    ``out`` when given: the coalescer's workspace)."""
     n = matrix.shape[0]
     qt = np.ascontiguousarray(queries.T, dtype=np.float32)
-    out = np.empty((n, qt.shape[1]), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, qt.shape[1]), dtype=np.float32)
+    if qt.shape[1] == 1:  # one query: a matrix-vector product (gemv beats gemm here)
+        np.matmul(matrix, qt[:, 0], out=out[:, 0])
+        return out
     for start in range(0, n, BLOCK_ROWS):
         stop = min(n, start + BLOCK_ROWS)
         np.matmul(matrix[start:stop], qt, out=out[start:stop])

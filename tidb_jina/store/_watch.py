@@ -30,13 +30,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# The winners' rows of a fast search (``read_then_token``) are read through a memory map:
-# no system call and no copy per page. Ten random rows of a 100,000 x 768 table took
-# about 120 us with pread right after a search's gather, 50 us mapped. The map is
-# dropped after MAP_ROWS rows (it is made again on the next read, about 0.3 ms), so the
-# file pages it touched (counted in the resident size) stay a few MB.
-MAP_BYTES = 2**40  # SQLite caps it at its compile-time limit (usually 2 GB)
-MAP_ROWS = 1024
+# The winners' rows of a fast search (``read_then_token``) are read with SQLite's
+# ordinary reads (``pread`` into the connection's page cache, bounded by its
+# ``cache_size``: 2 MB by default), never through a memory map. Mapped file pages count
+# in the process's resident size, and the kernel maps 16 neighbouring pages per fault
+# (fault-around): 1,024 random rows of a 100,000 x 768 table left 64 MB of the file
+# resident. ``pread`` was also the faster of the two inside real searches (issue 18's
+# fifth round: 94-100 us against 124-137 us median per read, the map's drops included).
+MAP_BYTES = 0
 
 # How long a watcher read waits for a file another connection locks (rollback-journal
 # mode: a writer committing). The wait is spent outside the watcher's lock (see
@@ -61,7 +62,6 @@ class ChangeWatcher:
         # (after close()) is a new epoch, part of the token, so a snapshot labelled by
         # an earlier connection never equals a token of a later one
         self._epoch = 0
-        self._mapped = 0  # rows read through the current memory map (read_then_token)
 
     def _watcher(self, dbapi: Any) -> sqlite3.Connection | None:
         """The private connection (made once, from the engine's own connection).
@@ -84,6 +84,8 @@ class ChangeWatcher:
                             isolation_level=None,
                             timeout=0,
                         )
+                        # never mapped, whatever SQLite's compile-time default (MAP_BYTES)
+                        self._conn.execute(f"PRAGMA mmap_size = {MAP_BYTES:d}").fetchall()
                         self._epoch += 1
         return self._conn
 
@@ -155,8 +157,6 @@ class ChangeWatcher:
             conn = self._conn
             if conn is None:
                 return None
-            if not self._mapped:  # read through a memory map (see MAP_ROWS)
-                conn.execute(f"PRAGMA mmap_size = {MAP_BYTES:d}").fetchall()
             rows: list[Any] = []
             cursor = conn.cursor()
             try:
@@ -165,10 +165,6 @@ class ChangeWatcher:
             finally:
                 cursor.close()
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            self._mapped += len(rows) + 1
-            if self._mapped > MAP_ROWS:  # unmap: the touched pages leave the RSS
-                conn.execute("PRAGMA mmap_size = 0").fetchall()
-                self._mapped = 0
             return rows, ("version", self._epoch, version)
 
     def schema_version(self, conn: sa.Connection) -> int:
@@ -189,7 +185,7 @@ class ChangeWatcher:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
-            self._conn, self._private, self._mapped = None, None, 0
+            self._conn, self._private = None, None
 
 
 def _dbapi(conn: sa.Connection) -> Any:
