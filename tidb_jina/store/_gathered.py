@@ -1,0 +1,69 @@
+"""Fast distances from one query to a subset of a snapshot's rows (a filter's matches).
+
+NumPy's way (``matrix[rows] @ query``) gathers every matching row into one new array,
+then multiplies it: for a 1% filter on 100,000 x 768 that is a 3 MB copy read back from
+the last-level cache, and OpenBLAS splits a matrix-vector product of that size over its
+threads (from about 460,000 elements), which costs more than it gains on a gathered
+block, and much more when another process keeps a core busy. Here the rows are gathered
+and multiplied in blocks of about 1 MB (``BLOCK_ELEMENTS``): each block is still in the
+core's own cache when it is multiplied, and each product is small enough that OpenBLAS
+runs it on the calling thread. Measured on this machine (2 shared cores), 1,000 rows:
+about 135 us against 225-280 us for one gather and one product; 10,000 rows: 3.4-3.6 ms
+against 4.5-4.9 ms. With one BLAS thread both take about the same time.
+
+These are the *fast* distances only: ``score_hits`` re-scores its winners exactly
+(``VectorCache.exact``), and the rounding bound it relies on (``_rounding``) holds for a
+float32 dot product in any summation order, so the blocks change no result. The
+formulas are those of ``VectorCache.distances_to`` (L1 is left to it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tidb_jina.store._metrics import DistanceMetric
+
+if TYPE_CHECKING:
+    from tidb_jina.store._embedded import Snapshot
+
+# Floats per gathered block: 1 MB, half a core's L2 cache here, and under OpenBLAS's
+# threshold for a threaded matrix-vector product (115200 * 4 elements).
+BLOCK_ELEMENTS = 2**18
+
+
+def gathered_distances(
+    metric: DistanceMetric, snap: Snapshot, query: np.ndarray, positions: np.ndarray
+) -> np.ndarray | None:
+    """The fast distances from ``query`` to ``snap``'s rows at ``positions`` (float32, in
+    that order); None for L1 (computed row by row elsewhere)."""
+    if metric is DistanceMetric.L1 or query.dtype != np.float32:
+        return None
+    matrix = snap.matrix
+    if metric is DistanceMetric.COSINE:
+        norm = np.float32(np.linalg.norm(query))
+        vector = query / norm if norm > 0 else query
+    else:
+        vector = query
+    m = positions.shape[0]
+    out = np.empty(m, dtype=np.float32)
+    step = max(16, BLOCK_ELEMENTS // max(1, matrix.shape[1]))
+    if m <= step:
+        np.matmul(np.take(matrix, positions, axis=0), vector, out=out)
+    else:
+        block = np.empty((step, matrix.shape[1]), dtype=np.float32)
+        for start in range(0, m, step):
+            part = positions[start : start + step]
+            rows = block[: part.shape[0]]
+            # mode="clip": with ``out``, "raise" would gather into a temporary first;
+            # positions come from the snapshot's own masks, never out of range
+            np.take(matrix, part, axis=0, out=rows, mode="clip")
+            np.matmul(rows, vector, out=out[start : start + part.shape[0]])
+    if metric is DistanceMetric.COSINE:
+        return np.subtract(np.float32(1.0), out, out=out)
+    if metric is DistanceMetric.INNER_PRODUCT:
+        return np.negative(out, out=out)
+    assert snap.sq_norms is not None  # L2
+    d2 = np.take(snap.sq_norms, positions) - np.float32(2.0) * out + np.float32(query @ query)
+    return np.sqrt(np.maximum(d2, 0, out=d2))
