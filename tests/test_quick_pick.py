@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tidb_jina.store import _embedded, _gathered
+from tidb_jina.store import _gathered
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._rounding import within
@@ -41,7 +41,7 @@ def _adversarial(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 
 def _general(monkeypatch: pytest.MonkeyPatch, *args: Any) -> tuple[np.ndarray, np.ndarray]:
     with monkeypatch.context() as m:
-        m.setattr(_embedded, "_quick_pick", lambda *a: None)
+        m.setattr(_gathered, "quick_pick", lambda *a: None)
         return score_hits(*args)
 
 
@@ -57,7 +57,7 @@ def test_quick_equals_general(
     cache.metric, cache.coalesce = metric, False
     positions = np.flatnonzero(np.arange(2000) % 3 != 1) if filtered else None
     taken = 0
-    real = _embedded._quick_pick
+    real = _gathered.quick_pick
 
     def counting(*a: Any) -> Any:
         nonlocal taken
@@ -65,7 +65,7 @@ def test_quick_equals_general(
         taken += out is not None
         return out
 
-    monkeypatch.setattr(_embedded, "_quick_pick", counting)
+    monkeypatch.setattr(_gathered, "quick_pick", counting)
     queries = [raw[0], raw[1], raw[n := 1500], rng.standard_normal(64).astype(np.float32)]
     queries += [raw[0] + np.float32(1e-7), raw[n] * np.float32(3)]
     for q in queries:

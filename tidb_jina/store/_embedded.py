@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tidb_jina.store import _gathered
 from tidb_jina.store._coalesce import Coalescer
 from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
 from tidb_jina.store._filter_typed import Typed
-from tidb_jina.store._gathered import gathered_distances
 from tidb_jina.store._meta_columns import META_TEXT_BYTES, Known
 from tidb_jina.store._meta_columns import build as build_columns
 from tidb_jina.store._metrics import DistanceMetric
@@ -583,7 +583,7 @@ def score_hits(
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
     if approx is None and positions is not None:  # a filter's rows: gathered in blocks
-        approx = gathered_distances(cache.metric, snap, query, positions)
+        approx = _gathered.gathered_distances(cache.metric, snap, query, positions)
     if approx is None:
         approx = cache.distances(snap, query, positions)
     # A few more than k by the fast (approximate) distances, then the k best by exact
@@ -598,7 +598,9 @@ def score_hits(
         return within(cache.metric, snap.matrix, snap.sq_norms, snap.extras, query, bound)
 
     if max_distance is None:
-        quick = _quick_pick(cache, snap, query, k, wide, positions, rowids, approx, fast_bound)
+        quick = _gathered.quick_pick(
+            cache, snap, query, k, wide, positions, rowids, approx, fast_bound
+        )
         if quick is not None:
             return quick
     top = None if max_distance is None else fast_bound(max_distance)
@@ -624,51 +626,6 @@ def score_hits(
         order = order[exact[order] <= max_distance]
     order = order[:k]
     return rowids[chosen][order], exact[order]
-
-
-def _quick_pick(
-    cache: VectorCache,
-    snap: Snapshot,
-    query: np.ndarray,
-    k: int,
-    wide: int,
-    positions: np.ndarray | None,
-    rowids: np.ndarray,
-    approx: np.ndarray,
-    fast_bound: Any,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """``score_hits`` without ``max_distance``, in fewer steps; None: take the general way.
-
-    The same winners and the same distances as the general way, by the same argument:
-    ``chosen`` holds every row whose fast distance is at most the ``wide``-th smallest
-    (``kth``); the winners are the k first of ``chosen`` by (exact distance, rowid). A row
-    outside ``chosen`` shows a fast distance above ``kth``; if the k-th exact winner's
-    bound (the largest fast distance a row exactly as near can show) is at most ``kth``,
-    no such row can be as near as that winner, so none was missed. Otherwise (a near tie
-    around the ``wide``-th place, NaN rows, many equal distances) the general way answers.
-    The exact distances come from ``VectorCache.exact`` alone, as on the general way, so a
-    search and a batch search still return the same bits."""
-    n = approx.shape[0]
-    if wide >= n:
-        return None
-    kth = np.partition(approx, wide - 1)[wide - 1]
-    if kth != kth or kth == np.inf:
-        return None  # NaN or dead rows within reach: the general way handles them
-    chosen = np.flatnonzero(approx <= kth)
-    if chosen.size > 4 * wide:
-        return None  # many ties at the ``wide``-th place
-    live = snap.alive if positions is None else None
-    if live is not None:
-        chosen = chosen[live[chosen]]
-    exact = cache.exact(snap, query, chosen if positions is None else positions[chosen])
-    ids = rowids[chosen]
-    order = np.lexsort((ids, exact))[:k]
-    if order.size < k:
-        return None
-    limit = float(exact[order[-1]])
-    if limit != limit or fast_bound(limit) > kth:
-        return None  # a row outside ``chosen`` might rank: the general way looks wider
-    return ids[order], exact[order]
 
 
 def nearest(
