@@ -114,3 +114,22 @@ def test_gathered_blocks_within_the_rounding_bound(metric: DistanceMetric) -> No
         assert got <= bound
     assert np.allclose(fast, cache.distances_to(snap, q, positions), rtol=1e-5, atol=1e-4)
     assert _gathered.gathered_distances(DistanceMetric.L1, snap, q, positions) is None
+
+
+def test_fast_made_hits_equal_regular_ones() -> None:
+    """``_results.hit`` gives the very object ``SearchResult(...)`` gives: fields,
+    equality, hash, repr, frozenness."""
+    import dataclasses
+
+    from tidb_jina.store._results import SearchResult, hit
+
+    emb = np.ones(3, dtype=np.float32)
+    fast = hit("a", None, {"x": 1}, 0.25, 0.75, emb)
+    slow = SearchResult("a", None, {"x": 1}, 0.25, 0.75, emb)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert dataclasses.asdict(fast).keys() == dataclasses.asdict(slow).keys()
+    assert fast.text_score is None and fast.embedding is emb
+    assert hit("b", "d", {}, 0.1, 0.9) == SearchResult("b", "d", {}, 0.1, 0.9)
+    assert hit("b", "d", {}, 0.1, 0.9) != slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.id = "c"  # type: ignore[misc]

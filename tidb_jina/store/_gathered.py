@@ -1,15 +1,17 @@
 """Fast distances from one query to a subset of a snapshot's rows (a filter's matches).
 
 NumPy's way (``matrix[rows] @ query``) gathers every matching row into one new array,
-then multiplies it: for a 1% filter on 100,000 x 768 that is a 3 MB copy read back from
-the last-level cache, and OpenBLAS splits a matrix-vector product of that size over its
-threads (from about 460,000 elements), which costs more than it gains on a gathered
-block, and much more when another process keeps a core busy. Here the rows are gathered
-and multiplied in blocks of about 1 MB (``BLOCK_ELEMENTS``): each block is still in the
-core's own cache when it is multiplied, and each product is small enough that OpenBLAS
-runs it on the calling thread. Measured on this machine (2 shared cores), 1,000 rows:
-about 135 us against 225-280 us for one gather and one product; 10,000 rows: 3.4-3.6 ms
-against 4.5-4.9 ms. With one BLAS thread both take about the same time.
+then multiplies it, and OpenBLAS splits a matrix-vector product over its threads from
+about 460,000 elements. Above ``SINGLE_ELEMENTS`` (4 MB of rows: a 10% filter of 100,000
+x 768 is 30 MB) the rows are gathered and multiplied here in blocks of about 1 MB
+(``BLOCK_ELEMENTS``): each block is still in the core's own cache when it is multiplied,
+and each product is small enough that OpenBLAS runs it on the calling thread. Measured
+on this machine (2 shared cores), 10,000 rows: 3.4-3.6 ms against 4.5-4.9 ms for one
+gather and one product; ``filtered_search.py`` 10% filter 0.66-0.93x NumPy's
+mask-and-gather (0.91-1.06x before). Smaller sets keep one gather and one product: at
+1,000 rows the blocks were faster alone (135 us against 225-280 us) but not in the
+bench (1% filter 1.58x / 1.67x NumPy in blocks, 1.45x / 1.47x in one piece).
+``quick_pick`` (below) is the shorter exact re-score of ``score_hits``.
 
 These are the *fast* distances only: ``score_hits`` re-scores its winners exactly
 (``VectorCache.exact``), and the rounding bound it relies on (``_rounding``) holds for a
@@ -31,9 +33,8 @@ from tidb_jina.store._metrics import DistanceMetric
 # Floats per gathered block: 1 MB, half a core's L2 cache here, and under OpenBLAS's
 # threshold for a threaded matrix-vector product (115200 * 4 elements).
 BLOCK_ELEMENTS = 2**18
-# Up to this many floats (4 MB: a 1% filter of 100,000 x 768), one gather and one product:
-# there, two BLAS threads on a quiet machine beat blocks on one (filtered_search.py, 1%:
-# 1.58x / 1.67x NumPy in blocks, 1.45x / 1.47x in one piece).
+# Up to this many floats (4 MB: a 1% filter of 100,000 x 768), one gather and one product
+# (see the module docstring).
 SINGLE_ELEMENTS = 2**20
 
 
