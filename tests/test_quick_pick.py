@@ -133,3 +133,21 @@ def test_fast_made_hits_equal_regular_ones() -> None:
     assert hit("b", "d", {}, 0.1, 0.9) != slow
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.id = "c"  # type: ignore[misc]
+
+
+def test_dead_rows_never_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows replaced or deleted since (``alive`` False), nearest of all, stay out."""
+    rng = np.random.default_rng(5)
+    raw = rng.standard_normal((500, 32)).astype(np.float32)
+    base = _snapshot(DistanceMetric.COSINE, raw)
+    alive = np.ones(500, dtype=bool)
+    alive[:200:3] = False
+    snap = Snapshot(base.token, base.rowids, base.matrix, None, alive)
+    cache = VectorCache.__new__(VectorCache)
+    cache.metric, cache.coalesce = DistanceMetric.COSINE, False
+    for q in (raw[0], raw[3], raw[4]):
+        quick = score_hits(cache, snap, q, 10, None, None)
+        slow = _general(monkeypatch, cache, snap, q, 10, None, None)
+        assert np.array_equal(quick[0], slow[0])
+        assert quick[1].tobytes() == slow[1].tobytes()
+        assert alive[quick[0] - 1].all()
