@@ -42,29 +42,29 @@ def gathered_distances(
     metric: DistanceMetric, snap: Any, query: np.ndarray, positions: np.ndarray
 ) -> np.ndarray | None:
     """The fast distances from ``query`` to ``snap``'s rows at ``positions`` (float32, in
-    that order); None for L1 (computed row by row elsewhere)."""
+    that order); None for L1 (computed row by row elsewhere) and for sets of at most
+    ``SINGLE_ELEMENTS`` floats (``VectorCache.distances_to`` scores those)."""
     if metric is DistanceMetric.L1 or query.dtype != np.float32:
         return None
     matrix = snap.matrix
+    m = positions.shape[0]
+    if m * matrix.shape[1] <= SINGLE_ELEMENTS:
+        return None  # small: ``VectorCache.distances_to``'s one gather and one product
     if metric is DistanceMetric.COSINE:
         norm = np.float32(np.linalg.norm(query))
         vector = query / norm if norm > 0 else query
     else:
         vector = query
-    m = positions.shape[0]
     out = np.empty(m, dtype=np.float32)
     step = max(16, BLOCK_ELEMENTS // max(1, matrix.shape[1]))
-    if m * matrix.shape[1] <= SINGLE_ELEMENTS:  # small: one gather, one product
-        np.matmul(np.take(matrix, positions, axis=0), vector, out=out)
-    else:
-        block = np.empty((step, matrix.shape[1]), dtype=np.float32)
-        for start in range(0, m, step):
-            part = positions[start : start + step]
-            rows = block[: part.shape[0]]
-            # mode="clip": with ``out``, "raise" would gather into a temporary first;
-            # positions come from the snapshot's own masks, never out of range
-            np.take(matrix, part, axis=0, out=rows, mode="clip")
-            np.matmul(rows, vector, out=out[start : start + part.shape[0]])
+    block = np.empty((step, matrix.shape[1]), dtype=np.float32)
+    for start in range(0, m, step):
+        part = positions[start : start + step]
+        rows = block[: part.shape[0]]
+        # mode="clip": with ``out``, "raise" would gather into a temporary first;
+        # positions come from the snapshot's own masks, never out of range
+        np.take(matrix, part, axis=0, out=rows, mode="clip")
+        np.matmul(rows, vector, out=out[start : start + part.shape[0]])
     if metric is DistanceMetric.COSINE:
         return np.subtract(np.float32(1.0), out, out=out)
     if metric is DistanceMetric.INNER_PRODUCT:
