@@ -100,9 +100,9 @@ def test_all_rows_tied_and_k_at_the_edges() -> None:
 
 
 def test_infinite_distances(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows that overflow float32 (inner product -inf, L2 NaN fast distances) do not
-    break the pick: brute force's answer for inner product; for L2 the general way's
-    (which misses rows whose squared norm overflows: a known gap of the fast formula)."""
+    """Rows that overflow float32 (inner product -inf, L2 NaN fast distances: the squared
+    norms overflow) do not break the pick: brute force's answer, the short way's and the
+    general way's alike."""
     rng = np.random.default_rng(4)
     raw = rng.standard_normal((60, 4)).astype(np.float32)
     raw[:5] = np.float32(3e38)
@@ -120,6 +120,8 @@ def test_infinite_distances(monkeypatch: pytest.MonkeyPatch) -> None:
                 m.setattr(_gathered, "quick_pick", lambda *a: None)
                 general = score_hits(cache, snap, q, k, None, None)
             _same(quick, general)
+            _same(quick, _brute(cache, snap, q, k, None))
+            assert quick[1][: min(k, 5)].tolist() == [0.0] * min(k, 5)  # the equal rows
 
 
 class _Stub:

@@ -597,6 +597,8 @@ def score_hits(
     def fast_bound(bound: float) -> float:  # a row exactly within shows at most this
         return within(cache.metric, snap.matrix, snap.sq_norms, snap.extras, query, bound)
 
+    if fast_bound(0.0) == np.inf:  # values overflow: a NaN fast distance proves nothing
+        approx = np.where(np.isnan(approx), -np.inf, approx)  # so score those rows exactly
     if max_distance is None:
         quick = _gathered.quick_pick(
             cache, snap, query, k, wide, positions, rowids, approx, fast_bound
