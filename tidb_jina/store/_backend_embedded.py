@@ -25,7 +25,7 @@ from tidb_jina.store._db import Database
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
 from tidb_jina.store._fresh import search_fresh
 from tidb_jina.store._incremental import delete_from_snapshot, write_into_snapshot
-from tidb_jina.store._results import SearchResult
+from tidb_jina.store._results import SearchResult, hit
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._snapshot_file import SnapshotFile, check_option
 from tidb_jina.store._types import load_metadata
@@ -251,7 +251,7 @@ class EmbeddedBackend:
         for rid, dist in zip(hits[0].tolist(), hits[1].tolist(), strict=True):  # floats
             row = rows[rid]
             embedding = row[3] if embeddings else None
-            out.append(SearchResult(row[0], row[1], row[2] or {}, dist, score(dist), embedding))
+            out.append(hit(row[0], row[1], row[2] or {}, dist, score(dist), embedding))
         return out
 
     def _snapshot(

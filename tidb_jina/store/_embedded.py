@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tidb_jina.store import _gathered
 from tidb_jina.store._coalesce import Coalescer
 from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
 from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
@@ -591,6 +592,8 @@ def score_hits(
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
+    if approx is None and positions is not None:  # a filter's rows: gathered in blocks
+        approx = _gathered.gathered_distances(cache.metric, snap, query, positions)
     if approx is None:
         approx = cache.distances(snap, query, positions)
     # A few more than k by the fast (approximate) distances, then the k best by exact
@@ -604,6 +607,14 @@ def score_hits(
     def fast_bound(bound: float) -> float:  # a row exactly within shows at most this
         return within(cache.metric, snap.matrix, snap.sq_norms, snap.extras, query, bound)
 
+    if fast_bound(0.0) == np.inf:  # values overflow: a NaN fast distance proves nothing
+        approx = np.where(np.isnan(approx), -np.inf, approx)  # so score those rows exactly
+    if max_distance is None:
+        quick = _gathered.quick_pick(
+            cache, snap, query, k, wide, positions, rowids, approx, fast_bound
+        )
+        if quick is not None:
+            return quick
     top = None if max_distance is None else fast_bound(max_distance)
     chosen = nearest(approx, rowids, wide, top)
     if live is not None:
