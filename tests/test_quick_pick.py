@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._snapshots import prepared_snapshot
 from tidb_jina.store import _gathered
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
 from tidb_jina.store._metrics import DistanceMetric
@@ -17,14 +18,7 @@ METRICS = [DistanceMetric.COSINE, DistanceMetric.INNER_PRODUCT, DistanceMetric.L
 
 
 def _snapshot(metric: DistanceMetric, raw: np.ndarray) -> Snapshot:
-    raw = raw.astype(np.float32)
-    if metric is DistanceMetric.COSINE:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            matrix = raw / np.linalg.norm(raw, axis=1, keepdims=True)
-    else:
-        matrix = raw
-    sq = np.einsum("ij,ij->i", raw, raw) if metric is DistanceMetric.L2 else None
-    return Snapshot(("t", 1), np.arange(1, raw.shape[0] + 1, dtype=np.int64), matrix, sq)
+    return prepared_snapshot(metric, raw)
 
 
 def _adversarial(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._snapshots import prepared_snapshot
 from tidb_jina.store import _gathered
 from tidb_jina.store._embedded import Snapshot, VectorCache, score_hits
 from tidb_jina.store._metrics import DistanceMetric
@@ -20,15 +21,8 @@ ALL = [DistanceMetric.COSINE, DistanceMetric.INNER_PRODUCT, DistanceMetric.L2, D
 
 
 def _snap(metric: DistanceMetric, raw: np.ndarray, alive: np.ndarray | None = None) -> Snapshot:
-    raw = raw.astype(np.float32)
-    if metric is DistanceMetric.COSINE:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            matrix = raw / np.linalg.norm(raw, axis=1, keepdims=True)
-    else:
-        matrix = raw
-    sq = np.einsum("ij,ij->i", raw, raw) if metric is DistanceMetric.L2 else None
     rowids = np.arange(1, raw.shape[0] + 1, dtype=np.int64)[::-1].copy()  # not sorted
-    return Snapshot(("t", 1), rowids, matrix, sq, alive)
+    return prepared_snapshot(metric, raw, rowids, alive)
 
 
 def _cache(metric: DistanceMetric) -> VectorCache:
