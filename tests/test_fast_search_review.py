@@ -1,10 +1,11 @@
 """Review of issue 18's fast search round: the windows the freshness proof must close.
 
-``ChangeWatcher.read_then_token`` reads the winners' rows and then the change token on
-the watcher's connection. A commit landing after the rows were read (or between two
-chunks of rows) and before the token must be seen: the search then answers from the new
-state, never from rows of the old one. The commits here are made by another connection
-at exactly those points (a proxy around the watcher's connection).
+``ChangeWatcher.read_then_token`` reads the winners' rows with the change token of the
+state they come from (one column of the same statement) on the watcher's connection. A
+commit landing between two chunks of rows must be seen: the search then answers from the
+new state, never from rows of two states. A commit after the only chunk came after the
+search's read: its answer is the state before it, whole. The commits here are made by
+another connection at exactly those points (a proxy around the watcher's connection).
 
 Also: a query array is taken as is only when it is a plain float32 ndarray (NaN and
 infinities still refused), and the JSON5 constants another tool may have written read as
@@ -101,10 +102,18 @@ def test_a_commit_after_the_rows_are_read_is_seen(tmp_path, n, k, commit_after):
         fresh = _fresh.search_fresh(
             table._backend.cache, table._backend.db, table.table, q, _options(k)
         )
-        assert fresh is None  # overtaken: the general path answers
         assert len(chunks_read) == (1 if k < 900 else 2)  # the rows were really read
     finally:
         watcher._conn = real
+    if k < 900:
+        # One statement: its rows and its change token come from one read transaction,
+        # before the commit, so the fast answer is that state's, whole (the commit came
+        # after it was read, as if it had come after the search).
+        assert fresh is not None
+        hits, rows = fresh
+        assert [rows[r][:2] for r in hits[0].tolist()] == [(h.id, h.document) for h in first]
+    else:
+        assert fresh is None  # two statements read in two states: the general path answers
     hits = table.search(q, k=k)
     assert (hits[0].id, hits[0].document) == (winner, "changed")
     assert len(hits) == k
@@ -195,9 +204,11 @@ def test_a_nan_written_by_another_tool_reads_as_null_on_search(tmp_path):
         table.close()
 
 
-def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path):
+def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path, monkeypatch):
     """A file that stays in rollback-journal mode (opened read-only, so it cannot switch
-    to WAL): ``data_version`` still moves when another connection commits."""
+    to WAL): ``data_version`` still moves when another connection commits (here between
+    two chunks of the winners' rows: chunks of 2 rows)."""
+    monkeypatch.setattr(_fresh, "IN_CHUNK", 2)
     table, rng = _table(tmp_path, 60)
     table.close()
     plain = sqlite3.connect(tmp_path / "w.db")
@@ -212,10 +223,11 @@ def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path):
     committed = []
 
     def commit_now() -> None:
-        with sqlite3.connect(tmp_path / "w.db") as other:
-            other.execute("UPDATE w SET document = 'changed' WHERE id = ?", (winner,))
-        other.close()
         committed.append(1)
+        if len(committed) == 1:
+            with sqlite3.connect(tmp_path / "w.db") as other:
+                other.execute("UPDATE w SET document = 'changed' WHERE id = ?", (winner,))
+            other.close()
 
     watcher._conn = _Conn(real, commit_now)
     try:
@@ -224,7 +236,7 @@ def test_a_commit_after_the_rows_is_seen_in_rollback_journal_mode(tmp_path):
         )
     finally:
         watcher._conn = real
-    assert committed and fresh is None
+    assert len(committed) == 2 and fresh is None
     hit = table.search(q, k=3)[0]
     assert (hit.id, hit.document) == (winner, "changed")
     table.close()

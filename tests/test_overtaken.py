@@ -169,7 +169,7 @@ def _overtake(monkeypatch, write):
             return read
         done.append(True)
         write()
-        return read[0], cache.watcher.token_now()
+        return read[0], cache.watcher.token_now(), read[2]
 
     monkeypatch.setattr(_fresh, "_read_rows", read_then_write)
     return real

@@ -229,6 +229,14 @@ class Backend(Protocol):
         the facade then reads the table's shape again."""
         ...
 
+    def search_unchecked(
+        self, table: sa.Table, vector: np.ndarray, options: SearchOptions
+    ) -> list[SearchResult] | None:
+        """:meth:`search` before the facade's schema check, when the answer itself can
+        prove the schema unchanged (the embedded engine's snapshot, ``_fresh``); None:
+        check the schema, then :meth:`search`."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds (caches, watcher connections)."""
         ...

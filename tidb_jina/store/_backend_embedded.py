@@ -154,6 +154,18 @@ class EmbeddedBackend:
 
     # --- search -------------------------------------------------------------------------
 
+    def search_unchecked(
+        self, table: sa.Table, vector: np.ndarray, options: SearchOptions
+    ) -> list[SearchResult] | None:
+        """The fast search without the schema check at its start (one read transaction
+        less): it stands when its rows were read in the snapshot's own state, under the
+        schema cookie the facade's shape was read with (``_fresh.search_fresh``)."""
+        seen = self.cache.schema_seen
+        if not self.settings.search_cache or seen is None:
+            return None
+        fresh = search_fresh(self.cache, self.db, table, vector, options, seen)
+        return None if fresh is None else self._results(fresh[0], fresh[1], options)
+
     def search(self, table: sa.Table, query: Query, options: SearchOptions) -> list[SearchResult]:
         assert query.vector is not None  # only TiDB embeds query text itself
         vector, k, bound = query.vector, options.k, options.max_distance
@@ -302,6 +314,7 @@ class EmbeddedBackend:
 
     def note_schema(self, conn: sa.Connection) -> None:
         self.cache.schema_seen = int(conn.exec_driver_sql("PRAGMA schema_version").scalar_one())
+        self.cache.watcher.recent_token()  # an earlier call's: not for this call's search
 
     def schema_changed(self) -> bool:
         seen = self.cache.schema_seen

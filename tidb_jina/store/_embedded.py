@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from tidb_jina.store import _gathered
 from tidb_jina.store._coalesce import Coalescer
-from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, mask, supported
+from tidb_jina.store._filter_numpy import NUMBER, KeyColumn, positions, supported
 from tidb_jina.store._filter_tree import Filter, Node, Not, Pred
 from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._meta_columns import META_TEXT_BYTES, Known
@@ -308,13 +308,9 @@ class VectorCache:
             columns[key] = cached
             return cached
 
-        matched = mask(filter.node, column, snap.size)
+        found = positions(filter.node, column, snap.size, snap.alive)
         _evict(columns, used, COLUMN_CACHE_BYTES)
-        if stale:
-            return None
-        if snap.alive is not None:
-            matched &= snap.alive
-        return np.flatnonzero(matched)
+        return None if stale else found
 
     def invalidate(self) -> None:
         with self._load_lock:

@@ -29,6 +29,7 @@ import numpy as np
 from tidb_jina.store._filter_tree import Filter, Node, Not, Or, Pred
 from tidb_jina.store._filter_typed import Typed
 from tidb_jina.store._filter_typed import compare as typed_compare
+from tidb_jina.store._filter_typed import equal_rows as typed_equal_rows
 from tidb_jina.store._filter_typed import member as typed_member
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = range(8)
@@ -117,6 +118,39 @@ def mask(node: Filter | Node, column: Callable[[str], KeyColumn], n: int) -> np.
         return _or_mask(node, column, n)
     parts = [mask(child, column, n) for child in node.items]
     return np.logical_and.reduce(parts) if parts else np.ones(n, dtype=bool)
+
+
+def positions(
+    node: Filter | Node, column: Callable[[str], KeyColumn], n: int, alive: np.ndarray | None
+) -> np.ndarray:
+    """Positions of the ``n`` rows that match ``node`` and are ``alive`` (None: all are),
+    ascending: ``np.flatnonzero(mask(node, ...) & alive)``. One equality on a number or a
+    string takes its rows from the column's postings (``_filter_typed.equal_rows``)
+    without a pass over every row."""
+    if isinstance(node, Filter):
+        node = node.node
+    if isinstance(node, Pred):  # the column is asked for once (it may be read in SQL)
+        col = column(node.key)
+        if node.op == "eq" and isinstance(node.value, (int, float, str)):
+            found = _equal_rows(col, node.value)
+            if found is not None:
+                return found if alive is None else found[alive[found]]
+        matched = _leaf(node, col)
+    else:
+        matched = mask(node, column, n)
+    if alive is not None:
+        matched = matched & alive  # never in place: mask may share its array
+    return np.flatnonzero(matched)
+
+
+def _equal_rows(col: KeyColumn, value: Any) -> np.ndarray | None:
+    if isinstance(value, bool):
+        return None  # booleans are kinds (``_leaf``), never numbers
+    is_str = isinstance(value, str)
+    typed = col.typed
+    ready = isinstance(typed.strings if is_str else typed.numbers, (tuple, np.ndarray))
+    rows = None if ready else np.flatnonzero(col.kind == (STRING if is_str else NUMBER))
+    return typed_equal_rows(typed, rows, col.values, value, is_str)
 
 
 def _or_mask(node: Or, column: Callable[[str], KeyColumn], n: int) -> np.ndarray:

@@ -16,10 +16,20 @@ therefore also kept, on first use, as
 Booleans are never numbers here (``kind`` keeps them apart). Anything else returns None
 and the caller compares the objects as before: the semantics stay exactly those of
 ``_filter_numpy``.
+
+``$eq`` also has postings (:class:`Postings`): the rows of each value, so that the rows
+equal to one value are a slice (``equal_rows``) instead of a pass over every row and a
+``flatnonzero`` of the result (at 100,000 rows: about 2 us against 30-55 us, the pass
+also evicting what the search had in the CPU's caches). Kept for numbers that are all
+integers in int16's range (a tenant number, a group, a year) and for strings, sorted by
+NumPy's stable sort (a radix sort on 16-bit keys: about 2 ms at 100,000 rows). Made when
+the column is made with the snapshot (``prepare``), else at the second equality on the
+column: a column rebuilt after a write and used once does not pay for them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,14 +37,43 @@ import numpy as np
 _EXACT = 2.0**53
 
 
+class Postings:
+    """The rows of one kind of a column grouped by value: ``order`` holds their positions
+    (ascending within one value: a stable sort), ``keys`` the value of each, sorted
+    (int16 numbers, or string codes)."""
+
+    __slots__ = ("keys", "order")
+
+    def __init__(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        by_key = np.argsort(keys, kind="stable")  # 16-bit keys: a radix sort
+        self.keys = keys[by_key]
+        self.order = rows[by_key]
+        self.order.flags.writeable = False  # handed out as views: never written through
+
+    def rows(self, key: int) -> np.ndarray:
+        """Positions of the rows whose value is ``key``, ascending (a view)."""
+        # the key as the keys' own type: a Python int would make NumPy convert every key
+        # to int64 first (20 us at 100,000 rows, against 1 us)
+        typed_key = self.keys.dtype.type(key)
+        lo = int(self.keys.searchsorted(typed_key, side="left"))
+        hi = int(self.keys.searchsorted(typed_key, side="right"))
+        return self.order[lo:hi]
+
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.order.nbytes)
+
+
 class Typed:
     """The typed arrays of one column (made lazily, per JSON kind)."""
 
-    __slots__ = ("numbers", "strings")
+    __slots__ = ("equalities", "number_rows", "numbers", "string_rows", "strings")
 
     def __init__(self) -> None:
         self.numbers: np.ndarray | bool | None = False  # False: not made yet
         self.strings: tuple[np.ndarray, np.ndarray] | bool | None = False
+        self.number_rows: Postings | bool | None = False  # None: numbers not all int16
+        self.string_rows: Postings | bool | None = False
+        self.equalities = 0  # ``equal_rows`` calls: postings from the second one on
 
     def nbytes(self) -> int:
         size = 0
@@ -43,6 +82,9 @@ class Typed:
         if isinstance(self.strings, tuple):
             uniques, codes = self.strings
             size += codes.nbytes + 8 * uniques.size + sum(len(s) + 49 for s in uniques)
+        for postings in (self.number_rows, self.string_rows):
+            if isinstance(postings, Postings):
+                size += postings.nbytes()
         return size
 
 
@@ -116,13 +158,82 @@ def member(
     return np.isin(typed.numbers, targets)  # NaN (no number) is in no target set
 
 
+def equal_rows(
+    typed: Typed, kind_rows: np.ndarray | None, values: np.ndarray, value: Any, is_str: bool
+) -> np.ndarray | None:
+    """Positions of the rows equal to ``value`` (ascending), from the column's postings;
+    None when they cannot answer (not made yet, numbers beyond int16, a value that is not
+    a number or a string): then ``compare``'s mask. The same rows as ``compare(...,
+    "eq", value, ...)`` marks. ``kind_rows`` as for ``compare``."""
+    typed.equalities += 1
+    if is_str:
+        if typed.strings is False:
+            if kind_rows is None:
+                return None
+            typed.strings = _strings(kind_rows, values)
+        if not isinstance(typed.strings, tuple):
+            return None
+        uniques, codes = typed.strings
+        if typed.string_rows is False and typed.equalities > 1:
+            typed.string_rows = _string_postings(codes, uniques.size)
+        if not isinstance(typed.string_rows, Postings):
+            return None
+        left = int(np.searchsorted(uniques, value, side="left"))
+        if left == uniques.size or uniques[left] != value:
+            return _NO_ROWS
+        return typed.string_rows.rows(left)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) >= _EXACT:
+        return None
+    if typed.numbers is False:
+        if kind_rows is None:
+            return None
+        typed.numbers = _numbers(kind_rows, values)
+    if not isinstance(typed.numbers, np.ndarray):
+        return None
+    if typed.number_rows is False and typed.equalities > 1:
+        typed.number_rows = _number_postings(typed.numbers)
+    if not isinstance(typed.number_rows, Postings):
+        return None
+    target = float(value)
+    if not math.isfinite(target) or target != math.floor(target) or abs(target) > _INT16:
+        return _NO_ROWS  # every number of the column is an integer within int16's range
+    return typed.number_rows.rows(int(target))
+
+
+_INT16 = 2**15 - 1  # keys in -32767..32767 (one value short of int16's range)
+_NO_ROWS = np.empty(0, dtype=np.intp)
+_NO_ROWS.flags.writeable = False
+
+
+def _number_postings(numbers: np.ndarray) -> Postings | None:
+    """Postings of a column whose numbers are all integers in -32767..32767, else None."""
+    rows = np.flatnonzero(~np.isnan(numbers))
+    picked = numbers[rows]
+    if picked.size and not (
+        float(picked.min()) >= -_INT16
+        and float(picked.max()) <= _INT16
+        and bool(np.all(picked == np.trunc(picked)))
+    ):
+        return None
+    return Postings(picked.astype(np.int16), rows)
+
+
+def _string_postings(codes: np.ndarray, distinct: int) -> Postings:
+    rows = np.flatnonzero(codes >= 0)
+    keys = codes[rows]
+    return Postings(keys.astype(np.int16) if distinct <= _INT16 else keys, rows)
+
+
 def prepare(typed: Typed, numbers: np.ndarray, strings: np.ndarray, values: np.ndarray) -> None:
-    """Make the typed forms now (``numbers`` / ``strings``: masks of the rows of each kind),
-    so that no filter pays for them later."""
+    """Make the typed forms and their postings now (``numbers`` / ``strings``: masks of
+    the rows of each kind), so that no filter pays for them later."""
     if numbers.any():
         typed.numbers = _numbers(np.flatnonzero(numbers), values)
+        if isinstance(typed.numbers, np.ndarray):
+            typed.number_rows = _number_postings(typed.numbers)
     if strings.any():
         typed.strings = _strings(np.flatnonzero(strings), values)
+        typed.string_rows = _string_postings(typed.strings[1], typed.strings[0].size)
 
 
 def _numbers(rows: np.ndarray, values: np.ndarray) -> np.ndarray | None:

@@ -8,14 +8,16 @@ most of a search below about 50,000 rows.
 When the in-memory snapshot already is the newest committed state, none of that is
 needed to know what the search sees:
 
-1. the watcher's change token (``_watch``: one PRAGMA on its private connection) equals
-   the snapshot's, so the snapshot holds exactly the committed rows;
+1. the watcher's change token (``_watch``: read with the facade's schema check at the
+   start of the call, one statement on its private connection) equals the snapshot's,
+   so the snapshot holds exactly the committed rows;
 2. the snapshot is scored (filters only from filter columns already in memory);
-3. the winners' rows are read in one plain SELECT on a pooled connection (in autocommit:
-   a statement is its own read transaction);
-4. the token is read again: unchanged means nothing was committed between step 1 and the
-   end of the SELECT, so the rows are the snapshot's state, and the answer is the one
-   the general path would give.
+3. the winners' rows are read in one plain SELECT on the watcher's connection, which
+   also returns the change token of the state it read (``data_version`` in the same
+   read transaction);
+4. that token equals the snapshot's: the rows are the snapshot's state, and the answer
+   is the one the general path would give. (Until issue 18's sixth round the token was
+   read again after the SELECT, one more read transaction per search.)
 
 A search overtaken by a write of *this* process (the new state is in memory, applied to
 the same buffer) keeps its answer when that write cannot have changed it: no winner was
@@ -45,11 +47,12 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tidb_jina.store._backend import SearchOptions
 from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
-from tidb_jina.store._filter_numpy import KeyColumn, mask, supported
+from tidb_jina.store._filter_numpy import KeyColumn, positions, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._overtaken import applied, kept, starting
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._types import MetadataJSON, load_metadata
+from tidb_jina.store._watch import COOKIE_COLUMN, VERSION_COLUMN
 
 if TYPE_CHECKING:
     from tidb_jina.store._db import Database
@@ -64,9 +67,15 @@ def search_fresh(
     table: sa.Table,
     vector: np.ndarray,
     options: SearchOptions,
+    schema: int | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], Rows] | None:
     """(hits, rows) of a search answered without a transaction; None: take the general
-    path (see the module docstring for when)."""
+    path (see the module docstring for when).
+
+    ``schema``: the search before the facade's schema check (``search_unchecked``): no
+    token is read first (the snapshot in memory is taken as the newest state, and the
+    token read with the rows says whether it was, as for a search overtaken by a
+    commit); the answer stands only when the rows were read under this schema cookie."""
     snap = cache.snapshot
     if (
         snap is None
@@ -79,8 +88,8 @@ def search_fresh(
         or snap.matrix.shape[1] != vector.shape[0]
     ):
         return None
-    try:
-        token = cache.watcher.token_now()
+    try:  # read with the facade's schema check of this call, else now
+        token = snap.token if schema is not None else _token(cache)
     except sqlite3.Error:
         return None  # the general path tries again and translates a lasting failure
     if token is None:
@@ -99,7 +108,9 @@ def search_fresh(
         read = _read_rows(cache, table, hits[0])
         if read is None:
             return None  # the watcher was closed meanwhile
-        rows, after = read
+        rows, after, cookie = read
+        if schema is not None and cookie != schema:
+            return None  # a table made or dropped: the facade reads the shape again
         if after != snap.token:
             later = None if after is None else applied(cache, after)
             if later is None:  # another connection's commit (or one not in memory)
@@ -112,6 +123,11 @@ def search_fresh(
     except (sqlite3.Error, sa.exc.SQLAlchemyError):
         return None  # the general path tries again and explains any lasting failure
     return hits, rows
+
+
+def _token(cache: VectorCache) -> Any:
+    """The change token read with the facade's schema check of this call, else now."""
+    return cache.watcher.recent_token() or cache.watcher.token_now()
 
 
 BUSY_SECONDS = 1.0
@@ -139,20 +155,21 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
         if column is None or len(column.kind) != snap.size:
             return None
         taken[key] = column
-    matched = mask(filter.node, taken.__getitem__, snap.size)
+    found = positions(filter.node, taken.__getitem__, snap.size, snap.alive)
     for key in taken:  # now the most recently used: evicted last (``_evict``)
         popped = columns.pop(key, None)
         if popped is not None:  # unless another search put one back meanwhile
             columns.setdefault(key, popped)
-    if snap.alive is not None:
-        matched = matched & snap.alive  # never in place: mask may share its array
-    return np.flatnonzero(matched)
+    return found
 
 
-def _read_rows(cache: VectorCache, table: sa.Table, rowids: np.ndarray) -> tuple[Rows, Any] | None:
-    """(the rows' (id, document, metadata), the change token read right after them), in
-    plain SELECTs on the watcher's connection (``ChangeWatcher.read_then_token``: no
-    pool checkout); None when the watcher is closed."""
+def _read_rows(
+    cache: VectorCache, table: sa.Table, rowids: np.ndarray
+) -> tuple[Rows, Any, int | None] | None:
+    """(the rows' (id, document, metadata), the change token and the schema cookie of the
+    state they were read from), in plain SELECTs on the watcher's connection
+    (``ChangeWatcher.read_then_token``: no pool checkout); None when the watcher is
+    closed."""
     statements = [
         (_rows_sql(table, len(chunk)), chunk) for chunk in chunks(rowids.tolist(), IN_CHUNK)
     ]
@@ -162,7 +179,7 @@ def _read_rows(cache: VectorCache, table: sa.Table, rowids: np.ndarray) -> tuple
     fetched: Rows = {}
     for rowid, id_, document, meta in read[0]:
         fetched[rowid] = (id_, document, load_metadata(meta, id_), None)
-    return fetched, read[1]
+    return fetched, read[1], read[2]
 
 
 def _rows_sql(table: sa.Table, count: int) -> str:
@@ -178,8 +195,10 @@ def _rows_sql_for(name: str, schema: str | None, count: int) -> str:
     table.schema = schema
     rowid = sa.literal_column("rowid", sa.Integer)
     marks = [sa.bindparam(f"r{i}", type_=sa.Integer) for i in range(count)]
-    stmt = sa.select(rowid, table.c.id, table.c.document, table.c.meta).where(rowid.in_(marks))
-    return str(stmt.compile(dialect=_SQLITE))
+    version: sa.ColumnClause[int] = sa.literal_column(VERSION_COLUMN, sa.Integer)
+    cookie: sa.ColumnClause[int] = sa.literal_column(COOKIE_COLUMN, sa.Integer)
+    stmt = sa.select(rowid, table.c.id, table.c.document, table.c.meta, version, cookie)
+    return str(stmt.where(rowid.in_(marks)).compile(dialect=_SQLITE))
 
 
 _SQLITE = sqlite_dialect.dialect(paramstyle="qmark")

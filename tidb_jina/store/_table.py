@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from tidb_jina._errors import ConfigurationError, InvalidInputError, UnsupportedFeatureError
 from tidb_jina.embeddings._inputs import validate_texts
 from tidb_jina.embeddings._late import rows_embed
-from tidb_jina.store import _crud, _search, _vector, _zero_vectors
+from tidb_jina.store import _crud, _search, _vector
 from tidb_jina.store._async import same_signature, twin
 from tidb_jina.store._backend import Query, SearchOptions, positive
 from tidb_jina.store._db import batch_slices
@@ -39,6 +39,7 @@ from tidb_jina.store._table_base import (
     _ids,
     _parse,
 )
+from tidb_jina.store._vector_search import vector_search
 
 __all__ = ["DEFAULT_TABLE_NAME", "AsyncVectorTable", "VectorTable"]
 
@@ -226,12 +227,7 @@ class VectorTable(TableBase):
         return self._backend.search(table, Query(text=text), options)
 
     def _vector_search(self, vector: Any, options: SearchOptions) -> list[SearchResult]:
-        table, dimension, metric = self._loaded()  # first (the table's dimension wins); once
-        query = _vector.as_vector(vector, dimension)
-        if table is None or options.ids == []:
-            return []
-        _zero_vectors.check_query(query, metric)
-        return _zero_vectors.defined(self._backend.search(table, Query(vector=query), options))
+        return vector_search(self, vector, options)
 
     def query_vector(self, text: str) -> np.ndarray:
         """The query vector of ``text`` (the query task of the table's embedder).

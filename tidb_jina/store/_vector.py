@@ -108,7 +108,11 @@ def _plain_float32(vector: np.ndarray, dimension: int | None) -> bool:
         return False
     if vector.shape[0] != (dimension or vector.shape[0]) or vector.shape[0] > MAX_DIMENSION:
         return False
-    return math.isfinite(float(vector.min())) and math.isfinite(float(vector.max()))
+    # A NaN or an infinity makes the sum of squares NaN or infinite, so a finite sum
+    # proves every value finite in one pass; an infinite one may only have overflowed
+    # (values above about 1e19): ``as_matrix`` then settles it value by value.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(vector.dot(vector)))
 
 
 def _check_values(matrix: np.ndarray, rows: Any) -> None:

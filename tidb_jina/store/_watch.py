@@ -56,6 +56,7 @@ class ChangeWatcher:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
+        self._recent = threading.local()  # ``recent_token``: read with the schema cookie
         self._conn: sqlite3.Connection | None = None
         self._private: bool | None = None  # a private in-memory database (no watcher)
         # data_version counts from the start again on a new connection: each connection
@@ -147,25 +148,38 @@ class ChangeWatcher:
 
     def read_then_token(
         self, statements: list[tuple[str, Sequence[Any]]]
-    ) -> tuple[list[Any], Any] | None:
-        """(rows of ``statements``, then ``token_now()``), read on the watcher under one
-        hold of its lock (no pool checkout: a fast search's winners are a few rows); None
-        when there is no watcher. Each statement is its own read transaction, so the
-        caller compares the token with the one it read before (unchanged: nothing was
-        committed meanwhile). Read-only statements only: the watcher never writes."""
+    ) -> tuple[list[Any], Any, int | None] | None:
+        """(rows of ``statements``, the change token of the state they were read from, the
+        schema cookie of that state), read on the watcher under one hold of its lock (no
+        pool checkout: a fast search's winners are a few rows); None when there is no
+        watcher. Read-only statements only: the watcher never writes.
+
+        Each statement ends with the columns ``VERSION_COLUMN`` and ``COOKIE_COLUMN``
+        (SQLite's ``data_version`` and ``schema_version`` read in the statement's own read
+        transaction: the state its rows come from), which are taken off the rows.
+        Statements read in different states (a commit between two of them) give the
+        token None. With no row at all, both are read after the statements (a token
+        unchanged from one read before them: nothing was committed meanwhile)."""
         with self._lock:
             conn = self._conn
             if conn is None:
                 return None
             rows: list[Any] = []
+            states: set[tuple[int, int]] = set()
             cursor = conn.cursor()
             try:
                 for sql, params in statements:
-                    rows.extend(cursor.execute(sql, params).fetchall())
+                    for row in cursor.execute(sql, params).fetchall():
+                        states.add(row[-2:])
+                        rows.append(row[:-2])
             finally:
                 cursor.close()
-            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            return rows, ("version", self._epoch, version)
+            if not states:
+                states.add(tuple(conn.execute(_STATE_SQL).fetchone()))
+            if len(states) > 1:
+                return rows, None, None
+            version, cookie = states.pop()
+            return rows, ("version", self._epoch, int(version)), int(cookie)
 
     def schema_version(self, conn: sa.Connection) -> int:
         """SQLite's schema cookie: it changes whenever any table is created or dropped."""
@@ -176,16 +190,47 @@ class ChangeWatcher:
         return int(_pragma(dbapi, "PRAGMA schema_version")[0][0])
 
     def schema_version_now(self) -> int | None:
-        """The schema cookie read on the watcher; None before it exists (or in memory)."""
-        return self._on_watcher(
-            lambda conn: int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        )
+        """The schema cookie read on the watcher; None before it exists (or in memory).
+
+        The change token is read in the same statement (one read of the database, not
+        two) and kept for this thread's next ``recent_token()``."""
+
+        def read(conn: sqlite3.Connection) -> tuple[Any, int]:
+            version, cookie = conn.execute(_STATE_SQL).fetchone()
+            return ("version", self._epoch, int(version)), int(cookie)
+
+        state = self._on_watcher(read)
+        if state is None:
+            return None
+        self._recent.token = state[0]
+        return int(state[1])
+
+    def recent_token(self) -> Any:
+        """The change token read with this thread's last ``schema_version_now()``, once
+        (None afterwards, and before). The facade checks the schema at the start of
+        every call, so a search takes the token it needs from that read instead of
+        reading it again. Any token read before a fast search scores serves its proof
+        (``_fresh``: nothing committed between that read and the one after its rows),
+        a recent one only makes that proof likelier to hold."""
+        token = getattr(self._recent, "token", None)
+        self._recent.token = None
+        return token
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
             self._conn, self._private = None, None
+
+
+# ``PRAGMA data_version`` and ``PRAGMA schema_version`` as columns of a SELECT
+# (``read_then_token``): the same read transaction as the statement's rows.
+VERSION_COLUMN = "(SELECT data_version FROM pragma_data_version)"
+COOKIE_COLUMN = "(SELECT schema_version FROM pragma_schema_version)"
+
+# ``PRAGMA data_version`` and ``PRAGMA schema_version`` as one statement (SQLite's
+# table-valued pragma functions, 3.16+): one read transaction instead of two.
+_STATE_SQL = "SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version"
 
 
 def _dbapi(conn: sa.Connection) -> Any:

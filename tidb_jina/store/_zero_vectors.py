@@ -63,10 +63,25 @@ def check_rows(matrix: np.ndarray, metric: DistanceMetric) -> None:
         )
 
 
+# A sum of float32 squares that is 0 has every square below 2**-150 (rounded to 0), so
+# the true sum is below 16,384 * 2**-150 (about 1.2e-41) at the largest dimension, and no
+# summation (float32 or double, any order, FMA or not) can show more than that.
+_SURELY_NONZERO = 1e-30
+
+
 def check_query(vector: np.ndarray, metric: DistanceMetric) -> None:
     """Refuse a query vector without a cosine distance on a cosine table (every
-    distance would be NULL or meaningless)."""
-    if metric is DistanceMetric.COSINE and vector.size and _no_float32_norm(vector[None, :])[0]:
+    distance would be NULL or meaningless).
+
+    One BLAS dot product answers for every real query (a search's fixed cost); only a
+    squared length near 0 is settled by TiDB's float32 sum (``_no_float32_norm``)."""
+    if metric is not DistanceMetric.COSINE or not vector.size:
+        return
+    if vector.ndim == 1 and vector.dtype == np.float32:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if float(vector.dot(vector)) > _SURELY_NONZERO:  # NaN: not this way
+                return
+    if _no_float32_norm(vector[None, :])[0]:
         raise InvalidVectorError(
             f"the query vector {_why(vector)}; check the embedding model's output"
         )
