@@ -386,3 +386,47 @@ def test_llama_index_equality_filters_match_the_reference(tmp_path):
         for _ in range(3):
             found = store.query(query)
             assert sorted(found.ids or []) == want, value
+
+
+def test_zero_and_sign_spellings_of_one_integer_share_a_posting():
+    raw: list[object] = [0, -0.0, 0.0, 1.0, 1, 2, "0", False, True]
+    for prepared in (False, True):
+        col = _column_of(raw, prepared)
+        for value in [0, -0.0, 1, 1.0, 2.0, "0", 3]:
+            for _ in range(3):
+                got = positions(Pred("k", "eq", value), lambda _key, c=col: c, len(raw), None)
+                assert got.tolist() == _expected(raw, None, value), value
+
+
+def test_columns_evicted_and_read_again_keep_answering_right(tmp_path, monkeypatch):
+    """A column cache too small for two columns: each search on one key evicts the
+    other, which is read again (a new column, its postings made anew)."""
+    from tidb_jina.store import _embedded
+
+    rng = np.random.default_rng(9)
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    table = VectorTable(url, table_name="e")
+    n = 200
+    metas: dict[str, dict[str, object]] = {
+        f"r{i}": {"a": i % 7, "b": f"s{i % 5}", "c": float(i % 3)} for i in range(n)
+    }
+    table.upsert(
+        rng.normal(size=(n, 4)).astype(np.float32),
+        ids=list(metas),
+        metadatas=list(metas.values()),
+    )
+    monkeypatch.setattr(_embedded, "COLUMN_CACHE_BYTES", 1)
+    q = rng.normal(size=4).astype(np.float32)
+    for round_ in range(3):
+        for key, value in [("a", 3), ("b", "s2"), ("c", 1.0), ("a", 3), ("c", 1)]:
+            want = sorted(name for name, m in metas.items() if m[key] == value)
+            got = sorted(h.id for h in table.search(q, k=2 * n, filter={key: value}))
+            assert got == want, (round_, key, value)
+        table.upsert(  # rows appended: the columns are extended, or read again
+            rng.normal(size=(3, 4)).astype(np.float32),
+            ids=[f"r{round_}", f"r{round_ + 10}", f"x{round_}"],
+            metadatas=[{"a": 3, "b": "s2", "c": 1}] * 3,
+        )
+        for name in (f"r{round_}", f"r{round_ + 10}", f"x{round_}"):
+            metas[name] = {"a": 3, "b": "s2", "c": 1}
+    table.close()
