@@ -336,6 +336,8 @@ class TableBase:
         old = self._backend
         self._settings = dataclasses.replace(self._settings, metric=metric)
         self._backend = backend_for(self._db, self._settings, self._state)
+        with self._state.lock:  # the new backend has noted no schema: it reads the shape
+            self._state.loaded = False  # again (else a drop by anyone went unnoticed)
         old.close()
 
     def _check_recorded(self, recorded: _table_meta.TableMeta | None) -> None:
