@@ -20,6 +20,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from _filter_reference import _kind  # JSON kind of a decoded value (missing: "object")
 
 from tidb_jina.store import VectorTable
 from tidb_jina.store._filter_numpy import NUMBER, STRING, KeyColumn, mask, positions
@@ -52,20 +53,6 @@ _PROBES = [
     *_STRINGS,
     *["b", "tenant-2", "zzz", "\U0010ffff"],
 ]
-
-
-def _kind(value: object) -> str:
-    if value is _MISSING:
-        return "missing"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "other"
 
 
 def _expected(raw: list[object], alive: np.ndarray | None, value: object) -> list[int]:
