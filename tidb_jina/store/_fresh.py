@@ -13,11 +13,17 @@ needed to know what the search sees:
    so the snapshot holds exactly the committed rows;
 2. the snapshot is scored (filters only from filter columns already in memory);
 3. the winners' rows are read in one plain SELECT on the watcher's connection, which
-   also returns the change token of the state it read (``data_version`` in the same
-   read transaction);
+   also returns the change token and the schema cookie of the state it read
+   (``data_version`` and ``schema_version`` in the same read transaction);
 4. that token equals the snapshot's: the rows are the snapshot's state, and the answer
    is the one the general path would give. (Until issue 18's sixth round the token was
    read again after the SELECT, one more read transaction per search.)
+
+A loaded table's search skips step 1 and the facade's schema check altogether
+(``schema``, from ``_vector_search.unchecked_search``): the snapshot in memory is taken
+as the newest state, step 4 says whether it was, and the cookie of step 3 must be the
+one the table's shape was read under. So a search on a fresh snapshot reads the
+database once.
 
 A search overtaken by a write of *this* process (the new state is in memory, applied to
 the same buffer) keeps its answer when that write cannot have changed it: no winner was

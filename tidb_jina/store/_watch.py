@@ -210,8 +210,8 @@ class ChangeWatcher:
         (None afterwards, and before). The facade checks the schema at the start of
         every call, so a search takes the token it needs from that read instead of
         reading it again. Any token read before a fast search scores serves its proof
-        (``_fresh``: nothing committed between that read and the one after its rows),
-        a recent one only makes that proof likelier to hold."""
+        (``_fresh``: the token its rows were read with must equal it), a recent one
+        only makes that proof likelier to hold."""
         token = getattr(self._recent, "token", None)
         self._recent.token = None
         return token
