@@ -86,9 +86,16 @@ def test_ten_thousand_texts_complete_and_ordered_with_one_in_five_429(call):
         api_key=KEY, fail_every=5, latency_s=0.01, max_concurrency=5, shuffle=True
     ) as server:
         # Backoff steps of 10-40 ms (vs 10 ms latency) keep five threads from falling into
-        # lockstep, where the same thread would always draw the 5th, failing, slot.
+        # lockstep, where the same thread would always draw the 5th, failing, slot; and 20
+        # retries (not the default 5) let a thread that drew it six times in a row finish
+        # (it did once in a CI run on a busy machine: a timing flake, not a client fault).
         client = make(
-            server, model="jina-embeddings-v3", dimensions=32, backoff_base=0.02, backoff_max=0.1
+            server,
+            model="jina-embeddings-v3",
+            dimensions=32,
+            backoff_base=0.02,
+            backoff_max=0.1,
+            max_retries=20,
         )
         vectors = call(client, "embed_documents", texts)
         statuses = [r.status for r in server.api_requests()]
