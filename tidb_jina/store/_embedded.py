@@ -343,17 +343,13 @@ class VectorCache:
         """Distances from one query to the rows (all, or at ``positions``), on its own."""
         # np.take gathers rows 10-20% faster than fancy indexing (1% of 100k x 768)
         matrix = snap.matrix if positions is None else np.take(snap.matrix, positions, axis=0)
-        if self.metric is DistanceMetric.COSINE:
-            norm = np.float32(np.linalg.norm(query))
-            unit = query / norm if norm > 0 else query
-            return np.float32(1.0) - matrix @ unit
-        if self.metric is DistanceMetric.INNER_PRODUCT:
-            return -(matrix @ query)
-        if self.metric is DistanceMetric.L2:
-            sq = snap.sq_norms if positions is None else snap.sq_norms[positions]  # type: ignore[index]
-            d2 = sq - 2 * (matrix @ query) + np.float32(query @ query)
-            return np.sqrt(np.maximum(d2, 0, out=d2))
-        return self.metric.distances(matrix, query)
+        if self.metric is DistanceMetric.L1:
+            return self.metric.distances(matrix, query)
+        sq = snap.sq_norms
+        if sq is not None and positions is not None:
+            sq = sq[positions]
+        products = matrix @ _gathered.product_vector(self.metric, query)
+        return _gathered.from_products(self.metric, products, sq, query)
 
     def many_distances(
         self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
@@ -398,8 +394,7 @@ class VectorCache:
         if self.metric is DistanceMetric.L2:
             return self.metric.distances(rows, query)
         if self.metric is DistanceMetric.COSINE:
-            norm = np.float32(np.linalg.norm(query))
-            unit = query / norm if norm > 0 else query
+            unit = _gathered.product_vector(self.metric, query)
             return np.float32(1.0) - np.einsum("ij,j->i", rows, unit)
         if self.metric is DistanceMetric.INNER_PRODUCT:
             return -np.einsum("ij,j->i", rows, query)

@@ -16,7 +16,8 @@ bench (1% filter 1.58x / 1.67x NumPy in blocks, 1.45x / 1.47x in one piece).
 These are the *fast* distances only: ``score_hits`` re-scores its winners exactly
 (``VectorCache.exact``), and the rounding bound it relies on (``_rounding``) holds for a
 float32 dot product in any summation order, so the blocks change no result. The
-formulas are those of ``VectorCache.distances_to`` (L1 is left to it).
+formulas (``product_vector``, ``from_products``) are ``VectorCache.distances_to``'s too
+(L1 is left to it).
 """
 
 from __future__ import annotations
@@ -50,11 +51,7 @@ def gathered_distances(
     m = positions.shape[0]
     if m * matrix.shape[1] <= SINGLE_ELEMENTS:
         return None  # small: ``VectorCache.distances_to``'s one gather and one product
-    if metric is DistanceMetric.COSINE:
-        norm = np.float32(np.linalg.norm(query))
-        vector = query / norm if norm > 0 else query
-    else:
-        vector = query
+    vector = product_vector(metric, query)
     out = np.empty(m, dtype=np.float32)
     step = max(16, BLOCK_ELEMENTS // max(1, matrix.shape[1]))
     block = np.empty((step, matrix.shape[1]), dtype=np.float32)
@@ -65,12 +62,30 @@ def gathered_distances(
         # positions come from the snapshot's own masks, never out of range
         np.take(matrix, part, axis=0, out=rows, mode="clip")
         np.matmul(rows, vector, out=out[start : start + part.shape[0]])
+    sq = None if snap.sq_norms is None else np.take(snap.sq_norms, positions)
+    return from_products(metric, out, sq, query)
+
+
+def product_vector(metric: DistanceMetric, query: np.ndarray) -> np.ndarray:
+    """What the rows are multiplied by: the unit query for cosine (rows are stored unit
+    length; a zero query stays as it is), the query itself otherwise."""
     if metric is DistanceMetric.COSINE:
-        return np.subtract(np.float32(1.0), out, out=out)
+        norm = np.float32(np.linalg.norm(query))
+        return query / norm if norm > 0 else query
+    return query
+
+
+def from_products(
+    metric: DistanceMetric, products: np.ndarray, sq_norms: np.ndarray | None, query: np.ndarray
+) -> np.ndarray:
+    """The fast distances of rows from their products with ``product_vector`` (written
+    over ``products``); ``sq_norms``: those rows' squared norms (L2 only). Not L1."""
+    if metric is DistanceMetric.COSINE:
+        return np.subtract(np.float32(1.0), products, out=products)
     if metric is DistanceMetric.INNER_PRODUCT:
-        return np.negative(out, out=out)
-    assert snap.sq_norms is not None  # L2
-    d2 = np.take(snap.sq_norms, positions) - np.float32(2.0) * out + np.float32(query @ query)
+        return np.negative(products, out=products)
+    assert metric is DistanceMetric.L2 and sq_norms is not None
+    d2 = sq_norms - np.float32(2.0) * products + np.float32(query @ query)
     return np.sqrt(np.maximum(d2, 0, out=d2))
 
 
