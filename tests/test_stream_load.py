@@ -19,7 +19,16 @@ def small_windows(monkeypatch):
     """Windows of 7 rows read in chunks of 3: every boundary case on a few rows."""
     monkeypatch.setattr(_stream_load, "WINDOW_ROWS", 7)
     monkeypatch.setattr(_stream_load, "WINDOWS", 10**9)
-    monkeypatch.setattr(_stream_load, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(_stream_load, "CHUNK_BYTES", 3 * 4 * DIM)
+    assert _stream_load.chunk_rows(DIM) == 3
+
+
+def test_chunks_hold_about_a_mebibyte_of_vectors():
+    """Big chunks of big rows were freed to the system and faulted in again each time."""
+    assert _stream_load.chunk_rows(768) == 341  # 1 MiB / 3 KiB
+    assert _stream_load.chunk_rows(4096) == 64
+    assert _stream_load.chunk_rows(8) == _stream_load.MAX_CHUNK_ROWS  # small rows: capped
+    assert _stream_load.chunk_rows(16_000_000) == 1  # a row above 1 MiB: one at a time
 
 
 def _table(tmp_path, n: int, metas: bool = False) -> tuple[sa.Engine, sa.Table, np.ndarray]:
