@@ -354,7 +354,14 @@ class VectorCache:
     def many_distances(
         self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
     ) -> np.ndarray:
-        """(rows, q) distances of many queries to the rows (all, or at ``positions``)."""
+        """(rows, q) distances of many queries to the rows (all, or at ``positions``);
+        silent on overflow, as ``score_hits``."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._many_distances(snap, queries, positions)
+
+    def _many_distances(
+        self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
+    ) -> np.ndarray:
         if self.metric is DistanceMetric.L1 or queries.shape[0] == 1:
             return np.stack([self.distances_to(snap, q, positions) for q in queries], axis=1)
         if positions is None:
@@ -579,7 +586,24 @@ def score_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rowids, distances) of the winners among ``positions`` (None: all), nearest first.
 
-    ``approx``: the query's distances to those rows, when already computed (batch)."""
+    ``approx``: the query's distances to those rows, when already computed (batch); never
+    written. Silent on overflow: a query whose float32 norm overflows (values above about
+    1e19) ranks as TiDB ranks it (distance 1 or NULL for cosine), without NumPy's
+    ``RuntimeWarning`` (scoped to this call: ``np.errstate``, about 1 us)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _score_hits(cache, snap, query, k, positions, max_distance, approx)
+
+
+def _score_hits(
+    cache: VectorCache,
+    snap: Snapshot,
+    query: np.ndarray,
+    k: int,
+    positions: np.ndarray | None,
+    max_distance: float | None,
+    approx: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    given = approx is not None  # the caller's array (a batch's column): never written
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
@@ -592,7 +616,9 @@ def score_hits(
     # (one query's matrix-vector product and a batch's matrix-matrix one differ there).
     wide = k + max(8, k // 2)
     live = snap.alive if positions is None else None
-    if live is not None:  # rows replaced or deleted since
+    if live is not None and given:  # rows replaced or deleted since: a marked copy
+        approx = np.where(live, approx, np.float32(np.inf))
+    elif live is not None:  # our own array: marked in place
         approx[~live] = np.inf
 
     def fast_bound(bound: float) -> float:  # a row exactly within shows at most this

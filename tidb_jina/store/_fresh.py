@@ -122,7 +122,9 @@ def search_fresh(
             if later is None:  # another connection's commit (or one not in memory)
                 note_busy(cache)  # the next searches go the general way for a while
                 return None
-            if not kept(cache, snap, later, vector, hits, options.k):
+            with np.errstate(over="ignore", invalid="ignore"):  # as ``score_hits``
+                unchanged = kept(cache, snap, later, vector, hits, options.k)
+            if not unchanged:
                 return None  # our own write changed this answer: this one search
         if len(rows) != hits[0].size:
             return None

@@ -1,0 +1,133 @@
+"""The embedded search's scoring helpers (issue 18, seventh round).
+
+* A query whose float32 norm overflows (values above about 1e19) ranks as before (cosine:
+  distance 1 for every row, as TiDB's float32 ``CosineDistance`` gives; L2: every
+  distance inf), ties by rowid, and NumPy's overflow ``RuntimeWarning`` never reaches
+  the caller: the scoring runs under a scoped ``np.errstate``, so a program that turns
+  warnings into errors keeps working.
+* ``score_hits`` never writes into an ``approx`` array its caller passes (a batch
+  search's column): rows dead in the snapshot are marked in a copy.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from tidb_jina.store import VectorTable, _embedded
+
+N, D = 60, 8
+
+
+def _table(tmp_path, metric, cache=True):
+    table = VectorTable(
+        f"sqlite:///{tmp_path / 'r7.db'}", table_name="s", metric=metric, search_cache=cache
+    )
+    rng = np.random.default_rng(5)
+    table.upsert(
+        rng.normal(size=(N, D)).astype(np.float32),
+        ids=[f"r{i:02d}" for i in range(N)],
+        metadatas=[{"g": i % 3} for i in range(N)],
+    )
+    return table
+
+
+# (metric, the distance every row shows for a query whose norm overflows)
+OVERFLOWING = [("cosine", 1.0), ("l2", float("inf"))]
+
+
+@pytest.mark.parametrize("scale", [3e19, 1e30])
+@pytest.mark.parametrize("cache", [True, False], ids=["snapshot", "general"])
+@pytest.mark.parametrize(("metric", "distance"), OVERFLOWING)
+def test_an_overflowing_query_is_silent_and_ranks_as_before(
+    tmp_path, metric, distance, cache, scale
+):
+    table = _table(tmp_path, metric, cache)
+    query = np.full(D, scale, dtype=np.float32)
+    query[1] = -scale  # a sign mixed in: the products overflow both ways
+    everyone = [f"r{i:02d}" for i in range(N)]
+    in_group = [f"r{i:02d}" for i in range(1, N, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the search
+        for _ in range(2):  # the first search loads the snapshot; the second is the fast one
+            for flt, ids in ((None, everyone), ({"g": 1}, in_group)):
+                hits = table.search(query, k=4, filter=flt)
+                assert [h.id for h in hits] == ids[:4]  # all tied: by rowid
+                assert [h.distance for h in hits] == [distance] * 4
+                many = table.search_many([query, query * np.float32(0.5)], k=4, filter=flt)
+                for got in many:
+                    assert [h.id for h in got] == ids[:4]
+                    assert [h.distance for h in got] == [distance] * 4
+    table.close()
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["snapshot", "general"])
+@pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
+def test_a_query_near_float32s_largest_is_silent_too(tmp_path, metric, cache):
+    """Values near float32's largest (3e38): L2 leaves the rows it cannot score (NaN)
+    out, as before; a batch answers like single searches, and nothing warns."""
+    table = _table(tmp_path, metric, cache)
+    query = np.full(D, 3e38, dtype=np.float32)
+    query[1] = -3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for flt in (None, {"g": 1}, {"g": {"$in": [0, 2]}}):
+            one = [(h.id, h.distance) for h in table.search(query, k=4, filter=flt)]
+            again = [(h.id, h.distance) for h in table.search(query, k=4, filter=flt)]
+            many = table.search_many([query], k=4, filter=flt)[0]
+            assert one == again == [(h.id, h.distance) for h in many]
+            assert one  # some rows always rank
+    table.close()
+
+
+def test_warnings_outside_the_search_are_left_as_the_caller_set_them(tmp_path):
+    """The silence is scoped: after a search, NumPy's own settings are what they were."""
+    table = _table(tmp_path, "cosine")
+    before = np.geterr()
+    table.search(np.full(D, 3e19, dtype=np.float32), k=2)
+    assert np.geterr() == before
+    with pytest.warns(RuntimeWarning):
+        np.float32(3e38) * np.float32(10.0)
+    table.close()
+
+
+def _dead_rows_snapshot(tmp_path):
+    """A loaded snapshot with rows marked dead (replaced and deleted since the load)."""
+    table = _table(tmp_path, "cosine")
+    rng = np.random.default_rng(9)
+    table.search(rng.normal(size=D).astype(np.float32), k=1)  # loads the snapshot
+    table.upsert(rng.normal(size=(3, D)).astype(np.float32), ids=["r00", "r05", "new"])
+    table.delete(["r10", "r11"])
+    cache = table._backend.cache
+    snap = cache.snapshot
+    assert snap is not None and snap.alive is not None and not snap.alive.all()
+    return table, cache, snap, rng
+
+
+def test_score_hits_never_writes_the_callers_approx(tmp_path):
+    table, cache, snap, rng = _dead_rows_snapshot(tmp_path)
+    queries = rng.normal(size=(3, D)).astype(np.float32)
+    approx = cache.many_distances(snap, queries, None)
+    kept = approx.copy()
+    for i, q in enumerate(queries):
+        given = _embedded.score_hits(cache, snap, q, 5, None, None, approx[:, i])
+        alone = _embedded.score_hits(cache, snap, q, 5, None, None)
+        assert np.array_equal(given[0], alone[0])
+        assert np.array_equal(given[1], alone[1])
+        assert snap.positions(np.sort(given[0])) is not None  # alive rows only
+    assert np.array_equal(approx, kept)  # not one inf written into the caller's array
+    table.close()
+
+
+def test_a_batch_search_with_dead_rows_answers_like_single_searches(tmp_path):
+    table, _, _, rng = _dead_rows_snapshot(tmp_path)
+    queries = rng.normal(size=(4, D)).astype(np.float32)
+    for flt in (None, {"g": 2}):
+        many = table.search_many(queries, k=6, filter=flt)
+        for q, got in zip(queries, many, strict=True):
+            want = table.search(q, k=6, filter=flt)
+            assert [(h.id, h.distance) for h in got] == [(h.id, h.distance) for h in want]
+            assert not {"r10", "r11"} & {h.id for h in got}
+    table.close()
