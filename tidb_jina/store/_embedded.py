@@ -351,17 +351,12 @@ class VectorCache:
         products = matrix @ _gathered.product_vector(self.metric, query)
         return _gathered.from_products(self.metric, products, sq, query)
 
+    @_gathered.silent_overflow
     def many_distances(
         self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
     ) -> np.ndarray:
         """(rows, q) distances of many queries to the rows (all, or at ``positions``);
         silent on overflow, as ``score_hits``."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._many_distances(snap, queries, positions)
-
-    def _many_distances(
-        self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
-    ) -> np.ndarray:
         if self.metric is DistanceMetric.L1 or queries.shape[0] == 1:
             return np.stack([self.distances_to(snap, q, positions) for q in queries], axis=1)
         if positions is None:
@@ -555,6 +550,13 @@ def _evict(columns: dict[str, KeyColumn], used: set[str], limit: int) -> None:
             total -= 0 if col is None else column_bytes(col)
 
 
+def keep_bound(columns: dict[str, KeyColumn], used: set[str]) -> None:
+    """The snapshot's filter columns back within ``COLUMN_CACHE_BYTES``, least recently
+    used dropped first, never those in ``used`` (the current search's), after a search
+    that made typed forms or postings (the fast path: ``_fresh``)."""
+    _evict(columns, used, COLUMN_CACHE_BYTES)
+
+
 def _prebuild_columns(snap: Snapshot, conn: sa.Connection, metas: list[Any] | None) -> None:
     """Every key's filter column from the metadata texts the load read (``_meta_columns``)."""
     if metas is None:
@@ -575,6 +577,7 @@ def _missing_column(n: int) -> KeyColumn:
 # --- scoring on a snapshot --------------------------------------------------------------
 
 
+@_gathered.silent_overflow
 def score_hits(
     cache: VectorCache,
     snap: Snapshot,
@@ -587,22 +590,7 @@ def score_hits(
     """(rowids, distances) of the winners among ``positions`` (None: all), nearest first.
 
     ``approx``: the query's distances to those rows, when already computed (batch); never
-    written. Silent on overflow: a query whose float32 norm overflows (values above about
-    1e19) ranks as TiDB ranks it (distance 1 or NULL for cosine), without NumPy's
-    ``RuntimeWarning`` (scoped to this call: ``np.errstate``, about 1 us)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _score_hits(cache, snap, query, k, positions, max_distance, approx)
-
-
-def _score_hits(
-    cache: VectorCache,
-    snap: Snapshot,
-    query: np.ndarray,
-    k: int,
-    positions: np.ndarray | None,
-    max_distance: float | None,
-    approx: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    written. Silent on overflow (``_gathered.silent_overflow``)."""
     given = approx is not None  # the caller's array (a batch's column): never written
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
