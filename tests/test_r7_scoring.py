@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
 import pytest
 
-from tidb_jina.store import VectorTable, _embedded
+from tidb_jina.store import VectorTable, _embedded, _gathered
+from tidb_jina.store._metrics import DistanceMetric
 
 N, D = 60, 8
 
@@ -130,4 +132,58 @@ def test_a_batch_search_with_dead_rows_answers_like_single_searches(tmp_path):
             want = table.search(q, k=6, filter=flt)
             assert [(h.id, h.distance) for h in got] == [(h.id, h.distance) for h in want]
             assert not {"r10", "r11"} & {h.id for h in got}
+    table.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"filter": {"g": 1}},  # a few rows: one gather, one product
+        {"filter": {"g": {"$in": [0, 1, 2]}}},  # every row, gathered in blocks
+        {"max_distance": 0.9},  # the general way's exact re-scores
+        {"filter": {"g": 2}, "max_distance": 1.2},
+    ],
+    ids=["all", "filter", "blocks", "bound", "filter-bound"],
+)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "transaction"])
+def test_the_unit_query_is_made_once_per_search_with_the_same_bits(
+    tmp_path, monkeypatch, fast, options
+):
+    """Cosine multiplies the rows by the query's unit vector, for the fast distances and
+    again for the exact ones: made once per search (``_gathered.product_vector``), and
+    every distance is the exact formula's bits (``einsum`` of the stored unit rows)."""
+    n, d = 3000, 384  # all rows above ``_gathered.SINGLE_ELEMENTS``: the blocked gather
+    table = VectorTable(f"sqlite:///{tmp_path / 'u.db'}", table_name="u", metric="cosine")
+    rng = np.random.default_rng(21)
+    table.upsert(
+        rng.normal(size=(n, d)).astype(np.float32),
+        ids=[str(i) for i in range(n)],
+        metadatas=[{"g": i % 3} for i in range(n)],
+    )
+    query = rng.normal(size=d).astype(np.float32)
+    table.search(query, k=1, **options)  # loads the snapshot and the columns
+    if not fast:  # searches take the transactional way (as after a foreign commit)
+        table._backend.cache.busy_until = time.monotonic() + 3600
+    made = []
+    real = _gathered.product_vector
+
+    def counted(metric, q):
+        made.append(q)
+        return real(metric, q)
+
+    monkeypatch.setattr(_gathered, "product_vector", counted)
+    hits = table.search(query, k=10, **options)
+    assert len(made) == 1
+    snap = table._backend.cache.snapshot
+    assert snap is not None
+    unit = real(DistanceMetric.COSINE, query)
+    at = snap.positions(np.asarray([int(h.id) + 1 for h in hits]))  # rowid = id + 1 here
+    want = np.float32(1.0) - np.einsum("ij,j->i", snap.matrix[at], unit)
+    assert [h.distance for h in hits] == want.tolist()  # bit for bit
+    made.clear()
+    many = table.search_many([query, query], k=10, **options)
+    assert len(made) == 2  # once per query of the batch
+    for got in many:
+        assert [(h.id, h.distance) for h in got] == [(h.id, h.distance) for h in hits]
     table.close()
