@@ -124,7 +124,7 @@ class _Stub:
     def __init__(self, exact: np.ndarray) -> None:
         self.values = exact
 
-    def exact(self, snap: Any, query: Any, positions: np.ndarray, unit: Any = None) -> np.ndarray:
+    def exact(self, snap: Any, query: Any, positions: np.ndarray) -> np.ndarray:
         return self.values[positions]
 
 

@@ -78,7 +78,7 @@ class Typed:
     def made(self) -> int:
         """How many of the forms are made (tried, even when they cannot answer): it
         grows when a filter adds to the column cache (the caller then keeps the cache
-        within its bound: ``_fresh``)."""
+        within its bound: ``_embedded.keep_bound``)."""
         forms = (self.numbers, self.strings, self.number_rows, self.string_rows)
         return sum(form is not False for form in forms)  # ``is``: arrays have no truth
 

@@ -51,9 +51,14 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from tidb_jina.store import _embedded
 from tidb_jina.store._backend import SearchOptions
-from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
+from tidb_jina.store._embedded import (
+    Snapshot,
+    VectorCache,
+    filter_keys,
+    keep_bound,
+    score_hits,
+)
 from tidb_jina.store._filter_numpy import KeyColumn, positions, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._overtaken import applied, kept, starting
@@ -171,8 +176,7 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
         if popped is not None:  # unless another search put one back meanwhile
             columns.setdefault(key, popped)
     if sum(column.typed.made() for column in taken.values()) != made:
-        # typed forms or postings made: back within the bound, never evicting these
-        _embedded._evict(columns, set(taken), _embedded.COLUMN_CACHE_BYTES)
+        keep_bound(columns, set(taken))  # typed forms or postings made: the byte bound
     return found
 
 

@@ -44,23 +44,18 @@ SINGLE_ELEMENTS = 2**20
 
 
 def gathered_distances(
-    metric: DistanceMetric,
-    snap: Any,
-    query: np.ndarray,
-    positions: np.ndarray,
-    unit: np.ndarray | None = None,
+    metric: DistanceMetric, snap: Any, query: np.ndarray, positions: np.ndarray
 ) -> np.ndarray | None:
     """The fast distances from ``query`` to ``snap``'s rows at ``positions`` (float32, in
     that order); None for L1 (computed row by row elsewhere) and for sets of at most
-    ``SINGLE_ELEMENTS`` floats (``VectorCache.distances_to`` scores those). ``unit``:
-    ``product_vector(metric, query)``, when the caller has it."""
+    ``SINGLE_ELEMENTS`` floats (``VectorCache.distances_to`` scores those)."""
     if metric is DistanceMetric.L1 or query.dtype != np.float32:
         return None
     matrix = snap.matrix
     m = positions.shape[0]
     if m * matrix.shape[1] <= SINGLE_ELEMENTS:
         return None  # small: ``VectorCache.distances_to``'s one gather and one product
-    vector = product_vector(metric, query) if unit is None else unit
+    vector = product_vector(metric, query)
     out = np.empty(m, dtype=np.float32)
     step = max(16, BLOCK_ELEMENTS // max(1, matrix.shape[1]))
     block = np.empty((step, matrix.shape[1]), dtype=np.float32)
@@ -123,7 +118,6 @@ def quick_pick(
     rowids: np.ndarray,
     approx: np.ndarray,
     fast_bound: Callable[[float], float],
-    unit: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``score_hits`` without ``max_distance``, in fewer steps; None: take the general way.
 
@@ -148,7 +142,7 @@ def quick_pick(
     live = snap.alive if positions is None else None
     if live is not None:
         chosen = chosen[live[chosen]]
-    exact = cache.exact(snap, query, chosen if positions is None else positions[chosen], unit)
+    exact = cache.exact(snap, query, chosen if positions is None else positions[chosen])
     ids = rowids[chosen]
     order = np.lexsort((ids, exact))[:k]
     if order.size < k:
