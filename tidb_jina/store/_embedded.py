@@ -351,10 +351,12 @@ class VectorCache:
         products = matrix @ _gathered.product_vector(self.metric, query)
         return _gathered.from_products(self.metric, products, sq, query)
 
+    @_gathered.silent_overflow
     def many_distances(
         self, snap: Snapshot, queries: np.ndarray, positions: np.ndarray | None
     ) -> np.ndarray:
-        """(rows, q) distances of many queries to the rows (all, or at ``positions``)."""
+        """(rows, q) distances of many queries to the rows (all, or at ``positions``);
+        silent on overflow, as ``score_hits``."""
         if self.metric is DistanceMetric.L1 or queries.shape[0] == 1:
             return np.stack([self.distances_to(snap, q, positions) for q in queries], axis=1)
         if positions is None:
@@ -548,6 +550,13 @@ def _evict(columns: dict[str, KeyColumn], used: set[str], limit: int) -> None:
             total -= 0 if col is None else column_bytes(col)
 
 
+def keep_bound(columns: dict[str, KeyColumn], used: set[str]) -> None:
+    """The snapshot's filter columns back within ``COLUMN_CACHE_BYTES``, least recently
+    used dropped first, never those in ``used`` (the current search's), after a search
+    that made typed forms or postings (the fast path: ``_fresh``)."""
+    _evict(columns, used, COLUMN_CACHE_BYTES)
+
+
 def _prebuild_columns(snap: Snapshot, conn: sa.Connection, metas: list[Any] | None) -> None:
     """Every key's filter column from the metadata texts the load read (``_meta_columns``)."""
     if metas is None:
@@ -568,6 +577,7 @@ def _missing_column(n: int) -> KeyColumn:
 # --- scoring on a snapshot --------------------------------------------------------------
 
 
+@_gathered.silent_overflow
 def score_hits(
     cache: VectorCache,
     snap: Snapshot,
@@ -579,7 +589,9 @@ def score_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rowids, distances) of the winners among ``positions`` (None: all), nearest first.
 
-    ``approx``: the query's distances to those rows, when already computed (batch)."""
+    ``approx``: the query's distances to those rows, when already computed (batch); never
+    written. Silent on overflow (``_gathered.silent_overflow``)."""
+    given = approx is not None  # the caller's array (a batch's column): never written
     rowids = snap.rowids if positions is None else snap.rowids[positions]
     if rowids.size == 0:
         return rowids, np.empty(0, np.float32)
@@ -592,7 +604,9 @@ def score_hits(
     # (one query's matrix-vector product and a batch's matrix-matrix one differ there).
     wide = k + max(8, k // 2)
     live = snap.alive if positions is None else None
-    if live is not None:  # rows replaced or deleted since
+    if live is not None and given:  # rows replaced or deleted since: a marked copy
+        approx = np.where(live, approx, np.float32(np.inf))
+    elif live is not None:  # our own array: marked in place
         approx[~live] = np.inf
 
     def fast_bound(bound: float) -> float:  # a row exactly within shows at most this

@@ -75,6 +75,13 @@ class Typed:
         self.string_rows: Postings | bool | None = False
         self.equalities = 0  # ``equal_rows`` calls: postings from the second one on
 
+    def made(self) -> int:
+        """How many of the forms are made (tried, even when they cannot answer): it
+        grows when a filter adds to the column cache (the caller then keeps the cache
+        within its bound: ``_embedded.keep_bound``)."""
+        forms = (self.numbers, self.strings, self.number_rows, self.string_rows)
+        return sum(form is not False for form in forms)  # ``is``: arrays have no truth
+
     def nbytes(self) -> int:
         size = 0
         if isinstance(self.numbers, np.ndarray):

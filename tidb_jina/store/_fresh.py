@@ -52,7 +52,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from tidb_jina.store._backend import SearchOptions
-from tidb_jina.store._embedded import Snapshot, VectorCache, filter_keys, score_hits
+from tidb_jina.store._embedded import (
+    Snapshot,
+    VectorCache,
+    filter_keys,
+    keep_bound,
+    score_hits,
+)
 from tidb_jina.store._filter_numpy import KeyColumn, positions, supported
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._overtaken import applied, kept, starting
@@ -122,7 +128,9 @@ def search_fresh(
             if later is None:  # another connection's commit (or one not in memory)
                 note_busy(cache)  # the next searches go the general way for a while
                 return None
-            if not kept(cache, snap, later, vector, hits, options.k):
+            with np.errstate(over="ignore", invalid="ignore"):  # as ``score_hits``
+                unchanged = kept(cache, snap, later, vector, hits, options.k)
+            if not unchanged:
                 return None  # our own write changed this answer: this one search
         if len(rows) != hits[0].size:
             return None
@@ -161,11 +169,14 @@ def _cached_filter_positions(snap: Snapshot, filter: Filter) -> np.ndarray | Non
         if column is None or len(column.kind) != snap.size:
             return None
         taken[key] = column
+    made = sum(column.typed.made() for column in taken.values())
     found = positions(filter.node, taken.__getitem__, snap.size, snap.alive)
     for key in taken:  # now the most recently used: evicted last (``_evict``)
         popped = columns.pop(key, None)
         if popped is not None:  # unless another search put one back meanwhile
             columns.setdefault(key, popped)
+    if sum(column.typed.made() for column in taken.values()) != made:
+        keep_bound(columns, set(taken))  # typed forms or postings made: the byte bound
     return found
 
 

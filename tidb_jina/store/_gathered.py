@@ -22,12 +22,16 @@ formulas (``product_vector``, ``from_products``) are ``VectorCache.distances_to`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from tidb_jina.store._metrics import DistanceMetric
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # ``snap``: an ``_embedded.Snapshot`` (typed Any here: ``_embedded`` imports this module)
 
@@ -64,6 +68,21 @@ def gathered_distances(
         np.matmul(rows, vector, out=out[start : start + part.shape[0]])
     sq = None if snap.sq_norms is None else np.take(snap.sq_norms, positions)
     return from_products(metric, out, sq, query)
+
+
+def silent_overflow(func: Callable[P, R]) -> Callable[P, R]:
+    """``func`` under ``np.errstate(over="ignore", invalid="ignore")`` (about 1 us a call):
+    a query whose float32 norm or products overflow (values above about 1e19) ranks as
+    TiDB ranks it (cosine: distance 1 or NULL), without NumPy's ``RuntimeWarning``
+    reaching the caller. Scoped to the call, never a global filter: the caller's own
+    NumPy settings and warning filters are left as they were."""
+
+    @functools.wraps(func)
+    def quiet(*args: P.args, **kwargs: P.kwargs) -> R:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return func(*args, **kwargs)
+
+    return quiet
 
 
 def product_vector(metric: DistanceMetric, query: np.ndarray) -> np.ndarray:
