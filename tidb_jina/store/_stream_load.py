@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from tidb_jina.store._metrics import DistanceMetric
 
-# Rows fetched at a time: about 1 MiB of vectors (256 rows of 768 dimensions), at most
+# Rows fetched at a time: about 1 MiB of vectors (341 rows of 768 dimensions), at most
 # 4096. The driver makes one ``bytes`` per row; a chunk's worth is freed before the next
 # is fetched, and a small chunk's memory is reused by the next from malloc's free lists.
 # 4096 rows of 768 dimensions (12 MB) were handed back to the system after each chunk and
