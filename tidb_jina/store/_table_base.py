@@ -241,8 +241,8 @@ class TableBase:
         """The vector dimension: declared, or read from the table (None if unknown yet)."""
         if self._declared_dimension is not None:
             return self._declared_dimension
-        self._load()
-        return self._state.shape.dimension if self._state.shape else None
+        shape = self._load_view().shape  # read once (a drop may replace the view)
+        return shape.dimension if shape else None
 
     @property
     def database(self) -> str:
@@ -583,7 +583,7 @@ class TableBase:
             raise InvalidInputError(
                 f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
             )
-        limit = self._state.shape.id_length if self._state.shape else ID_LENGTH
+        limit = getattr(self._state.shape, "id_length", ID_LENGTH)  # one read (None: default)
         checked = ids_ok(id_list, limit)  # the whole column at once; else name the bad one
         for i, value in enumerate([] if checked else id_list):
             if not isinstance(value, str) or not value:
