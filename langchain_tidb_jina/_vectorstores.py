@@ -138,6 +138,14 @@ class TiDBVectorStore(VectorStore):
             snapshot_file=snapshot_file,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Refused with what to do instead (a raw "Can't pickle local object" before)."""
+        raise TypeError(
+            f"a {type(self).__name__} cannot be pickled: it holds a connection pool, and its "
+            "embeddings may hold an API key (never serialised here); make it again where it "
+            "is used: TiDBVectorStore(connection_string=..., embedding=..., table_name=...)"
+        )
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(table={self._table!r}, "

@@ -29,6 +29,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
+from llama_index_tidb_jina import _config
 from llama_index_tidb_jina._filters import and_filters, to_core_filter
 from llama_index_tidb_jina._query_many import arun_plan, plan_queries, run_plan
 from tidb_jina import InvalidInputError, UnsupportedFeatureError
@@ -70,7 +71,10 @@ class TiDBVectorStore(BasePydanticVectorStore):
             reading every row (see ``VectorTable``'s ``snapshot_file``).
 
     The constructor does no I/O. ``to_dict()`` / ``to_json()`` hold the URL with its
-    password masked (``database_url``), never the password.
+    password masked (``database_url``), never the password, and every other option but
+    ``engine_args`` and ``drop_existing_table``; ``from_dict`` / ``from_json`` and pickling
+    make an equal store again (``from_dict(data, connection_string=URL)`` when the URL had
+    a password; see ``_config``).
     """
 
     stores_text: bool = True
@@ -80,6 +84,9 @@ class TiDBVectorStore(BasePydanticVectorStore):
     vector_dimension: int | None = None
     database_url: str = Field(default="", description="Connection URL, password masked.")
     auto_embedding_model: str | None = None
+    auto_embedding_dimension: int | None = None
+    auto_embedding_options: dict[str, Any] | None = None
+    snapshot_file: bool | str = False
 
     _table: VectorTable = PrivateAttr()
 
@@ -118,6 +125,11 @@ class TiDBVectorStore(BasePydanticVectorStore):
             database_url=safe_url(table.engine.url),
             flat_metadata=flat_metadata,
             auto_embedding_model=auto.model if auto else None,
+            auto_embedding_dimension=auto.dimension if auto else None,
+            auto_embedding_options=dict(auto.options) if auto and auto.options else None,
+            snapshot_file=snapshot_file
+            if isinstance(snapshot_file, bool)
+            else os.fspath(snapshot_file),
             # Retrievers then pass the question's text and let the table embed it.
             is_embedding_query=auto is None,
         )
@@ -126,6 +138,25 @@ class TiDBVectorStore(BasePydanticVectorStore):
     @classmethod
     def class_name(cls) -> str:
         return "TiDBVectorStore"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> TiDBVectorStore:  # type: ignore[override]
+        """The store ``to_dict()`` describes (``kwargs`` win: ``connection_string=`` when
+        the URL had a password, ``engine_args=``; see ``_config`` for what is carried)."""
+        return cls(**_config.init_kwargs({**data, **kwargs}))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its ``to_dict()``, made again by ``from_dict`` (a new connection
+        pool). A store whose URL has a password is refused: the copy could not connect,
+        and the password is never written down."""
+        data = self.to_dict()
+        if _config.has_password(self.database_url):
+            raise TypeError(
+                "a TiDBVectorStore whose URL has a password cannot be pickled (the password "
+                "is never serialised): send to_dict() and call "
+                "TiDBVectorStore.from_dict(data, connection_string=URL) where it is used"
+            )
+        return (_from_dict, (type(self), data))
 
     def __repr__(self) -> str:
         return (
@@ -430,6 +461,11 @@ def _text_call(
     if query.alpha is not None:
         args.update(fusion="weighted", alpha=query.alpha)
     return "hybrid_search", args
+
+
+def _from_dict(cls: type[TiDBVectorStore], data: dict[str, Any]) -> TiDBVectorStore:
+    """Unpickling: ``cls.from_dict(data)`` (a module-level name pickle can find)."""
+    return cls.from_dict(data)
 
 
 def _text_rows(rows: dict[str, Any]) -> dict[str, Any]:

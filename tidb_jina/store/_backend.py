@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import sqlalchemy as sa
 
-from tidb_jina._errors import InvalidInputError
+from tidb_jina._errors import DimensionMismatchError, InvalidInputError
 from tidb_jina.store._filter_tree import Filter
 from tidb_jina.store._metrics import DistanceMetric
 from tidb_jina.store._results import SearchResult
@@ -49,14 +49,35 @@ class TableSettings:
     snapshot_file: Any = False  # embedded files: True, or a directory (``_snapshot_file``)
 
 
+class TableView(NamedTuple):
+    """The table object and the shape it was built from, read and replaced together:
+    ``TableState.view`` is one attribute, so a reader never pairs one state's table
+    with another's shape (a drop or re-creation by another thread in between)."""
+
+    table: sa.Table | None
+    shape: TableShape | None
+
+    def check_dimension(self, table_name: str, dimension: int) -> None:
+        """Raise unless vectors of ``dimension`` fit this table (or it has none yet)."""
+        table_dim = self.shape.dimension if self.shape else None
+        if table_dim is not None and table_dim != dimension:
+            raise DimensionMismatchError(
+                f"table {table_name!r} has VECTOR({table_dim}) but the vectors have "
+                f"{dimension} dimensions; use a model with {table_dim} dimensions (e.g. "
+                f"dimensions={table_dim} for Jina v3+) or a new table_name"
+            )
+
+
+NO_TABLE = TableView(None, None)
+
+
 @dataclass
 class TableState:
     """What is known about the table; shared by a VectorTable and its async view."""
 
     drop_pending: bool = False
     loaded: bool = False
-    shape: TableShape | None = None
-    table: sa.Table | None = None
+    view: TableView = NO_TABLE  # replaced whole (``TableBase._adopt``, ``reset``)
     index_note: str | None = None  # why a TiDB table has no vector index, told once
     fulltext_ready: bool = False
     key_sent: bool = False  # auto-embedding provider key stored on the server
@@ -64,8 +85,16 @@ class TableState:
     metric: DistanceMetric | None = None  # the table's metric, when the caller gave none
     lock: threading.RLock = field(default_factory=threading.RLock)
 
+    @property
+    def table(self) -> sa.Table | None:
+        return self.view.table
+
+    @property
+    def shape(self) -> TableShape | None:
+        return self.view.shape
+
     def reset(self) -> None:
-        self.drop_pending, self.loaded, self.shape, self.table = False, False, None, None
+        self.drop_pending, self.loaded, self.view = False, False, NO_TABLE
         self.fulltext_ready = False
         self.recorded, self.metric = None, None
 

@@ -30,6 +30,7 @@ from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._snapshot_file import SnapshotFile, check_option
 from tidb_jina.store._types import load_metadata
 from tidb_jina.store._watch import Busy
+from tidb_jina.store._write_check import same_table
 
 # Larger transactions amortise the WAL commit.
 DEFAULT_EMBEDDED_BATCH_ROWS = 5_000
@@ -122,14 +123,15 @@ class EmbeddedBackend:
         if shape is None or shape.has_update_time:
             updates["update_time"] = sa.func.current_timestamp()
         upsert = stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+        check = same_table(self.cache, table)  # in each transaction: nobody re-created it
         if self.cache.snapshot is None:  # nothing in memory to keep up to date
-            self.db.write_batches(upsert, columns, rows, batches)
+            self.db.write_batches(upsert, columns, rows, batches, check)
             return
         compiled = upsert.compile(dialect=self.db.dialect)
         assert list(compiled.positiontup or ()) == list(columns)  # rows go in as they are
         sql = str(compiled)
         with self.db.writer() as conn:
-            write_into_snapshot(self.cache, conn, table, sql, rows, batches)
+            write_into_snapshot(self.cache, conn, table, sql, rows, batches, check)
 
     def insert_texts(
         self, table: sa.Table, rows: list[tuple[Any, ...]], batches: list[slice]

@@ -68,7 +68,9 @@ class _Waiting:
         self.done = threading.Event()
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
-        self.lead = False  # woken to score the queue, not with a result
+        # this caller is to score the queue (it came first, or was woken to): set under
+        # the coalescer's lock, cleared when its ``_lead`` takes the batch
+        self.lead = False
         # the result's array, allocated by the caller's thread (its own malloc arena)
         self.out = np.empty(rows, dtype=np.float32) if rows >= 0 else None
 
@@ -97,40 +99,48 @@ class Coalescer:
         ``group``: keys of one group are prefixes of each other: the first ``rows`` rows
         of any wider key's scores are this key's (default: the key alone)."""
         item = _Waiting(key, query, scorer, id(key) if group is None else group, rows)
-        with self._lock:
-            self._queue.append(item)
-            lead = not self._busy
-            self._busy = True
-        if not lead:
-            try:
+        try:
+            with self._lock:
+                self._queue.append(item)
+                if not self._busy:  # the one statement that makes this caller the leader
+                    self._busy = item.lead = True
+            if not item.lead:
                 item.done.wait()
-            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue
-                self._abandon(item)
-                raise
-            lead = item.lead
-        if lead:
-            self._lead()
+            if item.lead:
+                self._lead(item)
+        except BaseException:  # interrupted (KeyboardInterrupt): leave the queue, and
+            self._abandon(item)  # pass the lead on if it was this caller's to take
+            raise
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def _lead(self) -> None:
-        """Score everything queued now, then hand the lead to the next caller queued."""
-        with self._lock:
-            batch, self._queue = self._queue, []
-        groups: dict[Hashable, list[_Waiting]] = {}
-        for item in batch:
-            groups.setdefault(item.group, []).append(item)
+    def _lead(self, own: _Waiting) -> None:
+        """Score everything queued now, then hand the lead to the next caller queued.
+
+        Until the batch is taken, ``own.lead`` says that this caller still owes the
+        coalescer its lead: interrupted before (KeyboardInterrupt between any two steps),
+        ``distances`` hands it on (``_abandon``). Taking the batch clears it in the same
+        hold of the lock; from then on the ``finally`` below answers the batch and hands
+        the lead on."""
+        batch: list[_Waiting] = []
         try:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                own.lead = False
+            groups: dict[Hashable, list[_Waiting]] = {}
+            for item in batch:
+                groups.setdefault(item.group, []).append(item)
             for items in groups.values():
                 self._score(items)
         finally:  # even interrupted between groups: no caller of the batch hangs
-            for item in batch:
-                if not item.done.is_set():
-                    item.error = RuntimeError("the search was interrupted; run it again")
-                    item.done.set()
-            self._hand_off(None)
+            if batch:
+                for item in batch:
+                    if not item.done.is_set():
+                        item.error = RuntimeError("the search was interrupted; run it again")
+                        item.done.set()
+                self._hand_off(None)
 
     def _hand_off(self, leaving: _Waiting | None) -> None:
         """Wake the first caller queued to lead (or mark the coalescer idle). ``leaving``:

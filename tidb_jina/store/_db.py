@@ -10,7 +10,7 @@ place.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -90,8 +90,10 @@ class Database:
         columns: tuple[str, ...],
         rows: list[tuple[Any, ...]],
         batches: Sequence[slice],
+        check: Callable[[sa.Connection], None] | None = None,
     ) -> None:
-        """Send validated, encoded rows: one connection, one transaction per batch.
+        """Send validated, encoded rows: one connection, one transaction per batch
+        (``check(conn)`` first in each: ``_write_check``).
 
         The rows go to the driver as they are (``executemany`` of the compiled SQL): they
         are already encoded, so SQLAlchemy's per-row parameter processing is skipped.
@@ -114,6 +116,8 @@ class Database:
         with self.writer() as conn:
             for part in batches:
                 with conn.begin():
+                    if check is not None:
+                        check(conn)
                     conn.exec_driver_sql(sql, params(rows[part]))
 
     @contextmanager

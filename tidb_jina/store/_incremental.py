@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ def write_into_snapshot(
     sql: str,
     rows: list[tuple[Any, ...]],
     batches: list[slice],
+    check: Callable[[sa.Connection], None] | None = None,
 ) -> None:
     """Upsert ``(id, embedding, document, meta)`` rows (``sql`` takes them in that order),
     one transaction per batch, applying each committed batch to ``cache``'s snapshot.
@@ -70,6 +71,8 @@ def write_into_snapshot(
     with cache.writing():
         for part in batches:
             with conn.begin():  # BEGIN IMMEDIATE: nobody else commits until this one ends
+                if check is not None:  # the table is still the one checked (_write_check)
+                    check(conn)
                 own = _own_version(conn)
                 snap = cache.snapshot
                 before = cache.token(conn)

@@ -38,11 +38,13 @@ from tidb_jina.store import _filter_tree, _table_meta, _tidb, _validate, _vector
 from tidb_jina.store._async import AsyncRunner
 from tidb_jina.store._auto import AutoEmbedding
 from tidb_jina.store._backend import (
+    NO_TABLE,
     Backend,
     Query,
     SearchOptions,
     TableSettings,
     TableState,
+    TableView,
     positive,
 )
 from tidb_jina.store._backend_embedded import EmbeddedBackend
@@ -239,8 +241,8 @@ class TableBase:
         """The vector dimension: declared, or read from the table (None if unknown yet)."""
         if self._declared_dimension is not None:
             return self._declared_dimension
-        self._load()
-        return self._state.shape.dimension if self._state.shape else None
+        shape = self._load_view().shape  # read once (a drop may replace the view)
+        return shape.dimension if shape else None
 
     @property
     def database(self) -> str:
@@ -296,7 +298,7 @@ class TableBase:
         if self._load() is None:
             self._create(_vector.check_dimension(dim))  # type: ignore[arg-type]
         elif dim is not None:
-            self._check_dimension(dim)
+            self._state.view.check_dimension(self.table_name, dim)
 
     def drop(self) -> None:
         """Drop the table and everything in it (no error if it does not exist)."""
@@ -308,6 +310,9 @@ class TableBase:
             self._state.reset()
 
     def _load(self) -> sa.Table | None:
+        return self._load_view().table
+
+    def _load_view(self) -> TableView:  # the table and its shape after the schema check
         state = self._state
         if not state.loaded or self._backend.schema_changed():
             with state.lock:
@@ -321,13 +326,14 @@ class TableBase:
                         shape = read_shape(conn, self.table_name)
                         recorded = _table_meta.read(conn, self.table_name) if shape else None
                     self._adopt(shape, recorded)
+        view = state.view
         if state.metric is not None and state.metric is not self._settings.metric:
             self._use_metric(state.metric)
-        return state.table
+        return view
 
     def _loaded(self) -> tuple[sa.Table | None, int | None, DistanceMetric]:
-        """Table, dimension and metric from one schema check (each property checks)."""
-        table, shape = self._load(), self._state.shape  # _load settles metric and shape
+        """Table, dimension and metric from one schema check; table and shape: one view."""
+        table, shape = self._load_view()  # settles metric and shape
         dimension = self._declared_dimension or (shape.dimension if shape else None)
         return table, dimension, self._settings.metric
 
@@ -396,6 +402,7 @@ class TableBase:
     def _adopt(
         self, shape: TableShape | None, recorded: _table_meta.TableMeta | None = None
     ) -> None:
+        view = NO_TABLE
         if shape is not None:
             self._check_recorded(recorded)
             declared = self._declared_dimension
@@ -406,7 +413,7 @@ class TableBase:
                     f"{shape.dimension} dimensions, or a new table_name"
                 )
             indexed = self.indexed_key
-            self._state.table = build_table(
+            table = build_table(
                 self.table_name,
                 shape.dimension,
                 self.engine.dialect.name,
@@ -417,7 +424,8 @@ class TableBase:
                 if indexed and indexed_key_column(indexed) in shape.columns
                 else None,
             )
-        self._state.shape = shape
+            view = TableView(table, shape)
+        self._state.view = view  # the table and its shape replaced in one step
         # A missing table is looked up again next time: someone may create it meanwhile.
         self._state.loaded = shape is not None
 
@@ -445,21 +453,12 @@ class TableBase:
                 shape = read_shape(conn, self.table_name)
                 recorded = _table_meta.read(conn, self.table_name)
             self._adopt(shape, recorded)  # someone else may have created it first (size, model)
-            self._check_dimension(dimension)
+            self._state.view.check_dimension(self.table_name, dimension)
             self._backend.after_create(self._state.table)  # type: ignore[arg-type]
             if self.full_text:
                 self.create_full_text_index()
             assert self._state.table is not None
             return self._state.table
-
-    def _check_dimension(self, dimension: int) -> None:
-        table_dim = self._state.shape.dimension if self._state.shape else None
-        if table_dim is not None and table_dim != dimension:
-            raise DimensionMismatchError(
-                f"table {self.table_name!r} has VECTOR({table_dim}) but the vectors have "
-                f"{dimension} dimensions; use a model with {table_dim} dimensions (e.g. "
-                f"dimensions={table_dim} for Jina v3+) or a new table_name"
-            )
 
     def _existing(self, what: str) -> sa.Table:
         table = self._load()
@@ -560,12 +559,14 @@ class TableBase:
         vectors = self._backend.encode_vectors(matrix)
         stored = 4 * matrix.shape[1] + 4
         rows, sizes = rows_to_write(prepared, keep, vectors, stored, self._row_size)
-        table = self._state.table
-        if table is None:
-            table = self._create(matrix.shape[1], model)
+        if self._state.table is not None:
+            self._check_model(model)  # (a new table records it)
+        view = self._state.view  # the table written and its shape: one state, read last
+        if view.table is None:
+            table = self._create(matrix.shape[1], model)  # checks the dimension itself
         else:
-            self._check_model(model)
-        self._check_dimension(matrix.shape[1])
+            table = view.table
+            view.check_dimension(self.table_name, matrix.shape[1])
         self._backend.upsert(table, rows, batch_slices(sizes, self.batch_rows, self.batch_bytes))
         return id_list
 
@@ -582,7 +583,7 @@ class TableBase:
             raise InvalidInputError(
                 f"got {len(id_list)} ids for {n} vectors; pass one id per vector"
             )
-        limit = self._state.shape.id_length if self._state.shape else ID_LENGTH
+        limit = getattr(self._state.shape, "id_length", ID_LENGTH)  # one read (None: default)
         checked = ids_ok(id_list, limit)  # the whole column at once; else name the bad one
         for i, value in enumerate([] if checked else id_list):
             if not isinstance(value, str) or not value:

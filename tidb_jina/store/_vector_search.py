@@ -44,7 +44,7 @@ def unchecked_search(
 ) -> list[SearchResult] | None:
     """The results, or None: check the schema and search the usual way."""
     state, metric = table._state, table._settings.metric
-    sa_table, shape = state.table, state.shape
+    sa_table, shape = state.view  # one state: the table and the shape it was read with
     if (
         not state.loaded
         or state.drop_pending

@@ -10,6 +10,8 @@ It must open exactly the database the engine opened, whatever form the URL had:
 * a file: the absolute path SQLite itself reports for the engine's connection
   (``PRAGMA database_list``), so a relative path followed by ``os.chdir`` still watches
   the right file, and a ``file:`` URI is not mistaken for a file named ``file:...``;
+  a ``file:`` URI's parameters come along (``same_uri``): ``mode=ro`` keeps the watcher
+  read-only, ``immutable=1``, ``vfs=`` and the others open the file the same way;
 * a shared-cache in-memory URI (``file:name?mode=memory&cache=shared``): the same URI,
   opened as a URI (every connection to it shares the data, so ``data_version`` works);
 * a private in-memory database (``sqlite://``): nothing else can reach it; it lives in
@@ -27,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -251,10 +254,28 @@ def _target(engine: sa.Engine, dbapi: sqlite3.Connection) -> tuple[str, bool] | 
     """(what to open, is it a URI) for the engine's database; None for private memory."""
     rows = _pragma(dbapi, "PRAGMA database_list")
     path = next((row[2] for row in rows if row[1] == "main"), "")
-    if path:  # a file: SQLite's own absolute path, immune to a later chdir
-        return path, False
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     where = str(args[0]) if args else str(kwargs.get("database", ""))
-    if kwargs.get("uri") and "cache=shared" in where:
+    uri = bool(kwargs.get("uri"))
+    if path:  # a file: SQLite's own absolute path, immune to a later chdir
+        return (same_uri(path, where), True) if uri else (path, False)
+    if uri and "cache=shared" in where:
         return where, True  # a shared-cache in-memory URI reaches the same data
     return None
+
+
+def same_uri(path: str, where: str) -> str:
+    """A ``file:`` URI of ``path`` (SQLite's absolute path of the engine's database) with
+    the parameters of the URI the engine opened, ``where``, so the watcher opens the
+    file as the user asked: ``mode=ro`` stays read-only (nothing created, written or
+    switched to WAL), ``immutable=1`` takes no lock and never sees a change (the file
+    is promised never to change: the vectors are read once), ``vfs=`` goes through the
+    same VFS (``vfs=memdb``'s ``/name`` is no file on disk), ``nolock=1``, ``psow=`` ...
+    likewise. ``cache=`` alone is left out: it says how this process shares pages, not
+    which data or what access, and a watcher in the engine's shared cache would wait on
+    its table locks.
+
+    The parameters are read as SQLite reads them: after the first ``?``, up to ``#``."""
+    query = where.split("?", 1)[1].split("#", 1)[0] if "?" in where else ""
+    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != "cache"]
+    return f"file:{quote(path, safe='/')}" + (f"?{'&'.join(kept)}" if kept else "")

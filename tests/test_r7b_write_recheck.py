@@ -1,0 +1,94 @@
+"""A write checks, inside its own transaction, that the table is the one its rows were
+checked against (issue 18, seventh round; ``_write_check``).
+
+Another process dropped the table and made it again with 8 dimensions between this
+table's dimension check (4) and its write transaction: the 4-dimension row went into
+the 8-dimension table, and every later search of it failed with "holds vectors whose
+length is not 8". The interleaving is forced with the paused state of
+``test_r7b_loaded_view`` (the write pauses right after it read the table).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from test_r7b_loaded_view import _in_victim, _pause
+
+from tidb_jina import DimensionMismatchError, SchemaError
+from tidb_jina.store import VectorTable
+
+
+@pytest.fixture(params=[True, False], ids=["snapshot", "no-cache"])
+def table(request, tmp_path):
+    table = VectorTable(
+        f"sqlite:///{tmp_path / 'w.db'}", table_name="w", search_cache=request.param
+    )
+    rng = np.random.default_rng(4)
+    table.upsert(rng.normal(size=(20, 4)).astype(np.float32), ids=[str(i) for i in range(20)])
+    table.search(rng.normal(size=4).astype(np.float32), k=2)
+    assert (table._backend.cache.snapshot is not None) is request.param
+    yield table
+    table.close()
+
+
+def _write_while(table: VectorTable, meanwhile) -> object:
+    """Upsert one 4-dimension row "x"; ``meanwhile()`` runs after the write read the
+    table, before its transaction. Returns the upsert's result or error."""
+    state = _pause(table, ("_write",))
+    thread, got = _in_victim(lambda: table.upsert([np.ones(4, dtype=np.float32)], ids=["x"]))
+    assert state.paused.wait(10)
+    meanwhile()
+    state.gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    state.paused.set()  # pauses no more
+    return got["result"]
+
+
+def test_a_table_made_again_with_another_dimension_is_never_written_the_old_size(table):
+    url = str(table.engine.url)
+
+    def recreate() -> None:
+        other = VectorTable(url, table_name="w")  # another connection (or process)
+        other.drop()
+        other.upsert([np.ones(8, dtype=np.float32)], ids=["eight"])
+        other.close()
+
+    result = _write_while(table, recreate)
+    assert isinstance(result, DimensionMismatchError), repr(result)
+    assert "VECTOR(8)" in str(result) and "not written" in str(result)
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+    assert raw.execute("SELECT id, length(embedding) FROM w").fetchall() == [("eight", 32)]
+    raw.close()
+    hits = table.search(np.ones(8, dtype=np.float32), k=3)  # no "holds vectors whose ..."
+    assert [h.id for h in hits] == ["eight"]
+
+
+def test_a_table_dropped_meanwhile_says_so_and_the_write_again_makes_it(table):
+    url = str(table.engine.url)
+
+    def drop() -> None:
+        other = VectorTable(url, table_name="w")
+        other.drop()
+        other.close()
+
+    result = _write_while(table, drop)
+    assert isinstance(result, SchemaError) and "dropped by another connection" in str(result)
+    assert table.upsert([np.ones(4, dtype=np.float32)], ids=["x"]) == ["x"]
+    assert [h.id for h in table.search(np.ones(4, dtype=np.float32), k=5)] == ["x"]
+
+
+def test_another_table_created_meanwhile_lets_the_write_through(table):
+    path = str(table.engine.url).removeprefix("sqlite:///")
+
+    def unrelated() -> None:
+        raw = sqlite3.connect(path)
+        raw.execute("CREATE TABLE unrelated (x)")  # the schema cookie moves
+        raw.commit()
+        raw.close()
+
+    assert _write_while(table, unrelated) == ["x"]
+    hits = table.search(np.ones(4, dtype=np.float32), k=1)
+    assert hits[0].id == "x" and len(table.get(["x"])) == 1
