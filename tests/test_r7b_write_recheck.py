@@ -11,6 +11,7 @@ length is not 8". The interleaving is forced with the paused state of
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -92,3 +93,52 @@ def test_another_table_created_meanwhile_lets_the_write_through(table):
     assert _write_while(table, unrelated) == ["x"]
     hits = table.search(np.ones(4, dtype=np.float32), k=1)
     assert hits[0].id == "x" and len(table.get(["x"])) == 1
+
+
+def test_a_view_refreshed_by_another_thread_meanwhile_still_refuses_the_old_size(table):
+    """The in-transaction check skipped its shape read when the schema cookie equalled
+    the cache's last seen one; another thread of this process that read the new schema
+    meanwhile (any call: here ``dimension``) moved that cookie to the new table's, so
+    the 4-dimension row went into the 8-dimension table unchecked."""
+    url = str(table.engine.url)
+    paused, gate = threading.Event(), threading.Event()
+    upsert = table._backend.upsert
+
+    def late_upsert(*args, **kwargs):  # the facade checked the rows; the write not begun
+        paused.set()
+        assert gate.wait(10)
+        return upsert(*args, **kwargs)
+
+    table._backend.upsert = late_upsert
+    thread, got = _in_victim(lambda: table.upsert([np.ones(4, dtype=np.float32)], ids=["x"]))
+    assert paused.wait(10)
+    other = VectorTable(url, table_name="w")  # another connection (or process)
+    other.drop()
+    other.upsert([np.ones(8, dtype=np.float32)], ids=["eight"])
+    other.close()
+    assert table.dimension == 8  # this process has seen the new table (its cookie too)
+    gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(got["result"], DimensionMismatchError), repr(got["result"])
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+    assert raw.execute("SELECT id, length(embedding) FROM w").fetchall() == [("eight", 32)]
+    raw.close()
+    assert [h.id for h in table.search(np.ones(8, dtype=np.float32), k=3)] == ["eight"]
+
+
+def test_a_table_made_again_as_no_vector_table_is_never_written(table):
+    path = str(table.engine.url).removeprefix("sqlite:///")
+
+    def replace() -> None:
+        raw = sqlite3.connect(path)
+        raw.execute("DROP TABLE w")
+        raw.execute("CREATE TABLE w (id TEXT PRIMARY KEY, embedding TEXT, document, meta)")
+        raw.commit()
+        raw.close()
+
+    result = _write_while(table, replace)
+    assert isinstance(result, SchemaError) and "not a vector table" in str(result), repr(result)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT count(*) FROM w").fetchone() == (0,)
+    raw.close()

@@ -6,51 +6,56 @@ shape again when SQLite's schema cookie moved since. Between that check and the 
 transaction another process may drop the table and create it again with another
 dimension: the rows of the old size went into the new table, and every later search of
 it failed ("holds vectors whose length is not ..."). A write transaction (``BEGIN
-IMMEDIATE``) holds SQLite's write lock, so no schema changes while it runs: the cookie
-read inside it is the one the rows land under. When it is the cookie the shape was read
-under, nothing more is read (one PRAGMA per batch); otherwise the table's shape is read
-again in the transaction, and the batch goes on only if the table is still there with
-the rows' dimension (another table created, an index added: it goes on).
+IMMEDIATE``) holds SQLite's write lock, so no schema changes while it runs: the table's
+embedding column read inside it is the one the rows land in, and the batch goes on only
+if the table is still there with the rows' dimension (another table created, an index
+added: it goes on).
+
+The column is read in every batch's transaction (one ``pragma_table_xinfo`` row, about
+20 us), never skipped on an unchanged schema cookie: the cookie this process saw last
+is no proof, since another thread of this process may have read the new table's schema
+(and its cookie) between this write's check and its transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from tidb_jina._errors import DimensionMismatchError, SchemaError
-from tidb_jina.store._schema import read_shape
+from tidb_jina.store._schema import _VECTOR_TYPE
 
-if TYPE_CHECKING:
-    from tidb_jina.store._embedded import VectorCache
+_EMBEDDING_TYPE = "SELECT type FROM pragma_table_xinfo(?) WHERE lower(name) = 'embedding'"
 
 
-def same_table(cache: VectorCache, table: sa.Table) -> Callable[[sa.Connection], None]:
+def same_table(table: sa.Table) -> Callable[[sa.Connection], None]:
     """A check to run first in each write transaction of rows for ``table``."""
     name = table.name
     dimension = getattr(table.c.embedding.type, "dimension", None)
 
     def check(conn: sa.Connection) -> None:
-        seen = cache.schema_seen
-        if seen is None:  # no shape read by this table yet (or dropped by it)
-            return
-        if int(conn.exec_driver_sql("PRAGMA schema_version").scalar_one()) == seen:
-            return
-        shape = read_shape(conn, name)
-        if shape is None:
+        row = conn.exec_driver_sql(_EMBEDDING_TYPE, (name,)).first()
+        if row is None:
             raise SchemaError(
                 f"table {name!r} was dropped by another connection while this write was "
-                "prepared; this batch was not written: run the write again (it makes the "
-                "table again)"
+                "prepared; this batch was not written (batches before it were): run the "
+                "write again (it makes the table again)"
             )
-        if dimension is not None and shape.dimension not in (None, dimension):
+        match = _VECTOR_TYPE.match(str(row[0]))
+        if match is None:
+            raise SchemaError(
+                f"table {name!r} was made again by another connection as a table that is "
+                f"not a vector table (embedding {row[0]!r}); this batch was not written: "
+                "choose another table_name, or drop that table"
+            )
+        found = int(match.group(1)) if match.group(1) else None
+        if dimension is not None and found not in (None, dimension):
             raise DimensionMismatchError(
                 f"table {name!r} was made again by another connection with "
-                f"VECTOR({shape.dimension}) while this write of {dimension}-dimension "
+                f"VECTOR({found}) while this write of {dimension}-dimension "
                 "vectors was prepared; this batch was not written: use a model with "
-                f"{shape.dimension} dimensions, or another table_name"
+                f"{found} dimensions, or another table_name"
             )
 
     return check
