@@ -191,3 +191,85 @@ def test_a_file_name_sqlite_must_decode_is_opened(tmp_path):
     assert table.search(query, k=1)[0].id == "r5"
     _refuses_writes(_watcher(table))
     table.close()
+
+
+@pytest.mark.parametrize("name", ["privmem", "file:sub/privmem"])
+def test_a_private_memdb_lives_in_one_connection_and_every_thread_sees_its_rows(
+    tmp_path, monkeypatch, name
+):
+    """``vfs=memdb`` with a name not starting with ``/`` is private to each connection:
+    the engine pooled several, each with its own empty database, so a search in another
+    thread answered no rows or "no such table", and the watcher opened a third one."""
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    where = name if name.startswith("file:") else f"file:{name}"
+    table = VectorTable(f"sqlite:///{where}?vfs=memdb&uri=true", table_name="t", metric="l2")
+    vectors = _vectors(9, 40)
+    ids = [f"p{i}" for i in range(40)]
+    table.upsert(vectors, ids=ids)
+    query = _vectors(10, 1)[0]
+    expected = _nearest(vectors, ids, query, 3)
+    answers: list[object] = []
+
+    def search() -> None:
+        try:
+            answers.append([h.id for h in table.search(query, k=3)])
+        except Exception as exc:  # the assertion below shows it
+            answers.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [expected] * 6
+    table.upsert([query], ids=["new"])  # a write in memory is seen at once
+    assert table.search(query, k=1)[0].id == "new"
+    assert table._backend.cache.watcher._conn is None  # nothing else can reach it
+    assert list(tmp_path.iterdir()) == []  # no file of that name
+    table.close()
+
+
+@pytest.mark.parametrize(
+    ("database", "vfs", "private"),
+    [
+        ("file:x", "memdb", True),
+        ("file:/x", "memdb", False),
+        ("file:///x", "memdb", False),
+        ("file://localhost/x", "memdb", False),
+        ("file:x", ("memdb", "unix"), False),
+        ("file:x", ("unix", "memdb"), True),
+        ("file:x", None, False),
+        ("x.db", "memdb", False),
+    ],
+)
+def test_private_memdb_names(database, vfs, private):
+    from tidb_jina.store._memdb import private_memdb, uri_vfs
+
+    assert private_memdb(database, vfs) is private
+    assert uri_vfs("file:x?vfs=unix&a=1&vfs=memdb#vfs=no") == "memdb"
+
+
+def test_a_shared_memdb_is_written_after_searches_and_deletes_too(tmp_path):
+    """SQLite's memdb VFS refuses a reader while any connection holds the write lock:
+    the write's change token, read on the watcher inside the write transaction, waited
+    for that very write's lock, and every write after a search failed after 5 s with
+    "database is locked". The write now applies nothing and the next search reloads."""
+    url = f"sqlite:///file:/{tmp_path.name}-shared?vfs=memdb&uri=true"
+    table = VectorTable(url, table_name="t", metric="l2")
+    vectors = _vectors(11, 30)
+    ids = [f"s{i}" for i in range(30)]
+    table.upsert(vectors, ids=ids)
+    query = _vectors(12, 1)[0]
+    assert [h.id for h in table.search(query, k=2)] == _nearest(vectors, ids, query, 2)
+    assert table._backend.cache.snapshot is not None  # the snapshot a write keeps up
+    table.upsert([query], ids=["near"])
+    assert table.search(query, k=1)[0].id == "near"
+    table.delete(["near"])
+    assert [h.id for h in table.search(query, k=2)] == _nearest(vectors, ids, query, 2)
+    other = VectorTable(url, table_name="t", metric="l2")  # another object, same data
+    other.upsert([query], ids=["theirs"])
+    assert table.search(query, k=1)[0].id == "theirs"
+    other.close()
+    table.close()

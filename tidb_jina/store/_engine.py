@@ -35,6 +35,7 @@ from tidb_jina._errors import ConfigurationError
 from tidb_jina._redact import remember_secrets
 from tidb_jina.store import _sqlite
 from tidb_jina.store._driver_args import check_driver_args, fold_tls_args, guard_user_engine
+from tidb_jina.store._memdb import private_memdb
 from tidb_jina.store._tls import (
     connect_requiring_tls,
     normalize_host,
@@ -295,6 +296,7 @@ def _sqlite_file_backed(url: URL) -> bool:
         database not in ("", ":memory:")
         and "mode=memory" not in database
         and (url.query.get("mode") != "memory")
+        and not private_memdb(database, url.query.get("vfs"))
     )
 
 

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 from tidb_jina.store._embedded import Snapshot, VectorCache
 from tidb_jina.store._rows import IN_CHUNK, chunks
 from tidb_jina.store._stream_load import release_free_memory, spare_rows
+from tidb_jina.store._watch import Busy
 
 _LE_FLOAT32 = np.dtype("<f4")
 _ROWID = sa.literal_column("rowid", sa.Integer)
@@ -75,11 +76,11 @@ def write_into_snapshot(
                     check(conn)
                 own = _own_version(conn)
                 snap = cache.snapshot
-                before = cache.token(conn)
+                before = _write_token(cache, conn)
                 batch = rows[part]
                 conn.exec_driver_sql(sql, batch)
                 written = None
-                if snap is not None and snap.token == before:
+                if snap is not None and before is not None and snap.token == before:
                     written = _written(conn, table, batch)
                     if written is None:  # cannot happen unless someone wrote inside our lock
                         cache.invalidate()
@@ -109,6 +110,19 @@ def trim_now() -> None:
     if now - _trimmed_at[0] >= TRIM_SECONDS:
         _trimmed_at[0] = now
         release_free_memory()
+
+
+def _write_token(cache: VectorCache, conn: sa.Connection) -> Any:
+    """The change token read inside our write transaction; None when the watcher cannot
+    read beside a writer: SQLite's ``memdb`` VFS refuses a reader while any connection
+    holds the write lock (a file never does: WAL readers never wait, and a rollback
+    journal's only while a commit holds PENDING, which ours excludes). Waiting for our
+    own lock failed every write after a search with "database is locked"; None applies
+    nothing, so the next search loads the table again."""
+    try:
+        return cache.token(conn, wait=False)
+    except Busy:
+        return None
 
 
 def _own_version(conn: sa.Connection) -> int:
@@ -183,14 +197,16 @@ def delete_from_snapshot(
         with conn.begin():  # BEGIN IMMEDIATE
             own = _own_version(conn)
             snap = cache.snapshot
-            before = cache.token(conn)
+            before = _write_token(cache, conn)
             if statements is None:
                 rowids = None
                 deleted = int(conn.execute(sa.delete(table)).rowcount)
             else:
                 rowids = _deleted_rowids(conn, table, statements)
                 deleted = int(rowids.size)
-        if snap is not None and snap.token == before:  # else the next search reloads
+        if (
+            snap is not None and before is not None and snap.token == before
+        ):  # else the next search reloads
             _confirm_removal(cache, conn, own, before, rowids)
         return deleted
 

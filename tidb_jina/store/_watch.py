@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from tidb_jina.store._memdb import private_memdb, uri_vfs
+
 # The winners' rows of a fast search (``read_then_token``) are read with SQLite's
 # ordinary reads (``pread`` into the connection's page cache, bounded by its
 # ``cache_size``: 2 MB by default), never through a memory map. Mapped file pages count
@@ -257,6 +259,8 @@ def _target(engine: sa.Engine, dbapi: sqlite3.Connection) -> tuple[str, bool] | 
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     where = str(args[0]) if args else str(kwargs.get("database", ""))
     uri = bool(kwargs.get("uri"))
+    if uri and private_memdb(where, uri_vfs(where)):
+        return None  # a private memdb lives in the engine's one connection
     if path:  # a file: SQLite's own absolute path, immune to a later chdir
         return (same_uri(path, where), True) if uri else (path, False)
     if uri and "cache=shared" in where:
