@@ -131,11 +131,11 @@ def test_an_error_confirming_a_committed_write_does_not_fail_it(tmp_path, monkey
         real_token = cache.token
         calls = {"n": 0}
 
-        def token(conn):  # the token before the write works, the one after fails
+        def token(conn, wait=True):  # the token before the write works, the one after fails
             calls["n"] += 1
             if calls["n"] % 2 == 0:
                 locked()
-            return real_token(conn)
+            return real_token(conn, wait)
 
         monkeypatch.setattr(cache, "token", token)
     else:

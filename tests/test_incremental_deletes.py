@@ -445,11 +445,11 @@ def test_an_upsert_racing_a_foreign_commit_falls_back_to_one_reload(
     real_token, real_own = cache.token, _incremental._own_version_now
     calls = {"token": 0}
 
-    def token(conn):
+    def token(conn, wait=True):
         calls["token"] += 1
         if moment == "before the token" and calls["token"] == 2:  # 1: before, 2: after
             race.foreign_commit()
-        return real_token(conn)
+        return real_token(conn, wait)
 
     def own_now(conn):
         if moment == "after the token":
