@@ -273,3 +273,24 @@ def test_a_shared_memdb_is_written_after_searches_and_deletes_too(tmp_path):
     assert table.search(query, k=1)[0].id == "theirs"
     other.close()
     table.close()
+
+
+@pytest.mark.parametrize("parameter", ["mode=ro", "immutable=1"])
+def test_a_write_through_a_read_only_uri_says_how_to_write(tmp_path, parameter):
+    """A write on a ``mode=ro`` / ``immutable=1`` URI said "Check that the file exists,
+    is readable and writable": the file was fine, the URL was the cause."""
+    from tidb_jina import DatabaseError
+
+    path = tmp_path / "ro.db"
+    vectors = _database(path, "DELETE")
+    before = path.read_bytes()
+    table = VectorTable(f"sqlite:///file:{path}?{parameter}&uri=true", table_name="t")
+    assert len(table.search(vectors[0], k=3)) == 3
+    for write in (
+        lambda: table.upsert(vectors[:2], ids=["r0", "new"]),
+        lambda: table.delete(["r1"]),
+    ):
+        with pytest.raises(DatabaseError, match=r"read-only.*without mode=ro and immutable=1"):
+            write()
+    table.close()
+    assert path.read_bytes() == before

@@ -162,6 +162,12 @@ def _embedded_hint(dialect: str, message: str) -> str | None:
             "and search it once (the table is made again; connections opened before keep "
             "failing), or drop the '<table>__snap_*' triggers and index"
         )
+    if "readonly database" in message:
+        return (
+            "It is open read-only: searches work, writes need a URL without mode=ro and "
+            "immutable=1 (an immutable=1 file must never change: close every reader that "
+            "opened it so before writing), and a file and directory this process can write"
+        )
     if "locked" in message:
         return (
             "Another connection or process held it locked longer than the busy timeout "
