@@ -32,6 +32,46 @@ _DERIVED = ("class_name", "stores_text", "is_embedding_query")
 _AUTO = ("auto_embedding_model", "auto_embedding_dimension", "auto_embedding_options")
 
 
+# Every key ``to_dict()`` writes; ``from_dict``'s ``data`` holds no other (a dict or JSON
+# from elsewhere must not carry ``drop_existing_table``, ``engine_args`` or a
+# ``connection_string``: those are given as ``from_dict``'s keyword arguments).
+SERIALISED = frozenset(
+    (
+        *_DERIVED,
+        *_AUTO,
+        "flat_metadata",
+        "table_name",
+        "distance_strategy",
+        "vector_dimension",
+        "database_url",
+        "snapshot_file",
+    )
+)
+
+
+def check_data(data: Mapping[str, Any], class_name: str) -> None:
+    """Refuse a ``from_dict`` ``data`` with keys ``to_dict()`` never writes (a hand-made
+    or hostile dict with ``drop_existing_table: true`` dropped the table) or another
+    class's ``class_name``."""
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(
+            f"from_dict() takes the dict of to_dict(), not {type(data).__name__}"
+        )
+    extra = sorted(str(key) for key in data if key not in SERIALISED)
+    if extra:
+        raise ConfigurationError(
+            f"from_dict() data holds {', '.join(map(repr, extra))}, which to_dict() never "
+            "writes; pass options that are not serialised as keyword arguments, e.g. "
+            "from_dict(data, connection_string=URL, engine_args={...}, "
+            "drop_existing_table=True)"
+        )
+    given = data.get("class_name", class_name)
+    if given != class_name:
+        raise ConfigurationError(
+            f"from_dict() data is a {given!r}, not a {class_name!r}: use {given}.from_dict"
+        )
+
+
 def has_password(url: str) -> bool:
     """True when ``url`` (as ``to_dict`` holds it) had a password, now masked."""
     if not url:

@@ -143,6 +143,7 @@ class TiDBVectorStore(BasePydanticVectorStore):
     def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> TiDBVectorStore:  # type: ignore[override]
         """The store ``to_dict()`` describes (``kwargs`` win: ``connection_string=`` when
         the URL had a password, ``engine_args=``; see ``_config`` for what is carried)."""
+        _config.check_data(data, cls.class_name())  # only what to_dict() writes
         return cls(**_config.init_kwargs({**data, **kwargs}))
 
     def __reduce__(self) -> tuple[Any, ...]:

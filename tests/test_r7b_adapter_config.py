@@ -182,3 +182,29 @@ def test_langchain_store_leaks_no_password_and_explains_pickling(tmp_path):
     with pytest.raises(TypeError, match="TiDBVectorStore\\(connection_string="):
         pickle.dumps(local)
     local.vector_table.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"drop_existing_table": True}, "'drop_existing_table', which to_dict"),
+        ({"engine_args": {"connect_args": {"timeout": 1}}}, "'engine_args', which"),
+        ({"connection_string": "sqlite:///elsewhere.db"}, "'connection_string', which"),
+        ({"class_name": "SimpleVectorStore"}, "not a 'TiDBVectorStore'"),
+    ],
+)
+def test_from_dict_data_holds_only_what_to_dict_writes(tmp_path, extra, match):
+    """A dict (or JSON) from elsewhere with ``drop_existing_table: true`` dropped the
+    table its original filled; options that are never serialised are keyword arguments."""
+    store = TiDBVectorStore(f"sqlite:///{tmp_path / 'keep.db'}")
+    store.add([TextNode(text="kept", embedding=[1.0, 0.0], id_="n1")])
+    data = {**store.to_dict(), **extra}
+    with pytest.raises(ConfigurationError, match=match):
+        TiDBVectorStore.from_dict(data)
+    import json
+
+    with pytest.raises(ConfigurationError, match=match):
+        TiDBVectorStore.from_json(json.dumps(data))
+    assert store.client.count() == 1  # nothing dropped
+    again = TiDBVectorStore.from_dict(store.to_dict(), drop_existing_table=False)
+    assert again.client.count() == 1
