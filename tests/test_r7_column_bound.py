@@ -131,3 +131,70 @@ def test_strings_encoded_by_a_fast_search_stay_within_the_bound(tmp_path, monkey
         assert list(columns)[-1] == "name"  # the one in use stayed
         assert _held(table) <= limit
     table.close()
+
+
+def test_eight_threads_of_fast_filtered_searches_under_a_tight_bound(tmp_path, monkeypatch):
+    """Eight threads search on keys that evict each other (the bound holds about two
+    columns): no ``RuntimeError`` from the shared dict, every answer the reference's,
+    the bound kept once they stop."""
+    import sys
+    import threading
+
+    sizes = _full_column_bytes(tmp_path)
+    limit = 8 * sizes["k0"] + 1
+    monkeypatch.setattr(_embedded, "COLUMN_CACHE_BYTES", limit)
+    evicted = {"n": 0}
+    real_evict = _embedded._evict
+
+    def counting_evict(columns, used, bound):
+        before = len(columns)
+        real_evict(columns, used, bound)
+        evicted["n"] += before - len(columns)
+
+    monkeypatch.setattr(_embedded, "_evict", counting_evict)
+    table = VectorTable(f"sqlite:///{tmp_path / 'threads.db'}", table_name="b")
+    metas = _metas()
+    rng = np.random.default_rng(5)
+    table.upsert(
+        rng.normal(size=(N, D)).astype(np.float32), ids=[str(i) for i in range(N)], metadatas=metas
+    )
+    q = rng.normal(size=D).astype(np.float32)
+    table.search(q, k=1)
+    filters = [{f"k{j}": v} for j in range(KEYS) for v in (1, 2)]
+    filters += [{f"k{j}": {"$gte": 2}} for j in range(KEYS)] + [{"name": "person 9"}]
+    want = {
+        i: {str(r) for r, meta in enumerate(metas) if matches(flt, meta)}
+        for i, flt in enumerate(filters)
+    }
+    errors: list[BaseException] = []
+    wrong: list[dict] = []
+    start = threading.Barrier(8)
+
+    def worker(seed: int) -> None:
+        order = np.random.default_rng(seed).permutation(len(filters))
+        start.wait()
+        try:
+            for _ in range(3):
+                for i in order:
+                    got = {h.id for h in table.search(q, k=N, filter=filters[i])}
+                    if got != want[i]:
+                        wrong.append(filters[i])
+        except BaseException as exc:  # a RuntimeError from the dict, say
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between nearly any two bytecodes
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:3]
+    assert not wrong, wrong[:3]
+    assert evicted["n"] > 0  # the bound was at work all along
+    table.search(q, k=1, filter={"k0": 1})  # one more search: the bound holds after
+    assert _held(table) <= limit
+    table.close()
