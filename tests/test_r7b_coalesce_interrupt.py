@@ -159,3 +159,55 @@ def test_a_leader_woken_from_the_queue_and_interrupted_hands_the_lead_on(cached,
             )
     del cache._batch_distances
     _later_search_completes(cache, snap, rng)
+
+
+def test_an_interrupt_while_scoring_stays_in_the_leaders_thread():
+    """The leader's KeyboardInterrupt during the product was handed to every caller of
+    the batch as their error: other threads (a web server's workers) raised the
+    interrupt meant for the main thread. They get "interrupted; run it again"; the
+    leader gets its KeyboardInterrupt; the coalescer is idle after."""
+    from tidb_jina.store._coalesce import Coalescer
+
+    coalescer = Coalescer()
+    queued = threading.Event()
+    calls = {"n": 0}
+
+    def scorer(key: Any, queries: np.ndarray, out: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first caller alone: the others queue meanwhile
+            assert queued.wait(10)
+        elif calls["n"] == 2:  # their batch, led by the first of them: interrupted
+            assert queries.shape[0] == 3
+            raise KeyboardInterrupt
+        return np.zeros((4, queries.shape[0]), dtype=np.float32)
+
+    def call(got: dict[str, Any]) -> None:
+        name = threading.current_thread().name
+        try:
+            got[name] = coalescer.distances("k", np.ones(2, dtype=np.float32), scorer)
+        except BaseException as exc:
+            got[name] = exc
+
+    got: dict[str, Any] = {}
+    leader = threading.Thread(target=call, args=(got,), name="leader", daemon=True)
+    leader.start()
+    while not coalescer._busy:
+        pass
+    waiters = [
+        threading.Thread(target=call, args=(got,), name=f"w{i}", daemon=True) for i in range(3)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    while len(coalescer._queue) < 3:
+        pass
+    queued.set()
+    for thread in (leader, *waiters):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert got["leader"].shape == (4,)
+    errors = [got[f"w{i}"] for i in range(3)]
+    assert sum(isinstance(e, KeyboardInterrupt) for e in errors) == 1, errors  # the leader
+    others = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
+    assert all(isinstance(e, RuntimeError) and "run it again" in str(e) for e in others), others
+    assert not coalescer._busy and not coalescer._queue
+    assert coalescer.distances("k", np.ones(2, dtype=np.float32), scorer).shape == (4,)

@@ -177,9 +177,14 @@ class Coalescer:
                 else:
                     np.copyto(item.out, scores[: item.rows, i])
                     item.result = item.out
-        except BaseException as exc:  # every waiter gets the error, none hangs
+        except Exception as exc:  # every waiter gets the error, none hangs
             for item in items:
                 item.error = exc
+        except BaseException:  # the leader's interrupt is raised in the leader's thread
+            for item in items:  # alone (``_lead``'s ``finally``: "run it again")
+                if item.error is None and item.result is None:
+                    item.error = RuntimeError("the search was interrupted; run it again")
+            raise
         finally:
             for item in items:
                 item.done.set()
