@@ -142,3 +142,42 @@ def test_a_table_made_again_as_no_vector_table_is_never_written(table):
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT count(*) FROM w").fetchone() == (0,)
     raw.close()
+
+
+def test_a_re_creation_between_two_batches_keeps_the_first_and_writes_no_more(
+    tmp_path, monkeypatch
+):
+    """A 6-row upsert in batches of 2; another connection makes the table again with 8
+    dimensions after the first batch committed. As documented for a failure in batch k:
+    the batches before it were committed (here into the table that was then dropped),
+    nothing of the refused batch or after it is written, the error says so, and the
+    table object then serves the new table."""
+    from tidb_jina.store import _incremental
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    table = VectorTable(url, table_name="w", batch_rows=2)
+    rng = np.random.default_rng(6)
+    table.upsert(rng.normal(size=(4, 4)).astype(np.float32), ids=["a", "b", "c", "d"])
+    table.search(rng.normal(size=4).astype(np.float32), k=1)  # the snapshot: kept up
+    real_confirmed, done = _incremental._confirmed, []
+
+    def confirmed_then_recreate(cache, conn, own):
+        found = real_confirmed(cache, conn, own)
+        if not done:  # after the first batch's commit, before the second's transaction
+            done.append(True)
+            other = VectorTable(url, table_name="w")
+            other.drop()
+            other.upsert([np.ones(8, dtype=np.float32)], ids=["eight"])
+            other.close()
+        return found
+
+    monkeypatch.setattr(_incremental, "_confirmed", confirmed_then_recreate)
+    with pytest.raises(DimensionMismatchError, match=r"VECTOR\(8\).*not written"):
+        table.upsert(np.ones((6, 4), dtype=np.float32), ids=[f"n{i}" for i in range(6)])
+    monkeypatch.undo()
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+    assert raw.execute("SELECT id, length(embedding) FROM w").fetchall() == [("eight", 32)]
+    raw.close()
+    assert table.dimension == 8
+    assert [h.id for h in table.search(np.ones(8, dtype=np.float32), k=5)] == ["eight"]
+    table.close()
