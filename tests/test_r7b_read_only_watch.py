@@ -294,3 +294,23 @@ def test_a_write_through_a_read_only_uri_says_how_to_write(tmp_path, parameter):
             write()
     table.close()
     assert path.read_bytes() == before
+
+
+def test_vfs_memdb_without_uri_true_is_a_file_and_pooled(tmp_path, monkeypatch):
+    """Without ``uri=true`` SQLAlchemy drops ``vfs=`` (with a warning) and opens a file
+    named ``file:x``: a file database, pooled as any other."""
+    import warnings
+
+    from sqlalchemy.pool import StaticPool
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = VectorTable("sqlite:///file:plain?vfs=memdb", table_name="t")
+        table.upsert(_vectors(1, 5), ids=[f"f{i}" for i in range(5)])
+    assert not isinstance(table.engine.pool, StaticPool)
+    assert (tmp_path / "file:plain").exists()
+    table.close()
+    private = VectorTable("sqlite:///file:plain?vfs=memdb&uri=true", table_name="t")
+    assert isinstance(private.engine.pool, StaticPool)
+    private.close()

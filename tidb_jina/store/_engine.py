@@ -296,7 +296,10 @@ def _sqlite_file_backed(url: URL) -> bool:
         database not in ("", ":memory:")
         and "mode=memory" not in database
         and (url.query.get("mode") != "memory")
-        and not private_memdb(database, url.query.get("vfs"))
+        and not (
+            sa.util.asbool(url.query.get("uri", False))  # else SQLAlchemy drops vfs=
+            and private_memdb(database, url.query.get("vfs"))
+        )
     )
 
 
