@@ -181,3 +181,34 @@ def test_a_re_creation_between_two_batches_keeps_the_first_and_writes_no_more(
     assert table.dimension == 8
     assert [h.id for h in table.search(np.ones(8, dtype=np.float32), k=5)] == ["eight"]
     table.close()
+
+
+def test_two_threads_making_the_table_with_two_dimensions_never_mix_sizes(tmp_path):
+    """Two threads of one table object write the first rows of a new table, 4 and 8
+    dimensions. The 4-dimension write found no table, then ``_create`` handed it the
+    table the other thread had just made (8): the in-transaction check compared that
+    table's own dimension with itself, and the 4-dimension row went in."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    table = VectorTable(url, table_name="w")
+    real_create = table._create
+    paused, gate = threading.Event(), threading.Event()
+
+    def late_create(*args, **kwargs):
+        if threading.current_thread().name == "victim":
+            paused.set()
+            assert gate.wait(10)
+        return real_create(*args, **kwargs)
+
+    table._create = late_create
+    thread, got = _in_victim(lambda: table.upsert([np.ones(4, dtype=np.float32)], ids=["four"]))
+    assert paused.wait(10)
+    table.upsert([np.ones(8, dtype=np.float32)], ids=["eight"])
+    gate.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(got["result"], DimensionMismatchError), repr(got["result"])
+    assert "VECTOR(8)" in str(got["result"]) and "4-dimension" in str(got["result"])
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
+    assert raw.execute("SELECT id, length(embedding) FROM w").fetchall() == [("eight", 32)]
+    raw.close()
+    table.close()

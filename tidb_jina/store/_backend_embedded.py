@@ -123,7 +123,7 @@ class EmbeddedBackend:
         if shape is None or shape.has_update_time:
             updates["update_time"] = sa.func.current_timestamp()
         upsert = stmt.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
-        check = same_table(table)  # in each transaction: nobody re-created it
+        check = same_table(table, rows)  # in each transaction: nobody re-created it
         if self.cache.snapshot is None:  # nothing in memory to keep up to date
             self.db.write_batches(upsert, columns, rows, batches, check)
             return

@@ -19,7 +19,8 @@ is no proof, since another thread of this process may have read the new table's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,10 +30,16 @@ from tidb_jina.store._schema import _VECTOR_TYPE
 _EMBEDDING_TYPE = "SELECT type FROM pragma_table_xinfo(?) WHERE lower(name) = 'embedding'"
 
 
-def same_table(table: sa.Table) -> Callable[[sa.Connection], None]:
-    """A check to run first in each write transaction of rows for ``table``."""
+def same_table(table: sa.Table, rows: Sequence[tuple[Any, ...]]) -> Callable[[sa.Connection], None]:
+    """A check to run first in each write transaction of ``rows`` (``(id, embedding,
+    ...)``, every embedding of one size: checked by the facade) for ``table``.
+
+    The dimension is the rows' own (their BLOBs' size), never ``table``'s: a table object
+    handed over by another thread of this process that created the table meanwhile
+    (``TableBase._create`` returns it as it is) has that thread's dimension, and
+    4-dimension rows went into its 8-dimension table."""
     name = table.name
-    dimension = getattr(table.c.embedding.type, "dimension", None)
+    dimension = len(rows[0][1]) // 4 if rows else None
 
     def check(conn: sa.Connection) -> None:
         row = conn.exec_driver_sql(_EMBEDDING_TYPE, (name,)).first()
@@ -52,9 +59,9 @@ def same_table(table: sa.Table) -> Callable[[sa.Connection], None]:
         found = int(match.group(1)) if match.group(1) else None
         if dimension is not None and found not in (None, dimension):
             raise DimensionMismatchError(
-                f"table {name!r} was made again by another connection with "
-                f"VECTOR({found}) while this write of {dimension}-dimension "
-                "vectors was prepared; this batch was not written: use a model with "
+                f"table {name!r} was made (again) with VECTOR({found}) by another "
+                f"connection or thread while this write of {dimension}-dimension vectors "
+                "was prepared; this batch was not written: use a model with "
                 f"{found} dimensions, or another table_name"
             )
 
