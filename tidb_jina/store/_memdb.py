@@ -1,4 +1,5 @@
-"""SQLite's ``memdb`` VFS: which ``file:...?vfs=memdb`` URIs name a private database.
+"""SQLite's ``memdb`` VFS: which ``file:...?vfs=memdb`` URIs name a private database (and a
+URI's parameters as SQLite reads them, for ``_watch`` too).
 
 A ``memdb`` name that starts with ``/`` is one in-memory database shared by every
 connection of the process that opens it; any other name is private to the connection
@@ -27,11 +28,16 @@ def private_memdb(database: str, vfs: Any) -> bool:
     return not name.startswith("/")
 
 
+def uri_parameters(where: str) -> list[str]:
+    """The ``key=value`` parameters of the URI ``where`` as SQLite reads them: after the
+    first ``?``, up to ``#``, split at ``&`` (empty ones included)."""
+    return where.split("?", 1)[1].split("#", 1)[0].split("&") if "?" in where else []
+
+
 def uri_vfs(where: str) -> str | None:
     """The ``vfs`` parameter SQLite takes from the URI ``where`` (the last one given)."""
-    query = where.split("?", 1)[1].split("#", 1)[0] if "?" in where else ""
     found = None
-    for part in query.split("&"):
+    for part in uri_parameters(where):
         key, _, value = part.partition("=")
         if key == "vfs":
             found = value

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from tidb_jina.store._memdb import private_memdb, uri_vfs
+from tidb_jina.store._memdb import private_memdb, uri_parameters, uri_vfs
 
 # The winners' rows of a fast search (``read_then_token``) are read with SQLite's
 # ordinary reads (``pread`` into the connection's page cache, bounded by its
@@ -280,6 +280,5 @@ def same_uri(path: str, where: str) -> str:
     its table locks.
 
     The parameters are read as SQLite reads them: after the first ``?``, up to ``#``."""
-    query = where.split("?", 1)[1].split("#", 1)[0] if "?" in where else ""
-    kept = [part for part in query.split("&") if part and part.split("=", 1)[0] != "cache"]
+    kept = [part for part in uri_parameters(where) if part and part.split("=", 1)[0] != "cache"]
     return f"file:{quote(path, safe='/')}" + (f"?{'&'.join(kept)}" if kept else "")
